@@ -1,0 +1,148 @@
+//! The life of a service process, shared by all four: connect and migrate the database, start
+//! messaging and the outbox relay, serve gRPC with health and reflection, and stop in order —
+//! health NOT_SERVING, stop consuming, finish in-flight calls, flush the outbox, exit.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tonic::transport::server::Router;
+
+use crate::grpc::{Bootstrap, GrpcError};
+use crate::messaging::{Consumer, MessagingError, MessagingRuntime, Publisher};
+use crate::outbox::{self, Relay, RelaySettings};
+use crate::service::ServiceConfig;
+
+/// How long the outbox is given to drain at shutdown.
+const OUTBOX_FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("messaging: {0}")]
+    Messaging(#[from] MessagingError),
+    #[error(transparent)]
+    Grpc(#[from] GrpcError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The parts of a running service that its own code uses.
+pub struct Service {
+    name: &'static str,
+    listener: TcpListener,
+    bootstrap: Bootstrap,
+    pub db: DatabaseConnection,
+    pub messaging: Arc<MessagingRuntime>,
+    pub publisher: Arc<Publisher>,
+    relay: Relay,
+    consumers: Vec<Consumer>,
+}
+
+impl Service {
+    /// Connects, migrates (when configured), binds the gRPC port and starts the outbox relay.
+    /// `services` are the gRPC services the process serves, as reflection lists them.
+    pub async fn build<M: MigratorTrait>(
+        name: &'static str,
+        config: &ServiceConfig,
+        services: &[&'static str],
+    ) -> Result<Self, StartError> {
+        let db = crate::db::connect(&config.database).await?;
+        if config.database.migrate_on_start {
+            M::up(&db, None).await?;
+        }
+        let listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.grpc_addr,
+                source,
+            })?;
+        let messaging = MessagingRuntime::start(config.messaging.clone())?;
+        let publisher =
+            Arc::new(Publisher::start(Arc::clone(&messaging), &format!("{name}-producer")).await?);
+        let relay = Relay::spawn(db.clone(), Arc::clone(&publisher), RelaySettings::default());
+        Ok(Self {
+            name,
+            listener,
+            bootstrap: Bootstrap::new(services)?,
+            db,
+            messaging,
+            publisher,
+            relay,
+            consumers: Vec::new(),
+        })
+    }
+
+    /// The address gRPC listens on (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Adds the service's own gRPC servers.
+    pub fn router(mut self, add: impl FnOnce(Router) -> Router) -> Self {
+        self.bootstrap = self.bootstrap.router(add);
+        self
+    }
+
+    /// A consumer stopped (before the outbox is flushed) when the service stops.
+    pub fn add_consumer(&mut self, consumer: Consumer) {
+        self.consumers.push(consumer);
+    }
+
+    /// Serves until `shutdown` resolves, then stops in order.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), StartError> {
+        let Self {
+            name,
+            listener,
+            bootstrap,
+            db,
+            messaging,
+            publisher,
+            relay,
+            consumers,
+        } = self;
+        tracing::info!(service = name, addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
+        let served = bootstrap.serve(listener, shutdown).await;
+        for consumer in &consumers {
+            consumer.shutdown().await;
+        }
+        relay.stop().await;
+        flush_outbox(&db, &publisher).await;
+        publisher.shutdown().await;
+        messaging.shutdown().await;
+        if let Err(err) = db.close().await {
+            tracing::warn!(error = %err, "closing the database pool");
+        }
+        tracing::info!(service = name, "stopped");
+        Ok(served?)
+    }
+}
+
+/// Publishes what is left in the outbox, within a grace period; what remains is published by
+/// the next start (nothing is lost, the relay is at-least-once).
+async fn flush_outbox(db: &DatabaseConnection, publisher: &Publisher) {
+    let deadline = tokio::time::Instant::now() + OUTBOX_FLUSH_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        match outbox::relay_once(db, publisher, 512).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "outbox not flushed at shutdown; the next start publishes it");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Postgres connections and migrations.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
+
+use crate::config::ConfigSource;
+
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/database`
+    pub url: String,
+    pub max_connections: u32,
+    /// Run migrations when the service starts (a Kubernetes Job runs `<binary> migrate` instead).
+    pub migrate_on_start: bool,
+}
+
+impl DatabaseConfig {
+    pub fn load(source: &mut ConfigSource, default_database: &str) -> Self {
+        Self {
+            url: source.string(
+                "database.url",
+                &format!("postgres://postgres:postgres@127.0.0.1:5432/{default_database}"),
+            ),
+            max_connections: source.get("database.max_connections", 20),
+            migrate_on_start: source.get("database.migrate_on_start", true),
+        }
+    }
+}
+
+pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(config.url.clone());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// Creates the database named in `url` when it does not exist (through the `postgres`
+/// database of the same server). Tests use it for a fresh database each.
+pub async fn create_database(url: &str) -> Result<(), DbErr> {
+    let (server, name) = url
+        .rsplit_once('/')
+        .ok_or_else(|| DbErr::Custom(format!("database url {url:?} names no database")))?;
+    let name = name.split('?').next().unwrap_or(name);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(DbErr::Custom(format!(
+            "database name {name:?} must be letters, digits and '_'"
+        )));
+    }
+    let admin = Database::connect(format!("{server}/postgres")).await?;
+    let exists = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            admin.get_database_backend(),
+            "SELECT 1 AS one FROM pg_database WHERE datname = $1",
+            [name.into()],
+        ))
+        .await?
+        .is_some();
+    if !exists {
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+    }
+    admin.close().await?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! gRPC server bootstrap shared by every service: `grpc.health.v1.Health`, server reflection
+//! (so `grpcurl -plaintext HOST:PORT list` works with no proto files), and a graceful stop that
+//! turns health to NOT_SERVING before draining in-flight calls.
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// Why the gRPC server could not be built or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Health and reflection for a service that serves `services` (fully qualified names).
+pub struct Bootstrap {
+    pub health: HealthReporter,
+    services: Vec<&'static str>,
+    router: Router,
+}
+
+impl Bootstrap {
+    /// A router already serving health and reflection; add the service's own servers to
+    /// [`Bootstrap::router`].
+    pub fn new(services: &[&'static str]) -> Result<Self, GrpcError> {
+        let (health, health_server) = tonic_health::server::health_reporter();
+        let mut v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ticket_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(HEALTH_SERVICE);
+        let mut v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ticket_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(HEALTH_SERVICE);
+        for name in services {
+            v1 = v1.with_service_name(*name);
+            v1alpha = v1alpha.with_service_name(*name);
+        }
+        let router = tonic::transport::Server::builder()
+            .add_service(health_server)
+            .add_service(v1.build_v1()?)
+            .add_service(v1alpha.build_v1alpha()?);
+        Ok(Self {
+            health,
+            services: services.to_vec(),
+            router,
+        })
+    }
+
+    /// Adds the service's own gRPC servers.
+    pub fn router(self, add: impl FnOnce(Router) -> Router) -> Self {
+        Self {
+            router: add(self.router),
+            ..self
+        }
+    }
+
+    /// Serves until `shutdown` resolves: health turns NOT_SERVING, new calls are refused and
+    /// in-flight calls finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), GrpcError> {
+        let Self {
+            health,
+            services,
+            router,
+        } = self;
+        set_status(&health, &services, ServingStatus::Serving).await;
+        let health_at_stop = health.clone();
+        let stop = async move {
+            shutdown.await;
+            set_status(&health_at_stop, &services, ServingStatus::NotServing).await;
+            tracing::info!("health is NOT_SERVING; draining in-flight calls");
+        };
+        router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn set_status(health: &HealthReporter, services: &[&'static str], status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in services {
+        health.set_service_status(*name, status).await;
+    }
+}

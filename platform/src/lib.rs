@@ -1,0 +1,16 @@
+//! What every ticket service shares: configuration, telemetry, RocketMQ messaging, the
+//! transactional outbox and inbox, dead letters, Postgres access and the gRPC bootstrap.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod dead_letter;
+pub mod grpc;
+pub mod inbox;
+pub mod messaging;
+pub mod migration;
+pub mod outbox;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;

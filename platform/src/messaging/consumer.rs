@@ -1,0 +1,243 @@
+//! A push consumer that runs an `async` handler per message on the service's own runtime.
+//!
+//! The client calls listeners synchronously on its blocking lane; the listener here hands the
+//! batch to the service's runtime and waits, so a message is acknowledged only after its handler
+//! returned. A handler error makes the broker redeliver the batch (through `%RETRY%<group>`)
+//! up to `max_reconsume_times`, after which the broker moves it to `%DLQ%<group>`. A message
+//! the handler rejects (an undecodable payload, say) is written to the dead-letter table with
+//! its reason and acknowledged: it never blocks its queue and is never retried forever.
+//!
+//! A failed batch is redelivered whole (the client has no per-message acknowledgement), so
+//! handlers must be idempotent: the inbox (`crate::inbox`) makes their effect happen once.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use cheetah_string::CheetahString;
+use rocketmq_client_rust::{
+    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQPushConsumer,
+    MQPushConsumer, MessageListenerConcurrently,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use sea_orm::DatabaseConnection;
+use tokio::sync::Mutex;
+use tracing::Instrument;
+
+use super::envelope::{IncomingMessage, property};
+use super::{MessagingError, MessagingRuntime, Namespace, tag_expression};
+use crate::dead_letter;
+
+/// Why a handler did not complete a message.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// A passing failure (database down, timeout): the broker redelivers the message.
+    #[error("retry later: {0}")]
+    Retry(String),
+    /// The message can never succeed (bad payload, unknown tag): dead-lettered with the reason.
+    #[error("rejected: {0}")]
+    Reject(String),
+}
+
+/// What a service does with one message.
+pub trait MessageHandler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        message: IncomingMessage,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// A consumer group and what it subscribes to.
+pub struct ConsumerSettings {
+    /// Logical group name (the namespace is added).
+    pub group: String,
+    /// (logical topic, tags) pairs; `["*"]` takes every tag.
+    pub subscriptions: Vec<(String, Vec<String>)>,
+    /// Where rejected messages are recorded; `None` only logs them.
+    pub dead_letters: Option<DatabaseConnection>,
+}
+
+impl ConsumerSettings {
+    pub fn new(group: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            subscriptions: Vec::new(),
+            dead_letters: None,
+        }
+    }
+
+    pub fn subscribe(mut self, topic: &str, tags: &[&str]) -> Self {
+        self.subscriptions.push((
+            topic.to_owned(),
+            tags.iter().map(|t| (*t).to_owned()).collect(),
+        ));
+        self
+    }
+
+    pub fn dead_letters(mut self, db: DatabaseConnection) -> Self {
+        self.dead_letters = Some(db);
+        self
+    }
+}
+
+/// A running consumer; stop it with [`Consumer::shutdown`].
+pub struct Consumer {
+    inner: Mutex<DefaultMQPushConsumer>,
+    group: String,
+}
+
+impl Consumer {
+    pub async fn start<H: MessageHandler>(
+        runtime: Arc<MessagingRuntime>,
+        settings: ConsumerSettings,
+        handler: H,
+    ) -> Result<Self, MessagingError> {
+        let config = runtime.config();
+        let group = config.namespace.qualify(&settings.group);
+        let error = |reason: String| MessagingError::Consumer {
+            group: group.clone(),
+            reason,
+        };
+        if settings.subscriptions.is_empty() {
+            return Err(error("subscribes to nothing".into()));
+        }
+        let mut consumer = DefaultMQPushConsumer::builder(runtime.client())
+            .client_config(config.client_config())
+            .consumer_group(group.clone())
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .consume_message_batch_max_size(config.consume_batch)
+            .pull_batch_size(config.consume_batch.max(32))
+            .consume_thread_min(config.consume_threads)
+            .consume_thread_max(config.consume_threads)
+            .max_reconsume_times(config.max_reconsume_times)
+            .build();
+        for (topic, tags) in &settings.subscriptions {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            let expression = tag_expression(&tags)?;
+            consumer
+                .subscribe(config.namespace.qualify(topic), expression)
+                .await
+                .map_err(|err| error(format!("cannot subscribe to {topic}: {err}")))?;
+        }
+        consumer.register_message_listener_concurrently(Listener {
+            handler: Arc::new(handler),
+            app: tokio::runtime::Handle::current(),
+            namespace: config.namespace.clone(),
+            group: settings.group.clone(),
+            dead_letters: settings.dead_letters,
+        });
+        consumer
+            .start()
+            .await
+            .map_err(|err| error(format!("did not start: {err}")))?;
+        tracing::info!(%group, "consumer started");
+        Ok(Self {
+            inner: Mutex::new(consumer),
+            group,
+        })
+    }
+
+    /// Stops taking messages; in-flight handlers finish first.
+    pub async fn shutdown(&self) {
+        self.inner.lock().await.shutdown().await;
+        tracing::info!(group = %self.group, "consumer stopped");
+    }
+}
+
+struct Listener<H> {
+    handler: Arc<H>,
+    app: tokio::runtime::Handle,
+    namespace: Namespace,
+    group: String,
+    dead_letters: Option<DatabaseConnection>,
+}
+
+impl<H: MessageHandler> MessageListenerConcurrently for Listener<H> {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let batch: Vec<IncomingMessage> =
+            msgs.iter().map(|m| incoming(&self.namespace, m)).collect();
+        let handler = Arc::clone(&self.handler);
+        let dead_letters = self.dead_letters.clone();
+        let group = self.group.clone();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.app.spawn(async move {
+            let _ = done.send(handle_batch(&*handler, batch, &group, dead_letters.as_ref()).await);
+        });
+        // An unanswered oneshot means the service's runtime is shutting down: redeliver later.
+        Ok(match outcome.blocking_recv() {
+            Ok(true) => ConsumeConcurrentlyStatus::ConsumeSuccess,
+            _ => ConsumeConcurrentlyStatus::ReconsumeLater,
+        })
+    }
+}
+
+/// Runs the handler on each message of a batch in order; `false` asks for redelivery.
+async fn handle_batch<H: MessageHandler>(
+    handler: &H,
+    batch: Vec<IncomingMessage>,
+    group: &str,
+    dead_letters: Option<&DatabaseConnection>,
+) -> bool {
+    let mut all_done = true;
+    for message in batch {
+        let span = tracing::info_span!(
+            "consume",
+            group,
+            topic = %message.topic,
+            tag = %message.tag,
+            order_no = %message.key,
+            message_id = %message.message_id,
+            attempt = message.reconsume_times,
+        );
+        let result = handler
+            .handle(message.clone())
+            .instrument(span.clone())
+            .await;
+        match result {
+            Ok(()) => {}
+            Err(HandleError::Retry(reason)) => {
+                tracing::warn!(parent: &span, %reason, "handler failed; the broker will redeliver");
+                all_done = false;
+            }
+            Err(HandleError::Reject(reason)) => {
+                tracing::error!(parent: &span, %reason, "message rejected; recording it as a dead letter");
+                if let Some(db) = dead_letters {
+                    if let Err(err) = dead_letter::record(db, group, &message, &reason)
+                        .instrument(span.clone())
+                        .await
+                    {
+                        tracing::warn!(parent: &span, error = %err, "cannot record the dead letter; the broker will redeliver");
+                        all_done = false;
+                    }
+                }
+            }
+        }
+    }
+    all_done
+}
+
+fn incoming(namespace: &Namespace, msg: &MessageExt) -> IncomingMessage {
+    let props = msg.properties();
+    let prop = |name: &str| props.get(&CheetahString::from(name)).map(|v| v.to_string());
+    // A redelivered message arrives from %RETRY%<group>; its original topic is kept in a property.
+    let topic = prop("RETRY_TOPIC").unwrap_or_else(|| msg.topic().to_string());
+    IncomingMessage {
+        topic: namespace.strip(&topic),
+        tag: msg.get_tags().map(|t| t.to_string()).unwrap_or_default(),
+        key: prop("KEYS").unwrap_or_default(),
+        message_id: prop(property::MESSAGE_ID).unwrap_or_else(|| msg.msg_id().to_string()),
+        saga_id: prop(property::SAGA_ID),
+        step: prop(property::STEP),
+        attempt: prop(property::ATTEMPT)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0),
+        traceparent: prop(property::TRACEPARENT),
+        body: msg.body().unwrap_or_default(),
+        reconsume_times: msg.reconsume_times(),
+        broker_message_id: msg.msg_id().to_string(),
+    }
+}

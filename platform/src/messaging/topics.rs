@@ -1,0 +1,118 @@
+//! Topic and group names. Every name gets the deployment's namespace prefix, so several
+//! deployments (or tests) share one broker without seeing each other's messages.
+
+use super::MessagingError;
+
+/// The topics of the purchase saga (DESIGN.md, "Messages"), before the namespace prefix.
+pub mod topic {
+    pub const ORDER: &str = "ORDER_TOPIC";
+    pub const STOCK: &str = "STOCK_TOPIC";
+    pub const ORDER_CMD: &str = "ORDER_CMD_TOPIC";
+    pub const NOTIFICATION: &str = "NOTIFICATION_TOPIC";
+    pub const SAGA_REPLY: &str = "SAGA_REPLY_TOPIC";
+}
+
+/// The broker's prefix of the dead-letter topic of a consumer group.
+pub const DLQ_PREFIX: &str = "%DLQ%";
+
+/// A validated namespace prefix (letters, digits, `_` and `-`; may be empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespace(String);
+
+impl Namespace {
+    pub fn new(prefix: &str) -> Result<Self, MessagingError> {
+        if prefix.len() > 64 {
+            return Err(MessagingError::Invalid(format!(
+                "namespace {prefix:?} is longer than 64 characters"
+            )));
+        }
+        if let Some(bad) = prefix
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
+            return Err(MessagingError::Invalid(format!(
+                "namespace {prefix:?} contains {bad:?}; use letters, digits, '_' and '-'"
+            )));
+        }
+        Ok(Self(prefix.to_owned()))
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.0
+    }
+
+    /// The broker's name of a topic or consumer group. A dead-letter topic, `%DLQ%<group>`,
+    /// names a logical group: the prefix goes in front of the group.
+    pub fn qualify(&self, name: &str) -> String {
+        match name.strip_prefix(DLQ_PREFIX) {
+            Some(group) => format!("{DLQ_PREFIX}{}{group}", self.0),
+            None => format!("{}{name}", self.0),
+        }
+    }
+
+    /// The logical name of a broker topic of this namespace.
+    pub fn strip(&self, qualified: &str) -> String {
+        match qualified.strip_prefix(DLQ_PREFIX) {
+            Some(group) => format!(
+                "{DLQ_PREFIX}{}",
+                group.strip_prefix(self.0.as_str()).unwrap_or(group)
+            ),
+            None => qualified
+                .strip_prefix(self.0.as_str())
+                .unwrap_or(qualified)
+                .to_owned(),
+        }
+    }
+}
+
+/// The broker's tag expression for a set of tags: `A||B`, never with spaces (a tag expression
+/// with spaces makes the broker skip every message while the group's offsets still advance).
+pub fn tag_expression(tags: &[&str]) -> Result<String, MessagingError> {
+    if tags.is_empty() {
+        return Err(MessagingError::Invalid(
+            "a subscription needs at least one tag (or \"*\")".into(),
+        ));
+    }
+    for tag in tags {
+        if tag.is_empty() || tag.chars().any(|c| c.is_whitespace() || c == '|') {
+            return Err(MessagingError::Invalid(format!(
+                "tag {tag:?} must be non-empty, without spaces or '|'"
+            )));
+        }
+    }
+    if tags.len() > 1 && tags.contains(&"*") {
+        return Err(MessagingError::Invalid(
+            "\"*\" cannot be combined with other tags".into(),
+        ));
+    }
+    Ok(tags.join("||"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_expressions_never_contain_spaces() {
+        assert_eq!(
+            tag_expression(&["STOCK_DEDUCT", "STOCK_CONFIRM"]).expect("valid"),
+            "STOCK_DEDUCT||STOCK_CONFIRM"
+        );
+        assert_eq!(tag_expression(&["*"]).expect("valid"), "*");
+        assert!(tag_expression(&["A B"]).is_err());
+        assert!(tag_expression(&["A||B"]).is_err());
+        assert!(tag_expression(&[]).is_err());
+        assert!(tag_expression(&["*", "A"]).is_err());
+    }
+
+    #[test]
+    fn namespaces_prefix_topics_and_groups() {
+        let ns = Namespace::new("t42_").expect("valid");
+        assert_eq!(ns.qualify(topic::ORDER), "t42_ORDER_TOPIC");
+        assert_eq!(ns.qualify("%DLQ%orchestrator"), "%DLQ%t42_orchestrator");
+        assert_eq!(ns.strip("t42_ORDER_TOPIC"), "ORDER_TOPIC");
+        assert_eq!(ns.strip("%DLQ%t42_orchestrator"), "%DLQ%orchestrator");
+        assert!(Namespace::new("bad space").is_err());
+        assert!(Namespace::new("a%b").is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! Tables every service shares (outbox, inbox, dead letters). A service lists
+//! [`platform_migrations`] first in its own `Migrator`.
+
+use sea_orm_migration::MigrationTrait;
+
+mod m20261125_000001_create_outbox;
+mod m20261125_000002_create_inbox;
+mod m20261125_000003_create_dead_letter;
+
+pub fn platform_migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![
+        Box::new(m20261125_000001_create_outbox::Migration),
+        Box::new(m20261125_000002_create_inbox::Migration),
+        Box::new(m20261125_000003_create_dead_letter::Migration),
+    ]
+}

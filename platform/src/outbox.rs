@@ -1,0 +1,262 @@
+//! The transactional outbox. A service writes its messages with [`enqueue`] in the same
+//! transaction as the state change they announce; the [`Relay`] publishes unsent rows in
+//! batches and marks them sent. Delivery is at-least-once: a relay that stops after publishing
+//! and before marking publishes the rows again with the same `message_id`, which inboxes skip.
+//! Several relays may run against one table: rows are claimed with `FOR UPDATE SKIP LOCKED`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sea_orm::sea_query::{LockBehavior, LockType};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::messaging::{MessagingError, OutgoingMessage, Publisher};
+
+/// The `outbox` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        #[sea_orm(unique)]
+        pub message_id: Uuid,
+        pub topic: String,
+        pub tag: String,
+        pub message_key: String,
+        pub saga_id: Option<String>,
+        pub step: Option<String>,
+        pub attempt: i32,
+        pub traceparent: Option<String>,
+        pub payload: Vec<u8>,
+        pub created_at: DateTimeUtc,
+        pub sent_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Writes messages to the outbox inside the caller's transaction (or connection).
+pub async fn enqueue(db: &impl ConnectionTrait, messages: &[OutgoingMessage]) -> Result<(), DbErr> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let rows = messages.iter().map(|m| entity::ActiveModel {
+        message_id: Set(m.message_id),
+        topic: Set(m.topic.clone()),
+        tag: Set(m.tag.clone()),
+        message_key: Set(m.key.clone()),
+        saga_id: Set(m.saga_id.clone()),
+        step: Set(m.step.clone()),
+        attempt: Set(i32::try_from(m.attempt).unwrap_or(i32::MAX)),
+        traceparent: Set(m.traceparent.clone()),
+        payload: Set(m.payload.clone()),
+        created_at: Set(now),
+        sent_at: Set(None),
+        ..Default::default()
+    });
+    entity::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Rows not yet published.
+pub async fn pending(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL",
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}
+
+/// How the relay runs.
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    /// Rows claimed (and published) per round.
+    pub batch: u64,
+    /// Wait between rounds when the outbox is empty.
+    pub idle_poll: Duration,
+    /// Wait after a failed round (broker or database down).
+    pub error_backoff: Duration,
+    /// Sent rows older than this are deleted.
+    pub retention: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch: 256,
+            idle_poll: Duration::from_millis(20),
+            error_backoff: Duration::from_millis(500),
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Why one relay round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database: {0}")]
+    Database(#[from] DbErr),
+    #[error(transparent)]
+    Publish(#[from] MessagingError),
+}
+
+/// Publishes one batch of unsent rows and marks them sent; returns how many.
+pub async fn relay_once(
+    db: &DatabaseConnection,
+    publisher: &Publisher,
+    batch: u64,
+) -> Result<usize, RelayError> {
+    let txn = db.begin().await?;
+    let rows = entity::Entity::find()
+        .filter(entity::Column::SentAt.is_null())
+        .order_by_asc(entity::Column::Id)
+        .limit(batch)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(&txn)
+        .await?;
+    if rows.is_empty() {
+        txn.commit().await?;
+        return Ok(0);
+    }
+    let messages: Vec<OutgoingMessage> = rows.iter().map(to_outgoing).collect();
+    publisher.publish_batch(&messages).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    txn.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "UPDATE outbox SET sent_at = now() WHERE id = ANY($1)",
+        [ids.into()],
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(rows.len())
+}
+
+fn to_outgoing(row: &entity::Model) -> OutgoingMessage {
+    OutgoingMessage {
+        topic: row.topic.clone(),
+        tag: row.tag.clone(),
+        key: row.message_key.clone(),
+        message_id: row.message_id,
+        saga_id: row.saga_id.clone(),
+        step: row.step.clone(),
+        attempt: u32::try_from(row.attempt).unwrap_or(0),
+        traceparent: row.traceparent.clone(),
+        payload: row.payload.clone(),
+    }
+}
+
+/// A running relay.
+pub struct Relay {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    published: Arc<AtomicU64>,
+}
+
+impl Relay {
+    pub fn spawn(
+        db: DatabaseConnection,
+        publisher: Arc<Publisher>,
+        settings: RelaySettings,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let published = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(run(
+            db,
+            publisher,
+            settings,
+            stop.clone(),
+            Arc::clone(&published),
+        ));
+        Self {
+            stop,
+            task,
+            published,
+        }
+    }
+
+    /// Messages this relay has published so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Stops after the round in flight; rows not yet published stay for the next relay.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        if let Err(err) = self.task.await {
+            tracing::error!(error = %err, "outbox relay task failed");
+        }
+    }
+}
+
+async fn run(
+    db: DatabaseConnection,
+    publisher: Arc<Publisher>,
+    settings: RelaySettings,
+    stop: CancellationToken,
+    published: Arc<AtomicU64>,
+) {
+    let mut last_purge = tokio::time::Instant::now();
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        let wait = match relay_once(&db, &publisher, settings.batch).await {
+            Ok(n) => {
+                published.fetch_add(n as u64, Ordering::Relaxed);
+                if n as u64 >= settings.batch {
+                    Duration::ZERO
+                } else {
+                    settings.idle_poll
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "outbox relay round failed; retrying");
+                settings.error_backoff
+            }
+        };
+        if last_purge.elapsed() > Duration::from_secs(60) {
+            last_purge = tokio::time::Instant::now();
+            purge_sent(&db, settings.retention).await;
+        }
+        if !wait.is_zero() {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+async fn purge_sent(db: &DatabaseConnection, retention: Duration) {
+    let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+    let result = db
+        .execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "DELETE FROM outbox WHERE sent_at < now() - ($1::float8 * interval '1 second')",
+            [seconds.into()],
+        ))
+        .await;
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "cannot purge sent outbox rows");
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Brings up the stack, builds and starts the four services, and prints where they listen.
+# Ctrl-C stops the services (the stack keeps running; `scripts/stack.sh down` stops it).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+scripts/stack.sh up
+cargo build --workspace --bins
+LOGS="$ROOT/.stack/logs"
+mkdir -p "$LOGS"
+pids=()
+stop() {
+  echo "stopping services"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait || true
+}
+trap stop INT TERM EXIT
+for svc in order-svc stock-svc orchestrator notify-svc; do
+  "target/debug/$svc" >"$LOGS/$svc.log" 2>&1 &
+  pids+=($!)
+done
+for port in 50051 50052 50053 50054; do
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+done
+cat <<INFO
+order-svc     grpc://127.0.0.1:50051   (log: .stack/logs/order-svc.log)
+stock-svc     grpc://127.0.0.1:50052   (log: .stack/logs/stock-svc.log)
+orchestrator  grpc://127.0.0.1:50053   (log: .stack/logs/orchestrator.log)
+notify-svc    grpc://127.0.0.1:50054   (log: .stack/logs/notify-svc.log)
+try: grpcurl -plaintext 127.0.0.1:50051 list
+Ctrl-C stops the services.
+INFO
+wait

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# The local stack: RocketMQ name server and broker (the Rust implementation), Postgres and Redis,
+# all on 127.0.0.1.
+#
+#   scripts/stack.sh up       install what is missing, start what is not running, wait until ready
+#   scripts/stack.sh down     stop what `up` started (and nothing else)
+#   scripts/stack.sh status   say what runs
+#
+# Safe to run twice. The broker's store, logs and config live under .stack/ (git-ignored).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STACK_DIR=${TICKET_STACK_DIR:-$ROOT/.stack}
+ROCKETMQ_VERSION=1.0.0
+NAMESRV_PORT=${TICKET_NAMESRV_PORT:-9876}
+BROKER_PORT=${TICKET_BROKER_PORT:-10911}
+PG_PORT=5432
+REDIS_PORT=6379
+PG_PASSWORD=postgres
+DATABASES=(ticket_order ticket_stock ticket_orchestrator ticket_notify)
+CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # name port seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    port_open "$2" && return 0
+    sleep 0.1
+  done
+  die "$1 did not listen on 127.0.0.1:$2 within $3 s (logs in $STACK_DIR/logs)"
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  log "installing $* from Debian's packages"
+  if [ ! -f "$STACK_DIR/.apt-updated" ]; then
+    as_root apt-get update -qq
+    mkdir -p "$STACK_DIR" && touch "$STACK_DIR/.apt-updated"
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------- RocketMQ
+install_rocketmq() {
+  local missing=()
+  [ -x "$CARGO_BIN/rocketmq-namesrv-rust" ] || missing+=("rocketmq-namesrv@$ROCKETMQ_VERSION")
+  [ -x "$CARGO_BIN/rocketmq-broker-rust" ] || missing+=("rocketmq-broker@$ROCKETMQ_VERSION")
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "building ${missing[*]} with cargo install --locked (25-35 min on 2 cores, once per machine)"
+  # Built outside the work tree so `cargo clean` of the project never throws it away.
+  (cd / && cargo install --locked "${missing[@]}")
+}
+
+write_broker_config() {
+  local delays
+  delays=$(printf '1s %.0s' {1..18}); delays=${delays% }
+  mkdir -p "$STACK_DIR/broker/store" "$STACK_DIR/logs" "$STACK_DIR/namesrv"
+  cat >"$STACK_DIR/broker/broker.toml" <<TOML
+[broker]
+namesrvAddr = "127.0.0.1:$NAMESRV_PORT"
+brokerIp1 = "127.0.0.1"
+listenPort = $BROKER_PORT
+storePathRootDir = "$STACK_DIR/broker/store"
+
+[broker.brokerServerConfig]
+bindAddress = "127.0.0.1"
+
+[broker.brokerIdentity]
+brokerName = "ticket-broker-a"
+brokerClusterName = "DefaultCluster"
+brokerId = 0
+
+[store]
+storePathRootDir = "$STACK_DIR/broker/store"
+haListenPort = $((BROKER_PORT + 1))
+mappedFileSizeCommitLog = 268435456
+timerWheelEnable = true
+# Eighteen 1 s retry levels: a message whose consumer keeps failing reaches %DLQ% in seconds.
+messageDelayLevel = "$delays"
+TOML
+}
+
+start_rocketmq() {
+  if port_open "$NAMESRV_PORT"; then
+    log "name server already listens on $NAMESRV_PORT"
+  else
+    mkdir -p "$STACK_DIR/namesrv" "$STACK_DIR/logs"
+    log "starting name server on 127.0.0.1:$NAMESRV_PORT"
+    (cd "$STACK_DIR/namesrv" && HOME="$STACK_DIR/namesrv" ROCKETMQ_HOME="$STACK_DIR/namesrv" \
+      nohup "$CARGO_BIN/rocketmq-namesrv-rust" --rocketmqHome "$STACK_DIR/namesrv" \
+      --bindAddress 127.0.0.1 --listenPort "$NAMESRV_PORT" \
+      >"$STACK_DIR/logs/namesrv.log" 2>&1 &
+      echo $! >"$STACK_DIR/namesrv.pid")
+    wait_port "name server" "$NAMESRV_PORT" 30
+  fi
+  if port_open "$BROKER_PORT"; then
+    log "broker already listens on $BROKER_PORT"
+  else
+    write_broker_config
+    log "starting broker on 127.0.0.1:$BROKER_PORT"
+    (cd "$STACK_DIR/broker" && HOME="$STACK_DIR/broker" ROCKETMQ_HOME="$STACK_DIR/broker" \
+      nohup "$CARGO_BIN/rocketmq-broker-rust" -c "$STACK_DIR/broker/broker.toml" \
+      >"$STACK_DIR/logs/broker.log" 2>&1 &
+      echo $! >"$STACK_DIR/broker.pid")
+    wait_port "broker" "$BROKER_PORT" 60
+  fi
+}
+
+# ---------------------------------------------------------------- Postgres
+pg_cluster() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
+
+start_postgres() {
+  if ! port_open "$PG_PORT"; then
+    if ! command -v pg_ctlcluster >/dev/null || [ -z "$(pg_cluster)" ]; then
+      apt_install postgresql
+    fi
+    local version; version=$(pg_cluster)
+    [ -n "$version" ] || die "no Postgres cluster under /etc/postgresql after installing postgresql"
+    log "starting Postgres $version on 127.0.0.1:$PG_PORT"
+    as_root pg_ctlcluster "$version" main start
+    echo "$version" >"$STACK_DIR/postgres.started"
+    wait_port "Postgres" "$PG_PORT" 30
+  fi
+  local i
+  for ((i = 0; i < 100; i++)); do
+    PGPASSWORD=$PG_PASSWORD pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
+    sleep 0.2
+  done
+  # Password login on 127.0.0.1 for the services and tests.
+  if ! PGPASSWORD=$PG_PASSWORD psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1; then
+    log "setting the postgres user's password for local TCP logins"
+    as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD '$PG_PASSWORD'\"" >/dev/null
+  fi
+  local db
+  for db in "${DATABASES[@]}"; do
+    if [ -z "$(PGPASSWORD=$PG_PASSWORD psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname = '$db'")" ]; then
+      log "creating database $db"
+      PGPASSWORD=$PG_PASSWORD psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $db" >/dev/null
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- Redis
+start_redis() {
+  if port_open "$REDIS_PORT"; then return 0; fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  log "starting Redis on 127.0.0.1:$REDIS_PORT"
+  mkdir -p "$STACK_DIR/redis"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
+    --dir "$STACK_DIR/redis" --pidfile "$STACK_DIR/redis.pid" \
+    --logfile "$STACK_DIR/logs/redis.log" --save "" --appendonly no
+  wait_port "Redis" "$REDIS_PORT" 10
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null
+}
+
+stop_pidfile() { # name file
+  [ -f "$2" ] || return 0
+  local pid; pid=$(cat "$2")
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $1 (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$2"
+}
+
+status_line() { if port_open "$2"; then echo "$1: up on 127.0.0.1:$2"; else echo "$1: down"; fi; }
+
+case "${1:-}" in
+  up)
+    mkdir -p "$STACK_DIR/logs"
+    command -v psql >/dev/null || apt_install postgresql-client
+    start_postgres
+    start_redis
+    install_rocketmq
+    start_rocketmq
+    log "ready: name server 127.0.0.1:$NAMESRV_PORT, broker 127.0.0.1:$BROKER_PORT, Postgres 127.0.0.1:$PG_PORT, Redis 127.0.0.1:$REDIS_PORT"
+    ;;
+  down)
+    stop_pidfile broker "$STACK_DIR/broker.pid"
+    stop_pidfile "name server" "$STACK_DIR/namesrv.pid"
+    stop_pidfile Redis "$STACK_DIR/redis.pid"
+    if [ -f "$STACK_DIR/postgres.started" ]; then
+      log "stopping Postgres"
+      as_root pg_ctlcluster "$(cat "$STACK_DIR/postgres.started")" main stop || true
+      rm -f "$STACK_DIR/postgres.started"
+    fi
+    ;;
+  status)
+    status_line "name server" "$NAMESRV_PORT"
+    status_line broker "$BROKER_PORT"
+    status_line Postgres "$PG_PORT"
+    status_line Redis "$REDIS_PORT"
+    ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 2
+    ;;
+esac

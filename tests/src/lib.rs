@@ -1,0 +1,102 @@
+//! Helpers of the whole-system tests: fresh Postgres databases, a private RocketMQ namespace
+//! per test, and waiting for a condition with a deadline. Everything here talks to the real
+//! stack that `scripts/stack.sh up` starts.
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+use ticket_platform::db::{self, DatabaseConfig};
+use ticket_platform::messaging::{MessagingConfig, MessagingRuntime, Namespace};
+
+/// The Postgres server the tests use (`TICKET_TEST_POSTGRES` overrides).
+pub fn postgres_server() -> String {
+    std::env::var("TICKET_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
+}
+
+/// The name server the tests use (`TICKET_TEST_NAME_SERVER` overrides).
+pub fn name_server() -> String {
+    std::env::var("TICKET_TEST_NAME_SERVER").unwrap_or_else(|_| "127.0.0.1:9876".into())
+}
+
+/// A short unique name, usable in database, topic and group names.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A database of its own, created on the test server.
+pub async fn fresh_database_config(prefix: &str) -> DatabaseConfig {
+    let url = format!("{}/{}", postgres_server(), unique(prefix));
+    db::create_database(&url)
+        .await
+        .expect("create a test database (is `scripts/stack.sh up` running?)");
+    DatabaseConfig {
+        url,
+        max_connections: 20,
+        migrate_on_start: true,
+    }
+}
+
+/// The platform's tables (outbox, inbox, dead letters) and a test `effect` table.
+pub struct TestMigrator;
+
+impl MigratorTrait for TestMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        ticket_platform::migration::platform_migrations()
+    }
+}
+
+/// A fresh database with the platform's tables and an `effect` table, where handlers of the
+/// tests record what they did: `(message_id, times)`.
+pub async fn fresh_platform_database() -> DatabaseConnection {
+    let config = fresh_database_config("t_mq_").await;
+    let conn = db::connect(&config).await.expect("connect");
+    TestMigrator::up(&conn, None).await.expect("migrate");
+    conn.execute_unprepared(
+        "CREATE TABLE effect (message_id TEXT PRIMARY KEY, times INTEGER NOT NULL)",
+    )
+    .await
+    .expect("effect table");
+    conn
+}
+
+/// Messaging settings in a namespace of the test's own.
+pub fn messaging_config(max_reconsume_times: i32) -> MessagingConfig {
+    MessagingConfig {
+        name_server: name_server(),
+        namespace: Namespace::new(&format!("{}_", unique("t"))).expect("valid namespace"),
+        max_reconsume_times,
+        route_refresh: Duration::from_millis(500),
+        ..MessagingConfig::default()
+    }
+}
+
+pub fn messaging(max_reconsume_times: i32) -> Arc<MessagingRuntime> {
+    MessagingRuntime::start(messaging_config(max_reconsume_times)).expect("RocketMQ client runtime")
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,41 @@
+//! `ticketctl bench ...`: measurements whose figures go into `docs/BENCHMARKS.md`.
+
+mod mq;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Target {
+    /// The broker's produce -> consume round trip: single sends and batches at a few
+    /// concurrency levels, and through the outbox relay.
+    Mq(mq::Args),
+}
+
+pub async fn run(target: Target) -> anyhow::Result<()> {
+    match target {
+        Target::Mq(args) => mq::run(args).await,
+    }
+}
+
+/// Latency percentiles in milliseconds of a set of samples (microseconds).
+pub fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted_us.len() - 1) as f64).round() as usize;
+    sorted_us[rank.min(sorted_us.len() - 1)] as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile_ms;
+
+    #[test]
+    fn percentiles_pick_the_ranked_sample() {
+        let samples: Vec<u64> = (1..=100).map(|ms| ms * 1000).collect();
+        assert_eq!(percentile_ms(&samples, 50.0), 51.0);
+        assert_eq!(percentile_ms(&samples, 99.0), 99.0);
+        assert_eq!(percentile_ms(&samples, 100.0), 100.0);
+        assert!(percentile_ms(&[], 50.0).is_nan());
+    }
+}

@@ -1,0 +1,43 @@
+//! `ticketctl`: the operator's CLI of the ticket platform.
+#![forbid(unsafe_code)]
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ticketctl", about = "Operate the ticket platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure a part of the system on this machine.
+    Bench {
+        #[command(subcommand)]
+        target: bench::Target,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let _telemetry =
+        ticket_platform::telemetry::init(&ticket_platform::telemetry::TelemetryConfig {
+            service_name: "ticketctl".into(),
+            log: "warn".into(),
+            otlp_endpoint: String::new(),
+        });
+    let result = match cli.command {
+        Command::Bench { target } => bench::run(target).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ticketctl: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
