@@ -73,7 +73,6 @@ pub fn messaging_config(max_reconsume_times: i32) -> MessagingConfig {
         name_server: name_server(),
         namespace: Namespace::new(&format!("{}_", unique("t"))).expect("valid namespace"),
         max_reconsume_times,
-        route_refresh: Duration::from_millis(500),
         ..MessagingConfig::default()
     }
 }

@@ -29,7 +29,8 @@ pub struct MessagingConfig {
     pub consume_threads: u32,
     /// Per-send timeout.
     pub send_timeout: Duration,
-    /// How often clients refresh topic routes (short, so producers find a restarted broker).
+    /// How often clients refresh topic routes: short, so producers find a restarted broker
+    /// (the client accepts 10 s to 10 min).
     pub route_refresh: Duration,
 }
 
@@ -42,7 +43,7 @@ impl Default for MessagingConfig {
             consume_batch: 32,
             consume_threads: 16,
             send_timeout: Duration::from_secs(3),
-            route_refresh: Duration::from_secs(2),
+            route_refresh: Duration::from_secs(10),
         }
     }
 }
@@ -74,6 +75,9 @@ impl MessagingConfig {
         if !(1..=256).contains(&config.consume_threads) {
             source.invalid("messaging.consume_threads", "must be between 1 and 256");
         }
+        if !(Duration::from_secs(10)..=Duration::from_secs(600)).contains(&config.route_refresh) {
+            source.invalid("messaging.route_refresh_ms", "must be between 10000 and 600000");
+        }
         if config.name_server.trim().is_empty() {
             source.invalid("messaging.name_server", "must name at least one host:port");
         }
@@ -85,7 +89,7 @@ impl MessagingConfig {
             namesrv_addr: Some(self.name_server.clone().into()),
             client_ip: Some("127.0.0.1".into()),
             poll_name_server_interval: millis_u32(self.route_refresh),
-            heartbeat_broker_interval: 5_000,
+            heartbeat_broker_interval: 10_000,
             persist_consumer_offset_interval: 1_000,
             ..ClientConfig::default()
         };
