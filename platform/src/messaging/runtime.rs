@@ -76,7 +76,10 @@ impl MessagingConfig {
             source.invalid("messaging.consume_threads", "must be between 1 and 256");
         }
         if !(Duration::from_secs(10)..=Duration::from_secs(600)).contains(&config.route_refresh) {
-            source.invalid("messaging.route_refresh_ms", "must be between 10000 and 600000");
+            source.invalid(
+                "messaging.route_refresh_ms",
+                "must be between 10000 and 600000",
+            );
         }
         if config.name_server.trim().is_empty() {
             source.invalid("messaging.name_server", "must name at least one host:port");

@@ -1,0 +1,107 @@
+//! The service binaries as a user runs them: they start from environment settings, report
+//! every configuration problem at once, and exit cleanly on SIGTERM and on Ctrl-C (SIGINT).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::{fresh_database_config, unique};
+
+fn binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/<name>
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+async fn start(name: &str, prefix: &str) -> (Child, String) {
+    let database = fresh_database_config("t_bin_").await;
+    let mut child = Command::new(binary(name))
+        .env(format!("{prefix}_GRPC__ADDR"), "127.0.0.1:0")
+        .env(format!("{prefix}_DATABASE__URL"), &database.url)
+        .env(
+            format!("{prefix}_MESSAGING__NAMESPACE"),
+            format!("{}_", unique("t")),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("reader")
+    .expect("a first line");
+    assert!(line.contains("listening on"), "{name} printed {line:?}");
+    (child, line)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_exits_cleanly_on_sigterm() {
+    let (mut child, _) = start("order-svc", "TICKET_ORDER").await;
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_exits_cleanly_on_ctrl_c() {
+    let (mut child, _) = start("notify-svc", "TICKET_NOTIFY").await;
+    signal(&child, "-INT");
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+}
+
+#[test]
+fn every_configuration_problem_is_reported_at_once() {
+    let output = Command::new(binary("stock-svc"))
+        .env("TICKET_STOCK_GRPC__ADDR", "not-an-address")
+        .env("TICKET_STOCK_MESSAGING__CONSUME_BATCH", "0")
+        .env("TICKET_STOCK_MESSAGING__NAMESPACE", "has space")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in [
+        "grpc.addr",
+        "messaging.consume_batch",
+        "messaging.namespace",
+    ] {
+        assert!(stderr.contains(key), "{key} missing from: {stderr}");
+    }
+    assert!(stderr.contains("3 configuration error(s)"), "{stderr}");
+}
