@@ -36,10 +36,8 @@ pub struct TelemetryGuard(Option<SdkTracerProvider>);
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.0.take() {
-            if let Err(err) = provider.shutdown() {
-                eprintln!("telemetry: flushing spans failed: {err}");
-            }
+        if let Some(Err(err)) = self.0.take().map(|provider| provider.shutdown()) {
+            eprintln!("telemetry: flushing spans failed: {err}");
         }
     }
 }
