@@ -39,6 +39,8 @@ pub mod entity {
         pub payload: Vec<u8>,
         pub created_at: DateTimeUtc,
         pub sent_at: Option<DateTimeUtc>,
+        /// Why the row can never be published; such rows are skipped.
+        pub failure: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -47,10 +49,14 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Writes messages to the outbox inside the caller's transaction (or connection).
+/// Writes messages to the outbox inside the caller's transaction (or connection). A message
+/// the broker would refuse fails the call, so the caller's transaction does not commit it.
 pub async fn enqueue(db: &impl ConnectionTrait, messages: &[OutgoingMessage]) -> Result<(), DbErr> {
     if messages.is_empty() {
         return Ok(());
+    }
+    for message in messages {
+        message.validate().map_err(|err| DbErr::Custom(err.to_string()))?;
     }
     let now = chrono::Utc::now();
     let rows = messages.iter().map(|m| entity::ActiveModel {
@@ -65,6 +71,7 @@ pub async fn enqueue(db: &impl ConnectionTrait, messages: &[OutgoingMessage]) ->
         payload: Set(m.payload.clone()),
         created_at: Set(now),
         sent_at: Set(None),
+        failure: Set(None),
         ..Default::default()
     });
     entity::Entity::insert_many(rows)
@@ -78,7 +85,7 @@ pub async fn pending(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL",
+            "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failure IS NULL",
         ))
         .await?;
     Ok(row
@@ -129,6 +136,7 @@ pub async fn relay_once(
     let txn = db.begin().await?;
     let rows = entity::Entity::find()
         .filter(entity::Column::SentAt.is_null())
+        .filter(entity::Column::Failure.is_null())
         .order_by_asc(entity::Column::Id)
         .limit(batch)
         .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
@@ -138,9 +146,25 @@ pub async fn relay_once(
         txn.commit().await?;
         return Ok(0);
     }
-    let messages: Vec<OutgoingMessage> = rows.iter().map(to_outgoing).collect();
-    publisher.publish_batch(&messages).await?;
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    // A row that can never be published (written around `enqueue`) is set aside with the
+    // reason instead of blocking every row behind it.
+    let (publishable, refused): (Vec<_>, Vec<_>) =
+        rows.iter().map(|row| (row.id, to_outgoing(row))).partition(|(_, m)| m.validate().is_ok());
+    for (id, message) in &refused {
+        let reason = message.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        tracing::error!(outbox_id = id, %reason, "outbox row cannot be published; set aside");
+        txn.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "UPDATE outbox SET failure = $2 WHERE id = $1",
+            [(*id).into(), reason.into()],
+        ))
+        .await?;
+    }
+    let messages: Vec<OutgoingMessage> = publishable.iter().map(|(_, m)| m.clone()).collect();
+    if !messages.is_empty() {
+        publisher.publish_batch(&messages).await?;
+    }
+    let ids: Vec<i64> = publishable.iter().map(|(id, _)| *id).collect();
     txn.execute_raw(Statement::from_sql_and_values(
         db.get_database_backend(),
         "UPDATE outbox SET sent_at = now() WHERE id = ANY($1)",

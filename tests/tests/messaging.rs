@@ -13,7 +13,8 @@ use ticket_platform::messaging::{
 };
 use ticket_platform::outbox::{self, Relay, RelaySettings};
 use ticket_platform::{dead_letter, inbox};
-use ticket_proto::saga::v1::{StockConfirm, StockDeduct};
+use ticket_proto::saga::v1::command::Body;
+use ticket_proto::saga::v1::{Command, StockConfirm, StockDeduct};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -71,7 +72,7 @@ impl MessageHandler for Recorder {
         };
         self.tags.lock().expect("lock").push(message.tag.clone());
         if self.decode {
-            message.decode::<StockDeduct>()?;
+            message.decode::<Command>()?;
         }
         if self.always_fail || attempt <= self.fail_first {
             return Err(HandleError::Retry(format!(
@@ -135,26 +136,17 @@ async fn publisher(runtime: &Arc<MessagingRuntime>) -> Arc<Publisher> {
     Arc::new(publisher)
 }
 
+fn command(order_no: &str, step: &str, body: Body) -> OutgoingMessage {
+    let command = Command { saga_id: "saga-1".into(), order_no: order_no.into(), step: step.into(), attempt: 1, body: Some(body) };
+    OutgoingMessage::new(topic::STOCK, step, order_no, &command).with_saga("saga-1", step, 1)
+}
+
 fn deduct(order_no: &str) -> OutgoingMessage {
-    OutgoingMessage::new(
-        topic::STOCK,
-        "STOCK_DEDUCT",
-        order_no,
-        &StockDeduct {
-            tier_id: 7,
-            user_id: "u1".into(),
-            quantity: 1,
-        },
-    )
-    .with_saga("saga-1", "STOCK_DEDUCT", 1)
+    command(order_no, "STOCK_DEDUCT", Body::StockDeduct(StockDeduct { tier_id: 7, user_id: "u1".into(), quantity: 1 }))
 }
 
 fn confirm(order_no: &str) -> OutgoingMessage {
-    OutgoingMessage::new(topic::STOCK, "STOCK_CONFIRM", order_no, &StockConfirm {}).with_saga(
-        "saga-1",
-        "STOCK_CONFIRM",
-        1,
-    )
+    command(order_no, "STOCK_CONFIRM", Body::StockConfirm(StockConfirm {}))
 }
 
 async fn consume(
@@ -293,7 +285,7 @@ async fn a_handler_that_always_fails_puts_the_message_in_the_dlq() {
         3,
         "the first delivery and two redeliveries"
     );
-    assert_eq!(effect_times(&db, &id).await, 0);
+    assert!(!inbox::contains(&db, "doomed", &id).await.expect("inbox"), "the failing group never completed it");
     for c in [consumer, dlq] {
         c.shutdown().await;
     }
@@ -322,7 +314,7 @@ async fn an_undecodable_payload_is_dead_lettered_with_its_reason_and_not_retried
     })
     .await;
     assert!(
-        reasons[0].contains("not a valid StockDeduct"),
+        reasons[0].contains("not a valid Command"),
         "{reasons:?}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -410,6 +402,48 @@ async fn an_outbox_row_is_published_once_across_a_relay_restart_and_a_rollback_p
         0
     );
     assert_eq!(recorder.delivered(), 2);
+    assert_eq!(outbox::pending(&db).await.expect("pending"), 0);
+    relay.stop().await;
+    consumer.shutdown().await;
+    publisher.shutdown().await;
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_row_that_cannot_be_published_is_set_aside_and_blocks_nothing() {
+    let db = fresh_platform_database().await;
+    let runtime = messaging(3);
+    let publisher = publisher(&runtime).await;
+    let recorder = Recorder::new(&db, "after-bad-row");
+    let consumer = consume(&runtime, &recorder, topic::STOCK, &["*"]).await;
+
+    // `enqueue` refuses what the broker would refuse, and the transaction fails with it.
+    let empty = OutgoingMessage { payload: Vec::new(), ..deduct("ORD-9") };
+    let err = outbox::enqueue(&db, std::slice::from_ref(&empty)).await.expect_err("an empty body is refused");
+    assert!(err.to_string().contains("empty payload"), "{err}");
+    // A row written around `enqueue` is set aside by the relay, and the row behind it goes out.
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO outbox (message_id, topic, tag, message_key, payload) VALUES ($1, $2, 'BAD TAG', 'ORD-9', $3)",
+        [empty.message_id.into(), topic::STOCK.into(), vec![1u8].into()],
+    ))
+    .await
+    .expect("raw insert");
+    let good = deduct("ORD-10");
+    outbox::enqueue(&db, std::slice::from_ref(&good)).await.expect("enqueue");
+    let relay = Relay::spawn(db.clone(), Arc::clone(&publisher), RelaySettings::default());
+    let id = good.message_id.to_string();
+    eventually(WAIT, "the row behind the bad one", || async { (recorder.deliveries_of(&id) > 0).then_some(()) }).await;
+    let failure = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT failure FROM outbox WHERE message_id = $1",
+            [empty.message_id.into()],
+        ))
+        .await
+        .expect("query")
+        .and_then(|row| row.try_get::<Option<String>>("", "failure").expect("failure"));
+    assert!(failure.as_deref().is_some_and(|f| f.contains("invalid tag")), "{failure:?}");
     assert_eq!(outbox::pending(&db).await.expect("pending"), 0);
     relay.stop().await;
     consumer.shutdown().await;

@@ -4,7 +4,11 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::MessagingError;
 use super::consumer::HandleError;
+
+/// The largest payload the publisher sends (the broker's default limit is 4 MiB per message).
+pub const MAX_PAYLOAD: usize = 4 * 1024 * 1024 - 64 * 1024;
 
 /// Property names of the message contract.
 pub mod property {
@@ -54,6 +58,27 @@ impl OutgoingMessage {
         self
     }
 
+    /// What the broker would refuse, found before anything is written or sent.
+    pub fn validate(&self) -> Result<(), MessagingError> {
+        let problem = if self.payload.is_empty() {
+            Some("has an empty payload (the broker refuses empty bodies; wrap it in an envelope)".to_owned())
+        } else if self.payload.len() > MAX_PAYLOAD {
+            Some(format!("has a payload of {} bytes, above {MAX_PAYLOAD}", self.payload.len()))
+        } else if self.topic.is_empty() || !self.topic.chars().all(|c| c.is_ascii_alphanumeric() || "_-%".contains(c)) {
+            Some(format!("has an invalid topic {:?}", self.topic))
+        } else if self.tag.is_empty() || self.tag.chars().any(|c| c.is_whitespace() || c == '|') {
+            Some(format!("has an invalid tag {:?}", self.tag))
+        } else if self.key.chars().any(char::is_whitespace) {
+            Some(format!("has a key with spaces {:?}", self.key))
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => Err(MessagingError::Invalid(format!("message {} {problem}", self.message_id))),
+            None => Ok(()),
+        }
+    }
+
     pub fn with_traceparent(mut self, traceparent: Option<String>) -> Self {
         self.traceparent = traceparent;
         self
@@ -93,5 +118,26 @@ impl IncomingMessage {
                     .unwrap_or("message")
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> OutgoingMessage {
+        let deduct = ticket_proto::saga::v1::StockDeduct { tier_id: 1, user_id: "u1".into(), quantity: 1 };
+        OutgoingMessage::new("STOCK_TOPIC", "STOCK_DEDUCT", "ORD-1", &deduct)
+    }
+
+    #[test]
+    fn what_the_broker_refuses_is_found_before_sending() {
+        assert!(message().validate().is_ok());
+        assert!(OutgoingMessage { payload: vec![], ..message() }.validate().is_err());
+        assert!(OutgoingMessage { payload: vec![1; MAX_PAYLOAD + 1], ..message() }.validate().is_err());
+        assert!(OutgoingMessage { tag: "A B".into(), ..message() }.validate().is_err());
+        assert!(OutgoingMessage { tag: String::new(), ..message() }.validate().is_err());
+        assert!(OutgoingMessage { topic: "BAD TOPIC".into(), ..message() }.validate().is_err());
+        assert!(OutgoingMessage { key: "ORD 1".into(), ..message() }.validate().is_err());
     }
 }

@@ -93,6 +93,9 @@ impl Publisher {
     /// every message was accepted by the broker, or an error says which topic failed (some
     /// groups may have been sent: the caller retries all, and inboxes deduplicate).
     pub async fn publish_batch(&self, messages: &[OutgoingMessage]) -> Result<(), MessagingError> {
+        for outgoing in messages {
+            outgoing.validate()?;
+        }
         let mut groups: BTreeMap<(String, i32), (MessageQueue, Vec<Message>)> = BTreeMap::new();
         for outgoing in messages {
             let topic = self.runtime.config().namespace.qualify(&outgoing.topic);
@@ -158,16 +161,21 @@ impl Publisher {
         let queues = match cached {
             Some(queues) => queues,
             None => {
-                let mut fetched = self
-                    .producer
-                    .write()
-                    .await
-                    .fetch_publish_message_queues(topic)
-                    .await
-                    .map_err(|err| MessagingError::Publish {
-                        topic: topic.to_owned(),
-                        reason: format!("no route to the topic's queues: {err}"),
-                    })?;
+                let mut producer = self.producer.write().await;
+                let mut fetched = match producer.fetch_publish_message_queues(topic).await {
+                    Ok(queues) if !queues.is_empty() => queues,
+                    // A topic nobody created yet: create it, then ask again.
+                    _ => {
+                        if let Err(err) = producer.create_topic("TBW102", topic, TOPIC_QUEUES, HashMap::new()).await {
+                            tracing::warn!(%topic, error = %err, "cannot create topic");
+                        }
+                        producer.fetch_publish_message_queues(topic).await.map_err(|err| MessagingError::Publish {
+                            topic: topic.to_owned(),
+                            reason: format!("no route to the topic's queues: {err}"),
+                        })?
+                    }
+                };
+                drop(producer);
                 if fetched.is_empty() {
                     return Err(MessagingError::Publish {
                         topic: topic.to_owned(),

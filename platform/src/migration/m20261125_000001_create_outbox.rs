@@ -24,9 +24,10 @@ impl MigrationTrait for Migration {
                     traceparent TEXT,
                     payload BYTEA NOT NULL,
                     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-                    sent_at TIMESTAMPTZ
+                    sent_at TIMESTAMPTZ,
+                    failure TEXT
                 );
-                CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;",
+                CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL AND failure IS NULL;",
             )
             .await?;
         Ok(())
