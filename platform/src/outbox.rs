@@ -56,7 +56,9 @@ pub async fn enqueue(db: &impl ConnectionTrait, messages: &[OutgoingMessage]) ->
         return Ok(());
     }
     for message in messages {
-        message.validate().map_err(|err| DbErr::Custom(err.to_string()))?;
+        message
+            .validate()
+            .map_err(|err| DbErr::Custom(err.to_string()))?;
     }
     let now = chrono::Utc::now();
     let rows = messages.iter().map(|m| entity::ActiveModel {
@@ -148,10 +150,16 @@ pub async fn relay_once(
     }
     // A row that can never be published (written around `enqueue`) is set aside with the
     // reason instead of blocking every row behind it.
-    let (publishable, refused): (Vec<_>, Vec<_>) =
-        rows.iter().map(|row| (row.id, to_outgoing(row))).partition(|(_, m)| m.validate().is_ok());
+    let (publishable, refused): (Vec<_>, Vec<_>) = rows
+        .iter()
+        .map(|row| (row.id, to_outgoing(row)))
+        .partition(|(_, m)| m.validate().is_ok());
     for (id, message) in &refused {
-        let reason = message.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let reason = message
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         tracing::error!(outbox_id = id, %reason, "outbox row cannot be published; set aside");
         txn.execute_raw(Statement::from_sql_and_values(
             db.get_database_backend(),

@@ -2,14 +2,15 @@
 //! outbox relay and the inbox. Each test has a RocketMQ namespace and a database of its own.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::{eventually, fresh_platform_database, messaging, unique};
+use e2e::{eventually, fresh_platform_database, messaging, messaging_config, unique};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use ticket_platform::messaging::{
-    Consumer, ConsumerSettings, HandleError, IncomingMessage, MessageHandler, MessagingRuntime,
-    OutgoingMessage, Publisher, topic,
+    Consumer, ConsumerSettings, HandleError, IncomingMessage, MessageHandler, MessagingConfig,
+    MessagingRuntime, OutgoingMessage, Publisher, topic,
 };
 use ticket_platform::outbox::{self, Relay, RelaySettings};
 use ticket_platform::{dead_letter, inbox};
@@ -29,6 +30,8 @@ struct Recorder {
     decode: bool,
     deliveries: Arc<Mutex<HashMap<String, u32>>>,
     tags: Arc<Mutex<Vec<String>>>,
+    /// Deliveries the broker marked as redeliveries (reconsume times above zero).
+    redeliveries: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -41,6 +44,7 @@ impl Recorder {
             decode: false,
             deliveries: Arc::default(),
             tags: Arc::default(),
+            redeliveries: Arc::default(),
         }
     }
 
@@ -71,6 +75,9 @@ impl MessageHandler for Recorder {
             *n
         };
         self.tags.lock().expect("lock").push(message.tag.clone());
+        if message.reconsume_times > 0 {
+            self.redeliveries.fetch_add(1, Ordering::Relaxed);
+        }
         if self.decode {
             message.decode::<Command>()?;
         }
@@ -137,16 +144,34 @@ async fn publisher(runtime: &Arc<MessagingRuntime>) -> Arc<Publisher> {
 }
 
 fn command(order_no: &str, step: &str, body: Body) -> OutgoingMessage {
-    let command = Command { saga_id: "saga-1".into(), order_no: order_no.into(), step: step.into(), attempt: 1, body: Some(body) };
+    let command = Command {
+        saga_id: "saga-1".into(),
+        order_no: order_no.into(),
+        step: step.into(),
+        attempt: 1,
+        body: Some(body),
+    };
     OutgoingMessage::new(topic::STOCK, step, order_no, &command).with_saga("saga-1", step, 1)
 }
 
 fn deduct(order_no: &str) -> OutgoingMessage {
-    command(order_no, "STOCK_DEDUCT", Body::StockDeduct(StockDeduct { tier_id: 7, user_id: "u1".into(), quantity: 1 }))
+    command(
+        order_no,
+        "STOCK_DEDUCT",
+        Body::StockDeduct(StockDeduct {
+            tier_id: 7,
+            user_id: "u1".into(),
+            quantity: 1,
+        }),
+    )
 }
 
 fn confirm(order_no: &str) -> OutgoingMessage {
-    command(order_no, "STOCK_CONFIRM", Body::StockConfirm(StockConfirm {}))
+    command(
+        order_no,
+        "STOCK_CONFIRM",
+        Body::StockConfirm(StockConfirm {}),
+    )
 }
 
 async fn consume(
@@ -285,7 +310,10 @@ async fn a_handler_that_always_fails_puts_the_message_in_the_dlq() {
         3,
         "the first delivery and two redeliveries"
     );
-    assert!(!inbox::contains(&db, "doomed", &id).await.expect("inbox"), "the failing group never completed it");
+    assert!(
+        !inbox::contains(&db, "doomed", &id).await.expect("inbox"),
+        "the failing group never completed it"
+    );
     for c in [consumer, dlq] {
         c.shutdown().await;
     }
@@ -313,10 +341,7 @@ async fn an_undecodable_payload_is_dead_lettered_with_its_reason_and_not_retried
         (!reasons.is_empty()).then_some(reasons)
     })
     .await;
-    assert!(
-        reasons[0].contains("not a valid Command"),
-        "{reasons:?}"
-    );
+    assert!(reasons[0].contains("not a valid Command"), "{reasons:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         strict.deliveries_of(&id),
@@ -418,8 +443,13 @@ async fn an_outbox_row_that_cannot_be_published_is_set_aside_and_blocks_nothing(
     let consumer = consume(&runtime, &recorder, topic::STOCK, &["*"]).await;
 
     // `enqueue` refuses what the broker would refuse, and the transaction fails with it.
-    let empty = OutgoingMessage { payload: Vec::new(), ..deduct("ORD-9") };
-    let err = outbox::enqueue(&db, std::slice::from_ref(&empty)).await.expect_err("an empty body is refused");
+    let empty = OutgoingMessage {
+        payload: Vec::new(),
+        ..deduct("ORD-9")
+    };
+    let err = outbox::enqueue(&db, std::slice::from_ref(&empty))
+        .await
+        .expect_err("an empty body is refused");
     assert!(err.to_string().contains("empty payload"), "{err}");
     // A row written around `enqueue` is set aside by the relay, and the row behind it goes out.
     db.execute_raw(Statement::from_sql_and_values(
@@ -430,10 +460,15 @@ async fn an_outbox_row_that_cannot_be_published_is_set_aside_and_blocks_nothing(
     .await
     .expect("raw insert");
     let good = deduct("ORD-10");
-    outbox::enqueue(&db, std::slice::from_ref(&good)).await.expect("enqueue");
+    outbox::enqueue(&db, std::slice::from_ref(&good))
+        .await
+        .expect("enqueue");
     let relay = Relay::spawn(db.clone(), Arc::clone(&publisher), RelaySettings::default());
     let id = good.message_id.to_string();
-    eventually(WAIT, "the row behind the bad one", || async { (recorder.deliveries_of(&id) > 0).then_some(()) }).await;
+    eventually(WAIT, "the row behind the bad one", || async {
+        (recorder.deliveries_of(&id) > 0).then_some(())
+    })
+    .await;
     let failure = db
         .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
@@ -442,8 +477,16 @@ async fn an_outbox_row_that_cannot_be_published_is_set_aside_and_blocks_nothing(
         ))
         .await
         .expect("query")
-        .and_then(|row| row.try_get::<Option<String>>("", "failure").expect("failure"));
-    assert!(failure.as_deref().is_some_and(|f| f.contains("invalid tag")), "{failure:?}");
+        .and_then(|row| {
+            row.try_get::<Option<String>>("", "failure")
+                .expect("failure")
+        });
+    assert!(
+        failure
+            .as_deref()
+            .is_some_and(|f| f.contains("invalid tag")),
+        "{failure:?}"
+    );
     assert_eq!(outbox::pending(&db).await.expect("pending"), 0);
     relay.stop().await;
     consumer.shutdown().await;
@@ -455,12 +498,17 @@ async fn an_outbox_row_that_cannot_be_published_is_set_aside_and_blocks_nothing(
 async fn twenty_thousand_messages_through_the_outbox_are_all_handled_once_and_none_dead() {
     const N: usize = 20_000;
     let db = fresh_platform_database().await;
-    let runtime = messaging(16);
+    // One message per listener call and 64 listener threads: the most consume tasks the
+    // client's blocking lane can be asked to hold at once, the case where an undersized lane
+    // rejects tasks and turns load into redelivery (with the client's default lane, about half
+    // of the messages come back as redeliveries here).
+    let runtime = MessagingRuntime::start(MessagingConfig {
+        consume_batch: 1,
+        consume_threads: 64,
+        ..messaging_config(16)
+    })
+    .expect("runtime");
     let publisher = publisher(&runtime).await;
-    let recorder = Recorder::new(&db, "bulk");
-    let consumer = consume(&runtime, &recorder, topic::STOCK, &["*"]).await;
-    let dlq_reader = Recorder::new(&db, "bulk-dlq-reader");
-    let dlq = consume(&runtime, &dlq_reader, "%DLQ%bulk", &["*"]).await;
     let relay = Relay::spawn(db.clone(), Arc::clone(&publisher), RelaySettings::default());
 
     // As fast as it goes: many writers, each committing small transactions.
@@ -483,6 +531,17 @@ async fn twenty_thousand_messages_through_the_outbox_are_all_handled_once_and_no
     for writer in writers {
         writer.await.expect("writer");
     }
+    eventually(
+        Duration::from_secs(120),
+        "the relay to publish every row",
+        || async { (outbox::pending(&db).await.expect("pending") == 0).then_some(()) },
+    )
+    .await;
+    // The consumer meets all 20,000 at once, as after a burst or a restart.
+    let recorder = Recorder::new(&db, "bulk");
+    let consumer = consume(&runtime, &recorder, topic::STOCK, &["*"]).await;
+    let dlq_reader = Recorder::new(&db, "bulk-dlq-reader");
+    let dlq = consume(&runtime, &dlq_reader, "%DLQ%bulk", &["*"]).await;
     let (handled, most) = eventually(Duration::from_secs(240), "all 20,000 effects", || async {
         let (n, most) = effect_summary(&db).await;
         (n as usize >= N).then_some((n, most))
@@ -496,14 +555,19 @@ async fn twenty_thousand_messages_through_the_outbox_are_all_handled_once_and_no
         0,
         "no healthy message reached the DLQ"
     );
-    let redelivered = recorder
+    let delivered_twice = recorder
         .deliveries
         .lock()
         .expect("lock")
         .values()
         .filter(|n| **n > 1)
         .count();
-    assert_eq!(redelivered, 0, "load alone caused no redelivery");
+    assert_eq!(delivered_twice, 0, "no message reached the handler twice");
+    assert_eq!(
+        recorder.redeliveries.load(Ordering::Relaxed),
+        0,
+        "load alone caused no redelivery"
+    );
     relay.stop().await;
     for c in [consumer, dlq] {
         c.shutdown().await;

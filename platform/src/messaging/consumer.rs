@@ -206,7 +206,10 @@ async fn handle_batch<H: MessageHandler>(
             Err(HandleError::Reject(reason)) => {
                 tracing::error!(parent: &span, %reason, "message rejected; recording it as a dead letter");
                 let Some(db) = dead_letters else { continue };
-                if let Err(err) = dead_letter::record(db, group, &message, &reason).instrument(span.clone()).await {
+                if let Err(err) = dead_letter::record(db, group, &message, &reason)
+                    .instrument(span.clone())
+                    .await
+                {
                     tracing::warn!(parent: &span, error = %err, "cannot record the dead letter; the broker will redeliver");
                     all_done = false;
                 }

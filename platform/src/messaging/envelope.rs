@@ -61,10 +61,21 @@ impl OutgoingMessage {
     /// What the broker would refuse, found before anything is written or sent.
     pub fn validate(&self) -> Result<(), MessagingError> {
         let problem = if self.payload.is_empty() {
-            Some("has an empty payload (the broker refuses empty bodies; wrap it in an envelope)".to_owned())
+            Some(
+                "has an empty payload (the broker refuses empty bodies; wrap it in an envelope)"
+                    .to_owned(),
+            )
         } else if self.payload.len() > MAX_PAYLOAD {
-            Some(format!("has a payload of {} bytes, above {MAX_PAYLOAD}", self.payload.len()))
-        } else if self.topic.is_empty() || !self.topic.chars().all(|c| c.is_ascii_alphanumeric() || "_-%".contains(c)) {
+            Some(format!(
+                "has a payload of {} bytes, above {MAX_PAYLOAD}",
+                self.payload.len()
+            ))
+        } else if self.topic.is_empty()
+            || !self
+                .topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-%".contains(c))
+        {
             Some(format!("has an invalid topic {:?}", self.topic))
         } else if self.tag.is_empty() || self.tag.chars().any(|c| c.is_whitespace() || c == '|') {
             Some(format!("has an invalid tag {:?}", self.tag))
@@ -74,7 +85,10 @@ impl OutgoingMessage {
             None
         };
         match problem {
-            Some(problem) => Err(MessagingError::Invalid(format!("message {} {problem}", self.message_id))),
+            Some(problem) => Err(MessagingError::Invalid(format!(
+                "message {} {problem}",
+                self.message_id
+            ))),
             None => Ok(()),
         }
     }
@@ -126,18 +140,64 @@ mod tests {
     use super::*;
 
     fn message() -> OutgoingMessage {
-        let deduct = ticket_proto::saga::v1::StockDeduct { tier_id: 1, user_id: "u1".into(), quantity: 1 };
+        let deduct = ticket_proto::saga::v1::StockDeduct {
+            tier_id: 1,
+            user_id: "u1".into(),
+            quantity: 1,
+        };
         OutgoingMessage::new("STOCK_TOPIC", "STOCK_DEDUCT", "ORD-1", &deduct)
     }
 
     #[test]
     fn what_the_broker_refuses_is_found_before_sending() {
         assert!(message().validate().is_ok());
-        assert!(OutgoingMessage { payload: vec![], ..message() }.validate().is_err());
-        assert!(OutgoingMessage { payload: vec![1; MAX_PAYLOAD + 1], ..message() }.validate().is_err());
-        assert!(OutgoingMessage { tag: "A B".into(), ..message() }.validate().is_err());
-        assert!(OutgoingMessage { tag: String::new(), ..message() }.validate().is_err());
-        assert!(OutgoingMessage { topic: "BAD TOPIC".into(), ..message() }.validate().is_err());
-        assert!(OutgoingMessage { key: "ORD 1".into(), ..message() }.validate().is_err());
+        assert!(
+            OutgoingMessage {
+                payload: vec![],
+                ..message()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            OutgoingMessage {
+                payload: vec![1; MAX_PAYLOAD + 1],
+                ..message()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            OutgoingMessage {
+                tag: "A B".into(),
+                ..message()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            OutgoingMessage {
+                tag: String::new(),
+                ..message()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            OutgoingMessage {
+                topic: "BAD TOPIC".into(),
+                ..message()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            OutgoingMessage {
+                key: "ORD 1".into(),
+                ..message()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -166,13 +166,19 @@ impl Publisher {
                     Ok(queues) if !queues.is_empty() => queues,
                     // A topic nobody created yet: create it, then ask again.
                     _ => {
-                        if let Err(err) = producer.create_topic("TBW102", topic, TOPIC_QUEUES, HashMap::new()).await {
+                        if let Err(err) = producer
+                            .create_topic("TBW102", topic, TOPIC_QUEUES, HashMap::new())
+                            .await
+                        {
                             tracing::warn!(%topic, error = %err, "cannot create topic");
                         }
-                        producer.fetch_publish_message_queues(topic).await.map_err(|err| MessagingError::Publish {
-                            topic: topic.to_owned(),
-                            reason: format!("no route to the topic's queues: {err}"),
-                        })?
+                        producer
+                            .fetch_publish_message_queues(topic)
+                            .await
+                            .map_err(|err| MessagingError::Publish {
+                                topic: topic.to_owned(),
+                                reason: format!("no route to the topic's queues: {err}"),
+                            })?
                     }
                 };
                 drop(producer);
