@@ -91,7 +91,7 @@ start_rocketmq() {
   else
     mkdir -p "$STACK_DIR/namesrv" "$STACK_DIR/logs"
     log "starting name server on 127.0.0.1:$NAMESRV_PORT"
-    (cd "$STACK_DIR/namesrv" && HOME="$STACK_DIR/namesrv" ROCKETMQ_HOME="$STACK_DIR/namesrv" \
+    (cd "$STACK_DIR/namesrv" || exit 1; HOME="$STACK_DIR/namesrv" ROCKETMQ_HOME="$STACK_DIR/namesrv" \
       nohup "$CARGO_BIN/rocketmq-namesrv-rust" --rocketmqHome "$STACK_DIR/namesrv" \
       --bindAddress 127.0.0.1 --listenPort "$NAMESRV_PORT" \
       >"$STACK_DIR/logs/namesrv.log" 2>&1 &
@@ -103,12 +103,20 @@ start_rocketmq() {
   else
     write_broker_config
     log "starting broker on 127.0.0.1:$BROKER_PORT"
-    (cd "$STACK_DIR/broker" && HOME="$STACK_DIR/broker" ROCKETMQ_HOME="$STACK_DIR/broker" \
+    (cd "$STACK_DIR/broker" || exit 1; HOME="$STACK_DIR/broker" ROCKETMQ_HOME="$STACK_DIR/broker" \
       nohup "$CARGO_BIN/rocketmq-broker-rust" -c "$STACK_DIR/broker/broker.toml" \
       >"$STACK_DIR/logs/broker.log" 2>&1 &
       echo $! >"$STACK_DIR/broker.pid")
     wait_port "broker" "$BROKER_PORT" 60
   fi
+  # Listening is not ready: clients find the broker only once it registered with the name server.
+  local i
+  for ((i = 0; i < 600; i++)); do
+    grep -q "Register broker to name" "$STACK_DIR/logs/broker.log" 2>/dev/null && return 0
+    [ -f "$STACK_DIR/broker.pid" ] || return 0 # a broker this script did not start: trust it
+    sleep 0.1
+  done
+  die "the broker did not register with the name server within 60 s (see $STACK_DIR/logs/broker.log)"
 }
 
 # ---------------------------------------------------------------- Postgres
