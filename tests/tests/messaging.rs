@@ -30,6 +30,8 @@ struct Recorder {
     decode: bool,
     deliveries: Arc<Mutex<HashMap<String, u32>>>,
     tags: Arc<Mutex<Vec<String>>>,
+    /// (order number, queue id) of every delivery.
+    queues: Arc<Mutex<Vec<(String, i32)>>>,
     /// Deliveries the broker marked as redeliveries (reconsume times above zero).
     redeliveries: Arc<AtomicUsize>,
 }
@@ -44,6 +46,7 @@ impl Recorder {
             decode: false,
             deliveries: Arc::default(),
             tags: Arc::default(),
+            queues: Arc::default(),
             redeliveries: Arc::default(),
         }
     }
@@ -75,6 +78,10 @@ impl MessageHandler for Recorder {
             *n
         };
         self.tags.lock().expect("lock").push(message.tag.clone());
+        self.queues
+            .lock()
+            .expect("lock")
+            .push((message.key.clone(), message.queue_id));
         if message.reconsume_times > 0 {
             self.redeliveries.fetch_add(1, Ordering::Relaxed);
         }
@@ -249,6 +256,61 @@ async fn a_subscription_to_two_tags_gets_both() {
     assert_eq!(
         tags,
         vec!["STOCK_CONFIRM".to_owned(), "STOCK_DEDUCT".to_owned()]
+    );
+    consumer.shutdown().await;
+    publisher.shutdown().await;
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_messages_of_one_order_share_one_queue() {
+    let db = fresh_platform_database().await;
+    let runtime = messaging(3);
+    let publisher = publisher(&runtime).await;
+    let recorder = Recorder::new(&db, "queues");
+    let consumer = consume(&runtime, &recorder, topic::STOCK, &["*"]).await;
+
+    let orders: Vec<String> = (0..16).map(|i| format!("ORD-Q{i}")).collect();
+    for round in 0..4 {
+        // Single sends and batches both keep an order on its queue.
+        let messages: Vec<_> = orders
+            .iter()
+            .map(|o| {
+                if round % 2 == 0 {
+                    deduct(o)
+                } else {
+                    confirm(o)
+                }
+            })
+            .collect();
+        if round < 2 {
+            for m in &messages {
+                publisher.publish(m).await.expect("publish");
+            }
+        } else {
+            publisher
+                .publish_batch(&messages)
+                .await
+                .expect("publish batch");
+        }
+    }
+    let seen = eventually(WAIT, "all 64 messages", || async {
+        let seen = recorder.queues.lock().expect("lock").clone();
+        (seen.len() >= 64).then_some(seen)
+    })
+    .await;
+    let mut queue_of: HashMap<String, i32> = HashMap::new();
+    for (order, queue) in seen {
+        let first = *queue_of.entry(order.clone()).or_insert(queue);
+        assert_eq!(
+            first, queue,
+            "{order} was stored in queues {first} and {queue}"
+        );
+    }
+    let distinct: std::collections::HashSet<i32> = queue_of.values().copied().collect();
+    assert!(
+        distinct.len() > 1,
+        "16 orders spread over more than one queue: {queue_of:?}"
     );
     consumer.shutdown().await;
     publisher.shutdown().await;

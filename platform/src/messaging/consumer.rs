@@ -193,6 +193,9 @@ async fn handle_batch<H: MessageHandler>(
             message_id = %message.message_id,
             attempt = message.reconsume_times,
         );
+        if let Some(traceparent) = &message.traceparent {
+            crate::telemetry::set_parent(&span, traceparent);
+        }
         let result = handler
             .handle(message.clone())
             .instrument(span.clone())
@@ -238,5 +241,6 @@ fn incoming(namespace: &Namespace, msg: &MessageExt) -> IncomingMessage {
         body: msg.body().unwrap_or_default(),
         reconsume_times: msg.reconsume_times(),
         broker_message_id: msg.msg_id().to_string(),
+        queue_id: msg.queue_id(),
     }
 }

@@ -46,7 +46,7 @@ impl OutgoingMessage {
             saga_id: None,
             step: None,
             attempt: 0,
-            traceparent: None,
+            traceparent: crate::telemetry::current_traceparent(),
             payload: payload.encode_to_vec(),
         }
     }
@@ -116,6 +116,8 @@ pub struct IncomingMessage {
     pub reconsume_times: i32,
     /// The broker's own id of this delivery (new on every send; never used to deduplicate).
     pub broker_message_id: String,
+    /// The queue the message was stored in (all messages of one order share one).
+    pub queue_id: i32,
 }
 
 impl IncomingMessage {
