@@ -1,6 +1,7 @@
 //! gRPC server bootstrap shared by every service: `grpc.health.v1.Health`, server reflection
-//! (so `grpcurl -plaintext HOST:PORT list` works with no proto files), and a graceful stop that
-//! turns health to NOT_SERVING before draining in-flight calls.
+//! (so `grpcurl -plaintext HOST:PORT list` works with no proto files), a span per call that
+//! continues the caller's trace (W3C `traceparent` metadata), and a graceful stop that turns
+//! health to NOT_SERVING before draining in-flight calls.
 
 use std::future::Future;
 
@@ -46,6 +47,17 @@ impl Bootstrap {
             v1alpha = v1alpha.with_service_name(*name);
         }
         let router = tonic::transport::Server::builder()
+            .trace_fn(|request| {
+                let span = tracing::info_span!("grpc", path = %request.uri().path());
+                if let Some(traceparent) = request
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    crate::telemetry::set_parent(&span, traceparent);
+                }
+                span
+            })
             .add_service(health_server)
             .add_service(v1.build_v1()?)
             .add_service(v1alpha.build_v1alpha()?);

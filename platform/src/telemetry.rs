@@ -1,7 +1,8 @@
 //! Logging and tracing set-up every service uses: `tracing` to stderr (filter from `RUST_LOG`
 //! or `telemetry.log`), and OpenTelemetry traces over OTLP when `telemetry.otlp_endpoint` is
-//! set. Trace context crosses processes as a W3C `traceparent` in gRPC metadata and in message
-//! properties.
+//! set. Trace context crosses processes as a W3C `traceparent`: in message properties (set by
+//! `OutgoingMessage::new`, restored by the consumer) and in gRPC metadata (restored by the
+//! server bootstrap).
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -25,7 +26,10 @@ impl TelemetryConfig {
     pub fn load(source: &mut ConfigSource, service_name: &str) -> Self {
         Self {
             service_name: service_name.to_owned(),
-            log: source.string("telemetry.log", "info"),
+            log: source.string(
+                "telemetry.log",
+                "info,rocketmq_client_rust=warn,rocketmq_transport=warn,rocketmq_runtime=warn,rocketmq_observability=warn",
+            ),
             otlp_endpoint: source.string("telemetry.otlp_endpoint", ""),
         }
     }
