@@ -1,46 +1,18 @@
 //! `order-svc` serves gRPC; `order-svc migrate` only migrates its database (a Kubernetes Job).
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
-
-use sea_orm_migration::MigratorTrait;
-
 #[tokio::main]
-async fn main() -> ExitCode {
-    let config = match order_svc::Config::from_env() {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("order-svc: {errors}");
-            return ExitCode::from(2);
-        }
-    };
-    let _telemetry = ticket_platform::telemetry::init(&config.service.telemetry);
-    let result = if std::env::args().nth(1).as_deref() == Some("migrate") {
-        migrate(&config).await
-    } else {
-        serve(config).await
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "order-svc failed");
-            eprintln!("order-svc: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn serve(config: order_svc::Config) -> Result<(), Box<dyn std::error::Error>> {
-    let app = order_svc::Application::build(config).await?;
-    println!("order-svc listening on {}", app.local_addr());
-    app.run_until_stopped(ticket_platform::shutdown::signal())
-        .await?;
-    Ok(())
-}
-
-async fn migrate(config: &order_svc::Config) -> Result<(), Box<dyn std::error::Error>> {
-    let db = ticket_platform::db::connect(&config.service.database).await?;
-    order_svc::migration::Migrator::up(&db, None).await?;
-    println!("order-svc: database migrated");
-    Ok(())
+async fn main() -> std::process::ExitCode {
+    ticket_platform::app::main::<_, order_svc::migration::Migrator, _, _>(
+        "order-svc",
+        order_svc::Config::from_env,
+        |config| &config.service,
+        |config| async move {
+            let stop = ticket_platform::shutdown::signal();
+            let app = order_svc::Application::build(config).await?;
+            println!("order-svc listening on {}", app.local_addr());
+            app.run_until_stopped(stop).await
+        },
+    )
+    .await
 }

@@ -19,6 +19,8 @@ use crate::service::ServiceConfig;
 
 /// How long the outbox is given to drain at shutdown.
 const OUTBOX_FLUSH_GRACE: Duration = Duration::from_secs(5);
+/// How long stopping consumers, the relay and the RocketMQ client may take in all.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -116,13 +118,20 @@ impl Service {
         } = self;
         tracing::info!(service = name, addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
         let served = bootstrap.serve(listener, shutdown).await;
-        for consumer in &consumers {
-            consumer.shutdown().await;
+        let wind_down = async {
+            for consumer in &consumers {
+                consumer.shutdown().await;
+            }
+            relay.stop().await;
+            flush_outbox(&db, &publisher).await;
+            publisher.shutdown().await;
+            messaging.shutdown().await;
+        };
+        // Whatever is unfinished after the grace period is safe to drop: unacknowledged
+        // messages are redelivered and unsent outbox rows are published by the next start.
+        if tokio::time::timeout(SHUTDOWN_GRACE, wind_down).await.is_err() {
+            tracing::warn!(service = name, grace = ?SHUTDOWN_GRACE, "messaging did not stop within the grace period");
         }
-        relay.stop().await;
-        flush_outbox(&db, &publisher).await;
-        publisher.shutdown().await;
-        messaging.shutdown().await;
         if let Err(err) = db.close().await {
             tracing::warn!(error = %err, "closing the database pool");
         }
@@ -145,4 +154,50 @@ async fn flush_outbox(db: &DatabaseConnection, publisher: &Publisher) {
             }
         }
     }
+}
+
+/// The `main` of every service binary: loads the configuration (every problem reported at
+/// once, exit code 2), sets up telemetry, then `<binary> migrate` only migrates the database
+/// (a Kubernetes Job) and `<binary>` serves until SIGTERM or Ctrl-C.
+pub async fn main<C, M, Serve, Served>(
+    name: &str,
+    load: impl FnOnce() -> Result<C, crate::config::ConfigErrors>,
+    service_config: impl Fn(&C) -> &ServiceConfig,
+    serve: Serve,
+) -> std::process::ExitCode
+where
+    M: MigratorTrait,
+    Serve: FnOnce(C) -> Served,
+    Served: Future<Output = Result<(), StartError>>,
+{
+    let config = match load() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{name}: {errors}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let _telemetry = crate::telemetry::init(&service_config(&config).telemetry);
+    let result = if std::env::args().nth(1).as_deref() == Some("migrate") {
+        migrate::<M>(&service_config(&config).database)
+            .await
+            .map(|()| println!("{name}: database migrated"))
+    } else {
+        serve(config).await
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "{name} failed");
+            eprintln!("{name}: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate<M: MigratorTrait>(config: &crate::db::DatabaseConfig) -> Result<(), StartError> {
+    let db = crate::db::connect(config).await?;
+    M::up(&db, None).await?;
+    db.close().await?;
+    Ok(())
 }

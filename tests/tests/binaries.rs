@@ -105,3 +105,33 @@ fn every_configuration_problem_is_reported_at_once() {
     }
     assert!(stderr.contains("3 configuration error(s)"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_only_migrates_and_exits() {
+    let database = fresh_database_config("t_bin_").await;
+    let output = Command::new(binary("orchestrator"))
+        .arg("migrate")
+        .env("TICKET_ORCHESTRATOR_DATABASE__URL", &database.url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("database migrated"));
+    let db = ticket_platform::db::connect(&database)
+        .await
+        .expect("connect");
+    let tables = sea_orm::ConnectionTrait::query_all_raw(
+        &db,
+        sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT tablename FROM pg_tables WHERE tablename IN ('outbox', 'inbox', 'dead_letter')",
+        ),
+    )
+    .await
+    .expect("query");
+    assert_eq!(tables.len(), 3);
+}
