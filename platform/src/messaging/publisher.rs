@@ -113,37 +113,35 @@ impl Publisher {
             }
         }
         let producer = self.producer.read().await;
-        let timeout =
-            u64::try_from(self.runtime.config().send_timeout.as_millis()).unwrap_or(u64::MAX);
-        for ((topic, _), (queue, group)) in groups {
-            let mut group = group;
-            while !group.is_empty() {
-                let rest = group.split_off(group.len().min(MAX_BATCH));
-                let chunk = std::mem::replace(&mut group, rest);
-                let result = if chunk.len() == 1 {
-                    let single = chunk
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| MessagingError::Invalid("empty batch".into()))?;
-                    producer
-                        .send_to_queue_with_timeout(single, queue.clone(), timeout)
-                        .await
-                        .map(|_| ())
-                } else {
-                    producer
-                        .send_batch_to_queue_with_timeout(chunk, queue.clone(), timeout)
-                        .await
-                        .map(|_| ())
-                };
-                if let Err(err) = result {
-                    drop(producer);
-                    self.queues.write().await.remove(&topic);
-                    return Err(MessagingError::Publish {
-                        topic,
-                        reason: err.to_string(),
-                    });
+        let timeout = u64::try_from(self.runtime.config().send_timeout.as_millis()).unwrap_or(u64::MAX);
+        // Queues are independent: their requests go out together; within a queue, in order.
+        let sends = groups.into_iter().map(|((topic, _), (queue, messages))| {
+            let producer = &*producer;
+            async move {
+                let mut rest = messages;
+                while !rest.is_empty() {
+                    let tail = rest.split_off(rest.len().min(MAX_BATCH));
+                    let chunk = std::mem::replace(&mut rest, tail);
+                    let sent = if chunk.len() == 1 {
+                        let single = chunk.into_iter().next().ok_or_else(|| MessagingError::Invalid("empty batch".into()));
+                        match single {
+                            Ok(single) => producer.send_to_queue_with_timeout(single, queue.clone(), timeout).await.map(|_| ()),
+                            Err(err) => return Err((topic, err.to_string())),
+                        }
+                    } else {
+                        producer.send_batch_to_queue_with_timeout(chunk, queue.clone(), timeout).await.map(|_| ())
+                    };
+                    sent.map_err(|err| (topic.clone(), err.to_string()))?;
                 }
+                Ok(())
             }
+        });
+        let result = futures::future::try_join_all(sends).await;
+        drop(producer);
+        if let Err((topic, reason)) = result {
+            // The route may be stale (a restarted broker): fetch the queues again next time.
+            self.queues.write().await.remove(&topic);
+            return Err(MessagingError::Publish { topic, reason });
         }
         Ok(())
     }
