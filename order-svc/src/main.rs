@@ -1,5 +1,8 @@
 //! `order-svc` serves gRPC; `order-svc migrate` only migrates its database (a Kubernetes Job).
 #![forbid(unsafe_code)]
+// The futures of the gRPC server and the RocketMQ client nest deeply; computing their layout
+// needs more than the default query depth on a clean build.
+#![recursion_limit = "512"]
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

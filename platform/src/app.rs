@@ -129,7 +129,10 @@ impl Service {
         };
         // Whatever is unfinished after the grace period is safe to drop: unacknowledged
         // messages are redelivered and unsent outbox rows are published by the next start.
-        if tokio::time::timeout(SHUTDOWN_GRACE, wind_down).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, wind_down)
+            .await
+            .is_err()
+        {
             tracing::warn!(service = name, grace = ?SHUTDOWN_GRACE, "messaging did not stop within the grace period");
         }
         if let Err(err) = db.close().await {

@@ -1,6 +1,8 @@
 //! The service binaries as a user runs them: they start from environment settings, report
 //! every configuration problem at once, and exit cleanly on SIGTERM and on Ctrl-C (SIGINT).
 
+#![recursion_limit = "512"]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

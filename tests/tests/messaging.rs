@@ -1,6 +1,8 @@
 //! The platform's messaging against the real broker: tag filtering, redelivery, the DLQ, the
 //! outbox relay and the inbox. Each test has a RocketMQ namespace and a database of its own.
 
+#![recursion_limit = "512"]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,8 @@
 //! Every service starts, serves health and reflection (what `grpcurl -plaintext HOST:PORT list`
 //! uses), and on stop turns health NOT_SERVING before it exits.
 
+#![recursion_limit = "512"]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,5 +1,8 @@
 //! `ticketctl`: the operator's CLI of the ticket platform.
 #![forbid(unsafe_code)]
+// The futures of the gRPC server and the RocketMQ client nest deeply; computing their layout
+// needs more than the default query depth on a clean build.
+#![recursion_limit = "512"]
 
 mod bench;
 

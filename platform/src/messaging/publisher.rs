@@ -113,7 +113,8 @@ impl Publisher {
             }
         }
         let producer = self.producer.read().await;
-        let timeout = u64::try_from(self.runtime.config().send_timeout.as_millis()).unwrap_or(u64::MAX);
+        let timeout =
+            u64::try_from(self.runtime.config().send_timeout.as_millis()).unwrap_or(u64::MAX);
         // Queues are independent: their requests go out together; within a queue, in order.
         let sends = groups.into_iter().map(|((topic, _), (queue, messages))| {
             let producer = &*producer;
@@ -123,13 +124,22 @@ impl Publisher {
                     let tail = rest.split_off(rest.len().min(MAX_BATCH));
                     let chunk = std::mem::replace(&mut rest, tail);
                     let sent = if chunk.len() == 1 {
-                        let single = chunk.into_iter().next().ok_or_else(|| MessagingError::Invalid("empty batch".into()));
+                        let single = chunk
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| MessagingError::Invalid("empty batch".into()));
                         match single {
-                            Ok(single) => producer.send_to_queue_with_timeout(single, queue.clone(), timeout).await.map(|_| ()),
+                            Ok(single) => producer
+                                .send_to_queue_with_timeout(single, queue.clone(), timeout)
+                                .await
+                                .map(|_| ()),
                             Err(err) => return Err((topic, err.to_string())),
                         }
                     } else {
-                        producer.send_batch_to_queue_with_timeout(chunk, queue.clone(), timeout).await.map(|_| ())
+                        producer
+                            .send_batch_to_queue_with_timeout(chunk, queue.clone(), timeout)
+                            .await
+                            .map(|_| ())
                     };
                     sent.map_err(|err| (topic.clone(), err.to_string()))?;
                 }
