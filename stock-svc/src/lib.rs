@@ -4,6 +4,7 @@
 //! tests and `ticketctl` start the same library in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod gate;
 pub mod migration;
 
 use std::future::Future;
