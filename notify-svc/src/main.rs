@@ -6,7 +6,13 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<_, notify_svc::migration::Migrator, _, _>(
+    ticket_platform::app::main::<
+        _,
+        notify_svc::migration::Migrator,
+        _,
+        _,
+        ticket_platform::app::StartError,
+    >(
         "notify-svc",
         notify_svc::Config::from_env,
         |config| &config.service,

@@ -6,7 +6,13 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<_, orchestrator::migration::Migrator, _, _>(
+    ticket_platform::app::main::<
+        _,
+        orchestrator::migration::Migrator,
+        _,
+        _,
+        ticket_platform::app::StartError,
+    >(
         "orchestrator",
         orchestrator::Config::from_env,
         |config| &config.service,

@@ -6,7 +6,13 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<_, order_svc::migration::Migrator, _, _>(
+    ticket_platform::app::main::<
+        _,
+        order_svc::migration::Migrator,
+        _,
+        _,
+        ticket_platform::app::StartError,
+    >(
         "order-svc",
         order_svc::Config::from_env,
         |config| &config.service,

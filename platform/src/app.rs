@@ -162,7 +162,7 @@ async fn flush_outbox(db: &DatabaseConnection, publisher: &Publisher) {
 /// The `main` of every service binary: loads the configuration (every problem reported at
 /// once, exit code 2), sets up telemetry, then `<binary> migrate` only migrates the database
 /// (a Kubernetes Job) and `<binary>` serves until SIGTERM or Ctrl-C.
-pub async fn main<C, M, Serve, Served>(
+pub async fn main<C, M, Serve, Served, E>(
     name: &str,
     load: impl FnOnce() -> Result<C, crate::config::ConfigErrors>,
     service_config: impl Fn(&C) -> &ServiceConfig,
@@ -171,7 +171,8 @@ pub async fn main<C, M, Serve, Served>(
 where
     M: MigratorTrait,
     Serve: FnOnce(C) -> Served,
-    Served: Future<Output = Result<(), StartError>>,
+    Served: Future<Output = Result<(), E>>,
+    E: std::fmt::Display + From<StartError>,
 {
     let config = match load() {
         Ok(config) => config,
@@ -185,6 +186,7 @@ where
         migrate::<M>(&service_config(&config).database)
             .await
             .map(|()| println!("{name}: database migrated"))
+            .map_err(E::from)
     } else {
         serve(config).await
     };

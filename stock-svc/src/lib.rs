@@ -4,6 +4,8 @@
 //! tests and `ticketctl` start the same library in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
+pub mod error;
 pub mod gate;
 pub mod migration;
 
@@ -11,6 +13,19 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use ticket_platform::app::{Service, StartError};
+use ticket_proto::stock::v1::catalog_service_server::CatalogServiceServer;
+
+use crate::catalog::Catalog;
+use crate::gate::{GateError, StockGate};
+
+/// Why stock-svc did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("live stock (Redis): {0}")]
+    Gate(#[from] GateError),
+}
 use ticket_platform::config::{ConfigErrors, ConfigSource};
 use ticket_platform::service::ServiceConfig;
 
@@ -28,6 +43,10 @@ pub const SERVICES: &[&str] = &[
 #[derive(Clone, Debug)]
 pub struct Config {
     pub service: ServiceConfig,
+    /// Redis of the live stock (`redis.url`).
+    pub redis_url: String,
+    /// Connections in the Redis pool (`redis.connections`).
+    pub redis_connections: usize,
 }
 
 impl Config {
@@ -38,8 +57,16 @@ impl Config {
     }
 
     pub fn load(source: &mut ConfigSource) -> Self {
+        let service = ServiceConfig::load(source, "stock-svc", DEFAULT_PORT, "ticket_stock");
+        let redis_url = source.string("redis.url", "redis://127.0.0.1:6379");
+        let redis_connections = source.get("redis.connections", 16usize);
+        if !(1..=256).contains(&redis_connections) {
+            source.invalid("redis.connections", "must be between 1 and 256");
+        }
         Self {
-            service: ServiceConfig::load(source, "stock-svc", DEFAULT_PORT, "ticket_stock"),
+            service,
+            redis_url,
+            redis_connections,
         }
     }
 }
@@ -49,9 +76,17 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
+        let gate = StockGate::connect(&config.redis_url, config.redis_connections).await?;
         let service =
             Service::build::<migration::Migrator>("stock-svc", &config.service, SERVICES).await?;
+        let catalog = Catalog {
+            db: service.db.clone(),
+            gate,
+            admin_token: config.service.admin_token.clone(),
+        };
+        let service =
+            service.router(|router| router.add_service(CatalogServiceServer::new(catalog)));
         Ok(Self { service })
     }
 

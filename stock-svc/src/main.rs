@@ -6,7 +6,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<_, stock_svc::migration::Migrator, _, _>(
+    ticket_platform::app::main::<_, stock_svc::migration::Migrator, _, _, stock_svc::BuildError>(
         "stock-svc",
         stock_svc::Config::from_env,
         |config| &config.service,
@@ -14,7 +14,7 @@ async fn main() -> std::process::ExitCode {
             let stop = ticket_platform::shutdown::signal();
             let app = stock_svc::Application::build(config).await?;
             println!("stock-svc listening on {}", app.local_addr());
-            app.run_until_stopped(stop).await
+            Ok(app.run_until_stopped(stop).await?)
         },
     )
     .await

@@ -23,6 +23,11 @@ pub fn name_server() -> String {
     std::env::var("TICKET_TEST_NAME_SERVER").unwrap_or_else(|_| "127.0.0.1:9876".into())
 }
 
+/// The Redis the tests use (`TICKET_TEST_REDIS` overrides).
+pub fn redis_url() -> String {
+    std::env::var("TICKET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 /// A short unique name, usable in database, topic and group names.
 pub fn unique(prefix: &str) -> String {
     format!(

@@ -81,10 +81,8 @@ async fn health(addr: SocketAddr, service: &str) -> Result<ServingStatus, tonic:
 /// Starts a service, checks what reflection lists and that health is SERVING, then stops it and
 /// checks health turned NOT_SERVING while it drained, and that it exited cleanly.
 macro_rules! check_service {
-    ($name:literal, $krate:ident) => {{
-        let config = $krate::Config {
-            service: service_config($name).await,
-        };
+    ($name:literal, $krate:ident, $config:expr) => {{
+        let config = $config(service_config($name).await);
         let app = $krate::Application::build(config)
             .await
             .expect(concat!($name, " starts"));
@@ -157,20 +155,30 @@ macro_rules! check_service {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_svc_serves_health_and_reflection_and_stops_cleanly() {
-    check_service!("order-svc", order_svc);
+    check_service!("order-svc", order_svc, |service| order_svc::Config {
+        service
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_svc_serves_health_and_reflection_and_stops_cleanly() {
-    check_service!("stock-svc", stock_svc);
+    check_service!("stock-svc", stock_svc, |service| stock_svc::Config {
+        service,
+        redis_url: e2e::redis_url(),
+        redis_connections: 4,
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_serves_health_and_reflection_and_stops_cleanly() {
-    check_service!("orchestrator", orchestrator);
+    check_service!("orchestrator", orchestrator, |service| {
+        orchestrator::Config { service }
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_svc_serves_health_and_reflection_and_stops_cleanly() {
-    check_service!("notify-svc", notify_svc);
+    check_service!("notify-svc", notify_svc, |service| notify_svc::Config {
+        service
+    });
 }

@@ -1,0 +1,58 @@
+//! What can go wrong in stock-svc, and the one mapping of it to gRPC status codes.
+
+use sea_orm::{DbErr, SqlErr};
+use tonic::Status;
+
+use crate::gate::GateError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("this call needs the admin token: send `authorization: Bearer <token>`")]
+    Unauthenticated,
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("live stock: {0}")]
+    Gate(#[from] GateError),
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Invalid(msg) => Status::invalid_argument(msg),
+            Error::NotFound(msg) => Status::not_found(msg),
+            Error::AlreadyExists(msg) => Status::already_exists(msg),
+            Error::Unauthenticated => Status::unauthenticated(err.to_string()),
+            Error::Database(db) => match db.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(detail)) => Status::already_exists(detail),
+                _ => {
+                    tracing::error!(error = %db, "database failure");
+                    Status::unavailable("the stock database is unavailable; retry later")
+                }
+            },
+            Error::Gate(gate) => {
+                tracing::error!(error = %gate, "live stock failure");
+                Status::unavailable("the live stock store is unavailable; retry later")
+            }
+        }
+    }
+}
+
+/// Checks `authorization: Bearer <token>` against the admin token.
+pub fn require_admin<T>(request: &tonic::Request<T>, admin_token: &str) -> Result<(), Error> {
+    let presented = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if !token.is_empty() && token == admin_token => Ok(()),
+        _ => Err(Error::Unauthenticated),
+    }
+}
