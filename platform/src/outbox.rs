@@ -150,23 +150,22 @@ pub async fn relay_once(
     }
     // A row that can never be published (written around `enqueue`) is set aside with the
     // reason instead of blocking every row behind it.
-    let (publishable, refused): (Vec<_>, Vec<_>) = rows
-        .iter()
-        .map(|row| (row.id, to_outgoing(row)))
-        .partition(|(_, m)| m.validate().is_ok());
-    for (id, message) in &refused {
-        let reason = message
-            .validate()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        tracing::error!(outbox_id = id, %reason, "outbox row cannot be published; set aside");
-        txn.execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "UPDATE outbox SET failure = $2 WHERE id = $1",
-            [(*id).into(), reason.into()],
-        ))
-        .await?;
+    let mut publishable = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let message = to_outgoing(row);
+        match message.validate() {
+            Ok(()) => publishable.push((row.id, message)),
+            Err(err) => {
+                let reason = err.to_string();
+                tracing::error!(outbox_id = row.id, %reason, "outbox row cannot be published; set aside");
+                txn.execute_raw(Statement::from_sql_and_values(
+                    db.get_database_backend(),
+                    "UPDATE outbox SET failure = $2 WHERE id = $1",
+                    [row.id.into(), reason.into()],
+                ))
+                .await?;
+            }
+        }
     }
     let messages: Vec<OutgoingMessage> = publishable.iter().map(|(_, m)| m.clone()).collect();
     if !messages.is_empty() {

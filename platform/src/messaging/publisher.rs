@@ -73,13 +73,7 @@ impl Publisher {
         let mut producer = self.producer.write().await;
         for topic in topics {
             let name = self.runtime.config().namespace.qualify(topic);
-            producer
-                .create_topic("TBW102", &name, TOPIC_QUEUES, HashMap::new())
-                .await
-                .map_err(|err| MessagingError::Publish {
-                    topic: name.clone(),
-                    reason: format!("cannot create topic: {err}"),
-                })?;
+            create_topic(&mut producer, &name).await?;
         }
         Ok(())
     }
@@ -174,11 +168,8 @@ impl Publisher {
                     Ok(queues) if !queues.is_empty() => queues,
                     // A topic nobody created yet: create it, then ask again.
                     _ => {
-                        if let Err(err) = producer
-                            .create_topic("TBW102", topic, TOPIC_QUEUES, HashMap::new())
-                            .await
-                        {
-                            tracing::warn!(%topic, error = %err, "cannot create topic");
+                        if let Err(err) = create_topic(&mut producer, topic).await {
+                            tracing::warn!(error = %err, "publishing to a topic that did not exist");
                         }
                         producer
                             .fetch_publish_message_queues(topic)
@@ -213,6 +204,18 @@ impl Publisher {
     pub async fn shutdown(&self) {
         self.producer.write().await.shutdown().await;
     }
+}
+
+/// Creates a (qualified) topic through the broker's auto-create topic; an existing topic is
+/// left as it is.
+async fn create_topic(producer: &mut DefaultMQProducer, name: &str) -> Result<(), MessagingError> {
+    producer
+        .create_topic("TBW102", name, TOPIC_QUEUES, HashMap::new())
+        .await
+        .map_err(|err| MessagingError::Publish {
+            topic: name.to_owned(),
+            reason: format!("cannot create topic: {err}"),
+        })
 }
 
 /// FNV-1a: stable across processes and releases, unlike the standard library's hasher.
