@@ -13,6 +13,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The order's fence forbids the change (confirm after rollback, rollback after confirm).
+    #[error("{0}")]
+    Refused(String),
     #[error("this call needs the admin token: send `authorization: Bearer <token>`")]
     Unauthenticated,
     #[error("database: {0}")]
@@ -27,6 +30,7 @@ impl From<Error> for Status {
             Error::Invalid(msg) => Status::invalid_argument(msg),
             Error::NotFound(msg) => Status::not_found(msg),
             Error::AlreadyExists(msg) => Status::already_exists(msg),
+            Error::Refused(msg) => Status::failed_precondition(msg),
             Error::Unauthenticated => Status::unauthenticated(err.to_string()),
             Error::Database(db) => match db.sql_err() {
                 Some(SqlErr::UniqueConstraintViolation(detail)) => Status::already_exists(detail),

@@ -5,18 +5,33 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod commands;
+pub mod drift;
 pub mod error;
 pub mod gate;
+pub mod ledger;
 pub mod migration;
+pub mod stock;
+pub mod stock_api;
+pub mod tiers;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use ticket_platform::app::{Service, StartError};
+use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
+use ticket_proto::saga::v1::participant_server::ParticipantServer;
 use ticket_proto::stock::v1::catalog_service_server::CatalogServiceServer;
+use ticket_proto::stock::v1::stock_service_server::StockServiceServer;
+use tokio::task::JoinHandle;
 
 use crate::catalog::Catalog;
+use crate::commands::{CommandConsumer, Participant};
+use crate::drift::DriftWatch;
 use crate::gate::{GateError, StockGate};
+use crate::stock::Stock;
+use crate::stock_api::StockApi;
 
 /// Why stock-svc did not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +40,8 @@ pub enum BuildError {
     Start(#[from] StartError),
     #[error("live stock (Redis): {0}")]
     Gate(#[from] GateError),
+    #[error("messaging: {0}")]
+    Messaging(#[from] ticket_platform::messaging::MessagingError),
 }
 use ticket_platform::config::{ConfigErrors, ConfigSource};
 use ticket_platform::service::ServiceConfig;
@@ -47,6 +64,12 @@ pub struct Config {
     pub redis_url: String,
     /// Connections in the Redis pool (`redis.connections`).
     pub redis_connections: usize,
+    /// First part of every Redis key (`redis.key_prefix`), so deployments can share a Redis.
+    pub redis_key_prefix: String,
+    /// Tasks writing the ledger with group commit for the gRPC doors (`ledger.writers`).
+    pub ledger_writers: usize,
+    /// How often Redis is reconciled with the ledger (`drift.interval_ms`; 0 turns it off).
+    pub drift_interval: Duration,
 }
 
 impl Config {
@@ -63,31 +86,87 @@ impl Config {
         if !(1..=256).contains(&redis_connections) {
             source.invalid("redis.connections", "must be between 1 and 256");
         }
+        let redis_key_prefix = source.string("redis.key_prefix", "stock");
+        if redis_key_prefix.is_empty()
+            || !redis_key_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-:".contains(c))
+        {
+            source.invalid(
+                "redis.key_prefix",
+                "must be letters, digits, '_', '-' or ':' and not empty",
+            );
+        }
+        let ledger_writers = source.get("ledger.writers", 4usize);
+        if !(1..=64).contains(&ledger_writers) {
+            source.invalid("ledger.writers", "must be between 1 and 64");
+        }
+        let drift_interval = source.millis("drift.interval_ms", Duration::from_secs(60));
         Self {
             service,
             redis_url,
             redis_connections,
+            redis_key_prefix,
+            ledger_writers,
+            drift_interval,
         }
     }
 }
 
 pub struct Application {
     service: Service,
+    drift: Option<JoinHandle<()>>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, BuildError> {
-        let gate = StockGate::connect(&config.redis_url, config.redis_connections).await?;
-        let service =
+        let gate = StockGate::connect(
+            &config.redis_url,
+            config.redis_connections,
+            &config.redis_key_prefix,
+        )
+        .await?;
+        let mut service =
             Service::build::<migration::Migrator>("stock-svc", &config.service, SERVICES).await?;
+        let stock = Stock::new(service.db.clone(), gate.clone(), config.ledger_writers);
+        let admin_token = config.service.admin_token.clone();
+        service
+            .publisher
+            .ensure_topics(&[topic::STOCK, topic::SAGA_REPLY])
+            .await?;
+        let consumer = Consumer::start(
+            std::sync::Arc::clone(&service.messaging),
+            ConsumerSettings::new(commands::CONSUMER_GROUP)
+                .subscribe(topic::STOCK, commands::TAGS)
+                .dead_letters(service.db.clone()),
+            CommandConsumer {
+                stock: stock.clone(),
+            },
+        )
+        .await?;
+        service.add_consumer(consumer);
         let catalog = Catalog {
             db: service.db.clone(),
             gate,
-            admin_token: config.service.admin_token.clone(),
+            admin_token: admin_token.clone(),
         };
-        let service =
-            service.router(|router| router.add_service(CatalogServiceServer::new(catalog)));
-        Ok(Self { service })
+        let api = StockApi {
+            stock: stock.clone(),
+            admin_token: admin_token.clone(),
+        };
+        let participant = Participant {
+            stock: stock.clone(),
+            admin_token,
+        };
+        let service = service.router(|router| {
+            router
+                .add_service(CatalogServiceServer::new(catalog))
+                .add_service(StockServiceServer::new(api))
+                .add_service(ParticipantServer::new(participant))
+        });
+        let drift = (!config.drift_interval.is_zero())
+            .then(|| DriftWatch::new(stock).spawn(config.drift_interval));
+        Ok(Self { service, drift })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -98,6 +177,10 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartError> {
-        self.service.run_until_stopped(shutdown).await
+        let result = self.service.run_until_stopped(shutdown).await;
+        if let Some(drift) = self.drift {
+            drift.abort();
+        }
+        result
     }
 }

@@ -3,7 +3,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use stock_svc::gate::{FenceOutcome, PredeductOutcome, StockGate, TierCounters, TierStock};
+use stock_svc::gate::{
+    Fence, FenceOutcome, FenceState, PredeductOutcome, StockGate, TierCounters, TierStock,
+};
 
 fn redis_url() -> String {
     std::env::var("TICKET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -30,17 +32,16 @@ fn on_sale(tier_id: i64, total: i64, per_user_limit: i64) -> TierStock {
     TierStock {
         tier_id,
         total,
-        deducted: 0,
-        confirmed: 0,
         opens_at_ms: now_ms() - 60_000,
         closes_at_ms: now_ms() + 3_600_000,
         per_user_limit,
         price_cents: 12_500,
+        fences: Vec::new(),
     }
 }
 
 async fn gate_with(stock: &TierStock) -> StockGate {
-    let gate = StockGate::connect(&redis_url(), 8)
+    let gate = StockGate::connect(&redis_url(), 8, "test-stock")
         .await
         .expect("Redis (is `scripts/stack.sh up` running?)");
     assert!(gate.load(stock).await.expect("load"));
@@ -293,4 +294,65 @@ async fn a_tier_is_loaded_once_and_the_scripts_survive_a_script_flush() {
     assert!(gate.counters(tier).await.expect("counters").is_none());
     let missing = gate.prededuct(tier, "ORD-3", "u3", 1).await;
     assert!(matches!(missing, Err(stock_svc::gate::GateError::NotLoaded(t)) if t == tier));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tier_rebuilt_with_its_fences_keeps_every_promise() {
+    let tier = fresh_tier();
+    let fence = |order: &str, state, quantity, user: &str| Fence {
+        order_no: order.into(),
+        state,
+        quantity,
+        user_id: user.into(),
+    };
+    let stock = TierStock {
+        fences: vec![
+            fence("ORD-D", FenceState::Deducted, 3, "u1"),
+            fence("ORD-C", FenceState::Confirmed, 1, "u1"),
+            fence("ORD-R", FenceState::RolledBack, 2, "u2"),
+            fence("ORD-EMPTY", FenceState::RolledBack, 0, ""),
+        ],
+        ..on_sale(tier, 10, 4)
+    };
+    let gate = gate_with(&stock).await;
+    let c = counters(&gate, tier).await;
+    assert_eq!((c.available, c.deducted, c.confirmed), (6, 3, 1));
+    assert_invariant(&c);
+    let mut fences = gate.fences(tier).await.expect("fences");
+    fences.sort_by(|a, b| a.order_no.cmp(&b.order_no));
+    let mut expected = stock.fences.clone();
+    expected.sort_by(|a, b| a.order_no.cmp(&b.order_no));
+    assert_eq!(fences, expected);
+    // u1 holds 4 already (deducted 3 + confirmed 1): the limit holds after the rebuild.
+    assert_eq!(
+        gate.prededuct(tier, "ORD-NEW", "u1", 1)
+            .await
+            .expect("call")
+            .outcome,
+        PredeductOutcome::LimitReached
+    );
+    // A rolled-back order stays refused, and a deducted one answers as before.
+    assert_eq!(
+        gate.prededuct(tier, "ORD-EMPTY", "u3", 1)
+            .await
+            .expect("call")
+            .outcome,
+        PredeductOutcome::AlreadyRolledBack
+    );
+    assert_eq!(
+        gate.prededuct(tier, "ORD-D", "u1", 3)
+            .await
+            .expect("call")
+            .outcome,
+        PredeductOutcome::Deducted
+    );
+    let confirm = gate.confirm(tier, "ORD-D").await.expect("confirm");
+    assert_eq!(
+        (confirm.outcome, confirm.quantity),
+        (FenceOutcome::Confirmed, 3)
+    );
+    assert_eq!(confirm.user_id, "u1");
+    let c = counters(&gate, tier).await;
+    assert_eq!((c.available, c.deducted, c.confirmed), (6, 0, 4));
+    gate.forget(tier).await.expect("clean up");
 }

@@ -3,6 +3,8 @@
 //! stack that `scripts/stack.sh up` starts.
 #![forbid(unsafe_code)]
 
+pub mod stock;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,5 +104,18 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// stock-svc settings for a test: its own database, RocketMQ namespace and Redis key prefix
+/// (tier ids restart at 1 in every fresh database, and the tests share one Redis).
+pub fn stock_config(service: ticket_platform::service::ServiceConfig) -> stock_svc::Config {
+    stock_svc::Config {
+        service,
+        redis_url: redis_url(),
+        redis_connections: 8,
+        redis_key_prefix: unique("test-stock-"),
+        ledger_writers: 4,
+        drift_interval: Duration::ZERO,
     }
 }

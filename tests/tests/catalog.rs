@@ -17,6 +17,7 @@ const TOKEN: &str = "catalog-test-token";
 
 struct Running {
     client: CatalogServiceClient<Channel>,
+    key_prefix: String,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<Result<(), ticket_platform::app::StartError>>,
 }
@@ -33,11 +34,8 @@ async fn start() -> Running {
             otlp_endpoint: String::new(),
         },
     };
-    let config = stock_svc::Config {
-        service,
-        redis_url: redis_url(),
-        redis_connections: 4,
-    };
+    let config = e2e::stock_config(service);
+    let key_prefix = config.redis_key_prefix.clone();
     let app = stock_svc::Application::build(config)
         .await
         .expect("stock-svc starts");
@@ -53,6 +51,7 @@ async fn start() -> Running {
         .expect("connect");
     Running {
         client: CatalogServiceClient::new(channel),
+        key_prefix,
         stop,
         server,
     }
@@ -149,7 +148,7 @@ async fn an_admin_builds_a_show_and_its_tier_is_on_sale_at_once() {
     assert_eq!(whole.sessions.len(), 1);
     assert_eq!(whole.sessions[0].tiers, vec![tier.clone()]);
     // The tier's stock is live in Redis: the gate sells from it.
-    let gate = stock_svc::gate::StockGate::connect(&redis_url(), 1)
+    let gate = stock_svc::gate::StockGate::connect(&redis_url(), 1, &running.key_prefix)
         .await
         .expect("redis");
     let sold = gate
@@ -330,7 +329,7 @@ async fn bad_input_gets_the_right_code_and_changes_nothing() {
         .into_inner();
     assert_eq!(shows.shows.len(), 1, "only the valid show exists");
     for tier in &whole.sessions[0].tiers {
-        let gate = stock_svc::gate::StockGate::connect(&redis_url(), 1)
+        let gate = stock_svc::gate::StockGate::connect(&redis_url(), 1, &running.key_prefix)
             .await
             .expect("redis");
         gate.forget(tier.tier_id).await.expect("clean up");

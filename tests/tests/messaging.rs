@@ -179,7 +179,7 @@ fn confirm(order_no: &str) -> OutgoingMessage {
     command(
         order_no,
         "STOCK_CONFIRM",
-        Body::StockConfirm(StockConfirm {}),
+        Body::StockConfirm(StockConfirm { tier_id: 7 }),
     )
 }
 

@@ -162,11 +162,7 @@ async fn order_svc_serves_health_and_reflection_and_stops_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_svc_serves_health_and_reflection_and_stops_cleanly() {
-    check_service!("stock-svc", stock_svc, |service| stock_svc::Config {
-        service,
-        redis_url: e2e::redis_url(),
-        redis_connections: 4,
-    });
+    check_service!("stock-svc", stock_svc, e2e::stock_config);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ pub use consumer::{Consumer, ConsumerSettings, HandleError, MessageHandler};
 pub use envelope::{IncomingMessage, OutgoingMessage, property};
 pub use publisher::Publisher;
 pub use runtime::{MessagingConfig, MessagingRuntime};
-pub use topics::{DLQ_PREFIX, Namespace, tag_expression, topic};
+pub use topics::{DLQ_PREFIX, Namespace, tag, tag_expression, topic};
 
 /// Why a messaging call failed.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,23 @@ pub mod topic {
     pub const SAGA_REPLY: &str = "SAGA_REPLY_TOPIC";
 }
 
+/// The tags of each topic. A reply on `SAGA_REPLY_TOPIC` is tagged with its command's step.
+pub mod tag {
+    pub const ORDER_CREATED: &str = "ORDER_CREATED";
+    pub const ORDER_PAID: &str = "ORDER_PAID";
+    pub const ORDER_CANCELLED: &str = "ORDER_CANCELLED";
+    pub const STOCK_DEDUCT: &str = "STOCK_DEDUCT";
+    pub const STOCK_CONFIRM: &str = "STOCK_CONFIRM";
+    pub const STOCK_ROLLBACK: &str = "STOCK_ROLLBACK";
+    pub const STOCK_SYNC: &str = "STOCK_SYNC";
+    pub const ORDER_RESERVE: &str = "ORDER_RESERVE";
+    pub const ORDER_CONFIRM: &str = "ORDER_CONFIRM";
+    pub const ORDER_CANCEL: &str = "ORDER_CANCEL";
+    pub const SMS: &str = "SMS";
+    pub const EMAIL: &str = "EMAIL";
+    pub const PUSH: &str = "PUSH";
+}
+
 /// The broker's prefix of the dead-letter topic of a consumer group.
 pub const DLQ_PREFIX: &str = "%DLQ%";
 

@@ -3,7 +3,7 @@
 //! same step, and the tier is not created when that fails.
 
 pub mod entity;
-mod validate;
+pub(crate) mod validate;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -15,7 +15,8 @@ use tonic::{Request, Response, Status};
 
 use self::entity::{session, show, tier};
 use crate::error::{Error, require_admin};
-use crate::gate::{StockGate, TierStock};
+use crate::gate::StockGate;
+use crate::tiers::TierRules;
 
 pub struct Catalog {
     pub db: DatabaseConnection,
@@ -173,16 +174,7 @@ impl pb::catalog_service_server::CatalogService for Catalog {
         .await
         .map_err(Error::from)?;
         self.gate
-            .load(&TierStock {
-                tier_id: tier.id,
-                total: tier.total,
-                deducted: 0,
-                confirmed: 0,
-                opens_at_ms: session.sale_opens_at.timestamp_millis(),
-                closes_at_ms: session.sale_closes_at.timestamp_millis(),
-                per_user_limit: i64::from(tier.per_user_limit),
-                price_cents: tier.price_cents,
-            })
+            .load(&TierRules::from_models(&tier, &session).stock(Vec::new()))
             .await
             .map_err(Error::from)?;
         txn.commit().await.map_err(Error::from)?;

@@ -1,24 +1,24 @@
 -- confirm(order_no): fence DEDUCTED -> CONFIRMED.
--- KEYS as in prededuct.lua. Returns {outcome, quantity, available}.
+-- KEYS as in prededuct.lua. Returns {outcome, quantity, available, user_id}.
 local meta, fences = KEYS[1], KEYS[2]
 local order_no = ARGV[1]
 if redis.call('EXISTS', meta) == 0 then
-  return {'NOT_LOADED', 0, 0}
+  return {'NOT_LOADED', 0, 0, ''}
 end
 local available = tonumber(redis.call('HGET', meta, 'available'))
 local fence = redis.call('HGET', fences, order_no)
 if not fence then
-  return {'UNKNOWN_ORDER', 0, available}
+  return {'UNKNOWN_ORDER', 0, available, ''}
 end
 local state, qty, user = string.match(fence, '^(%a):(%d+):(.*)$')
 qty = tonumber(qty)
 if state == 'C' then
-  return {'CONFIRMED', qty, available}
+  return {'CONFIRMED', qty, available, user}
 end
 if state == 'R' then
-  return {'ALREADY_ROLLED_BACK', qty, available}
+  return {'ALREADY_ROLLED_BACK', qty, available, user}
 end
 redis.call('HINCRBY', meta, 'deducted', -qty)
 redis.call('HINCRBY', meta, 'confirmed', qty)
 redis.call('HSET', fences, order_no, 'C:' .. qty .. ':' .. user)
-return {'CONFIRMED', qty, available}
+return {'CONFIRMED', qty, available, user}

@@ -50,11 +50,78 @@ pub struct Prededucted {
     pub unit_price_cents: i64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FenceChange {
     pub outcome: FenceOutcome,
     pub quantity: i64,
     pub available: i64,
+    /// The buyer the fence belongs to (empty for an empty rollback).
+    pub user_id: String,
+}
+
+/// The state of one order's fence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FenceState {
+    Deducted,
+    Confirmed,
+    RolledBack,
+}
+
+impl FenceState {
+    /// The one-letter code kept in Redis and in the ledger.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Deducted => "D",
+            Self::Confirmed => "C",
+            Self::RolledBack => "R",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "D" => Some(Self::Deducted),
+            "C" => Some(Self::Confirmed),
+            "R" => Some(Self::RolledBack),
+            _ => None,
+        }
+    }
+
+    /// The name clients see (`StockChange.fence`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Deducted => "DEDUCTED",
+            Self::Confirmed => "CONFIRMED",
+            Self::RolledBack => "ROLLED_BACK",
+        }
+    }
+}
+
+/// One order's fence: what Redis keeps next to the counters, and the ledger row it mirrors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub order_no: String,
+    pub state: FenceState,
+    pub quantity: i64,
+    pub user_id: String,
+}
+
+impl Fence {
+    fn encode(&self) -> String {
+        format!("{}:{}:{}", self.state.code(), self.quantity, self.user_id)
+    }
+
+    fn decode(order_no: String, value: &str) -> Option<Self> {
+        let mut parts = value.splitn(3, ':');
+        let state = FenceState::from_code(parts.next()?)?;
+        let quantity = parts.next()?.parse().ok()?;
+        let user_id = parts.next()?.to_owned();
+        Some(Self {
+            order_no,
+            state,
+            quantity,
+            user_id,
+        })
+    }
 }
 
 /// A tier's counters as Redis holds them.
@@ -67,17 +134,27 @@ pub struct TierCounters {
     pub sold_out: bool,
 }
 
-/// What a tier is loaded with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a tier is loaded with: its rules, and (when rebuilt from the ledger) every fence.
+/// `deducted`, `confirmed` and the buyers' holdings follow from the fences.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TierStock {
     pub tier_id: i64,
     pub total: i64,
-    pub deducted: i64,
-    pub confirmed: i64,
     pub opens_at_ms: i64,
     pub closes_at_ms: i64,
     pub per_user_limit: i64,
     pub price_cents: i64,
+    pub fences: Vec<Fence>,
+}
+
+impl TierStock {
+    fn held(&self, state: FenceState) -> i64 {
+        self.fences
+            .iter()
+            .filter(|f| f.state == state)
+            .map(|f| f.quantity)
+            .sum()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,20 +168,12 @@ pub enum GateError {
     Protocol(String),
 }
 
-/// The keys of one tier, all under one hash tag.
-fn keys(tier_id: i64) -> Vec<String> {
-    vec![
-        format!("stock:{{tier:{tier_id}}}:meta"),
-        format!("stock:{{tier:{tier_id}}}:fences"),
-        format!("stock:{{tier:{tier_id}}}:users"),
-    ]
-}
-
 /// The stock scripts, loaded on a Redis connection pool.
 #[derive(Clone)]
 pub struct StockGate {
     pool: Pool,
     shas: Arc<RwLock<Shas>>,
+    key_prefix: Arc<str>,
 }
 
 #[derive(Default)]
@@ -135,17 +204,38 @@ impl Script {
 }
 
 impl StockGate {
-    /// Connects a pool of `connections` to `url` and loads the scripts.
-    pub async fn connect(url: &str, connections: usize) -> Result<Self, GateError> {
+    /// Connects a pool of `connections` to `url` and loads the scripts. Every key starts with
+    /// `key_prefix` (`stock` in production), so deployments can share one Redis.
+    pub async fn connect(
+        url: &str,
+        connections: usize,
+        key_prefix: &str,
+    ) -> Result<Self, GateError> {
         let config = Config::from_url(url)?;
         let pool = Builder::from_config(config).build_pool(connections.max(1))?;
         pool.init().await?;
         let gate = Self {
             pool,
             shas: Arc::new(RwLock::new(Shas::default())),
+            key_prefix: Arc::from(key_prefix),
         };
         gate.load_scripts().await?;
         Ok(gate)
+    }
+
+    /// The keys of one tier (meta, fences, users), all under the hash tag `{tier:ID}`.
+    pub fn keys(&self, tier_id: i64) -> Vec<String> {
+        let prefix = &self.key_prefix;
+        vec![
+            format!("{prefix}:{{tier:{tier_id}}}:meta"),
+            format!("{prefix}:{{tier:{tier_id}}}:fences"),
+            format!("{prefix}:{{tier:{tier_id}}}:users"),
+        ]
+    }
+
+    /// The SHA the prededuct script is called by (`ticketctl bench stock` calls it raw).
+    pub async fn prededuct_sha(&self) -> String {
+        self.shas.read().await.prededuct.clone()
     }
 
     async fn load_scripts(&self) -> Result<(), GateError> {
@@ -195,11 +285,11 @@ impl StockGate {
         let reply: Vec<Value> = self
             .run(
                 Script::Prededuct,
-                keys(tier_id),
+                self.keys(tier_id),
                 vec![order_no.into(), user_id.into(), quantity.into()],
             )
             .await?;
-        let (word, available, price) = triple(&reply)?;
+        let (word, available, price, _) = parse_reply(&reply)?;
         let outcome = match word.as_str() {
             "DEDUCTED" => PredeductOutcome::Deducted,
             "SOLD_OUT" => PredeductOutcome::SoldOut,
@@ -219,26 +309,37 @@ impl StockGate {
 
     pub async fn rollback(&self, tier_id: i64, order_no: &str) -> Result<FenceChange, GateError> {
         let reply: Vec<Value> = self
-            .run(Script::Rollback, keys(tier_id), vec![order_no.into()])
+            .run(Script::Rollback, self.keys(tier_id), vec![order_no.into()])
             .await?;
         fence_change(tier_id, &reply)
     }
 
     pub async fn confirm(&self, tier_id: i64, order_no: &str) -> Result<FenceChange, GateError> {
         let reply: Vec<Value> = self
-            .run(Script::Confirm, keys(tier_id), vec![order_no.into()])
+            .run(Script::Confirm, self.keys(tier_id), vec![order_no.into()])
             .await?;
         fence_change(tier_id, &reply)
     }
 
-    /// Puts a tier into Redis unless it is there already; `true` when this call loaded it.
+    /// Puts a tier into Redis, fences included, unless it is there already (never twice);
+    /// `true` when this call loaded it. `available = total - deducted - confirmed`.
     pub async fn load(&self, stock: &TierStock) -> Result<bool, GateError> {
-        let available = stock.total - stock.deducted - stock.confirmed;
-        let args: Vec<Value> = [
+        let deducted = stock.held(FenceState::Deducted);
+        let confirmed = stock.held(FenceState::Confirmed);
+        let available = stock.total - deducted - confirmed;
+        if available < 0 {
+            return Err(GateError::Protocol(format!(
+                "tier {} holds {} tickets in its fences, above its total {}",
+                stock.tier_id,
+                deducted + confirmed,
+                stock.total
+            )));
+        }
+        let mut args: Vec<Value> = [
             stock.total,
             available,
-            stock.deducted,
-            stock.confirmed,
+            deducted,
+            confirmed,
             stock.opens_at_ms,
             stock.closes_at_ms,
             stock.per_user_limit,
@@ -247,7 +348,13 @@ impl StockGate {
         .into_iter()
         .map(Value::from)
         .collect();
-        let loaded: i64 = self.run(Script::Load, keys(stock.tier_id), args).await?;
+        for fence in &stock.fences {
+            args.push(fence.order_no.as_str().into());
+            args.push(fence.encode().into());
+        }
+        let loaded: i64 = self
+            .run(Script::Load, self.keys(stock.tier_id), args)
+            .await?;
         Ok(loaded == 1)
     }
 
@@ -257,7 +364,7 @@ impl StockGate {
             .pool
             .next()
             .hmget(
-                keys(tier_id)[0].clone(),
+                self.keys(tier_id)[0].clone(),
                 vec!["total", "available", "deducted", "confirmed", "sold_out"],
             )
             .await?;
@@ -280,19 +387,34 @@ impl StockGate {
         }))
     }
 
+    /// Every fence of a tier as Redis holds it (reconciliation).
+    pub async fn fences(&self, tier_id: i64) -> Result<Vec<Fence>, GateError> {
+        let raw: std::collections::HashMap<String, String> = self
+            .pool
+            .next()
+            .hgetall(self.keys(tier_id)[1].clone())
+            .await?;
+        raw.into_iter()
+            .map(|(order_no, value)| {
+                Fence::decode(order_no, &value)
+                    .ok_or_else(|| GateError::Protocol(format!("fence {value:?}")))
+            })
+            .collect()
+    }
+
     /// Whether the tier's sold-out flag is set (order-svc refuses at once when it is).
     pub async fn is_sold_out(&self, tier_id: i64) -> Result<bool, GateError> {
         let flag: Option<i64> = self
             .pool
             .next()
-            .hget(keys(tier_id)[0].clone(), "sold_out")
+            .hget(self.keys(tier_id)[0].clone(), "sold_out")
             .await?;
         Ok(flag == Some(1))
     }
 
     /// Forgets a tier (tests of reloading, and operators retiring a tier).
     pub async fn forget(&self, tier_id: i64) -> Result<(), GateError> {
-        let _: i64 = self.pool.next().del(keys(tier_id)).await?;
+        let _: i64 = self.pool.next().del(self.keys(tier_id)).await?;
         Ok(())
     }
 
@@ -302,26 +424,28 @@ impl StockGate {
     }
 }
 
-fn triple(reply: &[Value]) -> Result<(String, i64, i64), GateError> {
-    match reply {
-        [word, a, b] => {
-            let word = word
-                .as_string()
-                .ok_or_else(|| GateError::Protocol(format!("{reply:?}")))?;
-            let a = a
-                .as_i64()
-                .ok_or_else(|| GateError::Protocol(format!("{reply:?}")))?;
-            let b = b
-                .as_i64()
-                .ok_or_else(|| GateError::Protocol(format!("{reply:?}")))?;
-            Ok((word, a, b))
-        }
-        _ => Err(GateError::Protocol(format!("{reply:?}"))),
-    }
+/// A script's answer: `{word, number, number[, user]}`.
+fn parse_reply(reply: &[Value]) -> Result<(String, i64, i64, String), GateError> {
+    let bad = || GateError::Protocol(format!("{reply:?}"));
+    let (word, a, b, user) = match reply {
+        [word, a, b] => (word, a, b, None),
+        [word, a, b, user] => (word, a, b, Some(user)),
+        _ => return Err(bad()),
+    };
+    let user = match user {
+        Some(user) => user.as_string().ok_or_else(bad)?,
+        None => String::new(),
+    };
+    Ok((
+        word.as_string().ok_or_else(bad)?,
+        a.as_i64().ok_or_else(bad)?,
+        b.as_i64().ok_or_else(bad)?,
+        user,
+    ))
 }
 
 fn fence_change(tier_id: i64, reply: &[Value]) -> Result<FenceChange, GateError> {
-    let (word, quantity, available) = triple(reply)?;
+    let (word, quantity, available, user_id) = parse_reply(reply)?;
     let outcome = match word.as_str() {
         "ROLLED_BACK" => FenceOutcome::RolledBack,
         "CONFIRMED" => FenceOutcome::Confirmed,
@@ -335,5 +459,6 @@ fn fence_change(tier_id: i64, reply: &[Value]) -> Result<FenceChange, GateError>
         outcome,
         quantity,
         available,
+        user_id,
     })
 }

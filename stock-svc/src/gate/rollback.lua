@@ -1,23 +1,23 @@
 -- rollback(order_no): returns the order's tickets once.
--- KEYS as in prededuct.lua. Returns {outcome, quantity, available}.
+-- KEYS as in prededuct.lua. Returns {outcome, quantity, available, user_id}.
 local meta, fences, users = KEYS[1], KEYS[2], KEYS[3]
 local order_no = ARGV[1]
 if redis.call('EXISTS', meta) == 0 then
-  return {'NOT_LOADED', 0, 0}
+  return {'NOT_LOADED', 0, 0, ''}
 end
 local fence = redis.call('HGET', fences, order_no)
 if not fence then
   -- An empty rollback: the prededuct never arrived. The fence refuses it if it comes later.
   redis.call('HSET', fences, order_no, 'R:0:')
-  return {'ROLLED_BACK', 0, tonumber(redis.call('HGET', meta, 'available'))}
+  return {'ROLLED_BACK', 0, tonumber(redis.call('HGET', meta, 'available')), ''}
 end
 local state, qty, user = string.match(fence, '^(%a):(%d+):(.*)$')
 qty = tonumber(qty)
 if state == 'R' then
-  return {'ROLLED_BACK', qty, tonumber(redis.call('HGET', meta, 'available'))}
+  return {'ROLLED_BACK', qty, tonumber(redis.call('HGET', meta, 'available')), user}
 end
 if state == 'C' then
-  return {'ALREADY_CONFIRMED', qty, tonumber(redis.call('HGET', meta, 'available'))}
+  return {'ALREADY_CONFIRMED', qty, tonumber(redis.call('HGET', meta, 'available')), user}
 end
 local available = redis.call('HINCRBY', meta, 'available', qty)
 redis.call('HINCRBY', meta, 'deducted', -qty)
@@ -28,4 +28,4 @@ redis.call('HSET', fences, order_no, 'R:' .. qty .. ':' .. user)
 if available > 0 then
   redis.call('HSET', meta, 'sold_out', 0)
 end
-return {'ROLLED_BACK', qty, available}
+return {'ROLLED_BACK', qty, available, user}

@@ -3,6 +3,7 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000101_create_catalog;
+mod m20261125_000102_create_ledger;
 
 pub struct Migrator;
 
@@ -10,6 +11,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = ticket_platform::migration::platform_migrations();
         migrations.push(Box::new(m20261125_000101_create_catalog::Migration));
+        migrations.push(Box::new(m20261125_000102_create_ledger::Migration));
         migrations
     }
 }

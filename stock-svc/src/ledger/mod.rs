@@ -1,0 +1,162 @@
+//! The stock ledger in Postgres: the record of every order's fence, written after its script
+//! succeeded and before the reply leaves. Redis is the fast gate; this is what it is rebuilt
+//! from when it loses a tier, and what reconciliation compares it with.
+//!
+//! One row per order. A fence change is a compare-and-set on the row's state (absent or
+//! `D`educted → `C`onfirmed or `R`olled back), so replaying a command writes nothing twice and
+//! a confirm adds to the tier's `sold` exactly once.
+
+mod writer;
+
+use std::collections::BTreeMap;
+
+use sea_orm::{ConnectionTrait, DbErr, Statement, Value};
+
+pub use self::writer::LedgerWriter;
+use crate::gate::{Fence, FenceState, TierCounters};
+
+/// One fence change to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub tier_id: i64,
+    pub fence: Fence,
+}
+
+/// A tier's totals as the ledger holds them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    pub deducted: i64,
+    pub confirmed: i64,
+    pub rolled_back_orders: i64,
+}
+
+const RECORD: &str = "\
+INSERT INTO stock_ledger AS l
+    (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at)
+VALUES ($1, $2, $3, $4, $5,
+    CASE WHEN $5 = 'D' THEN now() END,
+    CASE WHEN $5 = 'C' THEN now() END,
+    CASE WHEN $5 = 'R' THEN now() END)
+ON CONFLICT (order_no) DO UPDATE SET
+    state = EXCLUDED.state,
+    confirmed_at = COALESCE(EXCLUDED.confirmed_at, l.confirmed_at),
+    rolled_back_at = COALESCE(EXCLUDED.rolled_back_at, l.rolled_back_at)
+WHERE l.state = 'D' AND EXCLUDED.state <> 'D'
+RETURNING l.tier_id, l.quantity";
+
+/// Records fence changes in the caller's transaction. Each is written at most once: a change
+/// the ledger already holds (a replay) writes nothing. Confirmations add to their tier's `sold`.
+/// Returns how many entries changed the ledger.
+pub async fn record(conn: &impl ConnectionTrait, entries: &[LedgerEntry]) -> Result<usize, DbErr> {
+    let backend = conn.get_database_backend();
+    let mut sold: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut changed = 0;
+    for entry in entries {
+        let fence = &entry.fence;
+        let row = conn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                RECORD,
+                [
+                    fence.order_no.clone().into(),
+                    entry.tier_id.into(),
+                    fence.user_id.clone().into(),
+                    fence.quantity.into(),
+                    fence.state.code().into(),
+                ],
+            ))
+            .await?;
+        if let Some(row) = row {
+            changed += 1;
+            if fence.state == FenceState::Confirmed {
+                let tier_id: i64 = row.try_get("", "tier_id")?;
+                let quantity: i64 = row.try_get("", "quantity")?;
+                *sold.entry(tier_id).or_default() += quantity;
+            }
+        }
+    }
+    // In tier order, so concurrent writers never wait on each other in a cycle.
+    for (tier_id, quantity) in sold {
+        conn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE tier SET sold = sold + $2 WHERE id = $1",
+            [tier_id.into(), quantity.into()],
+        ))
+        .await?;
+    }
+    Ok(changed)
+}
+
+/// Every fence of a tier (to rebuild Redis, and to reconcile).
+pub async fn fences(conn: &impl ConnectionTrait, tier_id: i64) -> Result<Vec<Fence>, DbErr> {
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT order_no, user_id, quantity, state FROM stock_ledger WHERE tier_id = $1",
+            [tier_id.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let code: String = row.try_get("", "state")?;
+            let state = FenceState::from_code(code.trim())
+                .ok_or_else(|| DbErr::Custom(format!("unknown ledger state {code:?}")))?;
+            Ok(Fence {
+                order_no: row.try_get("", "order_no")?,
+                state,
+                quantity: row.try_get("", "quantity")?,
+                user_id: row.try_get("", "user_id")?,
+            })
+        })
+        .collect()
+}
+
+/// A tier's ledger totals.
+pub async fn totals(conn: &impl ConnectionTrait, tier_id: i64) -> Result<LedgerTotals, DbErr> {
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT state, SUM(quantity)::BIGINT AS quantity, COUNT(*) AS orders \
+             FROM stock_ledger WHERE tier_id = $1 GROUP BY state",
+            [tier_id.into()],
+        ))
+        .await?;
+    let mut totals = LedgerTotals::default();
+    for row in rows {
+        let code: String = row.try_get("", "state")?;
+        let quantity: i64 = row.try_get("", "quantity")?;
+        let orders: i64 = row.try_get("", "orders")?;
+        match FenceState::from_code(code.trim()) {
+            Some(FenceState::Deducted) => totals.deducted = quantity,
+            Some(FenceState::Confirmed) => totals.confirmed = quantity,
+            Some(FenceState::RolledBack) => totals.rolled_back_orders = orders,
+            None => return Err(DbErr::Custom(format!("unknown ledger state {code:?}"))),
+        }
+    }
+    Ok(totals)
+}
+
+/// `STOCK_SYNC`: writes a tier's Redis counters to Postgres (`stock_sync`).
+pub async fn sync(
+    conn: &impl ConnectionTrait,
+    tier_id: i64,
+    counters: &TierCounters,
+) -> Result<(), DbErr> {
+    let values: [Value; 5] = [
+        tier_id.into(),
+        counters.available.into(),
+        counters.deducted.into(),
+        counters.confirmed.into(),
+        counters.sold_out.into(),
+    ];
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "INSERT INTO stock_sync (tier_id, available, deducted, confirmed, sold_out, synced_at) \
+         VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (tier_id) DO UPDATE SET \
+         available = EXCLUDED.available, deducted = EXCLUDED.deducted, \
+         confirmed = EXCLUDED.confirmed, sold_out = EXCLUDED.sold_out, synced_at = now()",
+        values,
+    ))
+    .await?;
+    Ok(())
+}

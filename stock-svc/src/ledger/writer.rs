@@ -1,0 +1,72 @@
+//! Group commit of ledger entries for the gRPC doors: callers hand their entry to a few writer
+//! tasks and wait; each task takes every entry queued at that moment (up to a batch) and
+//! records them in one transaction. A caller's reply leaves only after its entry committed.
+
+use std::sync::Arc;
+
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{LedgerEntry, record};
+
+/// Entries recorded per transaction at most.
+const BATCH: usize = 256;
+
+type Pending = (LedgerEntry, oneshot::Sender<Result<(), String>>);
+
+/// A handle to the writer tasks; they stop when every handle is dropped.
+#[derive(Clone)]
+pub struct LedgerWriter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl LedgerWriter {
+    /// Starts `writers` tasks recording on `db`.
+    pub fn spawn(db: DatabaseConnection, writers: usize) -> Self {
+        let (queue, receiver) = mpsc::channel::<Pending>(BATCH * writers.max(1) * 4);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(db.clone(), Arc::clone(&receiver)));
+        }
+        Self { queue }
+    }
+
+    /// Records one entry; returns once it is committed.
+    pub async fn write(&self, entry: LedgerEntry) -> Result<(), DbErr> {
+        let (done, committed) = oneshot::channel();
+        self.queue
+            .send((entry, done))
+            .await
+            .map_err(|_| DbErr::Custom("the ledger writer has stopped".into()))?;
+        committed
+            .await
+            .map_err(|_| DbErr::Custom("the ledger writer has stopped".into()))?
+            .map_err(DbErr::Custom)
+    }
+}
+
+async fn run(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
+    loop {
+        {
+            let mut receiver = receiver.lock().await;
+            if receiver.recv_many(&mut batch, BATCH).await == 0 {
+                return;
+            }
+        }
+        let entries: Vec<LedgerEntry> = batch.iter().map(|(entry, _)| entry.clone()).collect();
+        let result = commit(&db, &entries).await.map_err(|err| err.to_string());
+        if let Err(err) = &result {
+            tracing::error!(error = %err, entries = entries.len(), "ledger batch failed");
+        }
+        for (_, done) in batch.drain(..) {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
+async fn commit(db: &DatabaseConnection, entries: &[LedgerEntry]) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    record(&txn, entries).await?;
+    txn.commit().await
+}

@@ -1,0 +1,364 @@
+//! The one idempotent handler behind all three doors (`StockService`, `Participant.Execute`
+//! and the `STOCK_TOPIC` consumer): run the tier's script in Redis, then record the fence
+//! change in the Postgres ledger before anyone hears the answer.
+//!
+//! A command that arrives again replays its script (same answer, nothing changed twice) and
+//! completes a record that a crash may have left unwritten. When Redis lost a tier, it is
+//! rebuilt from the ledger (fences included) before the script runs again.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::error::Error;
+use crate::gate::{
+    Fence, FenceChange, FenceOutcome, FenceState, GateError, PredeductOutcome, Prededucted,
+    StockGate, TierCounters,
+};
+use crate::ledger::{self, LedgerEntry, LedgerWriter};
+use crate::tiers::{TierRules, Tiers};
+
+/// Longest accepted order number and user id.
+pub const MAX_ID_LEN: usize = 64;
+
+/// What to do to a tier's stock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StockStep {
+    Prededuct {
+        tier_id: i64,
+        user_id: String,
+        quantity: i64,
+    },
+    Confirm {
+        tier_id: i64,
+    },
+    Rollback {
+        tier_id: i64,
+    },
+    /// Write the tier's Redis counters to Postgres.
+    Sync {
+        tier_id: i64,
+    },
+}
+
+impl StockStep {
+    pub fn tier_id(&self) -> i64 {
+        match self {
+            Self::Prededuct { tier_id, .. }
+            | Self::Confirm { tier_id }
+            | Self::Rollback { tier_id }
+            | Self::Sync { tier_id } => *tier_id,
+        }
+    }
+}
+
+/// A checked request: every field has the shape the scripts need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StockRequest {
+    /// Empty only for `Sync`, which concerns a tier, not an order.
+    pub order_no: String,
+    pub step: StockStep,
+}
+
+fn identifier(field: &str, value: &str) -> Result<String, Error> {
+    if value.is_empty() {
+        return Err(Error::Invalid(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > MAX_ID_LEN {
+        return Err(Error::Invalid(format!(
+            "{field} is longer than {MAX_ID_LEN} characters"
+        )));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Invalid(format!(
+            "{field} must not contain spaces or control characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+impl StockRequest {
+    /// Checks the fields; what fails is `INVALID_ARGUMENT` and nothing is touched.
+    pub fn new(order_no: &str, step: StockStep) -> Result<Self, Error> {
+        let tier_id = step.tier_id();
+        if tier_id <= 0 {
+            return Err(Error::Invalid(format!(
+                "tier_id must be a positive id, got {tier_id}"
+            )));
+        }
+        let order_no = match step {
+            StockStep::Sync { .. } if order_no.is_empty() => String::new(),
+            _ => identifier("order_no", order_no)?,
+        };
+        if let StockStep::Prededuct {
+            user_id, quantity, ..
+        } = &step
+        {
+            identifier("user_id", user_id)?;
+            if *quantity <= 0 {
+                return Err(Error::Invalid(format!(
+                    "quantity must be at least 1, got {quantity}"
+                )));
+            }
+        }
+        Ok(Self { order_no, step })
+    }
+}
+
+/// What a step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Prededucted(Prededucted),
+    Changed(FenceChange),
+    Synced(TierCounters),
+}
+
+/// Where a fence change is recorded: in the caller's transaction (the consumer's, which also
+/// holds the inbox row and the outbox reply), or through the group-commit writer.
+pub enum Record<'a, C: ConnectionTrait> {
+    In(&'a C),
+    Writer,
+}
+
+/// Redis against the ledger for one tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reconciliation {
+    pub tier_id: i64,
+    pub redis: TierCounters,
+    pub ledger: TierCounters,
+    /// Orders whose fence differs, sorted.
+    pub drifting_orders: Vec<String>,
+}
+
+impl Reconciliation {
+    pub fn drift(&self) -> bool {
+        self.redis.available != self.ledger.available
+            || self.redis.deducted != self.ledger.deducted
+            || self.redis.confirmed != self.ledger.confirmed
+            || !self.drifting_orders.is_empty()
+    }
+
+    /// In words, for logs and operators.
+    pub fn report(&self) -> String {
+        if !self.drift() {
+            return format!(
+                "tier {}: Redis and the ledger agree (available {}, deducted {}, confirmed {})",
+                self.tier_id, self.redis.available, self.redis.deducted, self.redis.confirmed
+            );
+        }
+        format!(
+            "tier {}: Redis has available {} / deducted {} / confirmed {}, the ledger {} / {} / {}; \
+             {} order(s) differ{}",
+            self.tier_id,
+            self.redis.available,
+            self.redis.deducted,
+            self.redis.confirmed,
+            self.ledger.available,
+            self.ledger.deducted,
+            self.ledger.confirmed,
+            self.drifting_orders.len(),
+            match self.drifting_orders.first() {
+                Some(first) => format!(", e.g. {first}"),
+                None => String::new(),
+            }
+        )
+    }
+}
+
+/// The stock of every tier: Redis gate, tier rules, ledger.
+#[derive(Clone)]
+pub struct Stock {
+    pub db: DatabaseConnection,
+    pub gate: StockGate,
+    pub tiers: Tiers,
+    writer: LedgerWriter,
+}
+
+impl Stock {
+    pub fn new(db: DatabaseConnection, gate: StockGate, ledger_writers: usize) -> Self {
+        Self {
+            tiers: Tiers::new(db.clone()),
+            writer: LedgerWriter::spawn(db.clone(), ledger_writers),
+            db,
+            gate,
+        }
+    }
+
+    /// Runs one step: the script, then its record. Idempotent on the order number.
+    #[tracing::instrument(skip_all, fields(order_no = %request.order_no, tier_id = request.step.tier_id()))]
+    pub async fn execute<C: ConnectionTrait>(
+        &self,
+        request: &StockRequest,
+        record: Record<'_, C>,
+    ) -> Result<Effect, Error> {
+        let tier_id = request.step.tier_id();
+        let rules = self.tiers.get(tier_id).await?;
+        let order_no = request.order_no.as_str();
+        let (effect, fence) = match &request.step {
+            StockStep::Prededuct {
+                user_id, quantity, ..
+            } => {
+                if *quantity > rules.per_user_limit {
+                    return Err(Error::Invalid(format!(
+                        "quantity {quantity} is above the tier's limit of {} per buyer",
+                        rules.per_user_limit
+                    )));
+                }
+                let answer = self
+                    .gated(&rules, || {
+                        self.gate.prededuct(tier_id, order_no, user_id, *quantity)
+                    })
+                    .await?;
+                let fence = (answer.outcome == PredeductOutcome::Deducted).then(|| Fence {
+                    order_no: order_no.to_owned(),
+                    state: FenceState::Deducted,
+                    quantity: *quantity,
+                    user_id: user_id.clone(),
+                });
+                (Effect::Prededucted(answer), fence)
+            }
+            StockStep::Confirm { .. } => {
+                let change = self
+                    .gated(&rules, || self.gate.confirm(tier_id, order_no))
+                    .await?;
+                let fence = (change.outcome == FenceOutcome::Confirmed)
+                    .then(|| fence_of(order_no, FenceState::Confirmed, &change));
+                (Effect::Changed(change), fence)
+            }
+            StockStep::Rollback { .. } => {
+                let change = self
+                    .gated(&rules, || self.gate.rollback(tier_id, order_no))
+                    .await?;
+                let fence = (change.outcome == FenceOutcome::RolledBack)
+                    .then(|| fence_of(order_no, FenceState::RolledBack, &change));
+                (Effect::Changed(change), fence)
+            }
+            StockStep::Sync { .. } => {
+                let counters = self.counters(&rules).await?;
+                match record {
+                    Record::In(conn) => ledger::sync(conn, tier_id, &counters).await?,
+                    Record::Writer => ledger::sync(&self.db, tier_id, &counters).await?,
+                }
+                return Ok(Effect::Synced(counters));
+            }
+        };
+        if let Some(fence) = fence {
+            let entry = LedgerEntry { tier_id, fence };
+            match record {
+                Record::In(conn) => {
+                    ledger::record(conn, std::slice::from_ref(&entry)).await?;
+                }
+                Record::Writer => self.writer.write(entry).await?,
+            }
+        }
+        Ok(effect)
+    }
+
+    /// Runs a script; when Redis does not hold the tier, rebuilds it from the ledger and runs
+    /// the script once more.
+    async fn gated<T, F, Fut>(&self, rules: &TierRules, script: F) -> Result<T, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, GateError>>,
+    {
+        match script().await {
+            Err(GateError::NotLoaded(_)) => {
+                self.rebuild(rules).await?;
+                Ok(script().await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Loads a tier Redis does not hold from the ledger: `available = total - deducted -
+    /// confirmed`, fences included. Never twice: `false` when the tier was there already.
+    pub async fn rebuild(&self, rules: &TierRules) -> Result<bool, Error> {
+        let fences = ledger::fences(&self.db, rules.tier_id).await?;
+        let orders = fences.len();
+        let loaded = self.gate.load(&rules.stock(fences)).await?;
+        if loaded {
+            tracing::warn!(
+                tier_id = rules.tier_id,
+                orders,
+                "Redis did not hold the tier; rebuilt it from the ledger"
+            );
+        }
+        Ok(loaded)
+    }
+
+    /// The tier's live counters, rebuilding it first when Redis lost it.
+    pub async fn counters(&self, rules: &TierRules) -> Result<TierCounters, Error> {
+        if let Some(counters) = self.gate.counters(rules.tier_id).await? {
+            return Ok(counters);
+        }
+        self.rebuild(rules).await?;
+        self.gate
+            .counters(rules.tier_id)
+            .await?
+            .ok_or(Error::Gate(GateError::NotLoaded(rules.tier_id)))
+    }
+
+    /// Compares Redis with the ledger, counters and fence by fence.
+    pub async fn reconcile(&self, tier_id: i64) -> Result<Reconciliation, Error> {
+        let rules = self.tiers.get(tier_id).await?;
+        let redis = self.counters(&rules).await?;
+        let redis_fences: HashMap<String, Fence> = self
+            .gate
+            .fences(tier_id)
+            .await?
+            .into_iter()
+            .map(|f| (f.order_no.clone(), f))
+            .collect();
+        let ledger_fences: HashMap<String, Fence> = ledger::fences(&self.db, tier_id)
+            .await?
+            .into_iter()
+            .map(|f| (f.order_no.clone(), f))
+            .collect();
+        let totals = ledger::totals(&self.db, tier_id).await?;
+        let ledger = TierCounters {
+            total: rules.total,
+            available: rules.total - totals.deducted - totals.confirmed,
+            deducted: totals.deducted,
+            confirmed: totals.confirmed,
+            sold_out: rules.total - totals.deducted - totals.confirmed == 0,
+        };
+        let mut drifting_orders: Vec<String> = redis_fences
+            .iter()
+            .filter(|(order, fence)| ledger_fences.get(*order) != Some(*fence))
+            .map(|(order, _)| order.clone())
+            .chain(
+                ledger_fences
+                    .keys()
+                    .filter(|order| !redis_fences.contains_key(*order))
+                    .cloned(),
+            )
+            .collect();
+        drifting_orders.sort();
+        Ok(Reconciliation {
+            tier_id,
+            redis,
+            ledger,
+            drifting_orders,
+        })
+    }
+
+    /// The repair rule: the ledger is the record. Drops the tier from Redis and rebuilds it
+    /// from the ledger. Fences Redis held without a ledger row belong to commands whose reply
+    /// never left; their senders retry them and the retry runs on the rebuilt tier.
+    pub async fn repair(&self, tier_id: i64) -> Result<Reconciliation, Error> {
+        let rules = self.tiers.get(tier_id).await?;
+        self.gate.forget(tier_id).await?;
+        self.rebuild(&rules).await?;
+        self.reconcile(tier_id).await
+    }
+}
+
+fn fence_of(order_no: &str, state: FenceState, change: &FenceChange) -> Fence {
+    Fence {
+        order_no: order_no.to_owned(),
+        state,
+        quantity: change.quantity,
+        user_id: change.user_id.clone(),
+    }
+}

@@ -1,0 +1,195 @@
+//! A running stock-svc for the tests: its own database, RocketMQ namespace and Redis key
+//! prefix; gRPC clients with the admin token; and a tier on sale in one call.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sea_orm::DatabaseConnection;
+use ticket_platform::app::StartError;
+use ticket_platform::messaging::MessagingConfig;
+use ticket_platform::service::ServiceConfig;
+use ticket_platform::telemetry::TelemetryConfig;
+use ticket_proto::saga::v1::participant_client::ParticipantClient;
+use ticket_proto::stock::v1 as pb;
+use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
+use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
+use tonic::Request;
+use tonic::transport::Channel;
+
+use crate::{fresh_database_config, messaging_config, redis_url, stock_config};
+
+pub const TOKEN: &str = "stock-test-token";
+
+pub struct StockApp {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    pub db: DatabaseConnection,
+    pub messaging: MessagingConfig,
+    pub key_prefix: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+/// `request` with `authorization: Bearer <TOKEN>`.
+pub fn admin<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("ascii"),
+    );
+    request
+}
+
+fn at(seconds_from_now: i64) -> Option<prost_types::Timestamp> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    Some(prost_types::Timestamp {
+        seconds: i64::try_from(now).expect("seconds") + seconds_from_now,
+        nanos: 0,
+    })
+}
+
+impl StockApp {
+    pub async fn start() -> Self {
+        let messaging = messaging_config(3);
+        let service = ServiceConfig {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: TOKEN.into(),
+            database: fresh_database_config("t_stock_").await,
+            messaging: messaging.clone(),
+            telemetry: TelemetryConfig {
+                service_name: "stock-svc".into(),
+                log: "warn".into(),
+                otlp_endpoint: String::new(),
+            },
+        };
+        let db = ticket_platform::db::connect(&service.database)
+            .await
+            .expect("connect to the test database");
+        let config = stock_config(service);
+        let key_prefix = config.redis_key_prefix.clone();
+        let app = stock_svc::Application::build(config)
+            .await
+            .expect("stock-svc starts");
+        let addr = app.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            addr,
+            channel,
+            db,
+            messaging,
+            key_prefix,
+            stop,
+            server,
+        }
+    }
+
+    pub fn catalog(&self) -> CatalogServiceClient<Channel> {
+        CatalogServiceClient::new(self.channel.clone())
+    }
+
+    pub fn stock(&self) -> StockServiceClient<Channel> {
+        StockServiceClient::new(self.channel.clone())
+    }
+
+    pub fn participant(&self) -> ParticipantClient<Channel> {
+        ParticipantClient::new(self.channel.clone())
+    }
+
+    /// A gate on the same Redis keys as the service (to make Redis lose a tier, say).
+    pub async fn gate(&self) -> stock_svc::gate::StockGate {
+        stock_svc::gate::StockGate::connect(&redis_url(), 2, &self.key_prefix)
+            .await
+            .expect("redis")
+    }
+
+    /// A tier of `total` tickets, `per_user_limit` each, whose sale runs from
+    /// `opens_in` to `closes_in` seconds from now.
+    pub async fn tier_with_window(
+        &self,
+        total: i64,
+        per_user_limit: i32,
+        opens_in: i64,
+        closes_in: i64,
+    ) -> pb::Tier {
+        let mut catalog = self.catalog();
+        let show = catalog
+            .create_show(admin(pb::CreateShowRequest {
+                title: "Flash Sale Night".into(),
+                venue: "Arena".into(),
+            }))
+            .await
+            .expect("create show")
+            .into_inner();
+        let session = catalog
+            .create_session(admin(pb::CreateSessionRequest {
+                show_id: show.show_id,
+                starts_at: at(closes_in.max(opens_in) + 3_600),
+                sale_opens_at: at(opens_in),
+                sale_closes_at: at(closes_in),
+            }))
+            .await
+            .expect("create session")
+            .into_inner();
+        catalog
+            .create_tier(admin(pb::CreateTierRequest {
+                session_id: session.session_id,
+                name: "Floor".into(),
+                price_cents: 12_500,
+                total,
+                per_user_limit,
+            }))
+            .await
+            .expect("create tier")
+            .into_inner()
+    }
+
+    /// A tier on sale now.
+    pub async fn tier(&self, total: i64, per_user_limit: i32) -> pb::Tier {
+        self.tier_with_window(total, per_user_limit, -60, 3_600)
+            .await
+    }
+
+    pub async fn stock_of(&self, tier_id: i64) -> pb::Stock {
+        self.stock()
+            .get_stock(pb::GetStockRequest { tier_id })
+            .await
+            .expect("get stock")
+            .into_inner()
+    }
+
+    pub async fn reconcile(&self, tier_id: i64) -> pb::ReconcileResponse {
+        self.stock()
+            .reconcile(pb::ReconcileRequest {
+                tier_id,
+                repair: false,
+            })
+            .await
+            .expect("reconcile")
+            .into_inner()
+    }
+
+    /// Stops the service and forgets its tiers in Redis.
+    pub async fn stop(self, tiers: &[i64]) {
+        let gate = self.gate().await;
+        for tier in tiers {
+            gate.forget(*tier).await.expect("clean up");
+        }
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.server)
+            .await
+            .expect("stops within 30 s")
+            .expect("task")
+            .expect("clean stop");
+    }
+}
