@@ -147,6 +147,13 @@ async fn every_fence_case_is_answered_and_recorded_once() {
     let app = StockApp::start().await;
     let tier = app.tier(10, 4).await.tier_id;
 
+    // The same order sent many times at once: one deduct, one ledger row.
+    let same = (0..50).map(|_| deduct(&app, "SAME", tier, "u9", 1));
+    let outcomes = join_all(same).await;
+    assert!(outcomes.iter().all(|o| *o == PredeductOutcome::Deducted));
+    assert_eq!(app.stock_of(tier).await.deducted, 1);
+    rollback(&app, "SAME", tier).await.expect("rollback");
+
     // Repeat: same answer, one deduct, one ledger row.
     assert_eq!(
         deduct(&app, "A", tier, "u1", 2).await,
@@ -203,7 +210,8 @@ async fn every_fence_case_is_answered_and_recorded_once() {
     );
     assert_invariant(&stock);
     let rows = ledger(&app, tier).await;
-    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows["SAME"], ("R".into(), 1));
     assert_eq!(rows["A"], ("C".into(), 2));
     assert_eq!(rows["B"], ("R".into(), 3));
     assert_eq!(rows["C"], ("R".into(), 0));

@@ -8,7 +8,8 @@
 
 mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 
 use sea_orm::{ConnectionTrait, DbErr, Statement, Value};
 
@@ -30,61 +31,102 @@ pub struct LedgerTotals {
     pub rolled_back_orders: i64,
 }
 
-const RECORD: &str = "\
-INSERT INTO stock_ledger AS l
-    (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at)
-VALUES ($1, $2, $3, $4, $5,
-    CASE WHEN $5 = 'D' THEN now() END,
-    CASE WHEN $5 = 'C' THEN now() END,
-    CASE WHEN $5 = 'R' THEN now() END)
+/// The compare-and-set of a fence change: a new order is inserted; an existing one moves only
+/// from `D` to `C` or `R`. `RETURNING` yields exactly the rows this statement changed.
+const ON_CONFLICT: &str = "\
 ON CONFLICT (order_no) DO UPDATE SET
     state = EXCLUDED.state,
     confirmed_at = COALESCE(EXCLUDED.confirmed_at, l.confirmed_at),
     rolled_back_at = COALESCE(EXCLUDED.rolled_back_at, l.rolled_back_at)
 WHERE l.state = 'D' AND EXCLUDED.state <> 'D'
-RETURNING l.tier_id, l.quantity";
+RETURNING l.tier_id, l.quantity, l.state";
 
 /// Records fence changes in the caller's transaction. Each is written at most once: a change
 /// the ledger already holds (a replay) writes nothing. Confirmations add to their tier's `sold`.
 /// Returns how many entries changed the ledger.
 pub async fn record(conn: &impl ConnectionTrait, entries: &[LedgerEntry]) -> Result<usize, DbErr> {
-    let backend = conn.get_database_backend();
     let mut sold: BTreeMap<i64, i64> = BTreeMap::new();
     let mut changed = 0;
+    // One statement per run of distinct orders: a statement may not touch a row twice.
+    let mut chunk: Vec<&LedgerEntry> = Vec::new();
+    let mut orders: HashSet<&str> = HashSet::new();
     for entry in entries {
-        let fence = &entry.fence;
-        let row = conn
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                RECORD,
-                [
-                    fence.order_no.clone().into(),
-                    entry.tier_id.into(),
-                    fence.user_id.clone().into(),
-                    fence.quantity.into(),
-                    fence.state.code().into(),
-                ],
-            ))
-            .await?;
-        if let Some(row) = row {
-            changed += 1;
-            if fence.state == FenceState::Confirmed {
-                let tier_id: i64 = row.try_get("", "tier_id")?;
-                let quantity: i64 = row.try_get("", "quantity")?;
-                *sold.entry(tier_id).or_default() += quantity;
-            }
+        if !orders.insert(entry.fence.order_no.as_str()) {
+            changed += record_distinct(conn, &chunk, &mut sold).await?;
+            chunk.clear();
+            orders.clear();
+            orders.insert(entry.fence.order_no.as_str());
         }
+        chunk.push(entry);
     }
+    changed += record_distinct(conn, &chunk, &mut sold).await?;
     // In tier order, so concurrent writers never wait on each other in a cycle.
     for (tier_id, quantity) in sold {
         conn.execute_raw(Statement::from_sql_and_values(
-            backend,
+            conn.get_database_backend(),
             "UPDATE tier SET sold = sold + $2 WHERE id = $1",
             [tier_id.into(), quantity.into()],
         ))
         .await?;
     }
     Ok(changed)
+}
+
+/// One `INSERT ... ON CONFLICT` for entries of distinct orders.
+async fn record_distinct(
+    conn: &impl ConnectionTrait,
+    entries: &[&LedgerEntry],
+    sold: &mut BTreeMap<i64, i64>,
+) -> Result<usize, DbErr> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = String::from(
+        "INSERT INTO stock_ledger AS l \
+         (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at) \
+         VALUES ",
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(entries.len() * 4);
+    for (k, entry) in entries.iter().enumerate() {
+        let fence = &entry.fence;
+        let at = |state: FenceState| if fence.state == state { "now()" } else { "NULL" };
+        let n = k * 4;
+        let _ = write!(
+            sql,
+            "{}(${}, ${}, ${}, ${}, '{}', {}, {}, {})",
+            if k == 0 { "" } else { ", " },
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            fence.state.code(),
+            at(FenceState::Deducted),
+            at(FenceState::Confirmed),
+            at(FenceState::RolledBack),
+        );
+        values.push(fence.order_no.clone().into());
+        values.push(entry.tier_id.into());
+        values.push(fence.user_id.clone().into());
+        values.push(fence.quantity.into());
+    }
+    sql.push(' ');
+    sql.push_str(ON_CONFLICT);
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    for row in &rows {
+        let state: String = row.try_get("", "state")?;
+        if FenceState::from_code(state.trim()) == Some(FenceState::Confirmed) {
+            let tier_id: i64 = row.try_get("", "tier_id")?;
+            let quantity: i64 = row.try_get("", "quantity")?;
+            *sold.entry(tier_id).or_default() += quantity;
+        }
+    }
+    Ok(rows.len())
 }
 
 /// Every fence of a tier (to rebuild Redis, and to reconcile).

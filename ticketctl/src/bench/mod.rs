@@ -1,6 +1,7 @@
 //! `ticketctl bench ...`: measurements whose figures go into `docs/BENCHMARKS.md`.
 
 mod mq;
+mod stock;
 
 use clap::Subcommand;
 
@@ -9,11 +10,14 @@ pub enum Target {
     /// The broker's produce -> consume round trip: single sends and batches at a few
     /// concurrency levels, and through the outbox relay.
     Mq(mq::Args),
+    /// Prededucts per second through stock-svc against raw EVALSHA of the same script.
+    Stock(stock::Args),
 }
 
 pub async fn run(target: Target) -> anyhow::Result<()> {
     match target {
         Target::Mq(args) => mq::run(args).await,
+        Target::Stock(args) => stock::run(args).await,
     }
 }
 

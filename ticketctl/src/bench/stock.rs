@@ -1,0 +1,304 @@
+//! Prededucts per second through stock-svc (gRPC `StockService.Prededuct`: Lua script in
+//! Redis, then the ledger row in Postgres before the answer) and, in the same run, raw
+//! `EVALSHA` of the same script straight to Redis. stock-svc runs in this process on a port of
+//! its own, with a fresh database and Redis key prefix; every request deducts a distinct order
+//! of a tier big enough that none is refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fred::interfaces::LuaInterface;
+use fred::types::Value;
+use stock_svc::gate::StockGate;
+use ticket_platform::db::{self, DatabaseConfig};
+use ticket_platform::messaging::{MessagingConfig, Namespace};
+use ticket_platform::service::ServiceConfig;
+use ticket_platform::telemetry::TelemetryConfig;
+use ticket_proto::stock::v1 as pb;
+use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
+use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
+use tonic::Request;
+use tonic::transport::Channel;
+
+use super::percentile_ms;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Prededucts per round.
+    #[arg(long, default_value_t = 50_000)]
+    requests: usize,
+    /// Requests in flight at once, in both rounds.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections the gRPC round spreads its requests over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Redis connections, of the service and of the raw round alike.
+    #[arg(long, default_value_t = 16)]
+    redis_connections: usize,
+    /// Group-commit tasks writing the ledger in stock-svc.
+    #[arg(long, default_value_t = 4)]
+    ledger_writers: usize,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    name_server: String,
+    /// Postgres server (a fresh database is created on it).
+    #[arg(long, default_value = "postgres://postgres:postgres@127.0.0.1:5432")]
+    postgres: String,
+}
+
+const TOKEN: &str = "bench-admin-token";
+
+struct Round {
+    name: &'static str,
+    requests: usize,
+    secs: f64,
+    latencies_us: Vec<u64>,
+}
+
+impl Round {
+    fn per_sec(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+
+    fn row(&self) -> String {
+        format!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} |",
+            self.name,
+            self.requests,
+            self.per_sec(),
+            percentile_ms(&self.latencies_us, 50.0),
+            percentile_ms(&self.latencies_us, 99.0),
+        )
+    }
+}
+
+fn admin<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = format!("Bearer {TOKEN}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+fn suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let id = suffix();
+    let url = format!("{}/bench_stock_{id}", args.postgres);
+    db::create_database(&url).await?;
+    let key_prefix = format!("bench-stock-{id}");
+    let config = stock_svc::Config {
+        service: ServiceConfig {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: TOKEN.into(),
+            database: DatabaseConfig {
+                url,
+                max_connections: 20,
+                migrate_on_start: true,
+            },
+            messaging: MessagingConfig {
+                name_server: args.name_server.clone(),
+                namespace: Namespace::new(&format!("bench{id}_"))?,
+                ..MessagingConfig::default()
+            },
+            telemetry: TelemetryConfig {
+                service_name: "stock-svc".into(),
+                log: "warn".into(),
+                otlp_endpoint: String::new(),
+            },
+        },
+        redis_url: args.redis.clone(),
+        redis_connections: args.redis_connections,
+        redis_key_prefix: key_prefix.clone(),
+        ledger_writers: args.ledger_writers,
+        drift_interval: Duration::ZERO,
+    };
+    let app = stock_svc::Application::build(config)
+        .await
+        .context("start stock-svc")?;
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .connect()
+                .await?,
+        );
+    }
+    let total = i64::try_from(args.requests)?;
+    let raw_tier = tier(&channels[0], total).await?;
+    let service_tier = tier(&channels[0], total).await?;
+    let gate = StockGate::connect(&args.redis, args.redis_connections, &key_prefix).await?;
+
+    println!(
+        "{} prededucts per round, {} in flight, {} gRPC connection(s), {} Redis connections, \
+         {} ledger writer(s)",
+        args.requests, args.concurrency, args.connections, args.redis_connections,
+        args.ledger_writers
+    );
+    println!("| round | prededucts | per second | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+    let raw = raw_round(&gate, raw_tier, &args).await?;
+    println!("{}", raw.row());
+    let service = service_round(&channels, service_tier, &args).await?;
+    println!("{}", service.row());
+    println!(
+        "\nservice / raw EVALSHA = {:.2}",
+        service.per_sec() / raw.per_sec()
+    );
+
+    for tier in [raw_tier, service_tier] {
+        gate.forget(tier).await?;
+    }
+    let _ = stop.send(());
+    server.await??;
+    Ok(())
+}
+
+/// A tier of `total` tickets, one per buyer, on sale now.
+async fn tier(channel: &Channel, total: i64) -> anyhow::Result<i64> {
+    let mut catalog = CatalogServiceClient::new(channel.clone());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let at = |offset: i64| {
+        Some(prost_types::Timestamp {
+            seconds: i64::try_from(now.as_secs()).unwrap_or(0) + offset,
+            nanos: 0,
+        })
+    };
+    let show = catalog
+        .create_show(admin(pb::CreateShowRequest {
+            title: "Bench".into(),
+            venue: "Loopback".into(),
+        }))
+        .await?
+        .into_inner();
+    let session = catalog
+        .create_session(admin(pb::CreateSessionRequest {
+            show_id: show.show_id,
+            starts_at: at(7_200),
+            sale_opens_at: at(-60),
+            sale_closes_at: at(3_600),
+        }))
+        .await?
+        .into_inner();
+    let tier = catalog
+        .create_tier(admin(pb::CreateTierRequest {
+            session_id: session.session_id,
+            name: format!("Bench {}", suffix()),
+            price_cents: 5_000,
+            total,
+            per_user_limit: 1,
+        }))
+        .await?
+        .into_inner();
+    Ok(tier.tier_id)
+}
+
+/// Runs `requests` calls of `call(i)` with `concurrency` in flight; collects latencies.
+async fn drive<F, Fut>(requests: usize, concurrency: usize, call: F) -> anyhow::Result<Round>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let call = Arc::new(call);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let call = Arc::clone(&call);
+            let next = Arc::clone(&next);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= requests {
+                        return anyhow::Ok(latencies);
+                    }
+                    let sent = Instant::now();
+                    call(i).await?;
+                    latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+                }
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::with_capacity(requests);
+    for worker in workers {
+        latencies_us.extend(worker.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    Ok(Round {
+        name: "",
+        requests,
+        secs,
+        latencies_us,
+    })
+}
+
+async fn raw_round(gate: &StockGate, tier_id: i64, args: &Args) -> anyhow::Result<Round> {
+    let sha = gate.prededuct_sha().await;
+    let keys = gate.keys(tier_id);
+    let pool = gate.pool().clone();
+    let round = drive(args.requests, args.concurrency, move |i| {
+        let pool = pool.clone();
+        let sha = sha.clone();
+        let keys = keys.clone();
+        async move {
+            let args: Vec<Value> = vec![
+                format!("RAW-{i}").into(),
+                format!("u{i}").into(),
+                1i64.into(),
+            ];
+            let reply: Vec<Value> = pool.next().evalsha(sha, keys, args).await?;
+            match reply.first().and_then(Value::as_string).as_deref() {
+                Some("DEDUCTED") => Ok(()),
+                other => bail!("raw prededuct {i} answered {other:?}"),
+            }
+        }
+    })
+    .await?;
+    Ok(Round {
+        name: "raw EVALSHA (Redis only)",
+        ..round
+    })
+}
+
+async fn service_round(channels: &[Channel], tier_id: i64, args: &Args) -> anyhow::Result<Round> {
+    let clients: Vec<StockServiceClient<Channel>> = channels
+        .iter()
+        .map(|c| StockServiceClient::new(c.clone()))
+        .collect();
+    let round = drive(args.requests, args.concurrency, move |i| {
+        let mut client = clients[i % clients.len()].clone();
+        async move {
+            let answer = client
+                .prededuct(admin(pb::PredeductRequest {
+                    order_no: format!("SVC-{i}"),
+                    tier_id,
+                    user_id: format!("u{i}"),
+                    quantity: 1,
+                }))
+                .await?
+                .into_inner();
+            if answer.outcome() != pb::PredeductOutcome::Deducted {
+                bail!("prededuct {i} answered {:?}", answer.outcome());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(Round {
+        name: "stock-svc Prededuct (gRPC + Redis + ledger)",
+        ..round
+    })
+}
