@@ -108,3 +108,23 @@ async fn set_status(health: &HealthReporter, services: &[&'static str], status: 
         health.set_service_status(*name, status).await;
     }
 }
+
+/// Checks `authorization: Bearer <token>` against the admin token; `UNAUTHENTICATED` otherwise.
+#[allow(clippy::result_large_err)]
+pub fn require_admin<T>(
+    request: &tonic::Request<T>,
+    admin_token: &str,
+) -> Result<(), tonic::Status> {
+    let presented = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if !token.is_empty() && token == admin_token => Ok(()),
+        _ => Err(tonic::Status::unauthenticated(
+            "this call needs the admin token: send `authorization: Bearer <token>`",
+        )),
+    }
+}

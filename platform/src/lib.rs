@@ -11,6 +11,8 @@ pub mod inbox;
 pub mod messaging;
 pub mod migration;
 pub mod outbox;
+pub mod participant;
 pub mod service;
 pub mod shutdown;
+pub mod stock_keys;
 pub mod telemetry;

@@ -16,8 +16,6 @@ pub enum Error {
     /// The order's fence forbids the change (confirm after rollback, rollback after confirm).
     #[error("{0}")]
     Refused(String),
-    #[error("this call needs the admin token: send `authorization: Bearer <token>`")]
-    Unauthenticated,
     #[error("database: {0}")]
     Database(#[from] DbErr),
     #[error("live stock: {0}")]
@@ -31,7 +29,6 @@ impl From<Error> for Status {
             Error::NotFound(msg) => Status::not_found(msg),
             Error::AlreadyExists(msg) => Status::already_exists(msg),
             Error::Refused(msg) => Status::failed_precondition(msg),
-            Error::Unauthenticated => Status::unauthenticated(err.to_string()),
             Error::Database(db) => match db.sql_err() {
                 Some(SqlErr::UniqueConstraintViolation(detail)) => Status::already_exists(detail),
                 _ => {
@@ -44,19 +41,5 @@ impl From<Error> for Status {
                 Status::unavailable("the live stock store is unavailable; retry later")
             }
         }
-    }
-}
-
-/// Checks `authorization: Bearer <token>` against the admin token.
-pub fn require_admin<T>(request: &tonic::Request<T>, admin_token: &str) -> Result<(), Error> {
-    let presented = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if !token.is_empty() && token == admin_token => Ok(()),
-        _ => Err(Error::Unauthenticated),
     }
 }

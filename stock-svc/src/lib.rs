@@ -17,17 +17,19 @@ pub mod tiers;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
+use ticket_platform::participant::{CommandConsumer, ParticipantService};
 use ticket_proto::saga::v1::participant_server::ParticipantServer;
 use ticket_proto::stock::v1::catalog_service_server::CatalogServiceServer;
 use ticket_proto::stock::v1::stock_service_server::StockServiceServer;
 use tokio::task::JoinHandle;
 
 use crate::catalog::Catalog;
-use crate::commands::{CommandConsumer, Participant};
+use crate::commands::StockCommands;
 use crate::drift::DriftWatch;
 use crate::gate::{GateError, StockGate};
 use crate::stock::Stock;
@@ -86,7 +88,10 @@ impl Config {
         if !(1..=256).contains(&redis_connections) {
             source.invalid("redis.connections", "must be between 1 and 256");
         }
-        let redis_key_prefix = source.string("redis.key_prefix", "stock");
+        let redis_key_prefix = source.string(
+            "redis.key_prefix",
+            ticket_platform::stock_keys::DEFAULT_PREFIX,
+        );
         if redis_key_prefix.is_empty()
             || !redis_key_prefix
                 .chars()
@@ -130,18 +135,23 @@ impl Application {
             Service::build::<migration::Migrator>("stock-svc", &config.service, SERVICES).await?;
         let stock = Stock::new(service.db.clone(), gate.clone(), config.ledger_writers);
         let admin_token = config.service.admin_token.clone();
+        let commands = Arc::new(StockCommands {
+            stock: stock.clone(),
+        });
         service
             .publisher
             .ensure_topics(&[topic::STOCK, topic::SAGA_REPLY])
             .await?;
         let consumer = Consumer::start(
-            std::sync::Arc::clone(&service.messaging),
+            Arc::clone(&service.messaging),
             ConsumerSettings::new(commands::CONSUMER_GROUP)
                 .subscribe(topic::STOCK, commands::TAGS)
                 .dead_letters(service.db.clone()),
-            CommandConsumer {
-                stock: stock.clone(),
-            },
+            CommandConsumer::new(
+                Arc::clone(&commands),
+                service.db.clone(),
+                commands::CONSUMER_GROUP,
+            ),
         )
         .await?;
         service.add_consumer(consumer);
@@ -154,10 +164,7 @@ impl Application {
             stock: stock.clone(),
             admin_token: admin_token.clone(),
         };
-        let participant = Participant {
-            stock: stock.clone(),
-            admin_token,
-        };
+        let participant = ParticipantService::new(commands, service.db.clone(), &admin_token);
         let service = service.router(|router| {
             router
                 .add_service(CatalogServiceServer::new(catalog))

@@ -7,7 +7,9 @@ use ticket_proto::stock::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::validate;
-use crate::error::{Error, require_admin};
+use ticket_platform::grpc::require_admin;
+
+use crate::error::Error;
 use crate::gate::{FenceOutcome, PredeductOutcome, TierCounters};
 use crate::stock::{Effect, Reconciliation, Record, Stock, StockRequest, StockStep};
 

@@ -14,7 +14,9 @@ use ticket_proto::stock::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use self::entity::{session, show, tier};
-use crate::error::{Error, require_admin};
+use ticket_platform::grpc::require_admin;
+
+use crate::error::Error;
 use crate::gate::StockGate;
 use crate::tiers::TierRules;
 
@@ -37,9 +39,14 @@ impl Catalog {
             Some(counters) => counters.available,
             None => tier.total - tier.sold,
         };
+        let show_id = session::Entity::find_by_id(tier.session_id)
+            .one(&self.db)
+            .await?
+            .map_or(0, |s| s.show_id);
         Ok(pb::Tier {
             tier_id: tier.id,
             session_id: tier.session_id,
+            show_id,
             name: tier.name.clone(),
             price_cents: tier.price_cents,
             total: tier.total,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use fred::prelude::*;
 use fred::types::Value;
+use ticket_platform::stock_keys;
 use tokio::sync::RwLock;
 
 const PREDEDUCT: &str = include_str!("prededuct.lua");
@@ -227,9 +228,9 @@ impl StockGate {
     pub fn keys(&self, tier_id: i64) -> Vec<String> {
         let prefix = &self.key_prefix;
         vec![
-            format!("{prefix}:{{tier:{tier_id}}}:meta"),
-            format!("{prefix}:{{tier:{tier_id}}}:fences"),
-            format!("{prefix}:{{tier:{tier_id}}}:users"),
+            stock_keys::meta(prefix, tier_id),
+            stock_keys::fences(prefix, tier_id),
+            stock_keys::users(prefix, tier_id),
         ]
     }
 

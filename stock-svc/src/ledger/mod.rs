@@ -89,7 +89,13 @@ async fn record_distinct(
     let mut values: Vec<Value> = Vec::with_capacity(entries.len() * 4);
     for (k, entry) in entries.iter().enumerate() {
         let fence = &entry.fence;
-        let at = |state: FenceState| if fence.state == state { "now()" } else { "NULL" };
+        let at = |state: FenceState| {
+            if fence.state == state {
+                "now()"
+            } else {
+                "NULL"
+            }
+        };
         let n = k * 4;
         let _ = write!(
             sql,

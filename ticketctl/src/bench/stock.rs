@@ -143,7 +143,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "{} prededucts per round, {} in flight, {} gRPC connection(s), {} Redis connections, \
          {} ledger writer(s)",
-        args.requests, args.concurrency, args.connections, args.redis_connections,
+        args.requests,
+        args.concurrency,
+        args.connections,
+        args.redis_connections,
         args.ledger_writers
     );
     println!("| round | prededucts | per second | p50 ms | p99 ms |");

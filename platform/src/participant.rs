@@ -1,0 +1,232 @@
+//! The participant side of the saga, shared by every service that answers the orchestrator's
+//! commands. One handler, two doors:
+//!
+//! - [`CommandConsumer`]: a command arriving over RocketMQ runs in a transaction that holds its
+//!   inbox row and the outbox row of its reply (on `SAGA_REPLY_TOPIC`, tagged with the step), so
+//!   its effect and its reply commit together, once per `message_id`;
+//! - [`ParticipantService`]: `Participant.Execute` over gRPC, the orchestrator's synchronous
+//!   path, answers the same reply directly (admin token required).
+//!
+//! A malformed command (no saga, a step that is not a name, a body the service does not handle,
+//! invalid fields) can never succeed: over RocketMQ it goes to the dead letters with the reason,
+//! over gRPC it gets `INVALID_ARGUMENT`. A business refusal is a `REFUSED` reply. A passing
+//! failure (a database down) is retried: redelivered over RocketMQ, a `FAILED` reply over gRPC.
+//! Handlers must be idempotent: the same command (a retry under the same idempotency key) gives
+//! the same answer and changes nothing twice.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use ticket_proto::saga::v1::{Command, Reply, ReplyOutcome, reply};
+use tonic::{Request, Response, Status};
+
+use crate::grpc::require_admin;
+use crate::inbox;
+use crate::messaging::{HandleError, IncomingMessage, MessageHandler, OutgoingMessage, topic};
+use crate::outbox;
+
+/// What a handler answers; [`reply`] puts it in the command's envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub outcome: ReplyOutcome,
+    /// Machine-readable reason of a refusal or failure (`SOLD_OUT`, `ORDER_CANCELLED`, ...).
+    pub reason: String,
+    /// A sentence a person can act on.
+    pub detail: String,
+    pub body: Option<reply::Body>,
+}
+
+impl Answer {
+    pub fn ok(detail: impl Into<String>, body: Option<reply::Body>) -> Self {
+        Self {
+            outcome: ReplyOutcome::Ok,
+            reason: String::new(),
+            detail: detail.into(),
+            body,
+        }
+    }
+
+    pub fn refused(reason: &str, detail: impl Into<String>) -> Self {
+        Self {
+            outcome: ReplyOutcome::Refused,
+            reason: reason.to_owned(),
+            detail: detail.into(),
+            body: None,
+        }
+    }
+}
+
+/// The reply to `command`.
+pub fn reply(command: &Command, answer: Answer) -> Reply {
+    Reply {
+        saga_id: command.saga_id.clone(),
+        order_no: command.order_no.clone(),
+        step: command.step.clone(),
+        attempt: command.attempt,
+        outcome: answer.outcome as i32,
+        reason: answer.reason,
+        detail: answer.detail,
+        body: answer.body,
+    }
+}
+
+/// What every command needs: a saga, and a step that can be a tag.
+pub fn check_envelope(command: &Command) -> Result<(), String> {
+    if command.saga_id.trim().is_empty() {
+        return Err("the command has no saga_id".into());
+    }
+    if command.step.is_empty()
+        || command.step.len() > 64
+        || !command
+            .step
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "the command's step {:?} is not a name of letters, digits, '_' or '-'",
+            command.step
+        ));
+    }
+    Ok(())
+}
+
+/// A service's commands.
+pub trait CommandHandler: Send + Sync + 'static {
+    /// A command whose fields were checked.
+    type Checked: Send + Sync;
+
+    /// Checks the body of a command (its envelope was checked); returns it with the tag it
+    /// travels under. An error means the command can never succeed.
+    fn check(&self, command: &Command) -> Result<(Self::Checked, &'static str), String>;
+
+    /// Runs the command in `txn`, which the caller commits with the reply. An error is a passing
+    /// failure: the command is retried.
+    fn run(
+        &self,
+        checked: &Self::Checked,
+        txn: &DatabaseTransaction,
+    ) -> impl Future<Output = Result<Answer, String>> + Send;
+}
+
+fn check<H: CommandHandler>(
+    handler: &H,
+    command: &Command,
+) -> Result<(H::Checked, &'static str), String> {
+    check_envelope(command)?;
+    handler.check(command)
+}
+
+/// The RocketMQ door: a consumer's message handler.
+pub struct CommandConsumer<H> {
+    handler: Arc<H>,
+    db: DatabaseConnection,
+    group: String,
+}
+
+impl<H: CommandHandler> CommandConsumer<H> {
+    /// `group` is the consumer group's logical name (its inbox rows carry it).
+    pub fn new(handler: Arc<H>, db: DatabaseConnection, group: &str) -> Self {
+        Self {
+            handler,
+            db,
+            group: group.to_owned(),
+        }
+    }
+}
+
+impl<H: CommandHandler> MessageHandler for CommandConsumer<H> {
+    #[tracing::instrument(skip_all, fields(order_no = %message.key, saga_id, step))]
+    async fn handle(&self, message: IncomingMessage) -> Result<(), HandleError> {
+        let retry = |err: &dyn std::fmt::Display| HandleError::Retry(err.to_string());
+        let command: Command = message.decode()?;
+        let span = tracing::Span::current();
+        span.record("saga_id", command.saga_id.as_str());
+        span.record("step", command.step.as_str());
+        let (checked, tag) = check(self.handler.as_ref(), &command).map_err(HandleError::Reject)?;
+        if message.tag != tag {
+            return Err(HandleError::Reject(format!(
+                "tag {} does not match the command's body {tag}",
+                message.tag
+            )));
+        }
+        let Some(txn) = inbox::begin(&self.db, &self.group, &message.message_id)
+            .await
+            .map_err(|err| retry(&err))?
+        else {
+            return Ok(());
+        };
+        let answer = self
+            .handler
+            .run(&checked, &txn)
+            .await
+            .map_err(|err| retry(&err))?;
+        let out = OutgoingMessage::new(
+            topic::SAGA_REPLY,
+            &command.step,
+            &command.order_no,
+            &reply(&command, answer),
+        )
+        .with_saga(&command.saga_id, &command.step, command.attempt)
+        .with_traceparent(message.traceparent.clone());
+        outbox::enqueue(&txn, &[out])
+            .await
+            .map_err(|err| retry(&err))?;
+        txn.commit().await.map_err(|err| retry(&err))?;
+        Ok(())
+    }
+}
+
+/// The gRPC door: `Participant.Execute`.
+pub struct ParticipantService<H> {
+    handler: Arc<H>,
+    db: DatabaseConnection,
+    admin_token: String,
+}
+
+impl<H: CommandHandler> ParticipantService<H> {
+    pub fn new(handler: Arc<H>, db: DatabaseConnection, admin_token: &str) -> Self {
+        Self {
+            handler,
+            db,
+            admin_token: admin_token.to_owned(),
+        }
+    }
+
+    async fn run_in_transaction(&self, checked: &H::Checked) -> Result<Answer, String> {
+        let txn = self.db.begin().await.map_err(|err| err.to_string())?;
+        let answer = self.handler.run(checked, &txn).await?;
+        txn.commit().await.map_err(|err| err.to_string())?;
+        Ok(answer)
+    }
+}
+
+#[tonic::async_trait]
+impl<H: CommandHandler> ticket_proto::saga::v1::participant_server::Participant
+    for ParticipantService<H>
+{
+    #[tracing::instrument(skip_all, fields(order_no, saga_id, step))]
+    async fn execute(&self, request: Request<Command>) -> Result<Response<Reply>, Status> {
+        require_admin(&request, &self.admin_token)?;
+        let command = request.into_inner();
+        let span = tracing::Span::current();
+        span.record("order_no", command.order_no.as_str());
+        span.record("saga_id", command.saga_id.as_str());
+        span.record("step", command.step.as_str());
+        let (checked, _) =
+            check(self.handler.as_ref(), &command).map_err(Status::invalid_argument)?;
+        let answer = match self.run_in_transaction(&checked).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                tracing::error!(error = %err, "command failed; the orchestrator may retry");
+                Answer {
+                    outcome: ReplyOutcome::Failed,
+                    reason: "UNAVAILABLE".into(),
+                    detail: format!("the step could not complete, retry later: {err}"),
+                    body: None,
+                }
+            }
+        };
+        Ok(Response::new(reply(&command, answer)))
+    }
+}
