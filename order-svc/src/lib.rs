@@ -4,14 +4,31 @@
 //! tests and `ticketctl` start the same library in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod commands;
+pub mod error;
 pub mod migration;
+pub mod order_api;
+pub mod orders;
+pub mod tiers;
+pub mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
+use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
+use ticket_platform::participant::{CommandConsumer, ParticipantService};
 use ticket_platform::service::ServiceConfig;
+use ticket_platform::stock_keys;
+use ticket_proto::order::v1::order_service_server::OrderServiceServer;
+use ticket_proto::saga::v1::participant_server::ParticipantServer;
+
+use crate::commands::OrderCommands;
+use crate::order_api::OrderApi;
+use crate::tiers::Tiers;
+use crate::watch::Changes;
 
 /// Environment prefix of this service's settings (`TICKET_ORDER_GRPC__ADDR`, ...).
 pub const ENV_PREFIX: &str = "TICKET_ORDER";
@@ -20,9 +37,28 @@ pub const DEFAULT_PORT: u16 = 50051;
 /// The gRPC services this process serves, as reflection lists them.
 pub const SERVICES: &[&str] = &["ticket.order.v1.OrderService", "ticket.saga.v1.Participant"];
 
+/// Why order-svc did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Dependency(#[from] error::Error),
+    #[error("messaging: {0}")]
+    Messaging(#[from] ticket_platform::messaging::MessagingError),
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub service: ServiceConfig,
+    /// stock-svc's gRPC address, where tiers are looked up (`catalog.addr`).
+    pub catalog_addr: String,
+    /// Redis of the live stock, where the sold-out flags are (`redis.url`).
+    pub redis_url: String,
+    /// Connections in the Redis pool (`redis.connections`).
+    pub redis_connections: usize,
+    /// stock-svc's Redis key prefix (`redis.key_prefix`).
+    pub redis_key_prefix: String,
 }
 
 impl Config {
@@ -33,31 +69,93 @@ impl Config {
     }
 
     pub fn load(source: &mut ConfigSource) -> Self {
+        let service = ServiceConfig::load(source, "order-svc", DEFAULT_PORT, "ticket_order");
+        let catalog_addr = source.string("catalog.addr", "http://127.0.0.1:50052");
+        if !(catalog_addr.starts_with("http://") || catalog_addr.starts_with("https://")) {
+            source.invalid("catalog.addr", "must start with http:// or https://");
+        }
+        let redis_url = source.string("redis.url", "redis://127.0.0.1:6379");
+        let redis_connections = source.get("redis.connections", 8usize);
+        if !(1..=256).contains(&redis_connections) {
+            source.invalid("redis.connections", "must be between 1 and 256");
+        }
+        let redis_key_prefix = source.string("redis.key_prefix", stock_keys::DEFAULT_PREFIX);
         Self {
-            service: ServiceConfig::load(source, "order-svc", DEFAULT_PORT, "ticket_order"),
+            service,
+            catalog_addr,
+            redis_url,
+            redis_connections,
+            redis_key_prefix,
         }
     }
 }
 
 pub struct Application {
     service: Service,
+    changes: Changes,
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, StartError> {
-        let service =
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
+        let tiers = Tiers::connect(
+            &config.catalog_addr,
+            &config.redis_url,
+            config.redis_connections,
+            &config.redis_key_prefix,
+        )
+        .await?;
+        let mut service =
             Service::build::<migration::Migrator>("order-svc", &config.service, SERVICES).await?;
-        Ok(Self { service })
+        service
+            .publisher
+            .ensure_topics(&[topic::ORDER, topic::ORDER_CMD, topic::SAGA_REPLY])
+            .await?;
+        let commands = Arc::new(OrderCommands);
+        let consumer = Consumer::start(
+            Arc::clone(&service.messaging),
+            ConsumerSettings::new(commands::CONSUMER_GROUP)
+                .subscribe(topic::ORDER_CMD, commands::TAGS)
+                .dead_letters(service.db.clone()),
+            CommandConsumer::new(
+                Arc::clone(&commands),
+                service.db.clone(),
+                commands::CONSUMER_GROUP,
+            ),
+        )
+        .await?;
+        service.add_consumer(consumer);
+        let changes = Changes::start(&config.service.database.url);
+        let api = OrderApi {
+            db: service.db.clone(),
+            tiers,
+            changes: changes.clone(),
+        };
+        let participant =
+            ParticipantService::new(commands, service.db.clone(), &config.service.admin_token);
+        let service = service.router(|router| {
+            router
+                .add_service(OrderServiceServer::new(api))
+                .add_service(ParticipantServer::new(participant))
+        });
+        Ok(Self { service, changes })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.service.local_addr()
     }
 
+    /// Serves until `shutdown`; then ends the order watches, so their streams do not hold
+    /// the drain, and stops in order.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartError> {
-        self.service.run_until_stopped(shutdown).await
+        let changes = self.changes;
+        self.service
+            .run_until_stopped(async move {
+                shutdown.await;
+                changes.stop();
+            })
+            .await
     }
 }

@@ -6,13 +6,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<
-        _,
-        order_svc::migration::Migrator,
-        _,
-        _,
-        ticket_platform::app::StartError,
-    >(
+    ticket_platform::app::main::<_, order_svc::migration::Migrator, _, _, order_svc::BuildError>(
         "order-svc",
         order_svc::Config::from_env,
         |config| &config.service,
@@ -20,7 +14,7 @@ async fn main() -> std::process::ExitCode {
             let stop = ticket_platform::shutdown::signal();
             let app = order_svc::Application::build(config).await?;
             println!("order-svc listening on {}", app.local_addr());
-            app.run_until_stopped(stop).await
+            Ok(app.run_until_stopped(stop).await?)
         },
     )
     .await

@@ -3,6 +3,7 @@
 //! stack that `scripts/stack.sh up` starts.
 #![forbid(unsafe_code)]
 
+pub mod order;
 pub mod stock;
 
 use std::future::Future;
@@ -117,5 +118,21 @@ pub fn stock_config(service: ticket_platform::service::ServiceConfig) -> stock_s
         redis_key_prefix: unique("test-stock-"),
         ledger_writers: 4,
         drift_interval: Duration::ZERO,
+    }
+}
+
+/// order-svc settings for a test: tiers from the stock-svc at `catalog_addr`, sold-out flags
+/// under its Redis `key_prefix`.
+pub fn order_config(
+    service: ticket_platform::service::ServiceConfig,
+    catalog_addr: &str,
+    key_prefix: &str,
+) -> order_svc::Config {
+    order_svc::Config {
+        service,
+        catalog_addr: catalog_addr.to_owned(),
+        redis_url: redis_url(),
+        redis_connections: 4,
+        redis_key_prefix: key_prefix.to_owned(),
     }
 }

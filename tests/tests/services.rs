@@ -155,9 +155,11 @@ macro_rules! check_service {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_svc_serves_health_and_reflection_and_stops_cleanly() {
-    check_service!("order-svc", order_svc, |service| order_svc::Config {
-        service
-    });
+    check_service!("order-svc", order_svc, |service| e2e::order_config(
+        service,
+        "http://127.0.0.1:1",
+        "stock"
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,270 @@
+//! `OrderService`: what buyers call. Every request is checked at the edge (`INVALID_ARGUMENT`
+//! and nothing written); every change runs in one transaction with its event.
+
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+use ticket_proto::order::v1 as pb;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::orders::{self, CancelReason, NewOrder, entity};
+use crate::tiers::Tiers;
+use crate::watch::Changes;
+
+/// Most tickets in one order, whatever the tier's own limit.
+pub const MAX_QUANTITY: i32 = 100;
+pub const MAX_ID_LEN: usize = 64;
+pub const MAX_PAYMENT_REF_LEN: usize = 128;
+pub const MAX_NOTE_LEN: usize = 500;
+pub const DEFAULT_PAGE: u64 = 20;
+pub const MAX_PAGE: u64 = 100;
+
+pub struct OrderApi {
+    pub db: DatabaseConnection,
+    pub tiers: Tiers,
+    pub changes: Changes,
+}
+
+/// A non-empty identifier without spaces, at most `max` characters.
+pub fn identifier(field: &str, value: &str, max: usize) -> Result<String, Error> {
+    if value.is_empty() {
+        return Err(Error::Invalid(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > max {
+        return Err(Error::Invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Invalid(format!(
+            "{field} must not contain spaces or control characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+impl OrderApi {
+    async fn create(&self, request: pb::CreateOrderRequest) -> Result<orders::Order, Error> {
+        let user_id = identifier("user_id", &request.user_id, MAX_ID_LEN)?;
+        let request_id = identifier("request_id", &request.request_id, MAX_ID_LEN)?;
+        if request.tier_id <= 0 {
+            return Err(Error::Invalid(format!(
+                "tier_id must be a positive id, got {}",
+                request.tier_id
+            )));
+        }
+        if !(1..=MAX_QUANTITY).contains(&request.quantity) {
+            return Err(Error::Invalid(format!(
+                "quantity must be between 1 and {MAX_QUANTITY}, got {}",
+                request.quantity
+            )));
+        }
+        let tier = self.tiers.get(request.tier_id).await?;
+        if request.quantity > tier.per_user_limit {
+            return Err(Error::Invalid(format!(
+                "quantity {} is above the tier's limit of {} per buyer",
+                request.quantity, tier.per_user_limit
+            )));
+        }
+        // A repeated request gets its order, even once the tier has sold out since.
+        if let Some(order) = entity::Entity::find()
+            .filter(entity::Column::UserId.eq(&user_id))
+            .filter(entity::Column::RequestId.eq(&request_id))
+            .one(&self.db)
+            .await?
+        {
+            return same_request(order, request.tier_id, request.quantity);
+        }
+        if self.tiers.is_sold_out(tier.tier_id).await? {
+            return Err(Error::SoldOut(format!("tier {} is sold out", tier.tier_id)));
+        }
+        let new = NewOrder {
+            user_id,
+            request_id,
+            show_id: tier.show_id,
+            session_id: tier.session_id,
+            tier_id: tier.tier_id,
+            quantity: request.quantity,
+        };
+        let txn = self.db.begin().await?;
+        let (order, created) = orders::create(&txn, &new).await?;
+        txn.commit().await?;
+        if created {
+            Ok(order)
+        } else {
+            same_request(order, request.tier_id, request.quantity)
+        }
+    }
+
+    async fn in_transaction<F, Fut>(&self, change: F) -> Result<orders::Order, Error>
+    where
+        F: FnOnce(sea_orm::DatabaseTransaction) -> Fut,
+        Fut: Future<Output = (sea_orm::DatabaseTransaction, Result<orders::Order, Error>)>,
+    {
+        let txn = self.db.begin().await?;
+        let (txn, result) = change(txn).await;
+        let order = result?;
+        txn.commit().await?;
+        Ok(order)
+    }
+}
+
+/// The order a (user, request id) made, unless the request asked for something else.
+fn same_request(order: orders::Order, tier_id: i64, quantity: i32) -> Result<orders::Order, Error> {
+    if order.tier_id != tier_id || order.quantity != quantity {
+        return Err(Error::AlreadyExists(format!(
+            "request_id {} was already used for order {} ({} ticket(s) of tier {}); \
+             use a new request id for a new order",
+            order.request_id, order.order_no, order.quantity, order.tier_id
+        )));
+    }
+    Ok(order)
+}
+
+fn order_no(value: &str) -> Result<String, Error> {
+    identifier("order_no", value, MAX_ID_LEN)
+}
+
+#[tonic::async_trait]
+impl pb::order_service_server::OrderService for OrderApi {
+    type WatchOrderStream = ReceiverStream<Result<pb::Order, Status>>;
+
+    #[tracing::instrument(skip_all, fields(order_no))]
+    async fn create_order(
+        &self,
+        request: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let order = self.create(request.into_inner()).await?;
+        tracing::Span::current().record("order_no", order.order_no.as_str());
+        Ok(Response::new(orders::message(&order)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let order_no = order_no(&request.into_inner().order_no)?;
+        let order = orders::find(&self.db, &order_no)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("order {order_no} does not exist")))?;
+        Ok(Response::new(orders::message(&order)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let request = request.into_inner();
+        let user_id = identifier("user_id", &request.user_id, MAX_ID_LEN)?;
+        let size = match u64::try_from(request.page_size) {
+            Ok(0) => DEFAULT_PAGE,
+            Ok(size) if size <= MAX_PAGE => size,
+            _ => {
+                return Err(
+                    Error::Invalid(format!("page_size must be between 0 and {MAX_PAGE}")).into(),
+                );
+            }
+        };
+        let before = match request.page_token.as_str() {
+            "" => i64::MAX,
+            token => token
+                .parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| Error::Invalid("page_token is not one this service gave".into()))?,
+        };
+        let found = entity::Entity::find()
+            .filter(entity::Column::UserId.eq(&user_id))
+            .filter(entity::Column::Id.lt(before))
+            .order_by_desc(entity::Column::Id)
+            .limit(size + 1)
+            .all(&self.db)
+            .await
+            .map_err(Error::from)?;
+        let more = found.len() as u64 > size;
+        let page: Vec<&orders::Order> = found
+            .iter()
+            .take(usize::try_from(size).unwrap_or(usize::MAX))
+            .collect();
+        let next_page_token = match (more, page.last()) {
+            (true, Some(last)) => last.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders: page.into_iter().map(orders::message).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_no))]
+    async fn watch_order(
+        &self,
+        request: Request<pb::WatchOrderRequest>,
+    ) -> Result<Response<Self::WatchOrderStream>, Status> {
+        let order_no = order_no(&request.into_inner().order_no)?;
+        tracing::Span::current().record("order_no", order_no.as_str());
+        let order = orders::find(&self.db, &order_no)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("order {order_no} does not exist")))?;
+        let stream = self.changes.watch(self.db.clone(), order);
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_no))]
+    async fn pay_order(
+        &self,
+        request: Request<pb::PayOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let request = request.into_inner();
+        let order_no = order_no(&request.order_no)?;
+        tracing::Span::current().record("order_no", order_no.as_str());
+        let payment_ref = identifier("payment_ref", &request.payment_ref, MAX_PAYMENT_REF_LEN)?;
+        if request.amount_cents <= 0 {
+            return Err(Error::Invalid(format!(
+                "amount_cents must be positive, got {}",
+                request.amount_cents
+            ))
+            .into());
+        }
+        let amount = request.amount_cents;
+        let order = self
+            .in_transaction(|txn| async move {
+                let result = orders::pay(&txn, &order_no, &payment_ref, amount).await;
+                (txn, result)
+            })
+            .await?;
+        Ok(Response::new(orders::message(&order)))
+    }
+
+    #[tracing::instrument(skip_all, fields(order_no))]
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let request = request.into_inner();
+        let order_no = order_no(&request.order_no)?;
+        tracing::Span::current().record("order_no", order_no.as_str());
+        let note = request.reason.trim().to_owned();
+        if note.chars().count() > MAX_NOTE_LEN {
+            return Err(
+                Error::Invalid(format!("reason is longer than {MAX_NOTE_LEN} characters")).into(),
+            );
+        }
+        let order = self
+            .in_transaction(|txn| async move {
+                let note = (!note.is_empty()).then_some(note.as_str());
+                let result =
+                    orders::cancel(&txn, &order_no, CancelReason::UserCancelled, note).await;
+                (txn, result)
+            })
+            .await?;
+        Ok(Response::new(orders::message(&order)))
+    }
+}

@@ -1,0 +1,384 @@
+//! Orders and their state machine. Every status change is a compare-and-set on the current
+//! status (`UPDATE ... WHERE status IN (...)`), so of two racing changes exactly one wins; it
+//! writes its event (`ORDER_CREATED`, `ORDER_PAID`, `ORDER_CANCELLED` on `ORDER_TOPIC`) to the
+//! outbox and notifies watchers (`pg_notify`) in the same transaction. Every function here runs
+//! in the caller's transaction, which commits the change, its event and its notification
+//! together.
+//!
+//! `PENDING -> AWAITING_PAYMENT -> PAID -> CONFIRMED`, and `CANCELLED` (with a reason) from any
+//! state before `PAID`.
+
+pub mod entity;
+pub mod status;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, Value};
+use ticket_platform::messaging::{OutgoingMessage, tag, topic};
+use ticket_platform::outbox;
+use ticket_proto::order::v1 as pb;
+use ticket_proto::saga::v1::{OrderCancelled, OrderCreated, OrderPaid};
+
+pub use self::entity::Model as Order;
+pub use self::status::{CancelReason, Status};
+use crate::error::Error;
+
+/// The Postgres channel every order change is announced on (payload: the order number).
+pub const CHANGES_CHANNEL: &str = "order_changed";
+
+/// Where a new order's tickets come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    pub user_id: String,
+    pub request_id: String,
+    pub show_id: i64,
+    pub session_id: i64,
+    pub tier_id: i64,
+    pub quantity: i32,
+}
+
+/// A fresh order number: 80 random bits, nothing to guess from the previous one.
+pub fn new_order_no() -> String {
+    let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    format!("T{}", &hex[..20])
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub fn status_of(order: &Order) -> Result<Status, Error> {
+    Status::parse(&order.status)
+        .ok_or_else(|| Error::Database(DbErr::Custom(format!("unknown status {}", order.status))))
+}
+
+/// The order as clients see it.
+pub fn message(order: &Order) -> pb::Order {
+    let status = Status::parse(&order.status).map_or(pb::OrderStatus::Unspecified, Status::proto);
+    let cancel_reason = order
+        .cancel_reason
+        .as_deref()
+        .and_then(CancelReason::parse)
+        .map_or(pb::CancelReason::Unspecified, CancelReason::proto);
+    pb::Order {
+        order_no: order.order_no.clone(),
+        user_id: order.user_id.clone(),
+        tier_id: order.tier_id,
+        quantity: order.quantity,
+        status: status as i32,
+        cancel_reason: cancel_reason as i32,
+        unit_price_cents: order.unit_price_cents,
+        total_cents: order.total_cents,
+        expire_at: order.expire_at.map(timestamp),
+        payment_ref: order.payment_ref.clone().unwrap_or_default(),
+        created_at: Some(timestamp(order.created_at)),
+        updated_at: Some(timestamp(order.updated_at)),
+        show_id: order.show_id,
+        session_id: order.session_id,
+    }
+}
+
+pub async fn find(conn: &impl ConnectionTrait, order_no: &str) -> Result<Option<Order>, DbErr> {
+    entity::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT * FROM orders WHERE order_no = $1",
+            [order_no.into()],
+        ))
+        .one(conn)
+        .await
+}
+
+async fn existing(conn: &impl ConnectionTrait, order_no: &str) -> Result<Order, Error> {
+    find(conn, order_no)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("order {order_no} does not exist")))
+}
+
+async fn announce(
+    conn: &impl ConnectionTrait,
+    order: &Order,
+    event: Option<OutgoingMessage>,
+) -> Result<(), Error> {
+    if let Some(event) = event {
+        outbox::enqueue(conn, &[event]).await?;
+    }
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "SELECT pg_notify($1, $2)",
+        [CHANGES_CHANNEL.into(), order.order_no.clone().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Saves a new `PENDING` order unless the buyer's request id was used already; returns the
+/// order and whether this call created it.
+pub async fn create(conn: &impl ConnectionTrait, new: &NewOrder) -> Result<(Order, bool), Error> {
+    let inserted = entity::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "INSERT INTO orders (order_no, user_id, request_id, show_id, session_id, tier_id, \
+             quantity, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING') \
+             ON CONFLICT (user_id, request_id) DO NOTHING RETURNING *",
+            [
+                new_order_no().into(),
+                new.user_id.clone().into(),
+                new.request_id.clone().into(),
+                new.show_id.into(),
+                new.session_id.into(),
+                new.tier_id.into(),
+                new.quantity.into(),
+            ],
+        ))
+        .one(conn)
+        .await?;
+    if let Some(order) = inserted {
+        let event = OutgoingMessage::new(
+            topic::ORDER,
+            tag::ORDER_CREATED,
+            &order.order_no,
+            &OrderCreated {
+                order_no: order.order_no.clone(),
+                user_id: order.user_id.clone(),
+                tier_id: order.tier_id,
+                quantity: order.quantity,
+                created_at: Some(timestamp(order.created_at)),
+            },
+        );
+        announce(conn, &order, Some(event)).await?;
+        return Ok((order, true));
+    }
+    let order = entity::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT * FROM orders WHERE user_id = $1 AND request_id = $2",
+            [new.user_id.clone().into(), new.request_id.clone().into()],
+        ))
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::NotFound("the order of this request id vanished".into()))?;
+    Ok((order, false))
+}
+
+/// `UPDATE ... SET status = to WHERE order_no = $1 AND status IN from [AND extra]`: the order
+/// after the change, or `None` when its status (or `extra`) did not allow it. `$1` is the order
+/// number; `values` are `$2...`.
+async fn compare_and_set(
+    conn: &impl ConnectionTrait,
+    order_no: &str,
+    from: &[Status],
+    to: Status,
+    set: &str,
+    extra: &str,
+    values: Vec<Value>,
+) -> Result<Option<Order>, DbErr> {
+    let from: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let sql = format!(
+        "UPDATE orders SET {set}status = '{}', version = version + 1, updated_at = now() \
+         WHERE order_no = $1 AND status IN ({}) {extra} RETURNING *",
+        to.as_str(),
+        from.join(", "),
+    );
+    let mut all: Vec<Value> = vec![order_no.into()];
+    all.extend(values);
+    entity::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            all,
+        ))
+        .one(conn)
+        .await
+}
+
+/// `ORDER_RESERVE`: the stock is held; the order takes the server's price and a payment
+/// deadline. Repeated → the same order.
+pub async fn reserve(
+    conn: &impl ConnectionTrait,
+    order_no: &str,
+    unit_price_cents: i64,
+    expire_at: DateTime<Utc>,
+) -> Result<Order, Error> {
+    if let Some(order) = compare_and_set(
+        conn,
+        order_no,
+        &[Status::Pending],
+        Status::AwaitingPayment,
+        "unit_price_cents = $2, total_cents = $2 * quantity, expire_at = $3, ",
+        "",
+        vec![unit_price_cents.into(), expire_at.into()],
+    )
+    .await?
+    {
+        announce(conn, &order, None).await?;
+        return Ok(order);
+    }
+    let order = existing(conn, order_no).await?;
+    match status_of(&order)? {
+        Status::AwaitingPayment | Status::Paid | Status::Confirmed => Ok(order),
+        Status::Cancelled => Err(cancelled(&order)),
+        Status::Pending => Err(Error::precondition(
+            "CONFLICT",
+            format!("order {order_no} changed meanwhile; retry"),
+        )),
+    }
+}
+
+fn cancelled(order: &Order) -> Error {
+    Error::precondition(
+        "ORDER_CANCELLED",
+        format!(
+            "order {} was cancelled ({})",
+            order.order_no,
+            order.cancel_reason.as_deref().unwrap_or("no reason")
+        ),
+    )
+}
+
+/// `ORDER_CONFIRM`: a paid order's tickets are sold. Repeated → the same order.
+pub async fn confirm(conn: &impl ConnectionTrait, order_no: &str) -> Result<Order, Error> {
+    if let Some(order) = compare_and_set(
+        conn,
+        order_no,
+        &[Status::Paid],
+        Status::Confirmed,
+        "",
+        "",
+        vec![],
+    )
+    .await?
+    {
+        announce(conn, &order, None).await?;
+        return Ok(order);
+    }
+    let order = existing(conn, order_no).await?;
+    match status_of(&order)? {
+        Status::Confirmed => Ok(order),
+        Status::Cancelled => Err(cancelled(&order)),
+        status => Err(Error::precondition(
+            "NOT_PAID",
+            format!(
+                "order {order_no} is {}; only a paid order is confirmed",
+                status.as_str()
+            ),
+        )),
+    }
+}
+
+/// Cancels an order that is not paid yet (the buyer, or the saga with its reason). Repeated →
+/// the same order, with the first reason.
+pub async fn cancel(
+    conn: &impl ConnectionTrait,
+    order_no: &str,
+    reason: CancelReason,
+    note: Option<&str>,
+) -> Result<Order, Error> {
+    if let Some(order) = compare_and_set(
+        conn,
+        order_no,
+        &[Status::Pending, Status::AwaitingPayment],
+        Status::Cancelled,
+        "cancel_reason = $2, cancel_note = $3, ",
+        "",
+        vec![reason.as_str().into(), note.map(str::to_owned).into()],
+    )
+    .await?
+    {
+        let event = OutgoingMessage::new(
+            topic::ORDER,
+            tag::ORDER_CANCELLED,
+            &order.order_no,
+            &OrderCancelled {
+                order_no: order.order_no.clone(),
+                reason: reason.as_str().to_owned(),
+                cancelled_at: Some(timestamp(order.updated_at)),
+            },
+        );
+        announce(conn, &order, Some(event)).await?;
+        return Ok(order);
+    }
+    let order = existing(conn, order_no).await?;
+    match status_of(&order)? {
+        Status::Cancelled => Ok(order),
+        Status::Paid | Status::Confirmed => Err(Error::precondition(
+            "ORDER_PAID",
+            format!("order {order_no} is paid; it can no longer be cancelled"),
+        )),
+        _ => Err(Error::precondition(
+            "CONFLICT",
+            format!("order {order_no} changed meanwhile; retry"),
+        )),
+    }
+}
+
+/// Pays an order awaiting payment, before its deadline, with exactly its total. Paying again
+/// with the same payment reference is answered like the first time.
+pub async fn pay(
+    conn: &impl ConnectionTrait,
+    order_no: &str,
+    payment_ref: &str,
+    amount_cents: i64,
+) -> Result<Order, Error> {
+    if let Some(order) = compare_and_set(
+        conn,
+        order_no,
+        &[Status::AwaitingPayment],
+        Status::Paid,
+        "payment_ref = $2, paid_at = now(), ",
+        "AND expire_at > now() AND total_cents = $3",
+        vec![payment_ref.into(), amount_cents.into()],
+    )
+    .await
+    .map_err(|err| match err.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists(format!(
+            "payment_ref {payment_ref} was already used for another order"
+        )),
+        _ => Error::Database(err),
+    })? {
+        let event = OutgoingMessage::new(
+            topic::ORDER,
+            tag::ORDER_PAID,
+            &order.order_no,
+            &OrderPaid {
+                order_no: order.order_no.clone(),
+                payment_ref: payment_ref.to_owned(),
+                amount_cents,
+                paid_at: order.paid_at.map(timestamp),
+            },
+        );
+        announce(conn, &order, Some(event)).await?;
+        return Ok(order);
+    }
+    let order = existing(conn, order_no).await?;
+    match status_of(&order)? {
+        Status::Paid | Status::Confirmed if order.payment_ref.as_deref() == Some(payment_ref) => {
+            Ok(order)
+        }
+        Status::Paid | Status::Confirmed => Err(Error::precondition(
+            "ALREADY_PAID",
+            format!("order {order_no} was already paid with another payment"),
+        )),
+        Status::Cancelled => Err(cancelled(&order)),
+        Status::Pending => Err(Error::precondition(
+            "NOT_RESERVED",
+            format!("order {order_no} is still being reserved; pay once it awaits payment"),
+        )),
+        Status::AwaitingPayment => match order.expire_at {
+            Some(deadline) if deadline <= Utc::now() => Err(Error::precondition(
+                "PAYMENT_EXPIRED",
+                format!("the payment deadline of order {order_no} passed at {deadline}"),
+            )),
+            _ if order.total_cents != amount_cents => Err(Error::Invalid(format!(
+                "amount_cents {amount_cents} does not equal the order's total {}",
+                order.total_cents
+            ))),
+            _ => Err(Error::precondition(
+                "CONFLICT",
+                format!("order {order_no} changed meanwhile; retry"),
+            )),
+        },
+    }
+}

@@ -1,0 +1,103 @@
+//! What order-svc knows of a ticket tier: its place in the catalog and its per-buyer limit,
+//! asked of stock-svc's `CatalogService` once and kept (tiers do not change after they are
+//! created), and its sold-out flag, read from the live stock in Redis on every new order so a
+//! sold-out tier is refused at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use fred::prelude::*;
+use ticket_platform::stock_keys;
+use ticket_proto::stock::v1 as pb;
+use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::Error;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierInfo {
+    pub tier_id: i64,
+    pub session_id: i64,
+    pub show_id: i64,
+    pub per_user_limit: i32,
+}
+
+#[derive(Clone)]
+pub struct Tiers {
+    catalog: CatalogServiceClient<Channel>,
+    redis: Pool,
+    key_prefix: String,
+    known: Arc<RwLock<HashMap<i64, TierInfo>>>,
+}
+
+impl Tiers {
+    /// `catalog_addr` is stock-svc's gRPC address (`http://host:port`), connected on first use.
+    pub async fn connect(
+        catalog_addr: &str,
+        redis_url: &str,
+        redis_connections: usize,
+        key_prefix: &str,
+    ) -> Result<Self, Error> {
+        let channel = Endpoint::from_shared(catalog_addr.to_owned())
+            .map_err(|err| Error::Catalog(format!("address {catalog_addr}: {err}")))?
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(std::time::Duration::from_secs(5))
+            .connect_lazy();
+        let redis = Builder::from_config(Config::from_url(redis_url)?)
+            .build_pool(redis_connections.max(1))?;
+        redis.init().await?;
+        Ok(Self {
+            catalog: CatalogServiceClient::new(channel),
+            redis,
+            key_prefix: key_prefix.to_owned(),
+            known: Arc::default(),
+        })
+    }
+
+    /// The tier; `NotFound` when the catalog has no such tier.
+    pub async fn get(&self, tier_id: i64) -> Result<TierInfo, Error> {
+        if let Some(info) = self
+            .known
+            .read()
+            .ok()
+            .and_then(|k| k.get(&tier_id).cloned())
+        {
+            return Ok(info);
+        }
+        let tier = self
+            .catalog
+            .clone()
+            .get_tier(pb::GetTierRequest { tier_id })
+            .await
+            .map_err(|status| match status.code() {
+                Code::NotFound => Error::NotFound(format!("tier {tier_id} does not exist")),
+                Code::InvalidArgument => Error::Invalid(status.message().to_owned()),
+                _ => Error::Catalog(status.message().to_owned()),
+            })?
+            .into_inner();
+        let info = TierInfo {
+            tier_id,
+            session_id: tier.session_id,
+            show_id: tier.show_id,
+            per_user_limit: tier.per_user_limit,
+        };
+        if let Ok(mut known) = self.known.write() {
+            known.insert(tier_id, info.clone());
+        }
+        Ok(info)
+    }
+
+    /// Whether the tier's sold-out flag is set in the live stock.
+    pub async fn is_sold_out(&self, tier_id: i64) -> Result<bool, Error> {
+        let flag: Option<i64> = self
+            .redis
+            .next()
+            .hget(
+                stock_keys::meta(&self.key_prefix, tier_id),
+                stock_keys::SOLD_OUT_FIELD,
+            )
+            .await?;
+        Ok(flag == Some(1))
+    }
+}

@@ -1,0 +1,139 @@
+//! A running order-svc for the tests, next to a [`StockApp`] whose catalog and live stock it
+//! uses. Several replicas can share one database (`start_replica`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use ticket_platform::app::StartError;
+use ticket_platform::db::DatabaseConfig;
+use ticket_platform::service::ServiceConfig;
+use ticket_platform::telemetry::TelemetryConfig;
+use ticket_proto::order::v1 as pb;
+use ticket_proto::order::v1::order_service_client::OrderServiceClient;
+use ticket_proto::saga::v1::participant_client::ParticipantClient;
+use tonic::transport::Channel;
+
+use crate::fresh_database_config;
+use crate::stock::{StockApp, TOKEN};
+
+pub struct OrderApp {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    pub db: DatabaseConnection,
+    pub database: DatabaseConfig,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+impl OrderApp {
+    /// order-svc with a fresh database, in the stock app's RocketMQ namespace.
+    pub async fn start(stock: &StockApp) -> Self {
+        let database = fresh_database_config("t_order_").await;
+        Self::start_replica(stock, database).await
+    }
+
+    /// order-svc on an existing database (a second replica, or a restart).
+    pub async fn start_replica(stock: &StockApp, database: DatabaseConfig) -> Self {
+        let service = ServiceConfig {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: TOKEN.into(),
+            database: database.clone(),
+            messaging: stock.messaging.clone(),
+            telemetry: TelemetryConfig {
+                service_name: "order-svc".into(),
+                log: "warn".into(),
+                otlp_endpoint: String::new(),
+            },
+        };
+        let db = ticket_platform::db::connect(&database)
+            .await
+            .expect("connect to the test database");
+        let config = crate::order_config(
+            service,
+            &format!("http://{}", stock.addr),
+            &stock.key_prefix,
+        );
+        let app = order_svc::Application::build(config)
+            .await
+            .expect("order-svc starts");
+        let addr = app.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            addr,
+            channel,
+            db,
+            database,
+            stop,
+            server,
+        }
+    }
+
+    pub fn orders(&self) -> OrderServiceClient<Channel> {
+        OrderServiceClient::new(self.channel.clone())
+    }
+
+    pub fn participant(&self) -> ParticipantClient<Channel> {
+        ParticipantClient::new(self.channel.clone())
+    }
+
+    pub async fn create(
+        &self,
+        user_id: &str,
+        tier_id: i64,
+        quantity: i32,
+        request_id: &str,
+    ) -> Result<pb::Order, tonic::Status> {
+        self.orders()
+            .create_order(pb::CreateOrderRequest {
+                user_id: user_id.into(),
+                tier_id,
+                quantity,
+                request_id: request_id.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn get(&self, order_no: &str) -> pb::Order {
+        self.orders()
+            .get_order(pb::GetOrderRequest {
+                order_no: order_no.into(),
+            })
+            .await
+            .expect("get order")
+            .into_inner()
+    }
+
+    /// Rows in the orders table.
+    pub async fn count(&self) -> i64 {
+        self.db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM orders",
+            ))
+            .await
+            .expect("count")
+            .expect("a row")
+            .try_get("", "n")
+            .expect("n")
+    }
+
+    /// Stops the service (health off, consumers stopped, outbox flushed).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.server)
+            .await
+            .expect("stops within 30 s")
+            .expect("task")
+            .expect("clean stop");
+    }
+}
