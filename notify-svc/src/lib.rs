@@ -5,9 +5,18 @@
 #![forbid(unsafe_code)]
 
 pub mod migration;
+pub mod notifications;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
+use ticket_platform::participant::{CommandConsumer, ParticipantService};
+use ticket_proto::notify::v1::notification_service_server::NotificationServiceServer;
+use ticket_proto::saga::v1::participant_server::ParticipantServer;
+
+use crate::notifications::{NotificationApi, NotifyCommands};
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
@@ -48,8 +57,36 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let service =
+        let mut service =
             Service::build::<migration::Migrator>("notify-svc", &config.service, SERVICES).await?;
+        service
+            .publisher
+            .ensure_topics(&[topic::NOTIFICATION, topic::SAGA_REPLY])
+            .await?;
+        let commands = Arc::new(NotifyCommands);
+        let consumer = Consumer::start(
+            Arc::clone(&service.messaging),
+            ConsumerSettings::new(notifications::CONSUMER_GROUP)
+                .subscribe(topic::NOTIFICATION, notifications::TAGS)
+                .dead_letters(service.db.clone()),
+            CommandConsumer::new(
+                Arc::clone(&commands),
+                service.db.clone(),
+                notifications::CONSUMER_GROUP,
+            ),
+        )
+        .await?;
+        service.add_consumer(consumer);
+        let api = NotificationApi {
+            db: service.db.clone(),
+        };
+        let participant =
+            ParticipantService::new(commands, service.db.clone(), &config.service.admin_token);
+        let service = service.router(|router| {
+            router
+                .add_service(NotificationServiceServer::new(api))
+                .add_service(ParticipantServer::new(participant))
+        });
         Ok(Self { service })
     }
 

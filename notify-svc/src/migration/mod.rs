@@ -2,10 +2,14 @@
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
+mod m20261125_000401_create_notifications;
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        ticket_platform::migration::platform_migrations()
+        let mut migrations = ticket_platform::migration::platform_migrations();
+        migrations.push(Box::new(m20261125_000401_create_notifications::Migration));
+        migrations
     }
 }
