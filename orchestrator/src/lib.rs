@@ -4,14 +4,30 @@
 //! tests and `ticketctl` start the same library in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod dispatch;
+pub mod events;
 pub mod migration;
+pub mod saga;
+pub mod timers;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
+use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
 use ticket_platform::service::ServiceConfig;
+use ticket_proto::saga::v1::saga_admin_server::SagaAdminServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::SagaAdminApi;
+use crate::dispatch::{Dispatcher, ParticipantAddrs, Transport};
+use crate::events::{OrderEvents, Replies};
+use crate::saga::definition::{RetryPolicy, SagaDefinition, SagaSettings};
+use crate::saga::engine::Engine;
 
 /// Environment prefix of this service's settings (`TICKET_ORCHESTRATOR_GRPC__ADDR`, ...).
 pub const ENV_PREFIX: &str = "TICKET_ORCHESTRATOR";
@@ -20,9 +36,33 @@ pub const DEFAULT_PORT: u16 = 50053;
 /// The gRPC services this process serves, as reflection lists them.
 pub const SERVICES: &[&str] = &["ticket.saga.v1.SagaAdmin"];
 
+/// Why the orchestrator did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("messaging: {0}")]
+    Messaging(#[from] ticket_platform::messaging::MessagingError),
+    #[error("participants: {0}")]
+    Participants(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub service: ServiceConfig,
+    /// `rocketmq` (default; gRPC while the broker is down) or `grpc` (`transport`).
+    pub transport: Transport,
+    /// Participants' gRPC addresses and token (`participants.stock`, `.order`, `.notify`,
+    /// `.token`).
+    pub participants: ParticipantAddrs,
+    /// Step timeouts, retries and the payment window (`saga.step_timeout_ms`,
+    /// `saga.max_attempts`, `saga.backoff_ms`, `saga.max_backoff_ms`, `saga.payment_window_ms`).
+    pub saga: SagaSettings,
+    /// How often due timers are looked for (`timers.poll_ms`).
+    pub timer_poll: Duration,
+    /// How old an unpublished outbox row makes the broker count as down
+    /// (`transport.fallback_after_ms`; 0 never falls back).
+    pub fallback_after: Duration,
 }
 
 impl Config {
@@ -33,37 +73,143 @@ impl Config {
     }
 
     pub fn load(source: &mut ConfigSource) -> Self {
+        let service =
+            ServiceConfig::load(source, "orchestrator", DEFAULT_PORT, "ticket_orchestrator");
+        let transport_name = source.string("transport", "rocketmq");
+        let transport = Transport::parse(&transport_name).unwrap_or_else(|| {
+            source.invalid("transport", "must be rocketmq or grpc");
+            Transport::RocketMq
+        });
+        let token = source.string("participants.token", &service.admin_token);
+        let participants = ParticipantAddrs {
+            stock: source.string("participants.stock", "http://127.0.0.1:50052"),
+            order: source.string("participants.order", "http://127.0.0.1:50051"),
+            notify: source.string("participants.notify", "http://127.0.0.1:50054"),
+            token,
+        };
+        let defaults = SagaSettings::default();
+        let saga = SagaSettings {
+            step_timeout: source.millis("saga.step_timeout_ms", defaults.step_timeout),
+            retry: RetryPolicy {
+                max_attempts: source.get("saga.max_attempts", defaults.retry.max_attempts),
+                backoff: source.millis("saga.backoff_ms", defaults.retry.backoff),
+                max_backoff: source.millis("saga.max_backoff_ms", defaults.retry.max_backoff),
+            },
+            payment_window: source.millis("saga.payment_window_ms", defaults.payment_window),
+        };
+        if saga.retry.max_attempts == 0 {
+            source.invalid("saga.max_attempts", "must be at least 1");
+        }
+        if saga.step_timeout.is_zero() {
+            source.invalid("saga.step_timeout_ms", "must be above 0");
+        }
+        let timer_poll = source.millis("timers.poll_ms", Duration::from_millis(200));
+        let fallback_after = source.millis("transport.fallback_after_ms", Duration::from_secs(3));
         Self {
-            service: ServiceConfig::load(
-                source,
-                "orchestrator",
-                DEFAULT_PORT,
-                "ticket_orchestrator",
-            ),
+            service,
+            transport,
+            participants,
+            saga,
+            timer_poll,
+            fallback_after,
         }
     }
 }
 
 pub struct Application {
     service: Service,
+    engine: Engine,
+    stop_timers: CancellationToken,
+    timers: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, StartError> {
-        let service =
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
+        let mut service =
             Service::build::<migration::Migrator>("orchestrator", &config.service, SERVICES)
                 .await?;
-        Ok(Self { service })
+        service
+            .publisher
+            .ensure_topics(&[
+                topic::ORDER,
+                topic::STOCK,
+                topic::ORDER_CMD,
+                topic::NOTIFICATION,
+                topic::SAGA_REPLY,
+            ])
+            .await?;
+        let dispatcher = Dispatcher::start(
+            service.db.clone(),
+            config.transport,
+            &config.participants,
+            config.fallback_after,
+        )
+        .map_err(BuildError::Participants)?;
+        let engine = Engine::new(
+            service.db.clone(),
+            SagaDefinition::purchase(&config.saga),
+            dispatcher,
+        );
+        let replies = Consumer::start(
+            Arc::clone(&service.messaging),
+            ConsumerSettings::new(events::REPLIES_GROUP)
+                .subscribe(topic::SAGA_REPLY, &["*"])
+                .dead_letters(service.db.clone()),
+            Replies {
+                engine: engine.clone(),
+            },
+        )
+        .await?;
+        service.add_consumer(replies);
+        let order_events = Consumer::start(
+            Arc::clone(&service.messaging),
+            ConsumerSettings::new(events::EVENTS_GROUP)
+                .subscribe(topic::ORDER, events::EVENT_TAGS)
+                .dead_letters(service.db.clone()),
+            OrderEvents {
+                engine: engine.clone(),
+            },
+        )
+        .await?;
+        service.add_consumer(order_events);
+        let stop_timers = CancellationToken::new();
+        let timers = timers::spawn(engine.clone(), config.timer_poll, stop_timers.clone());
+        let admin = SagaAdminApi {
+            db: service.db.clone(),
+            engine: engine.clone(),
+            admin_token: config.service.admin_token.clone(),
+        };
+        let service = service.router(|router| router.add_service(SagaAdminServer::new(admin)));
+        Ok(Self {
+            service,
+            engine,
+            stop_timers,
+            timers,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.service.local_addr()
     }
 
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until `shutdown`; the timers stop first, then the service in order.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartError> {
-        self.service.run_until_stopped(shutdown).await
+        let stop_timers = self.stop_timers;
+        let result = self
+            .service
+            .run_until_stopped(async move {
+                shutdown.await;
+                stop_timers.cancel();
+            })
+            .await;
+        let _ = self.timers.await;
+        result
     }
 }

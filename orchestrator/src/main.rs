@@ -6,13 +6,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<
-        _,
-        orchestrator::migration::Migrator,
-        _,
-        _,
-        ticket_platform::app::StartError,
-    >(
+    ticket_platform::app::main::<_, orchestrator::migration::Migrator, _, _, orchestrator::BuildError>(
         "orchestrator",
         orchestrator::Config::from_env,
         |config| &config.service,
@@ -20,7 +14,7 @@ async fn main() -> std::process::ExitCode {
             let stop = ticket_platform::shutdown::signal();
             let app = orchestrator::Application::build(config).await?;
             println!("orchestrator listening on {}", app.local_addr());
-            app.run_until_stopped(stop).await
+            Ok(app.run_until_stopped(stop).await?)
         },
     )
     .await

@@ -5,6 +5,7 @@
 
 pub mod order;
 pub mod stock;
+pub mod system;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -134,5 +135,23 @@ pub fn order_config(
         redis_url: redis_url(),
         redis_connections: 4,
         redis_key_prefix: key_prefix.to_owned(),
+    }
+}
+
+/// orchestrator settings for a test: participants at the given gRPC addresses, the test's
+/// admin token, and `saga` timings.
+pub fn orchestrator_config(
+    service: ticket_platform::service::ServiceConfig,
+    participants: orchestrator::dispatch::ParticipantAddrs,
+    saga: orchestrator::saga::definition::SagaSettings,
+    transport: orchestrator::dispatch::Transport,
+) -> orchestrator::Config {
+    orchestrator::Config {
+        service,
+        transport,
+        participants,
+        saga,
+        timer_poll: Duration::from_millis(100),
+        fallback_after: Duration::from_secs(3),
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sea_orm::DatabaseConnection;
-use ticket_platform::app::StartError;
+use ticket_platform::db::DatabaseConfig;
 use ticket_platform::messaging::MessagingConfig;
 use ticket_platform::service::ServiceConfig;
 use ticket_platform::telemetry::TelemetryConfig;
@@ -24,10 +24,11 @@ pub struct StockApp {
     pub addr: SocketAddr,
     pub channel: Channel,
     pub db: DatabaseConnection,
+    pub database: DatabaseConfig,
     pub messaging: MessagingConfig,
     pub key_prefix: String,
     stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), StartError>>,
+    server: tokio::task::JoinHandle<Result<(), ticket_platform::app::StartError>>,
 }
 
 /// `request` with `authorization: Bearer <TOKEN>`.
@@ -53,11 +54,21 @@ fn at(seconds_from_now: i64) -> Option<prost_types::Timestamp> {
 
 impl StockApp {
     pub async fn start() -> Self {
-        let messaging = messaging_config(3);
+        let database = fresh_database_config("t_stock_").await;
+        Self::start_with(messaging_config(3), database, None).await
+    }
+
+    /// stock-svc on a given namespace and database; `key_prefix` reuses a Redis key prefix
+    /// (a restart), `None` takes a fresh one.
+    pub async fn start_with(
+        messaging: MessagingConfig,
+        database: DatabaseConfig,
+        key_prefix: Option<String>,
+    ) -> Self {
         let service = ServiceConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token: TOKEN.into(),
-            database: fresh_database_config("t_stock_").await,
+            database: database.clone(),
             messaging: messaging.clone(),
             telemetry: TelemetryConfig {
                 service_name: "stock-svc".into(),
@@ -68,7 +79,10 @@ impl StockApp {
         let db = ticket_platform::db::connect(&service.database)
             .await
             .expect("connect to the test database");
-        let config = stock_config(service);
+        let mut config = stock_config(service);
+        if let Some(prefix) = key_prefix {
+            config.redis_key_prefix = prefix;
+        }
         let key_prefix = config.redis_key_prefix.clone();
         let app = stock_svc::Application::build(config)
             .await
@@ -87,6 +101,7 @@ impl StockApp {
             addr,
             channel,
             db,
+            database,
             messaging,
             key_prefix,
             stop,
@@ -185,6 +200,11 @@ impl StockApp {
         for tier in tiers {
             gate.forget(*tier).await.expect("clean up");
         }
+        self.halt().await;
+    }
+
+    /// Stops the service and keeps its Redis keys (to start it again).
+    pub async fn halt(self) {
         let _ = self.stop.send(());
         tokio::time::timeout(Duration::from_secs(30), self.server)
             .await

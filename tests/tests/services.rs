@@ -170,7 +170,17 @@ async fn stock_svc_serves_health_and_reflection_and_stops_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestrator_serves_health_and_reflection_and_stops_cleanly() {
     check_service!("orchestrator", orchestrator, |service| {
-        orchestrator::Config { service }
+        e2e::orchestrator_config(
+            service,
+            orchestrator::dispatch::ParticipantAddrs {
+                stock: "http://127.0.0.1:1".into(),
+                order: "http://127.0.0.1:1".into(),
+                notify: "http://127.0.0.1:1".into(),
+                token: "test-admin-token".into(),
+            },
+            orchestrator::saga::definition::SagaSettings::default(),
+            orchestrator::dispatch::Transport::RocketMq,
+        )
     });
 }
 

@@ -1,0 +1,155 @@
+//! How commands reach participants. Over RocketMQ (the outbox) by default; over gRPC
+//! (`Participant.Execute`) when configured with `transport = grpc`, or while the broker is
+//! down. The broker counts as down while the outbox holds a row older than
+//! `fallback_after` that the relay could not publish; commands decided meanwhile go over gRPC,
+//! and RocketMQ carries them again as soon as the relay catches up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use ticket_proto::saga::v1::participant_client::ParticipantClient;
+use ticket_proto::saga::v1::{Command, Reply};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::saga::definition::Participant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    RocketMq,
+    Grpc,
+}
+
+impl Transport {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "rocketmq" => Some(Self::RocketMq),
+            "grpc" => Some(Self::Grpc),
+            _ => None,
+        }
+    }
+}
+
+/// Where the participants answer over gRPC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParticipantAddrs {
+    pub stock: String,
+    pub order: String,
+    pub notify: String,
+    /// Bearer token their `Participant.Execute` needs.
+    pub token: String,
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Transport,
+    clients: HashMap<Participant, ParticipantClient<Channel>>,
+    token: String,
+    broker_down: AtomicBool,
+}
+
+impl Dispatcher {
+    /// Connects lazily to the participants and, over RocketMQ, starts watching the outbox.
+    pub fn start(
+        db: DatabaseConnection,
+        transport: Transport,
+        addrs: &ParticipantAddrs,
+        fallback_after: Duration,
+    ) -> Result<Self, String> {
+        let mut clients = HashMap::new();
+        for (participant, addr) in [
+            (Participant::Stock, &addrs.stock),
+            (Participant::Order, &addrs.order),
+            (Participant::Notify, &addrs.notify),
+        ] {
+            let channel = Endpoint::from_shared(addr.clone())
+                .map_err(|err| format!("participant address {addr}: {err}"))?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(10))
+                .connect_lazy();
+            clients.insert(participant, ParticipantClient::new(channel));
+        }
+        let inner = Arc::new(Inner {
+            transport,
+            clients,
+            token: addrs.token.clone(),
+            broker_down: AtomicBool::new(false),
+        });
+        if transport == Transport::RocketMq && !fallback_after.is_zero() {
+            tokio::spawn(watch_outbox(Arc::downgrade(&inner), db, fallback_after));
+        }
+        Ok(Self { inner })
+    }
+
+    /// Whether commands go over gRPC now.
+    pub fn over_grpc(&self) -> bool {
+        self.inner.transport == Transport::Grpc || self.inner.broker_down.load(Ordering::Relaxed)
+    }
+
+    /// How a command sent now travels, for the step history.
+    pub fn transport_name(&self) -> &'static str {
+        if self.over_grpc() { "grpc" } else { "rocketmq" }
+    }
+
+    pub async fn execute(
+        &self,
+        participant: Participant,
+        command: Command,
+    ) -> Result<Reply, String> {
+        let mut client = self
+            .inner
+            .clients
+            .get(&participant)
+            .cloned()
+            .ok_or_else(|| format!("no client for {participant:?}"))?;
+        let mut request = tonic::Request::new(command);
+        let token = format!("Bearer {}", self.inner.token);
+        request.metadata_mut().insert(
+            "authorization",
+            token
+                .parse()
+                .map_err(|_| "the participant token is not ASCII".to_owned())?,
+        );
+        client
+            .execute(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| format!("{participant:?}: {}", status.message()))
+    }
+}
+
+async fn watch_outbox(inner: Weak<Inner>, db: DatabaseConnection, fallback_after: Duration) {
+    let sql = "SELECT COALESCE(EXTRACT(EPOCH FROM now() - MIN(created_at)), 0)::FLOAT8 AS lag \
+               FROM outbox WHERE sent_at IS NULL AND failure IS NULL";
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let lag: Option<f64> = match db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+        {
+            Ok(Some(row)) => row.try_get("", "lag").ok(),
+            _ => None,
+        };
+        let Some(lag) = lag else { continue };
+        let down = lag > fallback_after.as_secs_f64();
+        if inner.broker_down.swap(down, Ordering::Relaxed) != down {
+            if down {
+                tracing::warn!(
+                    lag_secs = lag,
+                    "the outbox is not draining: commands go over gRPC"
+                );
+            } else {
+                tracing::info!("the outbox drains again: commands go over RocketMQ");
+            }
+        }
+    }
+}

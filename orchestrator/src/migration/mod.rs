@@ -1,0 +1,15 @@
+//! Schema of the ticket_orchestrator database: the platform's tables, then the saga log.
+
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+mod m20261125_000301_create_saga_log;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        let mut migrations = ticket_platform::migration::platform_migrations();
+        migrations.push(Box::new(m20261125_000301_create_saga_log::Migration));
+        migrations
+    }
+}

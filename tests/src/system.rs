@@ -1,0 +1,238 @@
+//! The whole system for a test: stock-svc, order-svc, notify-svc and the orchestrator, each
+//! with its own database, all in one RocketMQ namespace of the test's own.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ticket_platform::service::ServiceConfig;
+use ticket_platform::telemetry::TelemetryConfig;
+use ticket_proto::notify::v1 as notify_pb;
+use ticket_proto::notify::v1::notification_service_client::NotificationServiceClient;
+use ticket_proto::order::v1 as order_pb;
+use ticket_proto::saga::v1 as saga_pb;
+use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
+use tonic::transport::Channel;
+
+use crate::order::OrderApp;
+use crate::stock::{StockApp, TOKEN, admin};
+use crate::{eventually, fresh_database_config};
+use orchestrator::dispatch::{ParticipantAddrs, Transport};
+use orchestrator::saga::definition::SagaSettings;
+
+/// A service started in this process, stopped by [`Running::stop`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    async fn spawn<F>(
+        addr: SocketAddr,
+        run: impl FnOnce(tokio::sync::oneshot::Receiver<()>) -> F,
+    ) -> Self
+    where
+        F: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(stopped));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            addr,
+            channel,
+            stop,
+            server,
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.server)
+            .await
+            .expect("stops within 30 s")
+            .expect("task")
+            .expect("clean stop");
+    }
+}
+
+fn service_config(
+    name: &str,
+    database: ticket_platform::db::DatabaseConfig,
+    stock: &StockApp,
+) -> ServiceConfig {
+    ServiceConfig {
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_token: TOKEN.into(),
+        database,
+        messaging: stock.messaging.clone(),
+        telemetry: TelemetryConfig {
+            service_name: name.into(),
+            log: "warn".into(),
+            otlp_endpoint: String::new(),
+        },
+    }
+}
+
+pub struct System {
+    pub stock: StockApp,
+    pub order: OrderApp,
+    pub notify: Running,
+    pub orchestrator: Running,
+    pub orchestrator_database: ticket_platform::db::DatabaseConfig,
+    pub saga: SagaSettings,
+    pub transport: Transport,
+}
+
+impl System {
+    pub async fn start(saga: SagaSettings, transport: Transport) -> Self {
+        let stock = StockApp::start().await;
+        let order = OrderApp::start(&stock).await;
+        let notify_config = notify_svc::Config {
+            service: service_config(
+                "notify-svc",
+                fresh_database_config("t_notify_").await,
+                &stock,
+            ),
+        };
+        let notify_app = notify_svc::Application::build(notify_config)
+            .await
+            .expect("notify-svc starts");
+        let notify = Running::spawn(notify_app.local_addr(), |stopped| async move {
+            notify_app
+                .run_until_stopped(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(|err| err.to_string())
+        })
+        .await;
+        let orchestrator_database = fresh_database_config("t_orch_").await;
+        let orchestrator = start_orchestrator(
+            &stock,
+            &order,
+            &notify,
+            orchestrator_database.clone(),
+            saga,
+            transport,
+        )
+        .await;
+        Self {
+            stock,
+            order,
+            notify,
+            orchestrator,
+            orchestrator_database,
+            saga,
+            transport,
+        }
+    }
+
+    /// Starts an orchestrator on the system's orchestrator database (again, after a stop).
+    pub async fn start_orchestrator(&self) -> Running {
+        start_orchestrator(
+            &self.stock,
+            &self.order,
+            &self.notify,
+            self.orchestrator_database.clone(),
+            self.saga,
+            self.transport,
+        )
+        .await
+    }
+    pub fn admin(&self) -> SagaAdminClient<Channel> {
+        SagaAdminClient::new(self.orchestrator.channel.clone())
+    }
+
+    pub async fn saga_of(&self, order_no: &str) -> Option<saga_pb::Saga> {
+        self.admin()
+            .get_saga(admin(saga_pb::GetSagaRequest {
+                key: Some(saga_pb::get_saga_request::Key::OrderNo(order_no.into())),
+            }))
+            .await
+            .ok()
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Waits until the order reaches `status`.
+    pub async fn order_reaches(
+        &self,
+        order_no: &str,
+        status: order_pb::OrderStatus,
+    ) -> order_pb::Order {
+        eventually(
+            Duration::from_secs(60),
+            &format!("order {order_no} {status:?}"),
+            || async {
+                let order = self.order.get(order_no).await;
+                (order.status() == status).then_some(order)
+            },
+        )
+        .await
+    }
+
+    /// Waits until the order's saga reaches `state`.
+    pub async fn saga_reaches(&self, order_no: &str, state: &str) -> saga_pb::Saga {
+        eventually(
+            Duration::from_secs(60),
+            &format!("saga of {order_no} {state}"),
+            || async { self.saga_of(order_no).await.filter(|s| s.state == state) },
+        )
+        .await
+    }
+
+    pub async fn notifications(&self, order_no: &str) -> Vec<notify_pb::Notification> {
+        NotificationServiceClient::new(self.notify.channel.clone())
+            .list_notifications(notify_pb::ListNotificationsRequest {
+                order_no: order_no.into(),
+            })
+            .await
+            .expect("list notifications")
+            .into_inner()
+            .notifications
+    }
+
+    pub async fn stop(self, tiers: &[i64]) {
+        self.orchestrator.stop().await;
+        self.notify.stop().await;
+        self.order.stop().await;
+        self.stock.stop(tiers).await;
+    }
+}
+
+async fn start_orchestrator(
+    stock: &StockApp,
+    order: &OrderApp,
+    notify: &Running,
+    database: ticket_platform::db::DatabaseConfig,
+    saga: SagaSettings,
+    transport: Transport,
+) -> Running {
+    let participants = ParticipantAddrs {
+        stock: format!("http://{}", stock.addr),
+        order: format!("http://{}", order.addr),
+        notify: format!("http://{}", notify.addr),
+        token: TOKEN.into(),
+    };
+    let config = crate::orchestrator_config(
+        service_config("orchestrator", database, stock),
+        participants,
+        saga,
+        transport,
+    );
+    let app = orchestrator::Application::build(config)
+        .await
+        .expect("orchestrator starts");
+    Running::spawn(app.local_addr(), |stopped| async move {
+        app.run_until_stopped(async move {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(|err| err.to_string())
+    })
+    .await
+}

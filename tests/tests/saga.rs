@@ -1,0 +1,293 @@
+//! The purchase saga end to end: all four services in this process, real Postgres, Redis and
+//! RocketMQ (or gRPC, where a test says so).
+
+#![recursion_limit = "512"]
+
+use std::time::Duration;
+
+use e2e::stock::admin;
+use e2e::system::System;
+use orchestrator::dispatch::Transport;
+use orchestrator::saga::definition::{RetryPolicy, SagaSettings};
+use ticket_proto::order::v1 as pb;
+use ticket_proto::order::v1::{CancelReason, OrderStatus};
+use ticket_proto::saga::v1 as saga_pb;
+
+fn settings(payment_window: Duration) -> SagaSettings {
+    SagaSettings {
+        step_timeout: Duration::from_secs(10),
+        retry: RetryPolicy {
+            max_attempts: 5,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+        },
+        payment_window,
+    }
+}
+
+fn steps(saga: &saga_pb::Saga) -> Vec<String> {
+    saga.history.iter().map(|s| s.step.clone()).collect()
+}
+
+async fn pay(system: &System, order: &pb::Order) -> pb::Order {
+    system
+        .order
+        .orders()
+        .pay_order(pb::PayOrderRequest {
+            order_no: order.order_no.clone(),
+            payment_ref: format!("pay-{}", order.order_no),
+            amount_cents: order.total_cents,
+        })
+        .await
+        .expect("pay")
+        .into_inner()
+}
+
+async fn happy_path(transport: Transport) {
+    let system = System::start(settings(Duration::from_secs(300)), transport).await;
+    let tier = system.stock.tier(10, 4).await.tier_id;
+    let order = system
+        .order
+        .create("alice", tier, 2, "buy-1")
+        .await
+        .expect("create");
+    assert_eq!(order.status(), OrderStatus::Pending);
+
+    let reserved = system
+        .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+        .await;
+    assert_eq!(
+        (reserved.unit_price_cents, reserved.total_cents),
+        (12_500, 25_000)
+    );
+    assert!(reserved.expire_at.is_some());
+    let stock = system.stock.stock_of(tier).await;
+    assert_eq!((stock.available, stock.deducted), (8, 2));
+
+    pay(&system, &reserved).await;
+    system
+        .order_reaches(&order.order_no, OrderStatus::Confirmed)
+        .await;
+    let saga = system.saga_reaches(&order.order_no, "COMPLETED").await;
+    let stock = system.stock.stock_of(tier).await;
+    assert_eq!(
+        (stock.available, stock.deducted, stock.confirmed),
+        (8, 0, 2)
+    );
+
+    let notifications = e2e::eventually(Duration::from_secs(30), "three notifications", || async {
+        let n = system.notifications(&order.order_no).await;
+        (n.len() == 3).then_some(n)
+    })
+    .await;
+    assert!(
+        notifications
+            .iter()
+            .all(|n| n.recipient == "alice" && n.body.contains(&order.order_no))
+    );
+
+    let history = steps(&saga);
+    for step in [
+        "STOCK_DEDUCT",
+        "ORDER_RESERVE",
+        "STOCK_CONFIRM",
+        "ORDER_CONFIRM",
+    ] {
+        assert!(history.contains(&step.to_owned()), "{step} in {history:?}");
+    }
+    let forward: Vec<&String> = history
+        .iter()
+        .filter(|s| !s.starts_with("NOTIFY_"))
+        .collect();
+    assert_eq!(
+        forward,
+        [
+            "STOCK_DEDUCT",
+            "ORDER_RESERVE",
+            "STOCK_CONFIRM",
+            "ORDER_CONFIRM"
+        ]
+    );
+    assert_eq!(
+        history.iter().filter(|s| s.starts_with("NOTIFY_")).count(),
+        3
+    );
+    let expected_transport = match transport {
+        Transport::RocketMq => "(rocketmq)",
+        Transport::Grpc => "(grpc)",
+    };
+    assert!(
+        saga.history
+            .iter()
+            .all(|s| s.command.ends_with(expected_transport)),
+        "{saga:?}"
+    );
+    system.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_order_is_confirmed_and_the_buyer_notified_over_rocketmq() {
+    happy_path(Transport::RocketMq).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_order_is_confirmed_and_the_buyer_notified_over_grpc() {
+    happy_path(Transport::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_beyond_the_stock_is_cancelled_as_sold_out_and_deducts_nothing() {
+    let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
+    let tier = system.stock.tier(3, 4).await.tier_id;
+    let first = system
+        .order
+        .create("first", tier, 2, "a")
+        .await
+        .expect("create");
+    system
+        .order_reaches(&first.order_no, OrderStatus::AwaitingPayment)
+        .await;
+    let second = system
+        .order
+        .create("second", tier, 2, "b")
+        .await
+        .expect("create");
+    let cancelled = system
+        .order_reaches(&second.order_no, OrderStatus::Cancelled)
+        .await;
+    assert_eq!(cancelled.cancel_reason(), CancelReason::SoldOut);
+    let saga = system.saga_reaches(&second.order_no, "COMPENSATED").await;
+    assert_eq!(steps(&saga), ["STOCK_DEDUCT", "ORDER_CANCEL"]);
+    let stock = system.stock.stock_of(tier).await;
+    assert_eq!(
+        (stock.available, stock.deducted),
+        (1, 2),
+        "only the first order holds tickets"
+    );
+    system.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyers_cancel_returns_the_stock_then_cancels_the_order() {
+    let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
+    let tier = system.stock.tier(10, 4).await.tier_id;
+    let order = system
+        .order
+        .create("bob", tier, 3, "c")
+        .await
+        .expect("create");
+    system
+        .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+        .await;
+    system
+        .order
+        .orders()
+        .cancel_order(pb::CancelOrderRequest {
+            order_no: order.order_no.clone(),
+            reason: "plans changed".into(),
+        })
+        .await
+        .expect("cancel");
+    let saga = system.saga_reaches(&order.order_no, "COMPENSATED").await;
+    assert_eq!(
+        steps(&saga),
+        [
+            "STOCK_DEDUCT",
+            "ORDER_RESERVE",
+            "STOCK_ROLLBACK",
+            "ORDER_CANCEL"
+        ]
+    );
+    let order = system.order.get(&order.order_no).await;
+    assert_eq!(order.cancel_reason(), CancelReason::UserCancelled);
+    let stock = system.stock.stock_of(tier).await;
+    assert_eq!((stock.available, stock.deducted), (10, 0));
+    system.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaid_order_expires_and_its_stock_returns() {
+    let system = System::start(settings(Duration::from_secs(2)), Transport::RocketMq).await;
+    let tier = system.stock.tier(10, 4).await.tier_id;
+    let order = system
+        .order
+        .create("carol", tier, 1, "d")
+        .await
+        .expect("create");
+    system
+        .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+        .await;
+    let cancelled = system
+        .order_reaches(&order.order_no, OrderStatus::Cancelled)
+        .await;
+    assert_eq!(cancelled.cancel_reason(), CancelReason::PaymentExpired);
+    let saga = system.saga_reaches(&order.order_no, "COMPENSATED").await;
+    // The deadline cancels the order first (its status decides the race with a payment),
+    // then the stock returns.
+    assert_eq!(
+        steps(&saga),
+        [
+            "STOCK_DEDUCT",
+            "ORDER_RESERVE",
+            "ORDER_CANCEL",
+            "STOCK_ROLLBACK"
+        ]
+    );
+    let stock = system.stock.stock_of(tier).await;
+    assert_eq!((stock.available, stock.deducted), (10, 0));
+    let late = system
+        .order
+        .orders()
+        .pay_order(pb::PayOrderRequest {
+            order_no: order.order_no.clone(),
+            payment_ref: "late".into(),
+            amount_cents: cancelled.total_cents,
+        })
+        .await
+        .expect_err("too late");
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition);
+    system.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saga_admin_needs_the_token_and_lists_sagas_by_state() {
+    let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
+    let tier = system.stock.tier(10, 4).await.tier_id;
+    let order = system
+        .order
+        .create("dave", tier, 1, "e")
+        .await
+        .expect("create");
+    system
+        .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+        .await;
+    let denied = system
+        .admin()
+        .list_sagas(saga_pb::ListSagasRequest::default())
+        .await
+        .expect_err("no token");
+    assert_eq!(denied.code(), tonic::Code::Unauthenticated);
+    let listed = system
+        .admin()
+        .list_sagas(admin(saga_pb::ListSagasRequest {
+            state: "AWAITING_PAYMENT".into(),
+            page_size: 10,
+            page_token: String::new(),
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.sagas.len(), 1);
+    assert_eq!(listed.sagas[0].order_no, order.order_no);
+    let bad = system
+        .admin()
+        .list_sagas(admin(saga_pb::ListSagasRequest {
+            state: "SLEEPING".into(),
+            page_size: 10,
+            page_token: String::new(),
+        }))
+        .await
+        .expect_err("unknown state");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    system.stop(&[tier]).await;
+}
