@@ -113,6 +113,25 @@ impl OrderApp {
             .into_inner()
     }
 
+    /// Every order's status, by order number.
+    pub async fn statuses(&self) -> std::collections::HashMap<String, String> {
+        self.db
+            .query_all_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT order_no, status FROM orders",
+            ))
+            .await
+            .expect("statuses")
+            .into_iter()
+            .map(|row| {
+                (
+                    row.try_get("", "order_no").expect("order_no"),
+                    row.try_get("", "status").expect("status"),
+                )
+            })
+            .collect()
+    }
+
     /// Rows in the orders table.
     pub async fn count(&self) -> i64 {
         self.db

@@ -158,6 +158,29 @@ impl System {
             .map(tonic::Response::into_inner)
     }
 
+    /// Every saga, page by page.
+    pub async fn all_sagas(&self) -> Vec<saga_pb::Saga> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .admin()
+                .list_sagas(admin(saga_pb::ListSagasRequest {
+                    state: String::new(),
+                    page_size: 500,
+                    page_token: token,
+                }))
+                .await
+                .expect("list sagas")
+                .into_inner();
+            all.extend(page.sagas);
+            if page.next_page_token.is_empty() {
+                return all;
+            }
+            token = page.next_page_token;
+        }
+    }
+
     /// Waits until the order reaches `status`.
     pub async fn order_reaches(
         &self,

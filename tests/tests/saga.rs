@@ -291,3 +291,119 @@ async fn saga_admin_needs_the_token_and_lists_sagas_by_state() {
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     system.stop(&[tier]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_buyers_for_a_hundred_tickets_and_only_payers_keep_theirs() {
+    use futures::future::join_all;
+    use std::collections::HashMap;
+
+    let system = System::start(settings(Duration::from_secs(20)), Transport::RocketMq).await;
+    let tier = system.stock.tier(100, 4).await.tier_id;
+    let attempts = (0..2_000).map(|i| {
+        let system = &system;
+        async move {
+            system
+                .order
+                .create(&format!("buyer{i}"), tier, 1, &format!("r{i}"))
+                .await
+        }
+    });
+    let created: Vec<pb::Order> = join_all(attempts)
+        .await
+        .into_iter()
+        .filter_map(|result| match result {
+            Ok(order) => Some(order),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                None
+            }
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    println!("{} of 2000 buyers got an order", created.len());
+
+    // Every saga reserves or cancels; 70% of the reserved buyers pay, the rest let it expire.
+    let mut outcome: HashMap<String, bool> = HashMap::new();
+    let mut paid = 0;
+    for (i, order) in created.iter().enumerate() {
+        let settled = e2e::eventually(Duration::from_secs(120), "the order settles", || async {
+            let now = system.order.get(&order.order_no).await;
+            matches!(
+                now.status(),
+                OrderStatus::AwaitingPayment | OrderStatus::Cancelled
+            )
+            .then_some(now)
+        })
+        .await;
+        if settled.status() == OrderStatus::AwaitingPayment && i % 10 < 7 {
+            let answer = system
+                .order
+                .orders()
+                .pay_order(pb::PayOrderRequest {
+                    order_no: settled.order_no.clone(),
+                    payment_ref: format!("pay-{i}"),
+                    amount_cents: settled.total_cents,
+                })
+                .await;
+            outcome.insert(settled.order_no.clone(), answer.is_ok());
+            paid += usize::from(answer.is_ok());
+        }
+    }
+    println!("settled and paid after {:?}", started.elapsed());
+    // Every saga ends in a final state.
+    let sagas = e2e::eventually(Duration::from_secs(120), "every saga final", || async {
+        let all = system.all_sagas().await;
+        (all.len() == created.len()
+            && all
+                .iter()
+                .all(|s| s.state == "COMPLETED" || s.state == "COMPENSATED"))
+        .then_some(all)
+    })
+    .await;
+    let statuses = system.order.statuses().await;
+    let mut confirmed = 0;
+    for saga in &sagas {
+        let was_paid = outcome.get(&saga.order_no).copied().unwrap_or(false);
+        let status = statuses.get(&saga.order_no).map(String::as_str);
+        if was_paid {
+            assert_eq!(saga.state, "COMPLETED");
+            assert_eq!(status, Some("CONFIRMED"));
+            confirmed += 1;
+        } else {
+            assert_eq!(saga.state, "COMPENSATED", "{saga:?}");
+            assert_eq!(status, Some("CANCELLED"));
+        }
+    }
+    println!("all sagas final after {:?}", started.elapsed());
+    assert_eq!(confirmed, paid);
+    let stock = system.stock.stock_of(tier).await;
+    assert_eq!(
+        (stock.confirmed, stock.deducted),
+        (i64::try_from(paid).expect("count"), 0),
+        "exactly the paid orders hold tickets"
+    );
+    assert_eq!(
+        stock.available + stock.deducted + stock.confirmed,
+        stock.total
+    );
+    let report = system.stock.reconcile(tier).await;
+    assert!(
+        !report.drift,
+        "Redis and the ledger agree: {}",
+        report.report
+    );
+    let sold = system
+        .stock
+        .catalog()
+        .get_tier(ticket_proto::stock::v1::GetTierRequest { tier_id: tier })
+        .await
+        .expect("tier")
+        .into_inner()
+        .sold;
+    assert_eq!(sold, stock.confirmed, "Postgres sold follows the confirms");
+    println!(
+        "{paid} paid and confirmed; {} back in stock",
+        stock.available
+    );
+    system.stop(&[tier]).await;
+}
