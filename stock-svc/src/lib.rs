@@ -176,6 +176,12 @@ impl Application {
         Ok(Self { service, drift })
     }
 
+    /// Test switch: every message this service publishes goes out twice (same `message_id`),
+    /// as a broker redelivery would.
+    pub fn set_duplicate_deliveries(&self, on: bool) {
+        self.service.publisher.set_duplicate_deliveries(on);
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.service.local_addr()
     }

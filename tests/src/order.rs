@@ -30,11 +30,16 @@ impl OrderApp {
     /// order-svc with a fresh database, in the stock app's RocketMQ namespace.
     pub async fn start(stock: &StockApp) -> Self {
         let database = fresh_database_config("t_order_").await;
-        Self::start_replica(stock, database).await
+        Self::start_replica(stock, database, false).await
     }
 
     /// order-svc on an existing database (a second replica, or a restart).
-    pub async fn start_replica(stock: &StockApp, database: DatabaseConfig) -> Self {
+    /// `duplicates` sends every message it publishes twice (the publisher's test switch).
+    pub async fn start_replica(
+        stock: &StockApp,
+        database: DatabaseConfig,
+        duplicates: bool,
+    ) -> Self {
         let service = ServiceConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token: TOKEN.into(),
@@ -57,6 +62,7 @@ impl OrderApp {
         let app = order_svc::Application::build(config)
             .await
             .expect("order-svc starts");
+        app.set_duplicate_deliveries(duplicates);
         let addr = app.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {

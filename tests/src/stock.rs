@@ -55,7 +55,7 @@ fn at(seconds_from_now: i64) -> Option<prost_types::Timestamp> {
 impl StockApp {
     pub async fn start() -> Self {
         let database = fresh_database_config("t_stock_").await;
-        Self::start_with(messaging_config(3), database, None).await
+        Self::start_with(messaging_config(3), database, None, false).await
     }
 
     /// stock-svc on a given namespace and database; `key_prefix` reuses a Redis key prefix
@@ -64,6 +64,7 @@ impl StockApp {
         messaging: MessagingConfig,
         database: DatabaseConfig,
         key_prefix: Option<String>,
+        duplicates: bool,
     ) -> Self {
         let service = ServiceConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -87,6 +88,7 @@ impl StockApp {
         let app = stock_svc::Application::build(config)
             .await
             .expect("stock-svc starts");
+        app.set_duplicate_deliveries(duplicates);
         let addr = app.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {

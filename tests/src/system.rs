@@ -86,12 +86,26 @@ pub struct System {
     pub orchestrator_database: ticket_platform::db::DatabaseConfig,
     pub saga: SagaSettings,
     pub transport: Transport,
+    pub duplicates: bool,
 }
 
 impl System {
     pub async fn start(saga: SagaSettings, transport: Transport) -> Self {
-        let stock = StockApp::start().await;
-        let order = OrderApp::start(&stock).await;
+        Self::start_with(saga, transport, false).await
+    }
+
+    /// `duplicates`: every service sends every message twice (the publisher's test switch).
+    pub async fn start_with(saga: SagaSettings, transport: Transport, duplicates: bool) -> Self {
+        let stock = StockApp::start_with(
+            crate::messaging_config(3),
+            fresh_database_config("t_stock_").await,
+            None,
+            duplicates,
+        )
+        .await;
+        let order =
+            OrderApp::start_replica(&stock, fresh_database_config("t_order_").await, duplicates)
+                .await;
         let notify_config = notify_svc::Config {
             service: service_config(
                 "notify-svc",
@@ -102,6 +116,7 @@ impl System {
         let notify_app = notify_svc::Application::build(notify_config)
             .await
             .expect("notify-svc starts");
+        notify_app.set_duplicate_deliveries(duplicates);
         let notify = Running::spawn(notify_app.local_addr(), |stopped| async move {
             notify_app
                 .run_until_stopped(async move {
@@ -119,6 +134,7 @@ impl System {
             orchestrator_database.clone(),
             saga,
             transport,
+            duplicates,
         )
         .await;
         Self {
@@ -129,6 +145,7 @@ impl System {
             orchestrator_database,
             saga,
             transport,
+            duplicates,
         }
     }
 
@@ -141,6 +158,7 @@ impl System {
             self.orchestrator_database.clone(),
             self.saga,
             self.transport,
+            self.duplicates,
         )
         .await
     }
@@ -234,6 +252,7 @@ async fn start_orchestrator(
     database: ticket_platform::db::DatabaseConfig,
     saga: SagaSettings,
     transport: Transport,
+    duplicates: bool,
 ) -> Running {
     let participants = ParticipantAddrs {
         stock: format!("http://{}", stock.addr),
@@ -250,6 +269,7 @@ async fn start_orchestrator(
     let app = orchestrator::Application::build(config)
         .await
         .expect("orchestrator starts");
+    app.set_duplicate_deliveries(duplicates);
     Running::spawn(app.local_addr(), |stopped| async move {
         app.run_until_stopped(async move {
             let _ = stopped.await;

@@ -309,7 +309,7 @@ impl Inbox {
 async fn watch_order_follows_an_order_driven_over_rocketmq_across_replicas() {
     let stock = StockApp::start().await;
     let a = OrderApp::start(&stock).await;
-    let b = OrderApp::start_replica(&stock, a.database.clone()).await;
+    let b = OrderApp::start_replica(&stock, a.database.clone(), false).await;
     let tier = stock.tier(100, 4).await.tier_id;
     let runtime = MessagingRuntime::start(stock.messaging.clone()).expect("client runtime");
     let replies = Inbox::default();
@@ -434,7 +434,7 @@ async fn every_event_is_on_order_topic_once_per_transition_across_a_restart() {
     // Stopped right after the last commit, then started again on the same database.
     let database = orders.database.clone();
     orders.stop().await;
-    let again = OrderApp::start_replica(&stock, database).await;
+    let again = OrderApp::start_replica(&stock, database, false).await;
 
     let seen = e2e::eventually(WAIT, "every event", || {
         let all = events.all();

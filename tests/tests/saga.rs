@@ -407,3 +407,76 @@ async fn two_thousand_buyers_for_a_hundred_tickets_and_only_payers_keep_theirs()
     );
     system.stop(&[tier]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_reply_and_event_delivered_twice_gives_the_same_outcome() {
+    let system = System::start_with(
+        settings(Duration::from_secs(300)),
+        Transport::RocketMq,
+        true,
+    )
+    .await;
+    let tier = system.stock.tier(4, 4).await.tier_id;
+    let bought = system
+        .order
+        .create("twice-a", tier, 2, "a")
+        .await
+        .expect("create");
+    let dropped = system
+        .order
+        .create("twice-b", tier, 1, "b")
+        .await
+        .expect("create");
+    let reserved = system
+        .order_reaches(&bought.order_no, OrderStatus::AwaitingPayment)
+        .await;
+    system
+        .saga_reaches(&dropped.order_no, "AWAITING_PAYMENT")
+        .await;
+    pay(&system, &reserved).await;
+    system
+        .order
+        .orders()
+        .cancel_order(pb::CancelOrderRequest {
+            order_no: dropped.order_no.clone(),
+            reason: String::new(),
+        })
+        .await
+        .expect("cancel");
+    let done = system.saga_reaches(&bought.order_no, "COMPLETED").await;
+    let undone = system.saga_reaches(&dropped.order_no, "COMPENSATED").await;
+    // Give the duplicates time to arrive; they must change nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stock = system.stock.stock_of(tier).await;
+    assert_eq!(
+        (stock.available, stock.deducted, stock.confirmed),
+        (2, 0, 2)
+    );
+    assert!(!system.stock.reconcile(tier).await.drift);
+    assert_eq!(system.notifications(&bought.order_no).await.len(), 3);
+    for saga in [&done, &undone] {
+        let again = system.saga_of(&saga.order_no).await.expect("saga");
+        assert_eq!(again.state, saga.state);
+        assert!(
+            again
+                .history
+                .iter()
+                .all(|s| s.attempt == 1 && !s.outcome.is_empty()),
+            "one attempt per step, each answered: {again:?}"
+        );
+    }
+    assert_eq!(
+        steps(&undone),
+        [
+            "STOCK_DEDUCT",
+            "ORDER_RESERVE",
+            "STOCK_ROLLBACK",
+            "ORDER_CANCEL"
+        ]
+    );
+    assert_eq!(
+        system.order.get(&bought.order_no).await.status(),
+        OrderStatus::Confirmed
+    );
+    system.stop(&[tier]).await;
+}
