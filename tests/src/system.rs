@@ -50,6 +50,17 @@ impl Running {
         }
     }
 
+    /// A handle standing for a service that was stopped (to swap in while restarting).
+    pub fn stopped() -> Self {
+        let (stop, _) = tokio::sync::oneshot::channel();
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            channel: tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
+            stop,
+            server: tokio::spawn(async { Ok(()) }),
+        }
+    }
+
     pub async fn stop(self) {
         let _ = self.stop.send(());
         tokio::time::timeout(Duration::from_secs(30), self.server)
@@ -79,7 +90,7 @@ fn service_config(
 }
 
 pub struct System {
-    pub stock: StockApp,
+    stock: Option<StockApp>,
     pub order: OrderApp,
     pub notify: Running,
     pub orchestrator: Running,
@@ -87,6 +98,11 @@ pub struct System {
     pub saga: SagaSettings,
     pub transport: Transport,
     pub duplicates: bool,
+    stopped_stock: Option<(
+        ticket_platform::messaging::MessagingConfig,
+        ticket_platform::db::DatabaseConfig,
+        String,
+    )>,
 }
 
 impl System {
@@ -138,7 +154,7 @@ impl System {
         )
         .await;
         Self {
-            stock,
+            stock: Some(stock),
             order,
             notify,
             orchestrator,
@@ -146,13 +162,14 @@ impl System {
             saga,
             transport,
             duplicates,
+            stopped_stock: None,
         }
     }
 
     /// Starts an orchestrator on the system's orchestrator database (again, after a stop).
     pub async fn start_orchestrator(&self) -> Running {
         start_orchestrator(
-            &self.stock,
+            self.stock(),
             &self.order,
             &self.notify,
             self.orchestrator_database.clone(),
@@ -162,6 +179,32 @@ impl System {
         )
         .await
     }
+    /// stock-svc (while it runs).
+    pub fn stock(&self) -> &StockApp {
+        self.stock.as_ref().expect("stock-svc is running")
+    }
+
+    /// Stops stock-svc, keeping its database and Redis keys.
+    pub async fn stop_stock(&mut self) {
+        if let Some(stock) = self.stock.take() {
+            self.stopped_stock = Some((
+                stock.messaging.clone(),
+                stock.database.clone(),
+                stock.key_prefix.clone(),
+            ));
+            stock.halt().await;
+        }
+    }
+
+    /// Starts stock-svc again where [`System::stop_stock`] left it.
+    pub async fn start_stock(&mut self) {
+        if let Some((messaging, database, key_prefix)) = self.stopped_stock.take() {
+            self.stock = Some(
+                StockApp::start_with(messaging, database, Some(key_prefix), self.duplicates).await,
+            );
+        }
+    }
+
     pub fn admin(&self) -> SagaAdminClient<Channel> {
         SagaAdminClient::new(self.orchestrator.channel.clone())
     }
@@ -241,7 +284,9 @@ impl System {
         self.orchestrator.stop().await;
         self.notify.stop().await;
         self.order.stop().await;
-        self.stock.stop(tiers).await;
+        if let Some(stock) = self.stock {
+            stock.stop(tiers).await;
+        }
     }
 }
 

@@ -45,7 +45,7 @@ async fn pay(system: &System, order: &pb::Order) -> pb::Order {
 
 async fn happy_path(transport: Transport) {
     let system = System::start(settings(Duration::from_secs(300)), transport).await;
-    let tier = system.stock.tier(10, 4).await.tier_id;
+    let tier = system.stock().tier(10, 4).await.tier_id;
     let order = system
         .order
         .create("alice", tier, 2, "buy-1")
@@ -61,7 +61,7 @@ async fn happy_path(transport: Transport) {
         (12_500, 25_000)
     );
     assert!(reserved.expire_at.is_some());
-    let stock = system.stock.stock_of(tier).await;
+    let stock = system.stock().stock_of(tier).await;
     assert_eq!((stock.available, stock.deducted), (8, 2));
 
     pay(&system, &reserved).await;
@@ -69,7 +69,7 @@ async fn happy_path(transport: Transport) {
         .order_reaches(&order.order_no, OrderStatus::Confirmed)
         .await;
     let saga = system.saga_reaches(&order.order_no, "COMPLETED").await;
-    let stock = system.stock.stock_of(tier).await;
+    let stock = system.stock().stock_of(tier).await;
     assert_eq!(
         (stock.available, stock.deducted, stock.confirmed),
         (8, 0, 2)
@@ -138,7 +138,7 @@ async fn a_paid_order_is_confirmed_and_the_buyer_notified_over_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_beyond_the_stock_is_cancelled_as_sold_out_and_deducts_nothing() {
     let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
-    let tier = system.stock.tier(3, 4).await.tier_id;
+    let tier = system.stock().tier(3, 4).await.tier_id;
     let first = system
         .order
         .create("first", tier, 2, "a")
@@ -158,7 +158,7 @@ async fn an_order_beyond_the_stock_is_cancelled_as_sold_out_and_deducts_nothing(
     assert_eq!(cancelled.cancel_reason(), CancelReason::SoldOut);
     let saga = system.saga_reaches(&second.order_no, "COMPENSATED").await;
     assert_eq!(steps(&saga), ["STOCK_DEDUCT", "ORDER_CANCEL"]);
-    let stock = system.stock.stock_of(tier).await;
+    let stock = system.stock().stock_of(tier).await;
     assert_eq!(
         (stock.available, stock.deducted),
         (1, 2),
@@ -170,7 +170,7 @@ async fn an_order_beyond_the_stock_is_cancelled_as_sold_out_and_deducts_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buyers_cancel_returns_the_stock_then_cancels_the_order() {
     let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
-    let tier = system.stock.tier(10, 4).await.tier_id;
+    let tier = system.stock().tier(10, 4).await.tier_id;
     let order = system
         .order
         .create("bob", tier, 3, "c")
@@ -200,7 +200,7 @@ async fn a_buyers_cancel_returns_the_stock_then_cancels_the_order() {
     );
     let order = system.order.get(&order.order_no).await;
     assert_eq!(order.cancel_reason(), CancelReason::UserCancelled);
-    let stock = system.stock.stock_of(tier).await;
+    let stock = system.stock().stock_of(tier).await;
     assert_eq!((stock.available, stock.deducted), (10, 0));
     system.stop(&[tier]).await;
 }
@@ -208,7 +208,7 @@ async fn a_buyers_cancel_returns_the_stock_then_cancels_the_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpaid_order_expires_and_its_stock_returns() {
     let system = System::start(settings(Duration::from_secs(2)), Transport::RocketMq).await;
-    let tier = system.stock.tier(10, 4).await.tier_id;
+    let tier = system.stock().tier(10, 4).await.tier_id;
     let order = system
         .order
         .create("carol", tier, 1, "d")
@@ -233,7 +233,7 @@ async fn an_unpaid_order_expires_and_its_stock_returns() {
             "STOCK_ROLLBACK"
         ]
     );
-    let stock = system.stock.stock_of(tier).await;
+    let stock = system.stock().stock_of(tier).await;
     assert_eq!((stock.available, stock.deducted), (10, 0));
     let late = system
         .order
@@ -252,15 +252,13 @@ async fn an_unpaid_order_expires_and_its_stock_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saga_admin_needs_the_token_and_lists_sagas_by_state() {
     let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
-    let tier = system.stock.tier(10, 4).await.tier_id;
+    let tier = system.stock().tier(10, 4).await.tier_id;
     let order = system
         .order
         .create("dave", tier, 1, "e")
         .await
         .expect("create");
-    system
-        .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
-        .await;
+    system.saga_reaches(&order.order_no, "AWAITING_PAYMENT").await;
     let denied = system
         .admin()
         .list_sagas(saga_pb::ListSagasRequest::default())
@@ -298,7 +296,7 @@ async fn two_thousand_buyers_for_a_hundred_tickets_and_only_payers_keep_theirs()
     use std::collections::HashMap;
 
     let system = System::start(settings(Duration::from_secs(20)), Transport::RocketMq).await;
-    let tier = system.stock.tier(100, 4).await.tier_id;
+    let tier = system.stock().tier(100, 4).await.tier_id;
     let attempts = (0..2_000).map(|i| {
         let system = &system;
         async move {
@@ -376,7 +374,7 @@ async fn two_thousand_buyers_for_a_hundred_tickets_and_only_payers_keep_theirs()
     }
     println!("all sagas final after {:?}", started.elapsed());
     assert_eq!(confirmed, paid);
-    let stock = system.stock.stock_of(tier).await;
+    let stock = system.stock().stock_of(tier).await;
     assert_eq!(
         (stock.confirmed, stock.deducted),
         (i64::try_from(paid).expect("count"), 0),
@@ -386,14 +384,14 @@ async fn two_thousand_buyers_for_a_hundred_tickets_and_only_payers_keep_theirs()
         stock.available + stock.deducted + stock.confirmed,
         stock.total
     );
-    let report = system.stock.reconcile(tier).await;
+    let report = system.stock().reconcile(tier).await;
     assert!(
         !report.drift,
         "Redis and the ledger agree: {}",
         report.report
     );
     let sold = system
-        .stock
+        .stock()
         .catalog()
         .get_tier(ticket_proto::stock::v1::GetTierRequest { tier_id: tier })
         .await
@@ -416,7 +414,7 @@ async fn every_command_reply_and_event_delivered_twice_gives_the_same_outcome() 
         true,
     )
     .await;
-    let tier = system.stock.tier(4, 4).await.tier_id;
+    let tier = system.stock().tier(4, 4).await.tier_id;
     let bought = system
         .order
         .create("twice-a", tier, 2, "a")
@@ -447,12 +445,12 @@ async fn every_command_reply_and_event_delivered_twice_gives_the_same_outcome() 
     let undone = system.saga_reaches(&dropped.order_no, "COMPENSATED").await;
     // Give the duplicates time to arrive; they must change nothing.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let stock = system.stock.stock_of(tier).await;
+    let stock = system.stock().stock_of(tier).await;
     assert_eq!(
         (stock.available, stock.deducted, stock.confirmed),
         (2, 0, 2)
     );
-    assert!(!system.stock.reconcile(tier).await.drift);
+    assert!(!system.stock().reconcile(tier).await.drift);
     assert_eq!(system.notifications(&bought.order_no).await.len(), 3);
     for saga in [&done, &undone] {
         let again = system.saga_of(&saga.order_no).await.expect("saga");
@@ -478,5 +476,156 @@ async fn every_command_reply_and_event_delivered_twice_gives_the_same_outcome() 
         system.order.get(&bought.order_no).await.status(),
         OrderStatus::Confirmed
     );
+    system.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orchestrator_stopped_mid_batch_finishes_every_saga_once_after_a_restart() {
+    use futures::future::join_all;
+
+    let mut system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
+    let tier = system.stock().tier(100, 4).await.tier_id;
+    let creates = (0..40).map(|i| {
+        let system = &system;
+        async move {
+            system
+                .order
+                .create(&format!("restart{i}"), tier, 1, "r")
+                .await
+                .expect("create")
+        }
+    });
+    let orders = join_all(creates).await;
+    // Stopped while the sagas are in flight, and started again on the same saga log.
+    let running = std::mem::replace(&mut system.orchestrator, e2e::system::Running::stopped());
+    running.stop().await;
+    system.orchestrator = system.start_orchestrator().await;
+    for order in &orders {
+        let reserved = system
+            .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+            .await;
+        pay(&system, &reserved).await;
+    }
+    for order in &orders {
+        system.saga_reaches(&order.order_no, "COMPLETED").await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stock = system.stock().stock_of(tier).await;
+    assert_eq!(
+        (stock.confirmed, stock.deducted, stock.available),
+        (40, 0, 60)
+    );
+    for order in &orders {
+        let saga = system.saga_of(&order.order_no).await.expect("saga");
+        let forward: Vec<String> = steps(&saga)
+            .into_iter()
+            .filter(|s| !s.starts_with("NOTIFY_"))
+            .collect();
+        let mut unique = forward.clone();
+        unique.dedup();
+        assert_eq!(
+            unique,
+            [
+                "STOCK_DEDUCT",
+                "ORDER_RESERVE",
+                "STOCK_CONFIRM",
+                "ORDER_CONFIRM"
+            ],
+            "{saga:?}"
+        );
+        assert_eq!(system.notifications(&order.order_no).await.len(), 3);
+    }
+    system.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_saga_is_listed_inspected_and_retried_to_completion() {
+    let saga_settings = SagaSettings {
+        step_timeout: Duration::from_millis(700),
+        retry: RetryPolicy {
+            max_attempts: 2,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_millis(200),
+        },
+        payment_window: Duration::from_secs(300),
+    };
+    let mut system = System::start(saga_settings, Transport::RocketMq).await;
+    let tier = system.stock().tier(10, 4).await.tier_id;
+    let order = system
+        .order
+        .create("erin", tier, 2, "p")
+        .await
+        .expect("create");
+    let reserved = system
+        .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+        .await;
+    system
+        .saga_reaches(&order.order_no, "AWAITING_PAYMENT")
+        .await;
+
+    // Past the pivot with stock-svc down: STOCK_CONFIRM times out twice and the saga parks.
+    system.stop_stock().await;
+    pay(&system, &reserved).await;
+    let parked = system.saga_reaches(&order.order_no, "PARKED").await;
+    assert!(parked.current_step.contains("STOCK_CONFIRM"), "{parked:?}");
+    assert!(parked.current_step.contains("incident"), "{parked:?}");
+    let listed = system
+        .admin()
+        .list_sagas(admin(saga_pb::ListSagasRequest {
+            state: "PARKED".into(),
+            page_size: 10,
+            page_token: String::new(),
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.sagas.len(), 1);
+    let attempts: Vec<u32> = parked
+        .history
+        .iter()
+        .filter(|s| s.step == "STOCK_CONFIRM")
+        .map(|s| s.attempt)
+        .collect();
+    assert_eq!(attempts, [1, 2]);
+    let refused = system
+        .admin()
+        .compensate_saga(admin(saga_pb::SagaRef {
+            saga_id: parked.saga_id.clone(),
+        }))
+        .await
+        .expect_err("a paid saga is not compensated");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
+    // The operator brings stock-svc back (it answers the queued attempts: late replies, which
+    // change nothing) and retries.
+    system.start_stock().await;
+    e2e::eventually(
+        Duration::from_secs(60),
+        "stock-svc answering again",
+        || async {
+            let saga = system.saga_of(&order.order_no).await?;
+            assert_eq!(saga.state, "PARKED", "a late reply changes nothing");
+            saga.history
+                .iter()
+                .any(|s| s.step == "STOCK_CONFIRM" && s.outcome == "OK")
+                .then_some(())
+        },
+    )
+    .await;
+    let retried = system
+        .admin()
+        .retry_saga(admin(saga_pb::SagaRef {
+            saga_id: parked.saga_id.clone(),
+        }))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_ne!(retried.state, "PARKED");
+    system.saga_reaches(&order.order_no, "COMPLETED").await;
+    system
+        .order_reaches(&order.order_no, OrderStatus::Confirmed)
+        .await;
+    let stock = system.stock().stock_of(tier).await;
+    assert_eq!((stock.confirmed, stock.deducted), (2, 0));
     system.stop(&[tier]).await;
 }

@@ -19,6 +19,7 @@ impl MigrationTrait for Migration {
                     state TEXT NOT NULL,
                     step TEXT NOT NULL,
                     attempt INTEGER NOT NULL,
+                    attempt_base INTEGER NOT NULL DEFAULT 0,
                     compensations TEXT NOT NULL DEFAULT '',
                     user_id TEXT NOT NULL,
                     tier_id BIGINT NOT NULL,

@@ -80,6 +80,7 @@ impl Engine {
             state: state::RUNNING.to_owned(),
             step: STOCK_DEDUCT.to_owned(),
             attempt: 0,
+            attempt_base: 0,
             compensations: String::new(),
             user_id: created.user_id.clone(),
             tier_id: created.tier_id,
@@ -247,7 +248,8 @@ impl Engine {
             .step(&saga.step)
             .ok_or_else(|| invalid(format!("unknown step {}", saga.step)))?;
         let next = saga.attempt + 1;
-        if u32::try_from(next).unwrap_or(u32::MAX) <= spec.retry.max_attempts {
+        let counted = next - saga.attempt_base;
+        if u32::try_from(counted).unwrap_or(u32::MAX) <= spec.retry.max_attempts {
             let wait = spec
                 .retry
                 .backoff_before(u32::try_from(next).unwrap_or(u32::MAX));

@@ -45,6 +45,9 @@ pub mod saga {
         pub state: String,
         pub step: String,
         pub attempt: i32,
+        /// Attempts before this number do not count against the step's budget (an operator's
+        /// retry gives a fresh one).
+        pub attempt_base: i32,
         /// Compensation steps still to run, comma-separated, next first.
         pub compensations: String,
         pub user_id: String,
@@ -188,7 +191,7 @@ pub async fn save(conn: &impl ConnectionTrait, saga: &Saga) -> Result<(), DbErr>
         conn.get_database_backend(),
         "UPDATE saga SET state = $2, step = $3, attempt = $4, compensations = $5, \
          unit_price_cents = $6, paid = $7, cancel_reason = $8, deadline = $9, incident = $10, \
-         version = version + 1, updated_at = now() WHERE saga_id = $1",
+         attempt_base = $11, version = version + 1, updated_at = now() WHERE saga_id = $1",
         [
             saga.saga_id.clone().into(),
             saga.state.clone().into(),
@@ -200,6 +203,7 @@ pub async fn save(conn: &impl ConnectionTrait, saga: &Saga) -> Result<(), DbErr>
             saga.cancel_reason.clone().into(),
             saga.deadline.into(),
             saga.incident.clone().into(),
+            saga.attempt_base.into(),
         ],
     ))
     .await?;
