@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Brings up the stack, builds and starts the four services, and prints where they listen.
-# Ctrl-C stops the services (the stack keeps running; `scripts/stack.sh down` stops it).
+# Brings up the stack, builds and starts the four services, runs a short demo flash sale
+# (`ticketctl demo`: a few hundred tickets, a few thousand buyers, some paying, some cancelling,
+# some letting the payment deadline pass) and prints what happened. The services keep running
+# for you to explore until Ctrl-C; with `--exit` they stop after the demo. The stack keeps
+# running either way (`scripts/stack.sh down` stops it).
+#
+# The demo's payment deadline is 20 s (TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS), so the
+# buyers who let it pass are cancelled within the run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -16,6 +22,7 @@ stop() {
   wait || true
 }
 trap stop INT TERM EXIT
+export TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS=${TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS:-20000}
 for svc in order-svc stock-svc orchestrator notify-svc; do
   "target/debug/$svc" >"$LOGS/$svc.log" 2>&1 &
   pids+=($!)
@@ -26,6 +33,9 @@ for port in 50051 50052 50053 50054; do
     sleep 0.1
   done
 done
+echo "demo flash sale:"
+target/debug/ticketctl demo
+[ "${1:-}" = "--exit" ] && exit 0
 cat <<INFO
 order-svc     grpc://127.0.0.1:50051   (log: .stack/logs/order-svc.log)
 stock-svc     grpc://127.0.0.1:50052   (log: .stack/logs/stock-svc.log)

@@ -258,7 +258,9 @@ async fn saga_admin_needs_the_token_and_lists_sagas_by_state() {
         .create("dave", tier, 1, "e")
         .await
         .expect("create");
-    system.saga_reaches(&order.order_no, "AWAITING_PAYMENT").await;
+    system
+        .saga_reaches(&order.order_no, "AWAITING_PAYMENT")
+        .await;
     let denied = system
         .admin()
         .list_sagas(saga_pb::ListSagasRequest::default())

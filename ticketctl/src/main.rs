@@ -5,6 +5,8 @@
 #![recursion_limit = "512"]
 
 mod bench;
+mod demo;
+mod saga;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,10 @@ enum Command {
         #[command(subcommand)]
         target: bench::Target,
     },
+    /// Inspect and steer sagas through the orchestrator's SagaAdmin.
+    Saga(saga::Args),
+    /// A short flash sale against the running services, and what happened.
+    Demo(demo::Args),
 }
 
 #[tokio::main]
@@ -35,6 +41,8 @@ async fn main() -> std::process::ExitCode {
         });
     let result = match cli.command {
         Command::Bench { target } => bench::run(target).await,
+        Command::Saga(args) => saga::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -180,10 +180,20 @@ impl pb::catalog_service_server::CatalogService for Catalog {
         .insert(&txn)
         .await
         .map_err(Error::from)?;
-        self.gate
+        let loaded = self
+            .gate
             .load(&TierRules::from_models(&tier, &session).stock(Vec::new()))
             .await
             .map_err(Error::from)?;
+        if !loaded {
+            // A new tier cannot have live stock yet: these keys belong to another database.
+            return Err(Error::Refused(format!(
+                "Redis already holds stock for tier {} under this key prefix: another deployment \
+                 shares the Redis and its `redis.key_prefix`; give each its own prefix",
+                tier.id
+            ))
+            .into());
+        }
         txn.commit().await.map_err(Error::from)?;
         Ok(Response::new(self.tier_message(&tier).await?))
     }

@@ -1,0 +1,145 @@
+//! `ticketctl saga list|show|retry|compensate`: the orchestrator's `SagaAdmin` from a terminal.
+
+use anyhow::Context;
+use ticket_proto::saga::v1 as pb;
+use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
+use tonic::Request;
+use tonic::transport::Channel;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The orchestrator's gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:50053", global = true)]
+    addr: String,
+    /// The admin token (`TICKET_ADMIN_TOKEN`).
+    #[arg(
+        long,
+        env = "TICKET_ADMIN_TOKEN",
+        default_value = "dev-admin-token",
+        global = true,
+        hide_env_values = true
+    )]
+    token: String,
+    #[command(subcommand)]
+    command: SagaCommand,
+}
+
+#[derive(clap::Subcommand)]
+pub enum SagaCommand {
+    /// List sagas, optionally in one state (RUNNING, AWAITING_PAYMENT, COMPENSATING,
+    /// COMPLETED, COMPENSATED, PARKED).
+    List {
+        #[arg(long, default_value = "")]
+        state: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+    },
+    /// One saga with its step history, by saga id or order number.
+    Show { key: String },
+    /// Retry a parked saga's current step.
+    Retry { saga_id: String },
+    /// Compensate a saga that has not been paid.
+    Compensate { saga_id: String },
+}
+
+fn admin<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .context("the token is not ASCII")?,
+    );
+    Ok(request)
+}
+
+fn time(at: Option<&prost_types::Timestamp>) -> String {
+    at.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+        .map(|t| t.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_saga(saga: &pb::Saga) {
+    println!(
+        "saga {}  order {}  {}  step {}  version {}",
+        saga.saga_id, saga.order_no, saga.state, saga.current_step, saga.version
+    );
+    if saga.deadline.is_some() {
+        println!("  payment deadline {}", time(saga.deadline.as_ref()));
+    }
+    for step in &saga.history {
+        println!(
+            "  {:<16} #{}  sent {}  replied {}  {}  {}",
+            step.step,
+            step.attempt,
+            time(step.sent_at.as_ref()),
+            time(step.replied_at.as_ref()),
+            if step.outcome.is_empty() {
+                "(no reply)"
+            } else {
+                &step.outcome
+            },
+            step.reply
+        );
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let channel = Channel::from_shared(args.addr.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the orchestrator at {}", args.addr))?;
+    let mut client = SagaAdminClient::new(channel);
+    let token = args.token.as_str();
+    match args.command {
+        SagaCommand::List { state, limit } => {
+            let page = client
+                .list_sagas(admin(
+                    pb::ListSagasRequest {
+                        state,
+                        page_size: limit,
+                        page_token: String::new(),
+                    },
+                    token,
+                )?)
+                .await?
+                .into_inner();
+            for saga in &page.sagas {
+                println!(
+                    "{}  {}  {:<16} {}",
+                    saga.saga_id, saga.order_no, saga.state, saga.current_step
+                );
+            }
+            if !page.next_page_token.is_empty() {
+                println!("(more; raise --limit)");
+            }
+        }
+        SagaCommand::Show { key } => {
+            let by = if key.starts_with('T') && key.len() == 21 {
+                pb::get_saga_request::Key::OrderNo(key)
+            } else {
+                pb::get_saga_request::Key::SagaId(key)
+            };
+            let saga = client
+                .get_saga(admin(pb::GetSagaRequest { key: Some(by) }, token)?)
+                .await?
+                .into_inner();
+            print_saga(&saga);
+        }
+        SagaCommand::Retry { saga_id } => {
+            let saga = client
+                .retry_saga(admin(pb::SagaRef { saga_id }, token)?)
+                .await?
+                .into_inner();
+            print_saga(&saga);
+        }
+        SagaCommand::Compensate { saga_id } => {
+            let saga = client
+                .compensate_saga(admin(pb::SagaRef { saga_id }, token)?)
+                .await?
+                .into_inner();
+            print_saga(&saga);
+        }
+    }
+    Ok(())
+}
