@@ -3,6 +3,7 @@
 //! stack that `scripts/stack.sh up` starts.
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod order;
 pub mod stock;
 pub mod system;

@@ -112,8 +112,18 @@ impl System {
 
     /// `duplicates`: every service sends every message twice (the publisher's test switch).
     pub async fn start_with(saga: SagaSettings, transport: Transport, duplicates: bool) -> Self {
+        Self::start_on(crate::messaging_config(3), saga, transport, duplicates).await
+    }
+
+    /// The system on a given broker and namespace.
+    pub async fn start_on(
+        messaging: ticket_platform::messaging::MessagingConfig,
+        saga: SagaSettings,
+        transport: Transport,
+        duplicates: bool,
+    ) -> Self {
         let stock = StockApp::start_with(
-            crate::messaging_config(3),
+            messaging,
             fresh_database_config("t_stock_").await,
             None,
             duplicates,

@@ -1,0 +1,122 @@
+//! The broker dies mid-batch: the orchestrator notices that its outbox no longer drains and
+//! drives the sagas' steps over gRPC (`Participant.Execute`); once the broker is back, RocketMQ
+//! carries them again. The test runs its own name server and broker, so killing the broker
+//! disturbs no other test.
+
+#![recursion_limit = "512"]
+
+use std::time::Duration;
+
+use e2e::broker::PrivateBroker;
+use e2e::system::System;
+use orchestrator::dispatch::Transport;
+use orchestrator::saga::definition::{RetryPolicy, SagaSettings};
+use ticket_proto::order::v1 as pb;
+use ticket_proto::order::v1::{CancelReason, OrderStatus};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagas_keep_completing_over_grpc_while_the_broker_is_down_and_return_to_rocketmq() {
+    let broker = PrivateBroker::start();
+    let messaging = ticket_platform::messaging::MessagingConfig {
+        name_server: broker.name_server(),
+        ..e2e::messaging_config(3)
+    };
+    let saga = SagaSettings {
+        step_timeout: Duration::from_secs(2),
+        retry: RetryPolicy {
+            max_attempts: 30,
+            backoff: Duration::from_millis(300),
+            max_backoff: Duration::from_secs(2),
+        },
+        payment_window: Duration::from_secs(8),
+    };
+    let system = System::start_on(messaging, saga, Transport::RocketMq, false).await;
+    let tier = system.stock().tier(100, 4).await.tier_id;
+
+    // A batch of orders reserved over RocketMQ, then the broker dies while they await payment.
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        batch.push(
+            system
+                .order
+                .create(&format!("outage{i}"), tier, 1, "o")
+                .await
+                .expect("create"),
+        );
+    }
+    for order in &batch {
+        system
+            .saga_reaches(&order.order_no, "AWAITING_PAYMENT")
+            .await;
+    }
+    broker.kill();
+
+    // Their deadlines pass with the broker down: the cancels and stock returns go over gRPC.
+    for order in &batch {
+        let saga = system.saga_reaches(&order.order_no, "COMPENSATED").await;
+        let cancelled = system.order.get(&order.order_no).await;
+        assert_eq!(cancelled.status(), OrderStatus::Cancelled);
+        assert_eq!(cancelled.cancel_reason(), CancelReason::PaymentExpired);
+        assert!(
+            saga.history.iter().any(|s| s.step == "STOCK_ROLLBACK"
+                && s.command.ends_with("(grpc)")
+                && s.outcome == "OK"),
+            "the stock came back over gRPC: {saga:?}"
+        );
+    }
+    let stock = system.stock().stock_of(tier).await;
+    assert_eq!((stock.available, stock.deducted), (100, 0));
+
+    // The broker returns; a new purchase goes over RocketMQ again from start to end.
+    broker.up();
+    let order = system
+        .order
+        .create("after-outage", tier, 2, "o")
+        .await
+        .expect("create");
+    let reserved = e2e::eventually(
+        Duration::from_secs(120),
+        "a reservation after the outage",
+        || async {
+            let now = system.order.get(&order.order_no).await;
+            (now.status() == OrderStatus::AwaitingPayment).then_some(now)
+        },
+    )
+    .await;
+    system
+        .order
+        .orders()
+        .pay_order(pb::PayOrderRequest {
+            order_no: reserved.order_no.clone(),
+            payment_ref: "after-outage".into(),
+            amount_cents: reserved.total_cents,
+        })
+        .await
+        .expect("pay");
+    let saga = e2e::eventually(
+        Duration::from_secs(120),
+        "the purchase after the outage",
+        || async {
+            system
+                .saga_of(&order.order_no)
+                .await
+                .filter(|s| s.state == "COMPLETED")
+        },
+    )
+    .await;
+    let last = saga
+        .history
+        .iter()
+        .find(|s| s.step == "ORDER_CONFIRM")
+        .expect("ORDER_CONFIRM in the history");
+    assert!(
+        last.command.ends_with("(rocketmq)"),
+        "RocketMQ carries the saga again: {saga:?}"
+    );
+    let stock = system.stock().stock_of(tier).await;
+    assert_eq!(
+        (stock.available, stock.confirmed, stock.deducted),
+        (98, 2, 0)
+    );
+    system.stop(&[tier]).await;
+}
