@@ -233,7 +233,7 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
             .map_err(unavailable)?;
         let more = rows.len() as i64 > size;
         let mut out = Vec::new();
-        let mut last = 0;
+        let mut last: i64 = 0;
         for row in rows.into_iter().take(usize::try_from(size).unwrap_or(0)) {
             let read = |err: sea_orm::DbErr| Status::internal(err.to_string());
             last = row.try_get("", "id").map_err(read)?;
@@ -263,8 +263,80 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
         request: Request<pb::RedriveDeadLetterRequest>,
     ) -> Result<Response<pb::DeadLetter>, Status> {
         require_admin(&request, &self.admin_token)?;
-        Err(Status::unimplemented(
-            "redriving a dead letter is not available yet; fix the cause and replay it from the broker",
+        let message_id = request.into_inner().message_id;
+        if message_id.is_empty() || message_id.len() > 64 {
+            return Err(Status::invalid_argument(
+                "message_id must be between 1 and 64 characters",
+            ));
+        }
+        let redriven = self.redrive(&message_id).await.map_err(unavailable)?;
+        redriven.map(Response::new)
+    }
+}
+
+impl SagaAdminApi {
+    /// Publishes a dead letter again to its original topic with the same `message_id`, through
+    /// the outbox: groups that handled it skip it, the group that failed handles it again.
+    async fn redrive(
+        &self,
+        message_id: &str,
+    ) -> Result<Result<pb::DeadLetter, Status>, sea_orm::DbErr> {
+        use sea_orm::TransactionTrait;
+        let txn = self.db.begin().await?;
+        let Some(row) = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                "SELECT message_id, topic, tag, message_key, consumer_group, reason, payload, \
+                 received_at FROM dead_letter WHERE message_id = $1 ORDER BY id LIMIT 1 FOR UPDATE",
+                [message_id.into()],
+            ))
+            .await?
+        else {
+            return Ok(Err(Status::not_found(format!(
+                "no dead letter with message_id {message_id}"
+            ))));
+        };
+        let Ok(id) = uuid::Uuid::parse_str(message_id) else {
+            return Ok(Err(Status::failed_precondition(format!(
+                "{message_id} was not published by this platform (its message_id is not a UUID); \
+                 it cannot be redriven with the same id"
+            ))));
+        };
+        let topic: String = row.try_get("", "topic")?;
+        let tag: String = row.try_get("", "tag")?;
+        let key: String = row.try_get("", "message_key")?;
+        let payload: Vec<u8> = row.try_get("", "payload")?;
+        let message = ticket_platform::messaging::OutgoingMessage {
+            topic: topic.clone(),
+            tag: tag.clone(),
+            key,
+            message_id: id,
+            saga_id: None,
+            step: None,
+            attempt: 0,
+            traceparent: None,
+            payload,
+        };
+        if let Err(err) = message.validate() {
+            return Ok(Err(Status::failed_precondition(err.to_string())));
+        }
+        ticket_platform::outbox::enqueue(&txn, &[message]).await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "UPDATE dead_letter SET redriven_at = now() WHERE message_id = $1",
+            [message_id.into()],
         ))
+        .await?;
+        txn.commit().await?;
+        let received: DateTime<Utc> = row.try_get("", "received_at")?;
+        Ok(Ok(pb::DeadLetter {
+            message_id: message_id.to_owned(),
+            topic,
+            tag,
+            consumer_group: row.try_get("", "consumer_group")?,
+            reason: row.try_get("", "reason")?,
+            received_at: Some(timestamp(received)),
+            redriven: true,
+        }))
     }
 }

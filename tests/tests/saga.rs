@@ -631,3 +631,60 @@ async fn a_parked_saga_is_listed_inspected_and_retried_to_completion() {
     assert_eq!((stock.confirmed, stock.deducted), (2, 0));
     system.stop(&[tier]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_reply_is_a_dead_letter_an_operator_lists_and_redrives() {
+    use std::sync::Arc;
+    use ticket_platform::messaging::{MessagingRuntime, OutgoingMessage, Publisher, topic};
+
+    let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
+    let runtime = MessagingRuntime::start(system.stock().messaging.clone()).expect("runtime");
+    let publisher = Publisher::start(Arc::clone(&runtime), "test-bad-replies")
+        .await
+        .expect("publisher");
+    let garbage = OutgoingMessage {
+        payload: vec![0xff, 0x01, 0xff],
+        ..OutgoingMessage::new(
+            topic::SAGA_REPLY,
+            "STOCK_DEDUCT",
+            "T-garbage",
+            &saga_pb::Reply::default(),
+        )
+    };
+    let id = garbage.message_id.to_string();
+    publisher.publish(&garbage).await.expect("publish");
+    let listed = e2e::eventually(Duration::from_secs(30), "the dead letter", || async {
+        let page = system
+            .admin()
+            .list_dead_letters(admin(saga_pb::ListDeadLettersRequest::default()))
+            .await
+            .ok()?
+            .into_inner();
+        page.dead_letters.into_iter().find(|d| d.message_id == id)
+    })
+    .await;
+    assert!(listed.reason.contains("not a valid Reply"), "{listed:?}");
+    assert_eq!(listed.topic, "SAGA_REPLY_TOPIC");
+    assert!(!listed.redriven);
+
+    let redriven = system
+        .admin()
+        .redrive_dead_letter(admin(saga_pb::RedriveDeadLetterRequest {
+            message_id: id.clone(),
+        }))
+        .await
+        .expect("redrive")
+        .into_inner();
+    assert!(redriven.redriven);
+    let unknown = system
+        .admin()
+        .redrive_dead_letter(admin(saga_pb::RedriveDeadLetterRequest {
+            message_id: "nope".into(),
+        }))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    publisher.shutdown().await;
+    runtime.shutdown().await;
+    system.stop(&[]).await;
+}
