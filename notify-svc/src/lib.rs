@@ -9,12 +9,9 @@ pub mod notifications;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
-use ticket_platform::participant::{CommandConsumer, ParticipantService};
+use ticket_platform::messaging::topic;
 use ticket_proto::notify::v1::notification_service_server::NotificationServiceServer;
-use ticket_proto::saga::v1::participant_server::ParticipantServer;
 
 use crate::notifications::{NotificationApi, NotifyCommands};
 
@@ -63,29 +60,22 @@ impl Application {
             .publisher
             .ensure_topics(&[topic::NOTIFICATION, topic::SAGA_REPLY])
             .await?;
-        let commands = Arc::new(NotifyCommands);
-        let consumer = Consumer::start(
-            Arc::clone(&service.messaging),
-            ConsumerSettings::new(notifications::CONSUMER_GROUP)
-                .subscribe(topic::NOTIFICATION, notifications::TAGS)
-                .dead_letters(service.db.clone()),
-            CommandConsumer::new(
-                Arc::clone(&commands),
-                service.db.clone(),
+        let participant = service
+            .participant(
+                NotifyCommands,
                 notifications::CONSUMER_GROUP,
-            ),
-        )
-        .await?;
-        service.add_consumer(consumer);
+                topic::NOTIFICATION,
+                notifications::TAGS,
+                &config.service.admin_token,
+            )
+            .await?;
         let api = NotificationApi {
             db: service.db.clone(),
         };
-        let participant =
-            ParticipantService::new(commands, service.db.clone(), &config.service.admin_token);
         let service = service.router(|router| {
             router
                 .add_service(NotificationServiceServer::new(api))
-                .add_service(ParticipantServer::new(participant))
+                .add_service(participant)
         });
         Ok(Self { service })
     }

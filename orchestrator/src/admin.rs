@@ -74,6 +74,17 @@ impl SagaAdminApi {
     }
 }
 
+/// A page size of 1 to 500; 0 means 50.
+fn page_size(requested: i32) -> Result<i64, Status> {
+    match requested {
+        0 => Ok(50),
+        n @ 1..=500 => Ok(i64::from(n)),
+        _ => Err(Status::invalid_argument(
+            "page_size must be between 0 and 500",
+        )),
+    }
+}
+
 fn saga_id(value: &str) -> Result<String, Status> {
     if value.is_empty() || value.len() > 64 {
         return Err(Status::invalid_argument(
@@ -97,15 +108,7 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
                 state::ALL.join(", ")
             )));
         }
-        let size = match request.page_size {
-            0 => 50,
-            n @ 1..=500 => i64::from(n),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "page_size must be between 0 and 500",
-                ));
-            }
-        };
+        let size = page_size(request.page_size)?;
         let after = match request.page_token.as_str() {
             "" => String::new(),
             token => token.to_owned(),
@@ -205,15 +208,7 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
         require_admin(&request, &self.admin_token)?;
         let request = request.into_inner();
-        let size = match request.page_size {
-            0 => 50,
-            n @ 1..=500 => i64::from(n),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "page_size must be between 0 and 500",
-                ));
-            }
-        };
+        let size = page_size(request.page_size)?;
         let after: i64 = match request.page_token.as_str() {
             "" => 0,
             token => token

@@ -14,16 +14,13 @@ pub mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
-use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
-use ticket_platform::participant::{CommandConsumer, ParticipantService};
+use ticket_platform::messaging::topic;
 use ticket_platform::service::ServiceConfig;
 use ticket_platform::stock_keys;
 use ticket_proto::order::v1::order_service_server::OrderServiceServer;
-use ticket_proto::saga::v1::participant_server::ParticipantServer;
 
 use crate::commands::OrderCommands;
 use crate::order_api::OrderApi;
@@ -110,32 +107,25 @@ impl Application {
             .publisher
             .ensure_topics(&[topic::ORDER, topic::ORDER_CMD, topic::SAGA_REPLY])
             .await?;
-        let commands = Arc::new(OrderCommands);
-        let consumer = Consumer::start(
-            Arc::clone(&service.messaging),
-            ConsumerSettings::new(commands::CONSUMER_GROUP)
-                .subscribe(topic::ORDER_CMD, commands::TAGS)
-                .dead_letters(service.db.clone()),
-            CommandConsumer::new(
-                Arc::clone(&commands),
-                service.db.clone(),
+        let participant = service
+            .participant(
+                OrderCommands,
                 commands::CONSUMER_GROUP,
-            ),
-        )
-        .await?;
-        service.add_consumer(consumer);
+                topic::ORDER_CMD,
+                commands::TAGS,
+                &config.service.admin_token,
+            )
+            .await?;
         let changes = Changes::start(&config.service.database.url);
         let api = OrderApi {
             db: service.db.clone(),
             tiers,
             changes: changes.clone(),
         };
-        let participant =
-            ParticipantService::new(commands, service.db.clone(), &config.service.admin_token);
         let service = service.router(|router| {
             router
                 .add_service(OrderServiceServer::new(api))
-                .add_service(ParticipantServer::new(participant))
+                .add_service(participant)
         });
         Ok(Self { service, changes })
     }

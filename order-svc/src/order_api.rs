@@ -30,20 +30,7 @@ pub struct OrderApi {
 
 /// A non-empty identifier without spaces, at most `max` characters.
 pub fn identifier(field: &str, value: &str, max: usize) -> Result<String, Error> {
-    if value.is_empty() {
-        return Err(Error::Invalid(format!("{field} must not be empty")));
-    }
-    if value.chars().count() > max {
-        return Err(Error::Invalid(format!(
-            "{field} is longer than {max} characters"
-        )));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::Invalid(format!(
-            "{field} must not contain spaces or control characters"
-        )));
-    }
-    Ok(value.to_owned())
+    ticket_platform::fields::identifier(field, value, max).map_err(Error::Invalid)
 }
 
 impl OrderApi {

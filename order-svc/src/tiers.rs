@@ -10,6 +10,7 @@ use fred::prelude::*;
 use ticket_platform::stock_keys;
 use ticket_proto::stock::v1 as pb;
 use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
+use tokio::sync::OnceCell;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
@@ -28,7 +29,8 @@ pub struct Tiers {
     catalog: CatalogServiceClient<Channel>,
     redis: Pool,
     key_prefix: String,
-    known: Arc<RwLock<HashMap<i64, TierInfo>>>,
+    /// One cell per tier: the first caller asks the catalog, the others wait for its answer.
+    known: Arc<RwLock<HashMap<i64, Arc<OnceCell<TierInfo>>>>>,
 }
 
 impl Tiers {
@@ -55,16 +57,28 @@ impl Tiers {
         })
     }
 
-    /// The tier; `NotFound` when the catalog has no such tier.
+    /// The tier; `NotFound` when the catalog has no such tier (not remembered: the tier may
+    /// be created later).
     pub async fn get(&self, tier_id: i64) -> Result<TierInfo, Error> {
-        if let Some(info) = self
-            .known
-            .read()
-            .ok()
-            .and_then(|k| k.get(&tier_id).cloned())
+        let cell = {
+            let mut known = self
+                .known
+                .write()
+                .map_err(|_| Error::Catalog("the tier cache is poisoned".into()))?;
+            Arc::clone(known.entry(tier_id).or_default())
+        };
+        let result = cell.get_or_try_init(|| self.fetch(tier_id)).await.cloned();
+        if result.is_err()
+            && let Ok(mut known) = self.known.write()
+            && known.get(&tier_id).is_some_and(|c| !c.initialized())
         {
-            return Ok(info);
+            // Unknown ids are not kept, so bad input cannot grow the map.
+            known.remove(&tier_id);
         }
+        result
+    }
+
+    async fn fetch(&self, tier_id: i64) -> Result<TierInfo, Error> {
         let tier = self
             .catalog
             .clone()
@@ -76,16 +90,12 @@ impl Tiers {
                 _ => Error::Catalog(status.message().to_owned()),
             })?
             .into_inner();
-        let info = TierInfo {
+        Ok(TierInfo {
             tier_id,
             session_id: tier.session_id,
             show_id: tier.show_id,
             per_user_limit: tier.per_user_limit,
-        };
-        if let Ok(mut known) = self.known.write() {
-            known.insert(tier_id, info.clone());
-        }
-        Ok(info)
+        })
     }
 
     /// Whether the tier's sold-out flag is set in the live stock.

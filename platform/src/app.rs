@@ -13,8 +13,11 @@ use tokio::net::TcpListener;
 use tonic::transport::server::Router;
 
 use crate::grpc::{Bootstrap, GrpcError};
-use crate::messaging::{Consumer, MessagingError, MessagingRuntime, Publisher};
+use ticket_proto::saga::v1::participant_server::ParticipantServer;
+
+use crate::messaging::{Consumer, ConsumerSettings, MessagingError, MessagingRuntime, Publisher};
 use crate::outbox::{self, Relay, RelaySettings};
+use crate::participant::{CommandConsumer, CommandHandler, ParticipantService};
 use crate::service::ServiceConfig;
 
 /// How long the outbox is given to drain at shutdown.
@@ -99,6 +102,34 @@ impl Service {
     /// A consumer stopped (before the outbox is flushed) when the service stops.
     pub fn add_consumer(&mut self, consumer: Consumer) {
         self.consumers.push(consumer);
+    }
+
+    /// Both doors of a participant: consumes `tags` of `topic` as `group` (replies go out
+    /// through the outbox, rejected commands to the dead letters) and returns the
+    /// `Participant` gRPC service for the router.
+    pub async fn participant<H: CommandHandler>(
+        &mut self,
+        handler: H,
+        group: &str,
+        topic: &str,
+        tags: &[&str],
+        admin_token: &str,
+    ) -> Result<ParticipantServer<ParticipantService<H>>, MessagingError> {
+        let handler = Arc::new(handler);
+        let consumer = Consumer::start(
+            Arc::clone(&self.messaging),
+            ConsumerSettings::new(group)
+                .subscribe(topic, tags)
+                .dead_letters(self.db.clone()),
+            CommandConsumer::new(Arc::clone(&handler), self.db.clone(), group),
+        )
+        .await?;
+        self.add_consumer(consumer);
+        Ok(ParticipantServer::new(ParticipantService::new(
+            handler,
+            self.db.clone(),
+            admin_token,
+        )))
     }
 
     /// Serves until `shutdown` resolves, then stops in order.

@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod db;
 pub mod dead_letter;
+pub mod fields;
 pub mod grpc;
 pub mod inbox;
 pub mod messaging;

@@ -17,13 +17,10 @@ pub mod tiers;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ticket_platform::app::{Service, StartError};
-use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
-use ticket_platform::participant::{CommandConsumer, ParticipantService};
-use ticket_proto::saga::v1::participant_server::ParticipantServer;
+use ticket_platform::messaging::topic;
 use ticket_proto::stock::v1::catalog_service_server::CatalogServiceServer;
 use ticket_proto::stock::v1::stock_service_server::StockServiceServer;
 use tokio::task::JoinHandle;
@@ -135,26 +132,17 @@ impl Application {
             Service::build::<migration::Migrator>("stock-svc", &config.service, SERVICES).await?;
         let stock = Stock::new(service.db.clone(), gate.clone(), config.ledger_writers);
         let admin_token = config.service.admin_token.clone();
-        let commands = Arc::new(StockCommands {
-            stock: stock.clone(),
-        });
-        service
-            .publisher
-            .ensure_topics(&[topic::STOCK, topic::SAGA_REPLY])
-            .await?;
-        let consumer = Consumer::start(
-            Arc::clone(&service.messaging),
-            ConsumerSettings::new(commands::CONSUMER_GROUP)
-                .subscribe(topic::STOCK, commands::TAGS)
-                .dead_letters(service.db.clone()),
-            CommandConsumer::new(
-                Arc::clone(&commands),
-                service.db.clone(),
+        let participant = service
+            .participant(
+                StockCommands {
+                    stock: stock.clone(),
+                },
                 commands::CONSUMER_GROUP,
-            ),
-        )
-        .await?;
-        service.add_consumer(consumer);
+                topic::STOCK,
+                commands::TAGS,
+                &admin_token,
+            )
+            .await?;
         let catalog = Catalog {
             db: service.db.clone(),
             gate,
@@ -164,12 +152,11 @@ impl Application {
             stock: stock.clone(),
             admin_token: admin_token.clone(),
         };
-        let participant = ParticipantService::new(commands, service.db.clone(), &admin_token);
         let service = service.router(|router| {
             router
                 .add_service(CatalogServiceServer::new(catalog))
                 .add_service(StockServiceServer::new(api))
-                .add_service(ParticipantServer::new(participant))
+                .add_service(participant)
         });
         let drift = (!config.drift_interval.is_zero())
             .then(|| DriftWatch::new(stock).spawn(config.drift_interval));

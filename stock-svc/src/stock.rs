@@ -62,20 +62,7 @@ pub struct StockRequest {
 }
 
 fn identifier(field: &str, value: &str) -> Result<String, Error> {
-    if value.is_empty() {
-        return Err(Error::Invalid(format!("{field} must not be empty")));
-    }
-    if value.chars().count() > MAX_ID_LEN {
-        return Err(Error::Invalid(format!(
-            "{field} is longer than {MAX_ID_LEN} characters"
-        )));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::Invalid(format!(
-            "{field} must not contain spaces or control characters"
-        )));
-    }
-    Ok(value.to_owned())
+    ticket_platform::fields::identifier(field, value, MAX_ID_LEN).map_err(Error::Invalid)
 }
 
 impl StockRequest {

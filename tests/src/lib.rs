@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod order;
+pub mod running;
 pub mod stock;
 pub mod system;
 

@@ -2,10 +2,8 @@
 //! uses. Several replicas can share one database (`start_replica`).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use ticket_platform::app::StartError;
 use ticket_platform::db::DatabaseConfig;
 use ticket_platform::service::ServiceConfig;
 use ticket_platform::telemetry::TelemetryConfig;
@@ -15,15 +13,15 @@ use ticket_proto::saga::v1::participant_client::ParticipantClient;
 use tonic::transport::Channel;
 
 use crate::fresh_database_config;
+use crate::running::Running;
 use crate::stock::{StockApp, TOKEN};
 
 pub struct OrderApp {
     pub addr: SocketAddr,
     pub channel: Channel,
+    running: Running,
     pub db: DatabaseConnection,
     pub database: DatabaseConfig,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), StartError>>,
 }
 
 impl OrderApp {
@@ -63,23 +61,20 @@ impl OrderApp {
             .await
             .expect("order-svc starts");
         app.set_duplicate_deliveries(duplicates);
-        let addr = app.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect()
+        let running = Running::spawn(app.local_addr(), |stopped| async move {
+            app.run_until_stopped(async move {
+                let _ = stopped.await;
+            })
             .await
-            .expect("connect");
+            .map_err(|err| err.to_string())
+        })
+        .await;
         Self {
-            addr,
-            channel,
+            addr: running.addr,
+            channel: running.channel.clone(),
+            running,
             db,
             database,
-            stop,
-            server,
         }
     }
 
@@ -154,11 +149,6 @@ impl OrderApp {
 
     /// Stops the service (health off, consumers stopped, outbox flushed).
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), self.server)
-            .await
-            .expect("stops within 30 s")
-            .expect("task")
-            .expect("clean stop");
+        self.running.stop().await;
     }
 }

@@ -2,7 +2,7 @@
 //! prefix; gRPC clients with the admin token; and a tier on sale in one call.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sea_orm::DatabaseConnection;
 use ticket_platform::db::DatabaseConfig;
@@ -16,6 +16,7 @@ use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
 use tonic::Request;
 use tonic::transport::Channel;
 
+use crate::running::Running;
 use crate::{fresh_database_config, messaging_config, redis_url, stock_config};
 
 pub const TOKEN: &str = "stock-test-token";
@@ -23,12 +24,11 @@ pub const TOKEN: &str = "stock-test-token";
 pub struct StockApp {
     pub addr: SocketAddr,
     pub channel: Channel,
+    running: Running,
     pub db: DatabaseConnection,
     pub database: DatabaseConfig,
     pub messaging: MessagingConfig,
     pub key_prefix: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), ticket_platform::app::StartError>>,
 }
 
 /// `request` with `authorization: Bearer <TOKEN>`.
@@ -89,25 +89,22 @@ impl StockApp {
             .await
             .expect("stock-svc starts");
         app.set_duplicate_deliveries(duplicates);
-        let addr = app.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect()
+        let running = Running::spawn(app.local_addr(), |stopped| async move {
+            app.run_until_stopped(async move {
+                let _ = stopped.await;
+            })
             .await
-            .expect("connect");
+            .map_err(|err| err.to_string())
+        })
+        .await;
         Self {
-            addr,
-            channel,
+            addr: running.addr,
+            channel: running.channel.clone(),
+            running,
             db,
             database,
             messaging,
             key_prefix,
-            stop,
-            server,
         }
     }
 
@@ -207,11 +204,6 @@ impl StockApp {
 
     /// Stops the service and keeps its Redis keys (to start it again).
     pub async fn halt(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), self.server)
-            .await
-            .expect("stops within 30 s")
-            .expect("task")
-            .expect("clean stop");
+        self.running.stop().await;
     }
 }

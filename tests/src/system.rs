@@ -14,62 +14,11 @@ use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
 use tonic::transport::Channel;
 
 use crate::order::OrderApp;
+pub use crate::running::Running;
 use crate::stock::{StockApp, TOKEN, admin};
 use crate::{eventually, fresh_database_config};
 use orchestrator::dispatch::{ParticipantAddrs, Transport};
 use orchestrator::saga::definition::SagaSettings;
-
-/// A service started in this process, stopped by [`Running::stop`].
-pub struct Running {
-    pub addr: SocketAddr,
-    pub channel: Channel,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), String>>,
-}
-
-impl Running {
-    async fn spawn<F>(
-        addr: SocketAddr,
-        run: impl FnOnce(tokio::sync::oneshot::Receiver<()>) -> F,
-    ) -> Self
-    where
-        F: Future<Output = Result<(), String>> + Send + 'static,
-    {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(run(stopped));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
-        Self {
-            addr,
-            channel,
-            stop,
-            server,
-        }
-    }
-
-    /// A handle standing for a service that was stopped (to swap in while restarting).
-    pub fn stopped() -> Self {
-        let (stop, _) = tokio::sync::oneshot::channel();
-        Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            channel: tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
-            stop,
-            server: tokio::spawn(async { Ok(()) }),
-        }
-    }
-
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(30), self.server)
-            .await
-            .expect("stops within 30 s")
-            .expect("task")
-            .expect("clean stop");
-    }
-}
 
 fn service_config(
     name: &str,
@@ -252,6 +201,23 @@ impl System {
         }
     }
 
+    /// A new order whose saga has reserved it and awaits payment.
+    pub async fn reserved_order(
+        &self,
+        user_id: &str,
+        tier_id: i64,
+        quantity: i32,
+        request_id: &str,
+    ) -> order_pb::Order {
+        let order = self
+            .order
+            .create(user_id, tier_id, quantity, request_id)
+            .await
+            .expect("create an order");
+        self.saga_reaches(&order.order_no, "AWAITING_PAYMENT").await;
+        self.order.get(&order.order_no).await
+    }
+
     /// Waits until the order reaches `status`.
     pub async fn order_reaches(
         &self,
@@ -288,6 +254,22 @@ impl System {
             .expect("list notifications")
             .into_inner()
             .notifications
+    }
+
+    /// Waits until each order's three notifications (SMS, e-mail, push) are in the delivery
+    /// log, then checks that no more arrive for a moment.
+    pub async fn notified_once(&self, order_numbers: &[&str]) {
+        for order_no in order_numbers {
+            eventually(Duration::from_secs(60), "three notifications", || async {
+                (self.notifications(order_no).await.len() >= 3).then_some(())
+            })
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for order_no in order_numbers {
+            let all = self.notifications(order_no).await;
+            assert_eq!(all.len(), 3, "one notification per channel: {all:?}");
+        }
     }
 
     pub async fn stop(self, tiers: &[i64]) {

@@ -14,8 +14,9 @@ use ticket_proto::order::v1::order_service_client::OrderServiceClient;
 use ticket_proto::stock::v1 as stock_pb;
 use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
 use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
-use tonic::Request;
 use tonic::transport::Channel;
+
+use crate::admin;
 
 use crate::bench::percentile_ms;
 
@@ -51,17 +52,6 @@ pub struct Args {
         hide_env_values = true
     )]
     token: String,
-}
-
-fn admin<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}")
-            .parse()
-            .context("the token is not ASCII")?,
-    );
-    Ok(request)
 }
 
 fn at(offset_secs: i64) -> Option<prost_types::Timestamp> {

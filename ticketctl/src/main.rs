@@ -30,6 +30,19 @@ enum Command {
     Demo(demo::Args),
 }
 
+/// `message` with `authorization: Bearer <token>`.
+pub fn admin<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
+    use anyhow::Context;
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .context("the admin token is not ASCII")?,
+    );
+    Ok(request)
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

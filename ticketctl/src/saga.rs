@@ -3,8 +3,9 @@
 use anyhow::Context;
 use ticket_proto::saga::v1 as pb;
 use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
-use tonic::Request;
 use tonic::transport::Channel;
+
+use crate::admin;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,17 +41,6 @@ pub enum SagaCommand {
     Retry { saga_id: String },
     /// Compensate a saga that has not been paid.
     Compensate { saga_id: String },
-}
-
-fn admin<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}")
-            .parse()
-            .context("the token is not ASCII")?,
-    );
-    Ok(request)
 }
 
 fn time(at: Option<&prost_types::Timestamp>) -> String {
