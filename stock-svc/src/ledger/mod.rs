@@ -38,8 +38,10 @@ ON CONFLICT (order_no) DO UPDATE SET
     state = EXCLUDED.state,
     confirmed_at = COALESCE(EXCLUDED.confirmed_at, l.confirmed_at),
     rolled_back_at = COALESCE(EXCLUDED.rolled_back_at, l.rolled_back_at)
-WHERE l.state = 'D' AND EXCLUDED.state <> 'D'
-RETURNING l.tier_id, l.quantity, l.state";
+WHERE l.state = 'D' AND EXCLUDED.state <> 'D'";
+
+/// What the statement returns when confirmations are among its entries (they add to `sold`).
+const RETURNING: &str = " RETURNING l.tier_id, l.quantity, l.state";
 
 /// Records fence changes in the caller's transaction. Each is written at most once: a change
 /// the ledger already holds (a replay) writes nothing. Confirmations add to their tier's `sold`.
@@ -117,6 +119,21 @@ async fn record_distinct(
     }
     sql.push(' ');
     sql.push_str(ON_CONFLICT);
+    if !entries
+        .iter()
+        .any(|e| e.fence.state == FenceState::Confirmed)
+    {
+        let changed = conn
+            .execute_raw(Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                sql,
+                values,
+            ))
+            .await?
+            .rows_affected();
+        return Ok(usize::try_from(changed).unwrap_or(usize::MAX));
+    }
+    sql.push_str(RETURNING);
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),

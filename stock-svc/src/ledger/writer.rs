@@ -66,7 +66,22 @@ async fn run(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::Receiver<Pending>
 }
 
 async fn commit(db: &DatabaseConnection, entries: &[LedgerEntry]) -> Result<(), DbErr> {
+    if single_statement(entries) {
+        // One statement commits on its own: no BEGIN and COMMIT round trips.
+        record(db, entries).await?;
+        return Ok(());
+    }
     let txn = db.begin().await?;
     record(&txn, entries).await?;
     txn.commit().await
+}
+
+/// Whether `record` writes `entries` with one statement: distinct orders, none a confirmation
+/// (which also updates the tier's `sold`).
+fn single_statement(entries: &[LedgerEntry]) -> bool {
+    let mut orders = std::collections::HashSet::new();
+    entries.iter().all(|e| {
+        e.fence.state != crate::gate::FenceState::Confirmed
+            && orders.insert(e.fence.order_no.as_str())
+    })
 }
