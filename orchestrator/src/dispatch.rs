@@ -10,6 +10,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use ticket_proto::order::v1::order_service_client::OrderServiceClient;
+use ticket_proto::order::v1::{GetOrderRequest, OrderStatus};
 use ticket_proto::saga::v1::participant_client::ParticipantClient;
 use ticket_proto::saga::v1::{Command, Reply};
 use tonic::transport::{Channel, Endpoint};
@@ -50,6 +52,8 @@ pub struct Dispatcher {
 struct Inner {
     transport: Transport,
     clients: HashMap<Participant, ParticipantClient<Channel>>,
+    /// order-svc's public API, read at a payment deadline.
+    orders: OrderServiceClient<Channel>,
     token: String,
     broker_down: AtomicBool,
 }
@@ -63,6 +67,7 @@ impl Dispatcher {
         fallback_after: Duration,
     ) -> Result<Self, String> {
         let mut clients = HashMap::new();
+        let mut orders = None;
         for (participant, addr) in [
             (Participant::Stock, &addrs.stock),
             (Participant::Order, &addrs.order),
@@ -73,11 +78,16 @@ impl Dispatcher {
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(10))
                 .connect_lazy();
+            if participant == Participant::Order {
+                orders = Some(OrderServiceClient::new(channel.clone()));
+            }
             clients.insert(participant, ParticipantClient::new(channel));
         }
+        let orders = orders.ok_or("no order-svc address")?;
         let inner = Arc::new(Inner {
             transport,
             clients,
+            orders,
             token: addrs.token.clone(),
             broker_down: AtomicBool::new(false),
         });
@@ -95,6 +105,19 @@ impl Dispatcher {
     /// How a command sent now travels, for the step history.
     pub fn transport_name(&self) -> &'static str {
         if self.over_grpc() { "grpc" } else { "rocketmq" }
+    }
+
+    /// The order's status as order-svc has it now.
+    pub async fn order_status(&self, order_no: &str) -> Result<OrderStatus, String> {
+        self.inner
+            .orders
+            .clone()
+            .get_order(GetOrderRequest {
+                order_no: order_no.to_owned(),
+            })
+            .await
+            .map(|response| response.into_inner().status())
+            .map_err(|status| format!("order-svc: {}", status.message()))
     }
 
     pub async fn execute(

@@ -48,9 +48,11 @@ pub async fn fresh_database_config(prefix: &str) -> DatabaseConfig {
     db::create_database(&url)
         .await
         .expect("create a test database (is `scripts/stack.sh up` running?)");
+    // Small pools: several whole systems (four services each) run at once against one
+    // Postgres and its 100 connections.
     DatabaseConfig {
         url,
-        max_connections: 20,
+        max_connections: 8,
         migrate_on_start: true,
     }
 }

@@ -225,15 +225,14 @@ async fn an_unpaid_order_expires_and_its_stock_returns() {
         .await;
     assert_eq!(cancelled.cancel_reason(), CancelReason::PaymentExpired);
     let saga = system.saga_reaches(&order.order_no, "COMPENSATED").await;
-    // The deadline cancels the order first (its status decides the race with a payment),
-    // then the stock returns.
+    // The stock returns, then the order is cancelled.
     assert_eq!(
         steps(&saga),
         [
             "STOCK_DEDUCT",
             "ORDER_RESERVE",
-            "ORDER_CANCEL",
-            "STOCK_ROLLBACK"
+            "STOCK_ROLLBACK",
+            "ORDER_CANCEL"
         ]
     );
     let stock = system.stock().stock_of(tier).await;

@@ -15,6 +15,7 @@ use chrono::Utc;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use ticket_platform::messaging::OutgoingMessage;
 use ticket_platform::outbox;
+use ticket_proto::order::v1::OrderStatus;
 use ticket_proto::saga::v1::command::Body;
 use ticket_proto::saga::v1::reply::Body as ReplyBody;
 use ticket_proto::saga::v1::{
@@ -28,6 +29,10 @@ use super::definition::{
 };
 use super::log::{self, Saga, Timer, state, timer};
 use crate::dispatch::Dispatcher;
+
+/// How long after an order's payment deadline the saga looks at it: covers the difference
+/// between the orchestrator's clock and order-svc's database clock.
+pub const EXPIRY_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Commands to call over gRPC once the transaction that decided them committed.
 type Calls = Vec<(Participant, Command)>;
@@ -222,13 +227,33 @@ impl Engine {
                     .await?;
             }
             timer::PAYMENT_DEADLINE if saga.state == state::AWAITING_PAYMENT && !saga.paid => {
-                // The order's status decides the race with payment: cancel it first, and give
-                // the stock back only once the cancel won.
-                saga.cancel_reason = Some("PAYMENT_EXPIRED".to_owned());
-                let mut plan = self.def.compensation_plan(AWAIT_PAYMENT, false);
-                plan.retain(|step| *step != self.def.abort);
-                plan.insert(0, self.def.abort);
-                self.compensate(txn, calls, &mut saga, &plan).await?;
+                // order-svc refuses a payment after the deadline, so once it is past (with a
+                // margin for clocks) the order's status is settled: paid before the deadline,
+                // or never. Its status decides; the stock returns only for an unpaid order.
+                match self.dispatcher.order_status(&saga.order_no).await {
+                    Ok(OrderStatus::Paid | OrderStatus::Confirmed) => {
+                        saga.paid = true;
+                        saga.state = state::RUNNING.to_owned();
+                        self.send(txn, calls, &mut saga, STOCK_CONFIRM, 1).await?;
+                    }
+                    Ok(_) => {
+                        saga.cancel_reason = Some("PAYMENT_EXPIRED".to_owned());
+                        let plan = self.def.compensation_plan(AWAIT_PAYMENT, false);
+                        self.compensate(txn, calls, &mut saga, &plan).await?;
+                    }
+                    Err(err) => {
+                        tracing::warn!(saga_id = %saga.saga_id, error = %err, "cannot read the order at its deadline; trying again");
+                        return log::add_timer(
+                            txn,
+                            &saga.saga_id,
+                            timer::PAYMENT_DEADLINE,
+                            &timer.step,
+                            timer.attempt,
+                            Utc::now() + chrono::Duration::seconds(1),
+                        )
+                        .await;
+                    }
+                }
             }
             _ => return Ok(()),
         }
@@ -376,7 +401,7 @@ impl Engine {
                 saga.state = state::AWAITING_PAYMENT.to_owned();
                 saga.step = next.name.to_owned();
                 saga.attempt = 1;
-                let deadline = saga.deadline.unwrap_or_else(Utc::now);
+                let deadline = saga.deadline.unwrap_or_else(Utc::now) + to_duration(EXPIRY_MARGIN);
                 log::add_timer(
                     txn,
                     &saga.saga_id,
