@@ -159,3 +159,21 @@ pub fn orchestrator_config(
         fallback_after: Duration::from_secs(3),
     }
 }
+
+/// Publishes `message`, trying again a few times: a producer's first send to a topic that was
+/// created a moment ago can fail while the broker settles its route. A message the broker did
+/// store before a failure is delivered twice with one `message_id`, which consumers skip.
+pub async fn send(
+    publisher: &ticket_platform::messaging::Publisher,
+    message: &ticket_platform::messaging::OutgoingMessage,
+) {
+    let mut last = None;
+    for _ in 0..10 {
+        match publisher.publish(message).await {
+            Ok(()) => return,
+            Err(err) => last = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("publish failed 10 times: {last:?}");
+}

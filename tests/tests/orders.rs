@@ -342,7 +342,7 @@ async fn watch_order_follows_an_order_driven_over_rocketmq_across_replicas() {
         async move {
             let message = OutgoingMessage::new(topic::ORDER_CMD, tag, &cmd.order_no, &cmd)
                 .with_saga(&cmd.saga_id, &cmd.step, cmd.attempt);
-            publisher.publish(&message).await.expect("send command");
+            e2e::send(publisher, &message).await;
         }
     };
     send(reserve_cmd(&order.order_no, 300), tag::ORDER_RESERVE).await;

@@ -629,7 +629,7 @@ async fn a_bad_reply_is_a_dead_letter_an_operator_lists_and_redrives() {
         )
     };
     let id = garbage.message_id.to_string();
-    publisher.publish(&garbage).await.expect("publish");
+    e2e::send(&publisher, &garbage).await;
     let listed = e2e::eventually(Duration::from_secs(30), "the dead letter", || async {
         let page = system
             .admin()

@@ -108,10 +108,7 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
 
     // STOCK_DEDUCT: OK, with the server's price.
     let first = command("ORD-MQ-1", "STOCK_DEDUCT", 1, deduct(tier, "buyer", 2));
-    publisher
-        .publish(&message(tag::STOCK_DEDUCT, &first))
-        .await
-        .expect("send");
+    e2e::send(&publisher, &message(tag::STOCK_DEDUCT, &first)).await;
     let (envelope, reply) = next_reply(&mut replies).await;
     assert_eq!(
         envelope.tag, "STOCK_DEDUCT",
@@ -128,10 +125,7 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
 
     // The same command sent again (a new message, as a retry of the step would be): the same
     // reply, and no second effect.
-    publisher
-        .publish(&message(tag::STOCK_DEDUCT, &first))
-        .await
-        .expect("send again");
+    e2e::send(&publisher, &message(tag::STOCK_DEDUCT, &first)).await;
     let (_, again) = next_reply(&mut replies).await;
     assert_eq!(
         (again.outcome(), &again.reason, &again.body),
@@ -155,10 +149,7 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
         1,
         Body::StockConfirm(StockConfirm { tier_id: tier }),
     );
-    publisher
-        .publish(&message(tag::STOCK_CONFIRM, &confirm))
-        .await
-        .expect("send confirm twice");
+    e2e::send(&publisher, &message(tag::STOCK_CONFIRM, &confirm)).await;
     publisher.set_duplicate_deliveries(false);
     let (envelope, confirmed) = next_reply(&mut replies).await;
     assert_eq!(envelope.tag, "STOCK_CONFIRM");
@@ -171,10 +162,7 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
 
     // A business refusal is a REFUSED reply with its reason.
     let greedy = command("ORD-MQ-2", "STOCK_DEDUCT", 1, deduct(tier, "other", 4));
-    publisher
-        .publish(&message(tag::STOCK_DEDUCT, &greedy))
-        .await
-        .expect("send");
+    e2e::send(&publisher, &message(tag::STOCK_DEDUCT, &greedy)).await;
     let (_, refused) = next_reply(&mut replies).await;
     assert_eq!(
         (refused.outcome(), refused.reason.as_str()),
@@ -189,14 +177,14 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
         ..message(tag::STOCK_DEDUCT, &greedy)
     };
     let garbage_id = garbage.message_id.to_string();
-    publisher.publish(&garbage).await.expect("send garbage");
+    e2e::send(&publisher, &garbage).await;
     let no_body = Command {
         body: None,
         ..command("ORD-MQ-3", "STOCK_DEDUCT", 1, deduct(tier, "x", 1))
     };
     let no_body = message(tag::STOCK_DEDUCT, &no_body);
     let no_body_id = no_body.message_id.to_string();
-    publisher.publish(&no_body).await.expect("send no body");
+    e2e::send(&publisher, &no_body).await;
     let reasons = e2e::eventually(WAIT, "the dead letters", || {
         let db = app.db.clone();
         let ids = [garbage_id.clone(), no_body_id.clone()];
