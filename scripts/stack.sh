@@ -7,6 +7,11 @@
 #   scripts/stack.sh status   say what runs
 #
 # Safe to run twice. The broker's store, logs and config live under .stack/ (git-ignored).
+#
+# TICKET_BROKER_STORE_TMPFS=1 keeps the broker's store in /dev/shm instead (scripts/test.sh sets
+# it: test messages need not outlive the machine, and a store in memory is not refused when the
+# disk fills up). The broker refuses every write once the disk holding its store is 90% used;
+# `up` says so before it starts a broker there.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +24,14 @@ REDIS_PORT=6379
 PG_PASSWORD=postgres
 DATABASES=(ticket_order ticket_stock ticket_orchestrator ticket_notify)
 CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
+if [ "${TICKET_BROKER_STORE_TMPFS:-0}" = 1 ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  # One store per stack folder, so a private test broker never shares the main one's.
+  BROKER_STORE=/dev/shm/ticket-broker-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)
+else
+  BROKER_STORE=$STACK_DIR/broker/store
+fi
+# RocketMQ's diskSpaceWarningLevelRatio: at this share of the disk used, every write is refused.
+BROKER_DISK_LIMIT=90
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -59,13 +72,13 @@ install_rocketmq() {
 write_broker_config() {
   local delays
   delays=$(printf '1s %.0s' {1..18}); delays=${delays% }
-  mkdir -p "$STACK_DIR/broker/store" "$STACK_DIR/logs" "$STACK_DIR/namesrv"
+  mkdir -p "$BROKER_STORE" "$STACK_DIR/broker" "$STACK_DIR/logs" "$STACK_DIR/namesrv"
   cat >"$STACK_DIR/broker/broker.toml" <<TOML
 [broker]
 namesrvAddr = "127.0.0.1:$NAMESRV_PORT"
 brokerIp1 = "127.0.0.1"
 listenPort = $BROKER_PORT
-storePathRootDir = "$STACK_DIR/broker/store"
+storePathRootDir = "$BROKER_STORE"
 
 [broker.brokerServerConfig]
 bindAddress = "127.0.0.1"
@@ -76,13 +89,30 @@ brokerClusterName = "DefaultCluster"
 brokerId = 0
 
 [store]
-storePathRootDir = "$STACK_DIR/broker/store"
+storePathRootDir = "$BROKER_STORE"
 haListenPort = $((BROKER_PORT + 1))
 mappedFileSizeCommitLog = 268435456
 timerWheelEnable = true
 # Eighteen 1 s retry levels: a message whose consumer keeps failing reaches %DLQ% in seconds.
 messageDelayLevel = "$delays"
 TOML
+}
+
+# The share of the disk holding the broker's store that is used, in percent, as the broker
+# computes it: (total - available to users) / total.
+disk_used_percent() {
+  local total avail size
+  read -r total avail size < <(stat -f -c '%b %a %S' "$1")
+  echo $(((total - avail) * 100 / total))
+}
+
+check_broker_disk() {
+  local used; used=$(disk_used_percent "$BROKER_STORE")
+  if ((used >= BROKER_DISK_LIMIT)); then
+    die "the disk holding $BROKER_STORE is $used% used; the broker refuses every write from $BROKER_DISK_LIMIT% on. Free some space (or set TICKET_BROKER_STORE_TMPFS=1 to keep the store in /dev/shm)"
+  elif ((used >= BROKER_DISK_LIMIT - 5)); then
+    log "warning: the disk holding $BROKER_STORE is $used% used; the broker refuses every write from $BROKER_DISK_LIMIT% on"
+  fi
 }
 
 start_rocketmq() {
@@ -102,6 +132,8 @@ start_rocketmq() {
     log "broker already listens on $BROKER_PORT"
   else
     write_broker_config
+    check_broker_disk
+    echo "$BROKER_STORE" >"$STACK_DIR/broker/store.path"
     log "starting broker on 127.0.0.1:$BROKER_PORT"
     (cd "$STACK_DIR/broker" || exit 1; HOME="$STACK_DIR/broker" ROCKETMQ_HOME="$STACK_DIR/broker" \
       nohup "$CARGO_BIN/rocketmq-broker-rust" -c "$STACK_DIR/broker/broker.toml" \
@@ -193,6 +225,12 @@ case "${1:-}" in
     ;;
   down)
     stop_pidfile broker "$STACK_DIR/broker.pid"
+    # A store in memory is gone with the broker (on disk it stays for the next `up`).
+    if [ -f "$STACK_DIR/broker/store.path" ]; then
+      store=$(cat "$STACK_DIR/broker/store.path")
+      case "$store" in /dev/shm/ticket-broker-*) rm -rf "$store" ;; esac
+      rm -f "$STACK_DIR/broker/store.path"
+    fi
     stop_pidfile "name server" "$STACK_DIR/namesrv.pid"
     stop_pidfile Redis "$STACK_DIR/redis.pid"
     if [ -f "$STACK_DIR/postgres.started" ]; then

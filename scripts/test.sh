@@ -5,11 +5,32 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-scripts/stack.sh up
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "[test] installing cargo-nextest" >&2
   cargo install --locked cargo-nextest
 fi
-# The service binaries are started by some tests as real processes.
-cargo build --workspace --bins
-cargo nextest run --workspace --no-fail-fast "$@"
+# Built before the broker starts: the build is what fills the disk, and the stack checks the
+# disk when it starts the broker. The service binaries are started by some tests as real
+# processes.
+cargo build --workspace --bins --tests
+
+# A broker this run starts keeps its store in memory (so do the tests' private brokers).
+export TICKET_BROKER_STORE_TMPFS=1
+scripts/stack.sh up
+
+# Every test makes databases of its own (t_<what>_<12 hex>); drop those earlier runs left.
+# One still in use by a run going on elsewhere is left alone (DROP refuses it).
+drop_test_databases() {
+  PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -tAc \
+    "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database
+     WHERE datname ~ '^t_[a-z]+_[0-9a-f]{12}$'" |
+    PGPASSWORD=postgres psql -q -h 127.0.0.1 -U postgres -d postgres >/dev/null 2>&1 || true
+}
+drop_test_databases
+
+status=0
+cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+if [ "$status" = 0 ]; then
+  drop_test_databases
+fi
+exit "$status"
