@@ -39,9 +39,9 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     Database::connect(options).await
 }
 
-/// Creates the database named in `url` when it does not exist (through the `postgres`
-/// database of the same server). Tests use it for a fresh database each.
-pub async fn create_database(url: &str) -> Result<(), DbErr> {
+/// The server part and the database name of `url`, the name checked to be letters, digits
+/// and '_' (it is spliced into `CREATE`/`DROP DATABASE`).
+fn split_database_url(url: &str) -> Result<(&str, &str), DbErr> {
     let (server, name) = url
         .rsplit_once('/')
         .ok_or_else(|| DbErr::Custom(format!("database url {url:?} names no database")))?;
@@ -51,6 +51,13 @@ pub async fn create_database(url: &str) -> Result<(), DbErr> {
             "database name {name:?} must be letters, digits and '_'"
         )));
     }
+    Ok((server, name))
+}
+
+/// Creates the database named in `url` when it does not exist (through the `postgres`
+/// database of the same server). Tests and benchmarks use it for a fresh database each.
+pub async fn create_database(url: &str) -> Result<(), DbErr> {
+    let (server, name) = split_database_url(url)?;
     let admin = Database::connect(format!("{server}/postgres")).await?;
     let exists = admin
         .query_one_raw(Statement::from_sql_and_values(
@@ -65,6 +72,17 @@ pub async fn create_database(url: &str) -> Result<(), DbErr> {
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await?;
     }
+    admin.close().await?;
+    Ok(())
+}
+
+/// Drops the database named in `url`, closing whatever sessions it still has.
+pub async fn drop_database(url: &str) -> Result<(), DbErr> {
+    let (server, name) = split_database_url(url)?;
+    let admin = Database::connect(format!("{server}/postgres")).await?;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
     admin.close().await?;
     Ok(())
 }

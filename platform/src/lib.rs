@@ -17,3 +17,9 @@ pub mod service;
 pub mod shutdown;
 pub mod stock_keys;
 pub mod telemetry;
+
+/// Every binary built on the platform allocates with mimalloc: a gRPC request and its Redis and
+/// Postgres round trips allocate and free many small buffers across threads, where the system
+/// allocator spends a tenth of the CPU under load (see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -49,7 +49,9 @@ async fn main() -> std::process::ExitCode {
     let _telemetry =
         ticket_platform::telemetry::init(&ticket_platform::telemetry::TelemetryConfig {
             service_name: "ticketctl".into(),
-            log: "warn".into(),
+            // The RocketMQ client warns of routes not yet known and of its own shutdown, which
+            // is noise on an operator's terminal; RUST_LOG still turns it on.
+            log: "warn,rocketmq_client_rust=error".into(),
             otlp_endpoint: String::new(),
         });
     let result = match cli.command {

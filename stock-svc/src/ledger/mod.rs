@@ -74,6 +74,52 @@ pub async fn record(conn: &impl ConnectionTrait, entries: &[LedgerEntry]) -> Res
     Ok(changed)
 }
 
+/// [`record`] for entries of distinct orders, none a confirmation, as one statement that
+/// commits on its own. The entries travel as arrays, so the statement is the same whatever
+/// their number and Postgres plans it once per connection. Returns how many changed the ledger.
+pub async fn record_unconfirmed(
+    pool: &sqlx::PgPool,
+    entries: &[LedgerEntry],
+) -> Result<u64, DbErr> {
+    let mut orders = Vec::with_capacity(entries.len());
+    let mut tiers = Vec::with_capacity(entries.len());
+    let mut users = Vec::with_capacity(entries.len());
+    let mut quantities = Vec::with_capacity(entries.len());
+    let mut states = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let fence = &entry.fence;
+        if fence.state == FenceState::Confirmed {
+            return Err(DbErr::Custom(format!(
+                "a confirmation ({}) adds to the tier's sold: record it with `record`",
+                fence.order_no
+            )));
+        }
+        orders.push(fence.order_no.as_str());
+        tiers.push(entry.tier_id);
+        users.push(fence.user_id.as_str());
+        quantities.push(fence.quantity);
+        states.push(fence.state.code());
+    }
+    let sql = format!(
+        "INSERT INTO stock_ledger AS l \
+         (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at) \
+         SELECT o, t, u, q, s, \
+                CASE WHEN s = 'D' THEN now() END, NULL, CASE WHEN s = 'R' THEN now() END \
+         FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[]) AS e(o, t, u, q, s) \
+         {ON_CONFLICT}"
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(orders)
+        .bind(tiers)
+        .bind(users)
+        .bind(quantities)
+        .bind(states)
+        .execute(pool)
+        .await
+        .map_err(|err| DbErr::Custom(format!("record the ledger: {err}")))?;
+    Ok(done.rows_affected())
+}
+
 /// One `INSERT ... ON CONFLICT` for entries of distinct orders.
 async fn record_distinct(
     conn: &impl ConnectionTrait,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{LedgerEntry, record};
+use super::{LedgerEntry, record, record_unconfirmed};
 
 /// Entries recorded per transaction at most.
 const BATCH: usize = 256;
@@ -68,7 +68,7 @@ async fn run(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::Receiver<Pending>
 async fn commit(db: &DatabaseConnection, entries: &[LedgerEntry]) -> Result<(), DbErr> {
     if single_statement(entries) {
         // One statement commits on its own: no BEGIN and COMMIT round trips.
-        record(db, entries).await?;
+        record_unconfirmed(db.get_postgres_connection_pool(), entries).await?;
         return Ok(());
     }
     let txn = db.begin().await?;

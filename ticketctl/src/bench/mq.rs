@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::TransactionTrait;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use ticket_platform::db::{self, DatabaseConfig};
 use ticket_platform::messaging::{
@@ -313,10 +313,7 @@ async fn outbox_round(
     relay.stop().await;
     consumer.shutdown().await;
     conn.close().await?;
-    let admin = sea_orm::Database::connect(format!("{}/postgres", args.postgres)).await?;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
+    db::drop_database(&url).await?;
     Ok(Round {
         name: "outbox relay, 8 writers x 25 rows/txn".into(),
         messages: sent,

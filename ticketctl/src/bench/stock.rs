@@ -92,6 +92,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let id = suffix();
     let url = format!("{}/bench_stock_{id}", args.postgres);
     db::create_database(&url).await?;
+    let measured = measure(args, &id, url.clone()).await;
+    let dropped = db::drop_database(&url).await;
+    measured?;
+    Ok(dropped?)
+}
+
+/// Both rounds against a stock-svc on the fresh database at `url`.
+async fn measure(args: Args, id: &str, url: String) -> anyhow::Result<()> {
     let key_prefix = format!("bench-stock-{id}");
     let config = stock_svc::Config {
         service: ServiceConfig {
