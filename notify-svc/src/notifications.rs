@@ -185,10 +185,7 @@ impl pb::notification_service_server::NotificationService for NotificationApi {
                 recipient: row.try_get("", "recipient").map_err(read)?,
                 body: row.try_get("", "body").map_err(read)?,
                 status: row.try_get("", "status").map_err(read)?,
-                sent_at: Some(prost_types::Timestamp {
-                    seconds: sent_at.timestamp(),
-                    nanos: i32::try_from(sent_at.timestamp_subsec_nanos()).unwrap_or(0),
-                }),
+                sent_at: Some(ticket_platform::time::timestamp(sent_at)),
             });
         }
         Ok(Response::new(pb::ListNotificationsResponse {

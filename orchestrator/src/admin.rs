@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Statement};
 use ticket_platform::grpc::require_admin;
+use ticket_platform::time::timestamp;
 use ticket_proto::saga::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -15,13 +16,6 @@ pub struct SagaAdminApi {
     pub db: DatabaseConnection,
     pub engine: Engine,
     pub admin_token: String,
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
 }
 
 fn unavailable(err: sea_orm::DbErr) -> Status {

@@ -48,7 +48,7 @@ fn order_command(command: &Command) -> Result<(OrderCommand, &'static str), Erro
             }
             let expire_at = reserve
                 .expire_at
-                .and_then(|at| DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?))
+                .and_then(|at| ticket_platform::time::instant(&at))
                 .ok_or_else(|| Error::Invalid("expire_at is missing or not a time".into()))?;
             (
                 OrderStep::Reserve {

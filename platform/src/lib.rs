@@ -17,6 +17,7 @@ pub mod service;
 pub mod shutdown;
 pub mod stock_keys;
 pub mod telemetry;
+pub mod time;
 
 /// Every binary built on the platform allocates with mimalloc: a gRPC request and its Redis and
 /// Postgres round trips allocate and free many small buffers across threads, where the system

@@ -44,7 +44,7 @@ pub enum SagaCommand {
 }
 
 fn time(at: Option<&prost_types::Timestamp>) -> String {
-    at.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+    at.and_then(ticket_platform::time::instant)
         .map(|t| t.format("%H:%M:%S%.3f").to_string())
         .unwrap_or_else(|| "-".into())
 }

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use ticket_platform::time::timestamp;
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
@@ -36,13 +37,6 @@ pub const EXPIRY_MARGIN: std::time::Duration = std::time::Duration::from_secs(2)
 
 /// Commands to call over gRPC once the transaction that decided them committed.
 type Calls = Vec<(Participant, Command)>;
-
-fn timestamp(at: chrono::DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
 
 fn to_duration(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, Value};
 use ticket_platform::messaging::{OutgoingMessage, tag, topic};
 use ticket_platform::outbox;
+use ticket_platform::time::timestamp;
 use ticket_proto::order::v1 as pb;
 use ticket_proto::saga::v1::{OrderCancelled, OrderCreated, OrderPaid};
 
@@ -40,13 +41,6 @@ pub struct NewOrder {
 pub fn new_order_no() -> String {
     let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
     format!("T{}", &hex[..20])
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
 }
 
 pub fn status_of(order: &Order) -> Result<Status, Error> {

@@ -5,11 +5,12 @@
 pub mod entity;
 pub(crate) mod validate;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
 };
+use ticket_platform::time::timestamp;
 use ticket_proto::stock::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -24,13 +25,6 @@ pub struct Catalog {
     pub db: DatabaseConnection,
     pub gate: StockGate,
     pub admin_token: String,
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
 }
 
 impl Catalog {

@@ -63,9 +63,7 @@ pub fn id(field: &str, value: i64) -> Result<i64, Error> {
 
 fn time(field: &str, value: Option<prost_types::Timestamp>) -> Result<DateTime<Utc>, Error> {
     let value = value.ok_or_else(|| Error::Invalid(format!("{field} is required")))?;
-    u32::try_from(value.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos))
+    ticket_platform::time::instant(&value)
         .ok_or_else(|| Error::Invalid(format!("{field} is not a valid time")))
 }
 
