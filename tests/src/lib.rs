@@ -34,6 +34,23 @@ pub fn redis_url() -> String {
     std::env::var("TICKET_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The path of one of the workspace's binaries, built next to the test that asks.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/<name>
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
 /// A short unique name, usable in database, topic and group names.
 pub fn unique(prefix: &str) -> String {
     format!(

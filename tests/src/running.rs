@@ -47,6 +47,20 @@ impl Running {
         }
     }
 
+    /// A handle on a service running elsewhere (another process) at `addr`; stopping it is up
+    /// to whoever started it.
+    pub fn elsewhere(addr: SocketAddr) -> Self {
+        let (stop, _) = tokio::sync::oneshot::channel();
+        Self {
+            addr,
+            channel: tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .expect("endpoint")
+                .connect_lazy(),
+            stop,
+            server: tokio::spawn(async { Ok(()) }),
+        }
+    }
+
     pub async fn stop(self) {
         let _ = self.stop.send(());
         tokio::time::timeout(Duration::from_secs(30), self.server)

@@ -4,27 +4,10 @@
 #![recursion_limit = "512"]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{fresh_database_config, unique};
-
-fn binary(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/<name>
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --workspace --bins`",
-        path.display()
-    );
-    path
-}
+use e2e::{binary, fresh_database_config, unique};
 
 async fn start(name: &str, prefix: &str) -> (Child, String) {
     let database = fresh_database_config("t_bin_").await;

@@ -32,6 +32,42 @@ fn steps(saga: &saga_pb::Saga) -> Vec<String> {
     steps
 }
 
+/// Every order of `orders` (one ticket each, of a tier of 100) ends in a completed saga that
+/// ran each forward step once, holds its ticket, and its buyer is notified once.
+async fn every_saga_completes_once(system: &System, orders: &[pb::Order], tier: i64) {
+    for order in orders {
+        system.saga_reaches(&order.order_no, "COMPLETED").await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stock = system.stock().stock_of(tier).await;
+    let sold = i64::try_from(orders.len()).expect("a few orders");
+    assert_eq!(
+        (stock.confirmed, stock.deducted, stock.available),
+        (sold, 0, 100 - sold)
+    );
+    for order in orders {
+        let saga = system.saga_of(&order.order_no).await.expect("saga");
+        let forward: Vec<String> = steps(&saga)
+            .into_iter()
+            .filter(|s| !s.starts_with("NOTIFY_"))
+            .collect();
+        let mut unique = forward.clone();
+        unique.dedup();
+        assert_eq!(
+            unique,
+            [
+                "STOCK_DEDUCT",
+                "ORDER_RESERVE",
+                "STOCK_CONFIRM",
+                "ORDER_CONFIRM"
+            ],
+            "{saga:?}"
+        );
+    }
+    let numbers: Vec<&str> = orders.iter().map(|o| o.order_no.as_str()).collect();
+    system.notified_once(&numbers).await;
+}
+
 async fn pay(system: &System, order: &pb::Order) -> pb::Order {
     system
         .order
@@ -489,37 +525,186 @@ async fn the_orchestrator_stopped_mid_batch_finishes_every_saga_once_after_a_res
             .await;
         pay(&system, &reserved).await;
     }
-    for order in &orders {
-        system.saga_reaches(&order.order_no, "COMPLETED").await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let stock = system.stock().stock_of(tier).await;
-    assert_eq!(
-        (stock.confirmed, stock.deducted, stock.available),
-        (40, 0, 60)
-    );
-    for order in &orders {
-        let saga = system.saga_of(&order.order_no).await.expect("saga");
-        let forward: Vec<String> = steps(&saga)
-            .into_iter()
-            .filter(|s| !s.starts_with("NOTIFY_"))
-            .collect();
-        let mut unique = forward.clone();
-        unique.dedup();
-        assert_eq!(
-            unique,
-            [
-                "STOCK_DEDUCT",
-                "ORDER_RESERVE",
-                "STOCK_CONFIRM",
-                "ORDER_CONFIRM"
-            ],
-            "{saga:?}"
-        );
-    }
-    let numbers: Vec<&str> = orders.iter().map(|o| o.order_no.as_str()).collect();
-    system.notified_once(&numbers).await;
+    every_saga_completes_once(&system, &orders, tier).await;
     system.stop(&[tier]).await;
+}
+
+/// The orchestrator binary as a user runs it, configured from the environment on the
+/// system's saga log, participants and RocketMQ namespace; killed when dropped.
+struct OrchestratorProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl OrchestratorProcess {
+    fn start(system: &System) -> Self {
+        use std::io::{BufRead, BufReader};
+
+        let stock = system.stock();
+        let messaging = &stock.messaging;
+        let saga = system.saga;
+        let millis = |d: Duration| d.as_millis().to_string();
+        let mut child = std::process::Command::new(e2e::binary("orchestrator"))
+            .envs([
+                ("TICKET_ORCHESTRATOR_GRPC__ADDR", "127.0.0.1:0".to_owned()),
+                (
+                    "TICKET_ORCHESTRATOR_DATABASE__URL",
+                    system.orchestrator_database.url.clone(),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_DATABASE__MAX_CONNECTIONS",
+                    "8".to_owned(),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_MESSAGING__NAME_SERVER",
+                    messaging.name_server.clone(),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_MESSAGING__NAMESPACE",
+                    messaging.namespace.prefix().to_owned(),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_MESSAGING__MAX_RECONSUME_TIMES",
+                    messaging.max_reconsume_times.to_string(),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_ADMIN_TOKEN",
+                    e2e::stock::TOKEN.to_owned(),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_PARTICIPANTS__STOCK",
+                    format!("http://{}", stock.addr),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_PARTICIPANTS__ORDER",
+                    format!("http://{}", system.order.addr),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_PARTICIPANTS__NOTIFY",
+                    format!("http://{}", system.notify.addr),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_SAGA__STEP_TIMEOUT_MS",
+                    millis(saga.step_timeout),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_SAGA__MAX_ATTEMPTS",
+                    saga.retry.max_attempts.to_string(),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_SAGA__BACKOFF_MS",
+                    millis(saga.retry.backoff),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_SAGA__MAX_BACKOFF_MS",
+                    millis(saga.retry.max_backoff),
+                ),
+                (
+                    "TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS",
+                    millis(saga.payment_window),
+                ),
+                ("TICKET_ORCHESTRATOR_TIMERS__POLL_MS", "100".to_owned()),
+                ("RUST_LOG", "warn".to_owned()),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start the orchestrator binary");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("a first line");
+        let addr = line
+            .trim()
+            .strip_prefix("orchestrator listening on ")
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("the orchestrator printed {line:?}"));
+        // Whatever else it prints is read, so it never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Self { child, addr }
+    }
+
+    /// `kill -9`, as a crash would.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for OrchestratorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orchestrator_killed_mid_batch_finishes_every_saga_once_after_a_restart() {
+    use futures::future::join_all;
+
+    let mut system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
+    // The orchestrator runs as a process of its own here, so it can be killed.
+    let in_process = std::mem::replace(&mut system.orchestrator, e2e::system::Running::stopped());
+    in_process.stop().await;
+    let first = OrchestratorProcess::start(&system);
+    system.orchestrator = e2e::system::Running::elsewhere(first.addr);
+    let tier = system.stock().tier(100, 4).await.tier_id;
+    // One purchase first, so every topic's route is settled and the batch moves quickly.
+    let warm_up = system
+        .order
+        .create("crash-warm-up", tier, 1, "r")
+        .await
+        .expect("create");
+    let reserved = system
+        .order_reaches(&warm_up.order_no, OrderStatus::AwaitingPayment)
+        .await;
+    pay(&system, &reserved).await;
+    system.saga_reaches(&warm_up.order_no, "COMPLETED").await;
+    let creates = (0..40).map(|i| {
+        let system = &system;
+        async move {
+            system
+                .order
+                .create(&format!("crash{i}"), tier, 1, "r")
+                .await
+                .expect("create")
+        }
+    });
+    let orders = join_all(creates).await;
+    // Killed as soon as a saga of the batch is under way, the others at every stage.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while system.all_sagas().await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no saga started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill();
+    let mut reserved_at_the_crash = 0;
+    for order in &orders {
+        let now = system.order.get(&order.order_no).await;
+        if now.status == OrderStatus::AwaitingPayment as i32 {
+            reserved_at_the_crash += 1;
+        }
+    }
+    eprintln!(
+        "{reserved_at_the_crash} of {} orders were reserved when the orchestrator was killed",
+        orders.len()
+    );
+    assert!(
+        reserved_at_the_crash < orders.len(),
+        "every saga had already reserved its order when the orchestrator was killed"
+    );
+    let second = OrchestratorProcess::start(&system);
+    system.orchestrator = e2e::system::Running::elsewhere(second.addr);
+    for order in &orders {
+        let reserved = system
+            .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+            .await;
+        pay(&system, &reserved).await;
+    }
+    let mut all = orders;
+    all.push(warm_up);
+    every_saga_completes_once(&system, &all, tier).await;
+    system.stop(&[tier]).await;
+    drop(second);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
