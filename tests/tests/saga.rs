@@ -288,6 +288,55 @@ async fn an_unpaid_order_expires_and_its_stock_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_paid_in_time_is_confirmed_though_the_orchestrator_hears_of_it_after_the_deadline()
+{
+    let window = Duration::from_secs(4);
+    let mut system = System::start(settings(window), Transport::RocketMq).await;
+    let tier = system.stock().tier(10, 4).await.tier_id;
+    let order = system
+        .order
+        .create("erin", tier, 1, "e")
+        .await
+        .expect("create");
+    let reserved = system
+        .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+        .await;
+    // The orchestrator is down while the buyer pays in time, and until the deadline and its
+    // margin have passed: on restart the due timer and ORDER_PAID race, and the timer must
+    // read the order before it compensates.
+    let running = std::mem::replace(&mut system.orchestrator, e2e::system::Running::stopped());
+    running.stop().await;
+    let paid = pay(&system, &reserved).await;
+    assert_eq!(paid.status(), OrderStatus::Paid);
+    tokio::time::sleep(window + Duration::from_secs(4)).await;
+    system.orchestrator = system.start_orchestrator().await;
+    let saga = system.saga_reaches(&order.order_no, "COMPLETED").await;
+    let forward: Vec<String> = steps(&saga)
+        .into_iter()
+        .filter(|s| !s.starts_with("NOTIFY_"))
+        .collect();
+    assert_eq!(
+        forward,
+        [
+            "STOCK_DEDUCT",
+            "ORDER_RESERVE",
+            "STOCK_CONFIRM",
+            "ORDER_CONFIRM"
+        ]
+    );
+    let confirmed = system
+        .order_reaches(&order.order_no, OrderStatus::Confirmed)
+        .await;
+    assert_eq!(confirmed.cancel_reason(), CancelReason::Unspecified);
+    let stock = system.stock().stock_of(tier).await;
+    assert_eq!(
+        (stock.available, stock.deducted, stock.confirmed),
+        (9, 0, 1)
+    );
+    system.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saga_admin_needs_the_token_and_lists_sagas_by_state() {
     let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
     let tier = system.stock().tier(10, 4).await.tier_id;
