@@ -69,8 +69,6 @@ impl Engine {
     /// `ORDER_CREATED`: a new saga, which deducts the stock. A repeated event changes nothing.
     #[tracing::instrument(skip_all, fields(order_no = %created.order_no))]
     pub async fn start(&self, created: &OrderCreated) -> Result<(), DbErr> {
-        let txn = self.db.begin().await?;
-        let mut calls = Calls::new();
         let now = Utc::now();
         let new = Saga {
             saga_id: uuid::Uuid::now_v7().to_string(),
@@ -93,71 +91,69 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        if let Some(mut saga) = log::insert(&txn, &new).await? {
-            let first = self.def.forward[0].name;
-            self.send(&txn, &mut calls, &mut saga, first, 1).await?;
-            log::save(&txn, &saga).await?;
-        }
-        txn.commit().await?;
-        self.dispatch(calls);
-        Ok(())
+        self.atomically(async |txn, calls| {
+            if let Some(mut saga) = log::insert(txn, &new).await? {
+                let first = self.def.forward[0].name;
+                self.send(txn, calls, &mut saga, first, 1).await?;
+                log::save(txn, &saga).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// A participant's reply.
     #[tracing::instrument(skip_all, fields(saga_id = %reply.saga_id, step = %reply.step))]
     pub async fn on_reply(&self, reply: &Reply) -> Result<(), DbErr> {
-        let txn = self.db.begin().await?;
-        let mut calls = Calls::new();
-        let Some(mut saga) = log::lock(&txn, &reply.saga_id).await? else {
-            tracing::warn!("a reply for an unknown saga; ignored");
-            return txn.commit().await;
-        };
-        let attempt = i32::try_from(reply.attempt).unwrap_or(i32::MAX);
-        let outcome = reply
-            .outcome()
-            .as_str_name()
-            .trim_start_matches("REPLY_OUTCOME_");
-        let first = log::record_reply(
-            &txn,
-            &saga.saga_id,
-            &reply.step,
-            attempt,
-            outcome,
-            &reply.reason,
-            &reply.detail,
-        )
-        .await?;
-        let current = saga.step == reply.step && saga.attempt == attempt;
-        let waiting = saga.state == state::RUNNING || saga.state == state::COMPENSATING;
-        if first && current && waiting {
-            self.advance(&txn, &mut calls, &mut saga, reply).await?;
-            log::save(&txn, &saga).await?;
-        }
-        txn.commit().await?;
-        self.dispatch(calls);
-        Ok(())
+        self.atomically(async |txn, calls| {
+            let Some(mut saga) = log::lock(txn, &reply.saga_id).await? else {
+                tracing::warn!("a reply for an unknown saga; ignored");
+                return Ok(());
+            };
+            let attempt = i32::try_from(reply.attempt).unwrap_or(i32::MAX);
+            let outcome = reply
+                .outcome()
+                .as_str_name()
+                .trim_start_matches("REPLY_OUTCOME_");
+            let first = log::record_reply(
+                txn,
+                &saga.saga_id,
+                &reply.step,
+                attempt,
+                outcome,
+                &reply.reason,
+                &reply.detail,
+            )
+            .await?;
+            let current = saga.step == reply.step && saga.attempt == attempt;
+            let waiting = saga.state == state::RUNNING || saga.state == state::COMPENSATING;
+            if first && current && waiting {
+                self.advance(txn, calls, &mut saga, reply).await?;
+                log::save(txn, &saga).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// `ORDER_PAID`: past the pivot, the purchase only goes forward.
     #[tracing::instrument(skip_all, fields(order_no))]
     pub async fn on_paid(&self, order_no: &str) -> Result<(), DbErr> {
-        let txn = self.db.begin().await?;
-        let mut calls = Calls::new();
-        if let Some(mut saga) = log::lock_by_order(&txn, order_no).await?
-            && !saga.paid
-            && !state::is_final(&saga.state)
-        {
-            saga.paid = true;
-            if saga.state == state::AWAITING_PAYMENT {
-                saga.state = state::RUNNING.to_owned();
-                self.send(&txn, &mut calls, &mut saga, STOCK_CONFIRM, 1)
-                    .await?;
+        self.atomically(async |txn, calls| {
+            if let Some(mut saga) = log::lock_by_order(txn, order_no).await?
+                && !saga.paid
+                && !state::is_final(&saga.state)
+            {
+                saga.paid = true;
+                if saga.state == state::AWAITING_PAYMENT {
+                    saga.state = state::RUNNING.to_owned();
+                    self.send(txn, calls, &mut saga, STOCK_CONFIRM, 1).await?;
+                }
+                log::save(txn, &saga).await?;
             }
-            log::save(&txn, &saga).await?;
-        }
-        txn.commit().await?;
-        self.dispatch(calls);
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// `ORDER_CANCELLED`: the buyer cancelled; the saga gives the stock back. Cancellations the
@@ -167,36 +163,49 @@ impl Engine {
         if reason != "USER_CANCELLED" {
             return Ok(());
         }
-        let txn = self.db.begin().await?;
-        let mut calls = Calls::new();
-        if let Some(mut saga) = log::lock_by_order(&txn, order_no).await? {
+        self.atomically(async |txn, calls| {
+            let Some(mut saga) = log::lock_by_order(txn, order_no).await? else {
+                return Ok(());
+            };
             if saga.state == state::AWAITING_PAYMENT {
                 saga.cancel_reason = Some(reason.to_owned());
                 let plan = self.def.compensation_plan(AWAIT_PAYMENT, false);
-                self.compensate(&txn, &mut calls, &mut saga, &plan).await?;
-                log::save(&txn, &saga).await?;
+                self.compensate(txn, calls, &mut saga, &plan).await?;
+                log::save(txn, &saga).await?;
             } else if saga.state == state::RUNNING && !saga.paid && saga.cancel_reason.is_none() {
                 // Acted on when the pending step answers.
                 saga.cancel_reason = Some(reason.to_owned());
-                log::save(&txn, &saga).await?;
+                log::save(txn, &saga).await?;
             }
-        }
-        txn.commit().await?;
-        self.dispatch(calls);
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// Claims and fires due timers; returns how many fired.
     pub async fn fire_due_timers(&self, limit: u64) -> Result<usize, DbErr> {
+        self.atomically(async |txn, calls| {
+            let due = log::claim_due_timers(txn, limit).await?;
+            for timer in &due {
+                self.fire(txn, calls, timer).await?;
+            }
+            Ok(due.len())
+        })
+        .await
+    }
+
+    /// Runs `change` in one transaction, with a list of participant calls it may add to. The
+    /// calls are made once the transaction committed: none for a change that failed.
+    async fn atomically<T>(
+        &self,
+        change: impl AsyncFnOnce(&DatabaseTransaction, &mut Calls) -> Result<T, DbErr>,
+    ) -> Result<T, DbErr> {
         let txn = self.db.begin().await?;
         let mut calls = Calls::new();
-        let due = log::claim_due_timers(&txn, limit).await?;
-        for timer in &due {
-            self.fire(&txn, &mut calls, timer).await?;
-        }
+        let value = change(&txn, &mut calls).await?;
         txn.commit().await?;
         self.dispatch(calls);
-        Ok(due.len())
+        Ok(value)
     }
 
     async fn fire(
@@ -611,56 +620,63 @@ impl Engine {
 
     /// An operator's retry of a parked saga: its current step again, with a fresh budget.
     pub async fn retry(&self, saga_id: &str) -> Result<Option<Saga>, DbErr> {
-        let txn = self.db.begin().await?;
-        let mut calls = Calls::new();
-        let Some(mut saga) = log::lock(&txn, saga_id).await? else {
+        let exists = self
+            .atomically(async |txn, calls| {
+                let Some(mut saga) = log::lock(txn, saga_id).await? else {
+                    return Ok(false);
+                };
+                if saga.state == state::PARKED {
+                    saga.incident = None;
+                    saga.state = if self.def.is_compensation(&saga.step) {
+                        state::COMPENSATING
+                    } else {
+                        state::RUNNING
+                    }
+                    .to_owned();
+                    let step = saga.step.clone();
+                    let attempt = saga.attempt + 1;
+                    self.send(txn, calls, &mut saga, &step, attempt).await?;
+                    log::save(txn, &saga).await?;
+                }
+                Ok(true)
+            })
+            .await?;
+        if !exists {
             return Ok(None);
-        };
-        if saga.state == state::PARKED {
-            saga.incident = None;
-            saga.state = if self.def.is_compensation(&saga.step) {
-                state::COMPENSATING
-            } else {
-                state::RUNNING
-            }
-            .to_owned();
-            let step = saga.step.clone();
-            let attempt = saga.attempt + 1;
-            self.send(&txn, &mut calls, &mut saga, &step, attempt)
-                .await?;
-            log::save(&txn, &saga).await?;
         }
-        txn.commit().await?;
-        self.dispatch(calls);
         log::find(&self.db, saga_id, false).await
     }
 
     /// An operator's compensation of a saga that has not passed the pivot.
     pub async fn compensate_now(&self, saga_id: &str) -> Result<Result<Saga, String>, DbErr> {
-        let txn = self.db.begin().await?;
-        let mut calls = Calls::new();
-        let Some(mut saga) = log::lock(&txn, saga_id).await? else {
-            return Ok(Err(format!("saga {saga_id} does not exist")));
-        };
-        if saga.paid || state::is_final(&saga.state) || saga.state == state::COMPENSATING {
-            return Ok(Err(format!(
-                "saga {saga_id} is {} (paid: {}); only an unpaid saga that is not finished can be compensated",
-                saga.state, saga.paid
-            )));
+        let refused = self
+            .atomically(async |txn, calls| {
+                let Some(mut saga) = log::lock(txn, saga_id).await? else {
+                    return Ok(Some(format!("saga {saga_id} does not exist")));
+                };
+                if saga.paid || state::is_final(&saga.state) || saga.state == state::COMPENSATING {
+                    return Ok(Some(format!(
+                        "saga {saga_id} is {} (paid: {}); only an unpaid saga that is not finished can be compensated",
+                        saga.state, saga.paid
+                    )));
+                }
+                saga.cancel_reason
+                    .get_or_insert_with(|| "SYSTEM".to_owned());
+                saga.incident = None;
+                let at = if saga.state == state::AWAITING_PAYMENT {
+                    AWAIT_PAYMENT.to_owned()
+                } else {
+                    saga.step.clone()
+                };
+                let plan = self.def.compensation_plan(&at, at != AWAIT_PAYMENT);
+                self.compensate(txn, calls, &mut saga, &plan).await?;
+                log::save(txn, &saga).await?;
+                Ok(None)
+            })
+            .await?;
+        if let Some(refused) = refused {
+            return Ok(Err(refused));
         }
-        saga.cancel_reason
-            .get_or_insert_with(|| "SYSTEM".to_owned());
-        saga.incident = None;
-        let at = if saga.state == state::AWAITING_PAYMENT {
-            AWAIT_PAYMENT.to_owned()
-        } else {
-            saga.step.clone()
-        };
-        let plan = self.def.compensation_plan(&at, at != AWAIT_PAYMENT);
-        self.compensate(&txn, &mut calls, &mut saga, &plan).await?;
-        log::save(&txn, &saga).await?;
-        txn.commit().await?;
-        self.dispatch(calls);
         Ok(log::find(&self.db, saga_id, false)
             .await?
             .ok_or_else(|| format!("saga {saga_id} does not exist")))
