@@ -54,11 +54,19 @@ fn split_database_url(url: &str) -> Result<(&str, &str), DbErr> {
     Ok((server, name))
 }
 
+/// A connection to the server's `postgres` database, to create and drop others. Creating and
+/// dropping take a while; that is not worth a slow-statement warning.
+async fn maintenance(server: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(format!("{server}/postgres"));
+    options.max_connections(1).sqlx_logging(false);
+    Database::connect(options).await
+}
+
 /// Creates the database named in `url` when it does not exist (through the `postgres`
 /// database of the same server). Tests and benchmarks use it for a fresh database each.
 pub async fn create_database(url: &str) -> Result<(), DbErr> {
     let (server, name) = split_database_url(url)?;
-    let admin = Database::connect(format!("{server}/postgres")).await?;
+    let admin = maintenance(server).await?;
     let exists = admin
         .query_one_raw(Statement::from_sql_and_values(
             admin.get_database_backend(),
@@ -79,7 +87,7 @@ pub async fn create_database(url: &str) -> Result<(), DbErr> {
 /// Drops the database named in `url`, closing whatever sessions it still has.
 pub async fn drop_database(url: &str) -> Result<(), DbErr> {
     let (server, name) = split_database_url(url)?;
-    let admin = Database::connect(format!("{server}/postgres")).await?;
+    let admin = maintenance(server).await?;
     admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;

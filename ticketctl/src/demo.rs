@@ -5,18 +5,17 @@
 //! see it.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use ticket_proto::order::v1 as order_pb;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
 use ticket_proto::stock::v1 as stock_pb;
-use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
 use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
 use tonic::transport::Channel;
 
-use crate::admin;
+use crate::catalog::{Sale, put_on_sale};
 
 use crate::bench::percentile_ms;
 
@@ -54,16 +53,6 @@ pub struct Args {
     token: String,
 }
 
-fn at(offset_secs: i64) -> Option<prost_types::Timestamp> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-    Some(prost_types::Timestamp {
-        seconds: now + offset_secs,
-        nanos: 0,
-    })
-}
-
 async fn connect(addr: &str) -> anyhow::Result<Channel> {
     Channel::from_shared(addr.to_owned())?
         .connect()
@@ -85,48 +74,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let orders = OrderServiceClient::new(connect(&args.order).await?);
     let stock_channel = connect(&args.stock).await?;
-    let mut catalog = CatalogServiceClient::new(stock_channel.clone());
-    let mut stock = StockServiceClient::new(stock_channel);
+    let mut stock = StockServiceClient::new(stock_channel.clone());
     let token = args.token.as_str();
-
-    let show = catalog
-        .create_show(admin(
-            stock_pb::CreateShowRequest {
-                title: "Demo Night".into(),
-                venue: "Loopback Arena".into(),
-            },
-            token,
-        )?)
-        .await?
-        .into_inner();
-    let session = catalog
-        .create_session(admin(
-            stock_pb::CreateSessionRequest {
-                show_id: show.show_id,
-                starts_at: at(86_400),
-                sale_opens_at: at(-1),
-                sale_closes_at: at(3_600),
-            },
-            token,
-        )?)
-        .await?
-        .into_inner();
-    let tier = catalog
-        .create_tier(admin(
-            stock_pb::CreateTierRequest {
-                session_id: session.session_id,
-                name: format!("Floor {}", show.show_id),
-                price_cents: 7_500,
-                total: args.tickets,
-                per_user_limit: 4,
-            },
-            token,
-        )?)
-        .await?
-        .into_inner();
+    let sale = put_on_sale(
+        stock_channel,
+        token,
+        Sale {
+            title: "Demo Night",
+            venue: "Loopback Arena",
+            tier: "Floor".into(),
+            price_cents: 7_500,
+            total: args.tickets,
+            per_user_limit: 4,
+        },
+    )
+    .await?;
     println!(
         "on sale: show {} \"Demo Night\", tier {} with {} tickets at 75.00, {} buyers",
-        show.show_id, tier.tier_id, args.tickets, args.buyers
+        sale.show_id, sale.tier_id, args.tickets, args.buyers
     );
 
     // Everyone orders at once.
@@ -135,7 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         futures::stream::iter(0..args.buyers)
             .map(|i| {
                 let mut orders = orders.clone();
-                let tier_id = tier.tier_id;
+                let tier_id = sale.tier_id;
                 async move {
                     let sent = Instant::now();
                     let result = orders
@@ -285,13 +250,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let counters = stock
         .get_stock(stock_pb::GetStockRequest {
-            tier_id: tier.tier_id,
+            tier_id: sale.tier_id,
         })
         .await?
         .into_inner();
     let report = stock
         .reconcile(stock_pb::ReconcileRequest {
-            tier_id: tier.tier_id,
+            tier_id: sale.tier_id,
             repair: false,
         })
         .await?

@@ -5,6 +5,7 @@
 #![recursion_limit = "512"]
 
 mod bench;
+mod catalog;
 mod demo;
 mod saga;
 

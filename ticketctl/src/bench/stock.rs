@@ -17,12 +17,12 @@ use ticket_platform::messaging::{MessagingConfig, Namespace};
 use ticket_platform::service::ServiceConfig;
 use ticket_platform::telemetry::TelemetryConfig;
 use ticket_proto::stock::v1 as pb;
-use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
 use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
-use tonic::Request;
 use tonic::transport::Channel;
 
 use super::percentile_ms;
+use crate::admin;
+use crate::catalog::{Sale, put_on_sale};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -74,14 +74,6 @@ impl Round {
             percentile_ms(&self.latencies_us, 99.0),
         )
     }
-}
-
-fn admin<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Ok(value) = format!("Bearer {TOKEN}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
 }
 
 fn suffix() -> String {
@@ -178,41 +170,15 @@ async fn measure(args: Args, id: &str, url: String) -> anyhow::Result<()> {
 
 /// A tier of `total` tickets, one per buyer, on sale now.
 async fn tier(channel: &Channel, total: i64) -> anyhow::Result<i64> {
-    let mut catalog = CatalogServiceClient::new(channel.clone());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let at = |offset: i64| {
-        Some(prost_types::Timestamp {
-            seconds: i64::try_from(now.as_secs()).unwrap_or(0) + offset,
-            nanos: 0,
-        })
+    let sale = Sale {
+        title: "Bench",
+        venue: "Loopback",
+        tier: format!("Bench {}", suffix()),
+        price_cents: 5_000,
+        total,
+        per_user_limit: 1,
     };
-    let show = catalog
-        .create_show(admin(pb::CreateShowRequest {
-            title: "Bench".into(),
-            venue: "Loopback".into(),
-        }))
-        .await?
-        .into_inner();
-    let session = catalog
-        .create_session(admin(pb::CreateSessionRequest {
-            show_id: show.show_id,
-            starts_at: at(7_200),
-            sale_opens_at: at(-60),
-            sale_closes_at: at(3_600),
-        }))
-        .await?
-        .into_inner();
-    let tier = catalog
-        .create_tier(admin(pb::CreateTierRequest {
-            session_id: session.session_id,
-            name: format!("Bench {}", suffix()),
-            price_cents: 5_000,
-            total,
-            per_user_limit: 1,
-        }))
-        .await?
-        .into_inner();
-    Ok(tier.tier_id)
+    Ok(put_on_sale(channel.clone(), TOKEN, sale).await?.tier_id)
 }
 
 /// Runs `requests` calls of `call(i)` with `concurrency` in flight; collects latencies.
@@ -292,15 +258,16 @@ async fn service_round(channels: &[Channel], tier_id: i64, args: &Args) -> anyho
     let round = drive(args.requests, args.concurrency, move |i| {
         let mut client = clients[i % clients.len()].clone();
         async move {
-            let answer = client
-                .prededuct(admin(pb::PredeductRequest {
+            let request = admin(
+                pb::PredeductRequest {
                     order_no: format!("SVC-{i}"),
                     tier_id,
                     user_id: format!("u{i}"),
                     quantity: 1,
-                }))
-                .await?
-                .into_inner();
+                },
+                TOKEN,
+            )?;
+            let answer = client.prededuct(request).await?.into_inner();
             if answer.outcome() != pb::PredeductOutcome::Deducted {
                 bail!("prededuct {i} answered {:?}", answer.outcome());
             }

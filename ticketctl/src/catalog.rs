@@ -1,0 +1,82 @@
+//! A show with one tier on sale now, made through stock-svc's catalog: what the demo and the
+//! stock bench sell.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ticket_proto::stock::v1 as pb;
+use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
+use tonic::transport::Channel;
+
+use crate::admin;
+
+/// What to put on sale.
+pub struct Sale<'a> {
+    pub title: &'a str,
+    pub venue: &'a str,
+    pub tier: String,
+    pub price_cents: i64,
+    pub total: i64,
+    pub per_user_limit: i32,
+}
+
+/// The show and tier made.
+pub struct OnSale {
+    pub show_id: i64,
+    pub tier_id: i64,
+}
+
+/// Now plus `offset_secs`.
+fn at(offset_secs: i64) -> Option<prost_types::Timestamp> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    Some(prost_types::Timestamp {
+        seconds: now + offset_secs,
+        nanos: 0,
+    })
+}
+
+/// A show, a session tomorrow whose sale opened a minute ago and closes in an hour, and
+/// `sale`'s tier in it.
+pub async fn put_on_sale(channel: Channel, token: &str, sale: Sale<'_>) -> anyhow::Result<OnSale> {
+    let mut catalog = CatalogServiceClient::new(channel);
+    let show = catalog
+        .create_show(admin(
+            pb::CreateShowRequest {
+                title: sale.title.into(),
+                venue: sale.venue.into(),
+            },
+            token,
+        )?)
+        .await?
+        .into_inner();
+    let session = catalog
+        .create_session(admin(
+            pb::CreateSessionRequest {
+                show_id: show.show_id,
+                starts_at: at(86_400),
+                sale_opens_at: at(-60),
+                sale_closes_at: at(3_600),
+            },
+            token,
+        )?)
+        .await?
+        .into_inner();
+    let tier = catalog
+        .create_tier(admin(
+            pb::CreateTierRequest {
+                session_id: session.session_id,
+                name: sale.tier,
+                price_cents: sale.price_cents,
+                total: sale.total,
+                per_user_limit: sale.per_user_limit,
+            },
+            token,
+        )?)
+        .await?
+        .into_inner();
+    Ok(OnSale {
+        show_id: show.show_id,
+        tier_id: tier.tier_id,
+    })
+}
