@@ -19,6 +19,9 @@ use ticket_platform::telemetry::TelemetryConfig;
 use ticket_proto::stock::v1 as pb;
 use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use super::percentile_ms;
 use crate::admin;
@@ -149,15 +152,26 @@ async fn measure(args: Args, id: &str, url: String) -> anyhow::Result<()> {
         args.redis_connections,
         args.ledger_writers
     );
-    println!("| round | prededucts | per second | p50 ms | p99 ms |");
+    println!("| round | calls | per second | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");
     let raw = raw_round(&gate, raw_tier, &args).await?;
     println!("{}", raw.row());
     let service = service_round(&channels, service_tier, &args).await?;
     println!("{}", service.row());
+    let floor = floor_round(&channels, &args).await?;
+    println!("{}", floor.row());
     println!(
         "\nservice / raw EVALSHA = {:.2}",
         service.per_sec() / raw.per_sec()
+    );
+    // On cores shared by everything, the CPU of a call that is both a gRPC round trip and the
+    // script is about the sum of the two; that bounds the ratio even with no ledger at all.
+    let (floor, raw) = (floor.per_sec(), raw.per_sec());
+    println!("gRPC floor / raw EVALSHA = {:.2}", floor / raw);
+    println!(
+        "ceiling of service / raw EVALSHA when a call costs a gRPC round trip plus the script \
+         on the same cores: floor / (floor + raw) = {:.2}",
+        floor / (floor + raw)
     );
 
     for tier in [raw_tier, service_tier] {
@@ -179,6 +193,35 @@ async fn tier(channel: &Channel, total: i64) -> anyhow::Result<i64> {
         per_user_limit: 1,
     };
     Ok(put_on_sale(channel.clone(), TOKEN, sale).await?.tier_id)
+}
+
+/// The same number of gRPC calls that do nothing (the health check) on the same connections:
+/// what the gRPC client and server alone cost, the ceiling of any gRPC round here.
+async fn floor_round(channels: &[Channel], args: &Args) -> anyhow::Result<Round> {
+    let clients: Vec<HealthClient<Channel>> = channels
+        .iter()
+        .map(|c| HealthClient::new(c.clone()))
+        .collect();
+    let round = drive(args.requests, args.concurrency, move |i| {
+        let mut client = clients[i % clients.len()].clone();
+        async move {
+            let answer = client
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?
+                .into_inner();
+            if answer.status() != ServingStatus::Serving {
+                bail!("health check {i} answered {:?}", answer.status());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(Round {
+        name: "gRPC floor: Health/Check (no work)",
+        ..round
+    })
 }
 
 /// Runs `requests` calls of `call(i)` with `concurrency` in flight; collects latencies.
