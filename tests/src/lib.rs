@@ -74,6 +74,26 @@ pub async fn fresh_database_config(prefix: &str) -> DatabaseConfig {
     }
 }
 
+/// A service's settings for a test: a free port on 127.0.0.1, the tests' admin token
+/// ([`stock::TOKEN`]), warnings only in its log.
+pub fn service_config(
+    name: &str,
+    database: DatabaseConfig,
+    messaging: MessagingConfig,
+) -> ticket_platform::service::ServiceConfig {
+    ticket_platform::service::ServiceConfig {
+        grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_token: stock::TOKEN.into(),
+        database,
+        messaging,
+        telemetry: ticket_platform::telemetry::TelemetryConfig {
+            service_name: name.into(),
+            log: "warn".into(),
+            otlp_endpoint: String::new(),
+        },
+    }
+}
+
 /// The platform's tables (outbox, inbox, dead letters) and a test `effect` table.
 pub struct TestMigrator;
 

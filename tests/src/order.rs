@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use ticket_platform::db::DatabaseConfig;
-use ticket_platform::service::ServiceConfig;
-use ticket_platform::telemetry::TelemetryConfig;
 use ticket_proto::order::v1 as pb;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
 use ticket_proto::saga::v1::participant_client::ParticipantClient;
@@ -14,7 +12,7 @@ use tonic::transport::Channel;
 
 use crate::fresh_database_config;
 use crate::running::Running;
-use crate::stock::{StockApp, TOKEN};
+use crate::stock::StockApp;
 
 pub struct OrderApp {
     pub addr: SocketAddr,
@@ -38,17 +36,7 @@ impl OrderApp {
         database: DatabaseConfig,
         duplicates: bool,
     ) -> Self {
-        let service = ServiceConfig {
-            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_token: TOKEN.into(),
-            database: database.clone(),
-            messaging: stock.messaging.clone(),
-            telemetry: TelemetryConfig {
-                service_name: "order-svc".into(),
-                log: "warn".into(),
-                otlp_endpoint: String::new(),
-            },
-        };
+        let service = crate::service_config("order-svc", database.clone(), stock.messaging.clone());
         let db = ticket_platform::db::connect(&database)
             .await
             .expect("connect to the test database");
@@ -61,14 +49,8 @@ impl OrderApp {
             .await
             .expect("order-svc starts");
         app.set_duplicate_deliveries(duplicates);
-        let running = Running::spawn(app.local_addr(), |stopped| async move {
-            app.run_until_stopped(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|err| err.to_string())
-        })
-        .await;
+        let running =
+            Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped)).await;
         Self {
             addr: running.addr,
             channel: running.channel.clone(),

@@ -1,9 +1,22 @@
 //! A service started in this process on port 0, with a gRPC channel to it.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tonic::transport::Channel;
+
+/// Resolves when [`Running::stop`] is called (or the handle is dropped).
+pub struct Stopped(tokio::sync::oneshot::Receiver<()>);
+
+impl Future for Stopped {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
 
 /// A service started in this process, stopped by [`Running::stop`].
 pub struct Running {
@@ -14,15 +27,15 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn spawn<F>(
-        addr: SocketAddr,
-        run: impl FnOnce(tokio::sync::oneshot::Receiver<()>) -> F,
-    ) -> Self
+    /// Serves `run(stopped)` (an application's `run_until_stopped`) on a task of its own.
+    pub async fn spawn<F, E>(addr: SocketAddr, run: impl FnOnce(Stopped) -> F) -> Self
     where
-        F: Future<Output = Result<(), String>> + Send + 'static,
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
     {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(run(stopped));
+        let serving = run(Stopped(stopped));
+        let server = tokio::spawn(async move { serving.await.map_err(|err| err.to_string()) });
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("endpoint")
             .connect()

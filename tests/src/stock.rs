@@ -7,8 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sea_orm::DatabaseConnection;
 use ticket_platform::db::DatabaseConfig;
 use ticket_platform::messaging::MessagingConfig;
-use ticket_platform::service::ServiceConfig;
-use ticket_platform::telemetry::TelemetryConfig;
 use ticket_proto::saga::v1::participant_client::ParticipantClient;
 use ticket_proto::stock::v1 as pb;
 use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
@@ -66,17 +64,7 @@ impl StockApp {
         key_prefix: Option<String>,
         duplicates: bool,
     ) -> Self {
-        let service = ServiceConfig {
-            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_token: TOKEN.into(),
-            database: database.clone(),
-            messaging: messaging.clone(),
-            telemetry: TelemetryConfig {
-                service_name: "stock-svc".into(),
-                log: "warn".into(),
-                otlp_endpoint: String::new(),
-            },
-        };
+        let service = crate::service_config("stock-svc", database.clone(), messaging.clone());
         let db = ticket_platform::db::connect(&service.database)
             .await
             .expect("connect to the test database");
@@ -89,14 +77,8 @@ impl StockApp {
             .await
             .expect("stock-svc starts");
         app.set_duplicate_deliveries(duplicates);
-        let running = Running::spawn(app.local_addr(), |stopped| async move {
-            app.run_until_stopped(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|err| err.to_string())
-        })
-        .await;
+        let running =
+            Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped)).await;
         Self {
             addr: running.addr,
             channel: running.channel.clone(),

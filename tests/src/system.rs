@@ -1,11 +1,8 @@
 //! The whole system for a test: stock-svc, order-svc, notify-svc and the orchestrator, each
 //! with its own database, all in one RocketMQ namespace of the test's own.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use ticket_platform::service::ServiceConfig;
-use ticket_platform::telemetry::TelemetryConfig;
 use ticket_proto::notify::v1 as notify_pb;
 use ticket_proto::notify::v1::notification_service_client::NotificationServiceClient;
 use ticket_proto::order::v1 as order_pb;
@@ -19,24 +16,6 @@ use crate::stock::{StockApp, TOKEN, admin};
 use crate::{eventually, fresh_database_config};
 use orchestrator::dispatch::{ParticipantAddrs, Transport};
 use orchestrator::saga::definition::SagaSettings;
-
-fn service_config(
-    name: &str,
-    database: ticket_platform::db::DatabaseConfig,
-    stock: &StockApp,
-) -> ServiceConfig {
-    ServiceConfig {
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_token: TOKEN.into(),
-        database,
-        messaging: stock.messaging.clone(),
-        telemetry: TelemetryConfig {
-            service_name: name.into(),
-            log: "warn".into(),
-            otlp_endpoint: String::new(),
-        },
-    }
-}
 
 pub struct System {
     stock: Option<StockApp>,
@@ -82,23 +61,18 @@ impl System {
             OrderApp::start_replica(&stock, fresh_database_config("t_order_").await, duplicates)
                 .await;
         let notify_config = notify_svc::Config {
-            service: service_config(
+            service: crate::service_config(
                 "notify-svc",
                 fresh_database_config("t_notify_").await,
-                &stock,
+                stock.messaging.clone(),
             ),
         };
         let notify_app = notify_svc::Application::build(notify_config)
             .await
             .expect("notify-svc starts");
         notify_app.set_duplicate_deliveries(duplicates);
-        let notify = Running::spawn(notify_app.local_addr(), |stopped| async move {
-            notify_app
-                .run_until_stopped(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .map_err(|err| err.to_string())
+        let notify = Running::spawn(notify_app.local_addr(), |stopped| {
+            notify_app.run_until_stopped(stopped)
         })
         .await;
         let orchestrator_database = fresh_database_config("t_orch_").await;
@@ -298,7 +272,7 @@ async fn start_orchestrator(
         token: TOKEN.into(),
     };
     let config = crate::orchestrator_config(
-        service_config("orchestrator", database, stock),
+        crate::service_config("orchestrator", database, stock.messaging.clone()),
         participants,
         saga,
         transport,
@@ -307,12 +281,5 @@ async fn start_orchestrator(
         .await
         .expect("orchestrator starts");
     app.set_duplicate_deliveries(duplicates);
-    Running::spawn(app.local_addr(), |stopped| async move {
-        app.run_until_stopped(async move {
-            let _ = stopped.await;
-        })
-        .await
-        .map_err(|err| err.to_string())
-    })
-    .await
+    Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped)).await
 }

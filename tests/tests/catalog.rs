@@ -3,74 +3,13 @@
 
 #![recursion_limit = "512"]
 
-use std::net::SocketAddr;
-
-use e2e::{fresh_database_config, messaging_config, redis_url};
-use ticket_platform::service::ServiceConfig;
-use ticket_platform::telemetry::TelemetryConfig;
+use e2e::redis_url;
+use e2e::stock::{StockApp, admin};
 use ticket_proto::stock::v1 as pb;
-use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
-use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-const TOKEN: &str = "catalog-test-token";
-
-struct Running {
-    client: CatalogServiceClient<Channel>,
-    key_prefix: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), ticket_platform::app::StartError>>,
-}
-
-async fn start() -> Running {
-    let service = ServiceConfig {
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_token: TOKEN.into(),
-        database: fresh_database_config("t_cat_").await,
-        messaging: messaging_config(3),
-        telemetry: TelemetryConfig {
-            service_name: "stock-svc".into(),
-            log: "warn".into(),
-            otlp_endpoint: String::new(),
-        },
-    };
-    let config = e2e::stock_config(service);
-    let key_prefix = config.redis_key_prefix.clone();
-    let app = stock_svc::Application::build(config)
-        .await
-        .expect("stock-svc starts");
-    let addr = app.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    Running {
-        client: CatalogServiceClient::new(channel),
-        key_prefix,
-        stop,
-        server,
-    }
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.expect("task").expect("clean stop");
-    }
-}
-
-fn admin<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
-    );
-    request
+async fn start() -> StockApp {
+    StockApp::start().await
 }
 
 fn ts(seconds_from_now: i64) -> Option<prost_types::Timestamp> {
@@ -105,8 +44,9 @@ fn tier_request(session_id: i64) -> pb::CreateTierRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_builds_a_show_and_its_tier_is_on_sale_at_once() {
-    let mut running = start().await;
-    let c = &mut running.client;
+    let running = start().await;
+    let mut catalog = running.catalog();
+    let c = &mut catalog;
     let show = c
         .create_show(admin(pb::CreateShowRequest {
             title: "Night Concert".into(),
@@ -166,13 +106,14 @@ async fn an_admin_builds_a_show_and_its_tier_is_on_sale_at_once() {
         .into_inner();
     assert_eq!(after.available, 298);
     gate.forget(tier.tier_id).await.expect("clean up");
-    running.stop().await;
+    running.stop(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_without_the_admin_token_are_refused_and_change_nothing() {
-    let mut running = start().await;
-    let c = &mut running.client;
+    let running = start().await;
+    let mut catalog = running.catalog();
+    let c = &mut catalog;
     let missing = c
         .create_show(pb::CreateShowRequest {
             title: "T".into(),
@@ -203,13 +144,14 @@ async fn writes_without_the_admin_token_are_refused_and_change_nothing() {
         .expect("list")
         .into_inner();
     assert!(shows.shows.is_empty(), "nothing was created: {shows:?}");
-    running.stop().await;
+    running.stop(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_right_code_and_changes_nothing() {
-    let mut running = start().await;
-    let c = &mut running.client;
+    let running = start().await;
+    let mut catalog = running.catalog();
+    let c = &mut catalog;
     let show = c
         .create_show(admin(pb::CreateShowRequest {
             title: "Play".into(),
@@ -334,13 +276,14 @@ async fn bad_input_gets_the_right_code_and_changes_nothing() {
             .expect("redis");
         gate.forget(tier.tier_id).await.expect("clean up");
     }
-    running.stop().await;
+    running.stop(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shows_are_listed_page_by_page() {
-    let mut running = start().await;
-    let c = &mut running.client;
+    let running = start().await;
+    let mut catalog = running.catalog();
+    let c = &mut catalog;
     for i in 0..5 {
         c.create_show(admin(pb::CreateShowRequest {
             title: format!("Show {i}"),
@@ -371,5 +314,5 @@ async fn shows_are_listed_page_by_page() {
         titles,
         (0..5).map(|i| format!("Show {i}")).collect::<Vec<_>>()
     );
-    running.stop().await;
+    running.stop(&[]).await;
 }

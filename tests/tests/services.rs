@@ -9,7 +9,6 @@ use std::time::Duration;
 use e2e::{fresh_database_config, messaging_config};
 use futures::StreamExt;
 use ticket_platform::service::ServiceConfig;
-use ticket_platform::telemetry::TelemetryConfig;
 use tokio::sync::oneshot;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -20,17 +19,11 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 async fn service_config(name: &str) -> ServiceConfig {
-    ServiceConfig {
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_token: "test-admin-token".into(),
-        database: fresh_database_config("t_svc_").await,
-        messaging: messaging_config(3),
-        telemetry: TelemetryConfig {
-            service_name: name.into(),
-            log: "warn".into(),
-            otlp_endpoint: String::new(),
-        },
-    }
+    e2e::service_config(
+        name,
+        fresh_database_config("t_svc_").await,
+        messaging_config(3),
+    )
 }
 
 async fn channel(addr: SocketAddr) -> Result<tonic::transport::Channel, tonic::transport::Error> {
@@ -176,7 +169,7 @@ async fn orchestrator_serves_health_and_reflection_and_stops_cleanly() {
                 stock: "http://127.0.0.1:1".into(),
                 order: "http://127.0.0.1:1".into(),
                 notify: "http://127.0.0.1:1".into(),
-                token: "test-admin-token".into(),
+                token: e2e::stock::TOKEN.into(),
             },
             orchestrator::saga::definition::SagaSettings::default(),
             orchestrator::dispatch::Transport::RocketMq,
