@@ -757,6 +757,37 @@ async fn the_orchestrator_killed_mid_batch_finishes_every_saga_once_after_a_rest
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_orchestrator_replicas_share_the_sagas_and_run_each_once() {
+    use futures::future::join_all;
+
+    let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
+    // A second replica on the same saga log and consumer groups: the broker splits the queues
+    // between the two, and a reply may reach the replica that did not send the command.
+    let second = system.start_orchestrator().await;
+    let tier = system.stock().tier(100, 4).await.tier_id;
+    let creates = (0..40).map(|i| {
+        let system = &system;
+        async move {
+            system
+                .order
+                .create(&format!("replica{i}"), tier, 1, "r")
+                .await
+                .expect("create")
+        }
+    });
+    let orders = join_all(creates).await;
+    for order in &orders {
+        let reserved = system
+            .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+            .await;
+        pay(&system, &reserved).await;
+    }
+    every_saga_completes_once(&system, &orders, tier).await;
+    second.stop().await;
+    system.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_saga_is_listed_inspected_and_retried_to_completion() {
     let mut system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
     let tier = system.stock().tier(10, 4).await.tier_id;
