@@ -68,6 +68,40 @@ async fn every_saga_completes_once(system: &System, orders: &[pb::Order], tier: 
     system.notified_once(&numbers).await;
 }
 
+/// `count` buyers (`<prefix><i>`) order one ticket each of `tier`, all at once.
+async fn order_at_once(system: &System, tier: i64, count: usize, prefix: &str) -> Vec<pb::Order> {
+    let creates = (0..count).map(|i| async move {
+        system
+            .order
+            .create(&format!("{prefix}{i}"), tier, 1, "r")
+            .await
+            .expect("create")
+    });
+    futures::future::join_all(creates).await
+}
+
+/// Pays each of `orders` once it awaits payment.
+async fn pay_each(system: &System, orders: &[pb::Order]) {
+    for order in orders {
+        let reserved = system
+            .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
+            .await;
+        pay(system, &reserved).await;
+    }
+}
+
+/// One buyer's whole purchase of one ticket: ordered, paid, its saga completed.
+async fn purchase(system: &System, tier: i64, buyer: &str) -> pb::Order {
+    let order = system
+        .order
+        .create(buyer, tier, 1, "r")
+        .await
+        .expect("create");
+    pay_each(system, std::slice::from_ref(&order)).await;
+    system.saga_reaches(&order.order_no, "COMPLETED").await;
+    order
+}
+
 async fn pay(system: &System, order: &pb::Order) -> pb::Order {
     system
         .order
@@ -549,31 +583,14 @@ async fn every_command_reply_and_event_delivered_twice_gives_the_same_outcome() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_orchestrator_stopped_mid_batch_finishes_every_saga_once_after_a_restart() {
-    use futures::future::join_all;
-
     let mut system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
     let tier = system.stock().tier(100, 4).await.tier_id;
-    let creates = (0..40).map(|i| {
-        let system = &system;
-        async move {
-            system
-                .order
-                .create(&format!("restart{i}"), tier, 1, "r")
-                .await
-                .expect("create")
-        }
-    });
-    let orders = join_all(creates).await;
+    let orders = order_at_once(&system, tier, 40, "restart").await;
     // Stopped while the sagas are in flight, and started again on the same saga log.
     let running = std::mem::replace(&mut system.orchestrator, e2e::system::Running::stopped());
     running.stop().await;
     system.orchestrator = system.start_orchestrator().await;
-    for order in &orders {
-        let reserved = system
-            .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
-            .await;
-        pay(&system, &reserved).await;
-    }
+    pay_each(&system, &orders).await;
     every_saga_completes_once(&system, &orders, tier).await;
     system.stop(&[tier]).await;
 }
@@ -688,8 +705,6 @@ impl Drop for OrchestratorProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_orchestrator_killed_mid_batch_finishes_every_saga_once_after_a_restart() {
-    use futures::future::join_all;
-
     let mut system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
     // The orchestrator runs as a process of its own here, so it can be killed.
     let in_process = std::mem::replace(&mut system.orchestrator, e2e::system::Running::stopped());
@@ -698,27 +713,8 @@ async fn the_orchestrator_killed_mid_batch_finishes_every_saga_once_after_a_rest
     system.orchestrator = e2e::system::Running::elsewhere(first.addr);
     let tier = system.stock().tier(100, 4).await.tier_id;
     // One purchase first, so every topic's route is settled and the batch moves quickly.
-    let warm_up = system
-        .order
-        .create("crash-warm-up", tier, 1, "r")
-        .await
-        .expect("create");
-    let reserved = system
-        .order_reaches(&warm_up.order_no, OrderStatus::AwaitingPayment)
-        .await;
-    pay(&system, &reserved).await;
-    system.saga_reaches(&warm_up.order_no, "COMPLETED").await;
-    let creates = (0..40).map(|i| {
-        let system = &system;
-        async move {
-            system
-                .order
-                .create(&format!("crash{i}"), tier, 1, "r")
-                .await
-                .expect("create")
-        }
-    });
-    let orders = join_all(creates).await;
+    let warm_up = purchase(&system, tier, "crash-warm-up").await;
+    let orders = order_at_once(&system, tier, 40, "crash").await;
     // Killed as soon as a saga of the batch is under way, the others at every stage.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while system.all_sagas().await.len() < 2 {
@@ -743,12 +739,7 @@ async fn the_orchestrator_killed_mid_batch_finishes_every_saga_once_after_a_rest
     );
     let second = OrchestratorProcess::start(&system);
     system.orchestrator = e2e::system::Running::elsewhere(second.addr);
-    for order in &orders {
-        let reserved = system
-            .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
-            .await;
-        pay(&system, &reserved).await;
-    }
+    pay_each(&system, &orders).await;
     let mut all = orders;
     all.push(warm_up);
     every_saga_completes_once(&system, &all, tier).await;
@@ -758,30 +749,16 @@ async fn the_orchestrator_killed_mid_batch_finishes_every_saga_once_after_a_rest
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_orchestrator_replicas_share_the_sagas_and_run_each_once() {
-    use futures::future::join_all;
-
     let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
     // A second replica on the same saga log and consumer groups: the broker splits the queues
     // between the two, and a reply may reach the replica that did not send the command.
     let second = system.start_orchestrator().await;
     let tier = system.stock().tier(100, 4).await.tier_id;
-    let creates = (0..40).map(|i| {
-        let system = &system;
-        async move {
-            system
-                .order
-                .create(&format!("replica{i}"), tier, 1, "r")
-                .await
-                .expect("create")
-        }
-    });
-    let orders = join_all(creates).await;
-    for order in &orders {
-        let reserved = system
-            .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
-            .await;
-        pay(&system, &reserved).await;
-    }
+    // One purchase first, so the queues have settled between the replicas.
+    let warm_up = purchase(&system, tier, "replica-warm-up").await;
+    let mut orders = order_at_once(&system, tier, 40, "replica").await;
+    pay_each(&system, &orders).await;
+    orders.push(warm_up);
     every_saga_completes_once(&system, &orders, tier).await;
     second.stop().await;
     system.stop(&[tier]).await;
