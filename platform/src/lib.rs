@@ -20,7 +20,7 @@ pub mod telemetry;
 pub mod time;
 
 /// Every binary built on the platform allocates with mimalloc: a gRPC request and its Redis and
-/// Postgres round trips allocate and free many small buffers across threads, where the system
-/// allocator spends a tenth of the CPU under load (see docs/BENCHMARKS.md).
+/// Postgres round trips allocate and free many small buffers across threads. Under load, the
+/// system allocator took about 7% of the stock bench's samples (see docs/BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

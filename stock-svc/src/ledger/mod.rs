@@ -74,6 +74,18 @@ pub async fn record(conn: &impl ConnectionTrait, entries: &[LedgerEntry]) -> Res
     Ok(changed)
 }
 
+/// The statement of [`record_unconfirmed`]: [`ON_CONFLICT`] over rows that travel as arrays.
+static RECORD_UNCONFIRMED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO stock_ledger AS l \
+         (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at) \
+         SELECT o, t, u, q, s, \
+                CASE WHEN s = 'D' THEN now() END, NULL, CASE WHEN s = 'R' THEN now() END \
+         FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[]) AS e(o, t, u, q, s) \
+         {ON_CONFLICT}"
+    )
+});
+
 /// [`record`] for entries of distinct orders, none a confirmation, as one statement that
 /// commits on its own. The entries travel as arrays, so the statement is the same whatever
 /// their number and Postgres plans it once per connection. Returns how many changed the ledger.
@@ -100,15 +112,7 @@ pub async fn record_unconfirmed(
         quantities.push(fence.quantity);
         states.push(fence.state.code());
     }
-    let sql = format!(
-        "INSERT INTO stock_ledger AS l \
-         (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at) \
-         SELECT o, t, u, q, s, \
-                CASE WHEN s = 'D' THEN now() END, NULL, CASE WHEN s = 'R' THEN now() END \
-         FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[]) AS e(o, t, u, q, s) \
-         {ON_CONFLICT}"
-    );
-    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let done = sqlx::query(sqlx::AssertSqlSafe(RECORD_UNCONFIRMED.as_str()))
         .bind(orders)
         .bind(tiers)
         .bind(users)
