@@ -25,6 +25,22 @@ fn settings(payment_window: Duration) -> SagaSettings {
     }
 }
 
+/// The forward steps of a completed purchase.
+const PURCHASE: [&str; 4] = [
+    "STOCK_DEDUCT",
+    "ORDER_RESERVE",
+    "STOCK_CONFIRM",
+    "ORDER_CONFIRM",
+];
+
+/// [`steps`] without the notifications (which run beside the purchase, in any order).
+fn forward_steps(saga: &saga_pb::Saga) -> Vec<String> {
+    steps(saga)
+        .into_iter()
+        .filter(|s| !s.starts_with("NOTIFY_"))
+        .collect()
+}
+
 /// The steps of a saga's history in order, a retried step once.
 fn steps(saga: &saga_pb::Saga) -> Vec<String> {
     let mut steps: Vec<String> = saga.history.iter().map(|s| s.step.clone()).collect();
@@ -47,22 +63,9 @@ async fn every_saga_completes_once(system: &System, orders: &[pb::Order], tier: 
     );
     for order in orders {
         let saga = system.saga_of(&order.order_no).await.expect("saga");
-        let forward: Vec<String> = steps(&saga)
-            .into_iter()
-            .filter(|s| !s.starts_with("NOTIFY_"))
-            .collect();
-        let mut unique = forward.clone();
+        let mut unique = forward_steps(&saga);
         unique.dedup();
-        assert_eq!(
-            unique,
-            [
-                "STOCK_DEDUCT",
-                "ORDER_RESERVE",
-                "STOCK_CONFIRM",
-                "ORDER_CONFIRM"
-            ],
-            "{saga:?}"
-        );
+        assert_eq!(unique, PURCHASE, "{saga:?}");
     }
     let numbers: Vec<&str> = orders.iter().map(|o| o.order_no.as_str()).collect();
     system.notified_once(&numbers).await;
@@ -172,15 +175,7 @@ async fn happy_path(transport: Transport) {
         .iter()
         .filter(|s| !s.starts_with("NOTIFY_"))
         .collect();
-    assert_eq!(
-        forward,
-        [
-            "STOCK_DEDUCT",
-            "ORDER_RESERVE",
-            "STOCK_CONFIRM",
-            "ORDER_CONFIRM"
-        ]
-    );
+    assert_eq!(forward, PURCHASE);
     assert_eq!(
         history.iter().filter(|s| s.starts_with("NOTIFY_")).count(),
         3
@@ -345,19 +340,7 @@ async fn an_order_paid_in_time_is_confirmed_though_the_orchestrator_hears_of_it_
     tokio::time::sleep(window + Duration::from_secs(4)).await;
     system.orchestrator = system.start_orchestrator().await;
     let saga = system.saga_reaches(&order.order_no, "COMPLETED").await;
-    let forward: Vec<String> = steps(&saga)
-        .into_iter()
-        .filter(|s| !s.starts_with("NOTIFY_"))
-        .collect();
-    assert_eq!(
-        forward,
-        [
-            "STOCK_DEDUCT",
-            "ORDER_RESERVE",
-            "STOCK_CONFIRM",
-            "ORDER_CONFIRM"
-        ]
-    );
+    assert_eq!(forward_steps(&saga), PURCHASE);
     let confirmed = system
         .order_reaches(&order.order_no, OrderStatus::Confirmed)
         .await;
