@@ -1,34 +1,34 @@
-//! `SagaAdmin`: operators list sagas by state, inspect one with its step history, retry a
-//! parked saga, compensate an unpaid one, and list the orchestrator's dead letters. Every call
-//! needs the admin token.
+//! `SagaAdmin`: operators list sagas by state, inspect one with its step history and their own
+//! actions, retry a parked saga, compensate one that has not passed its pivot, skip a parked
+//! step done by hand, and list and redrive the dead letters. Every call needs the admin token.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use ticket_platform::grpc::require_admin;
 use ticket_platform::time::timestamp;
 use ticket_proto::saga::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::saga::engine::Engine;
-use crate::saga::log::{self, Saga, saga, state};
+use crate::error::Error;
+use crate::saga::engine::{Engine, OperatorAction};
+use crate::saga::log::{self, SagaRow};
+use crate::saga::machine::State;
+use crate::saga::purchase::Purchase;
 
 pub struct SagaAdminApi {
     pub db: DatabaseConnection,
-    pub engine: Engine,
+    pub engine: Engine<Purchase>,
     pub admin_token: String,
 }
 
-fn unavailable(err: sea_orm::DbErr) -> Status {
-    tracing::error!(error = %err, "database failure");
-    Status::unavailable("the saga log is unavailable; retry later")
-}
+/// The longest reason an operator may give.
+const MAX_REASON_LEN: usize = 500;
 
 impl SagaAdminApi {
-    async fn message(&self, saga: Saga, with_history: bool) -> Result<pb::Saga, Status> {
-        let history = if with_history {
-            log::history(&self.db, &saga.saga_id)
-                .await
-                .map_err(unavailable)?
+    async fn message(&self, saga: SagaRow, with_history: bool) -> Result<pb::Saga, Error> {
+        let (history, actions) = if with_history {
+            let history = log::history(&self.db, &saga.saga_id)
+                .await?
                 .into_iter()
                 .map(|step| pb::SagaStep {
                     step: step.step,
@@ -45,9 +45,20 @@ impl SagaAdminApi {
                     sent_at: Some(timestamp(step.sent_at)),
                     replied_at: step.replied_at.map(timestamp),
                 })
-                .collect()
+                .collect();
+            let actions = log::actions(&self.db, &saga.saga_id)
+                .await?
+                .into_iter()
+                .map(|action| pb::OperatorAction {
+                    action: action.action,
+                    step: action.step,
+                    reason: action.reason,
+                    at: Some(timestamp(action.at)),
+                })
+                .collect();
+            (history, actions)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let current_step = match &saga.incident {
             Some(incident) => format!("{} (incident: {incident})", saga.step),
@@ -64,25 +75,62 @@ impl SagaAdminApi {
             history,
             created_at: Some(timestamp(saga.created_at)),
             updated_at: Some(timestamp(saga.updated_at)),
+            actions,
+            incident: saga.incident.unwrap_or_default(),
+            passed_pivot: saga.passed_pivot,
         })
+    }
+
+    /// Runs an operator's action and answers the saga as it is now.
+    async fn operate(
+        &self,
+        request: Request<pb::SagaRef>,
+        action: OperatorAction,
+    ) -> Result<Response<pb::Saga>, Status> {
+        require_admin(&request, &self.admin_token)?;
+        let request = request.into_inner();
+        let id = saga_id(&request.saga_id)?;
+        let reason = request.reason.trim();
+        if reason.len() > MAX_REASON_LEN {
+            return Err(
+                Error::Invalid(format!("reason must be at most {MAX_REASON_LEN} bytes")).into(),
+            );
+        }
+        if action == OperatorAction::Skip && reason.is_empty() {
+            return Err(Error::Invalid(
+                "say why the step may be skipped (reason): what was done by hand".into(),
+            )
+            .into());
+        }
+        let reason = if reason.is_empty() {
+            "(no reason given)"
+        } else {
+            reason
+        };
+        if let Err(refused) = self.engine.operate(&id, action, reason).await? {
+            return Err(Error::Precondition(format!("saga {id}: {}", refused.0)).into());
+        }
+        let saga = log::find(&self.db, &id, false)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("saga {id} does not exist")))?;
+        Ok(Response::new(self.message(saga, true).await?))
     }
 }
 
 /// A page size of 1 to 500; 0 means 50.
-fn page_size(requested: i32) -> Result<i64, Status> {
+fn page_size(requested: i32) -> Result<i64, Error> {
     match requested {
         0 => Ok(50),
         n @ 1..=500 => Ok(i64::from(n)),
-        _ => Err(Status::invalid_argument(
-            "page_size must be between 0 and 500",
-        )),
+        _ => Err(Error::Invalid("page_size must be between 0 and 500".into())),
     }
 }
 
-fn saga_id(value: &str) -> Result<String, Status> {
+fn saga_id(value: &str) -> Result<String, Error> {
     if value.is_empty() || value.len() > 64 {
-        return Err(Status::invalid_argument(
-            "saga_id must be between 1 and 64 characters",
+        return Err(Error::Invalid(
+            "saga_id must be between 1 and 64 characters".into(),
         ));
     }
     Ok(value.to_owned())
@@ -96,27 +144,14 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
     ) -> Result<Response<pb::ListSagasResponse>, Status> {
         require_admin(&request, &self.admin_token)?;
         let request = request.into_inner();
-        if !request.state.is_empty() && !state::ALL.contains(&request.state.as_str()) {
-            return Err(Status::invalid_argument(format!(
-                "state must be one of {}",
-                state::ALL.join(", ")
-            )));
+        if !request.state.is_empty() && State::parse(&request.state).is_none() {
+            let all: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(Error::Invalid(format!("state must be one of {}", all.join(", "))).into());
         }
         let size = page_size(request.page_size)?;
-        let after = match request.page_token.as_str() {
-            "" => String::new(),
-            token => token.to_owned(),
-        };
-        let sagas = saga::Entity::find()
-            .from_raw_sql(Statement::from_sql_and_values(
-                self.db.get_database_backend(),
-                "SELECT * FROM saga WHERE ($1 = '' OR state = $1) AND saga_id > $2 \
-                 ORDER BY saga_id LIMIT $3",
-                [request.state.into(), after.into(), (size + 1).into()],
-            ))
-            .all(&self.db)
+        let sagas = log::page(&self.db, &request.state, &request.page_token, size + 1)
             .await
-            .map_err(unavailable)?;
+            .map_err(Error::from)?;
         let more = sagas.len() as i64 > size;
         let mut out = Vec::new();
         for saga in sagas.into_iter().take(usize::try_from(size).unwrap_or(0)) {
@@ -142,12 +177,12 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
             Some(pb::get_saga_request::Key::OrderNo(no)) if !no.is_empty() && no.len() <= 64 => {
                 (no, true)
             }
-            _ => return Err(Status::invalid_argument("give a saga_id or an order_no")),
+            _ => return Err(Error::Invalid("give a saga_id or an order_no".into()).into()),
         };
         let saga = log::find(&self.db, &key, by_order)
             .await
-            .map_err(unavailable)?
-            .ok_or_else(|| Status::not_found(format!("no saga for {key}")))?;
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("no saga for {key}")))?;
         Ok(Response::new(self.message(saga, true).await?))
     }
 
@@ -155,45 +190,18 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
         &self,
         request: Request<pb::SagaRef>,
     ) -> Result<Response<pb::Saga>, Status> {
-        require_admin(&request, &self.admin_token)?;
-        let id = saga_id(&request.into_inner().saga_id)?;
-        let before = log::find(&self.db, &id, false)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| Status::not_found(format!("saga {id} does not exist")))?;
-        if before.state != state::PARKED {
-            return Err(Status::failed_precondition(format!(
-                "saga {id} is {}; only a parked saga is retried",
-                before.state
-            )));
-        }
-        let saga = self
-            .engine
-            .retry(&id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| Status::not_found(format!("saga {id} does not exist")))?;
-        Ok(Response::new(self.message(saga, true).await?))
+        self.operate(request, OperatorAction::Retry).await
     }
 
     async fn compensate_saga(
         &self,
         request: Request<pb::SagaRef>,
     ) -> Result<Response<pb::Saga>, Status> {
-        require_admin(&request, &self.admin_token)?;
-        let id = saga_id(&request.into_inner().saga_id)?;
-        match self.engine.compensate_now(&id).await.map_err(unavailable)? {
-            Ok(saga) => Ok(Response::new(self.message(saga, true).await?)),
-            Err(why) if why.contains("does not exist") => Err(Status::not_found(why)),
-            Err(why) => Err(Status::failed_precondition(why)),
-        }
+        self.operate(request, OperatorAction::Compensate).await
     }
 
     async fn skip_step(&self, request: Request<pb::SagaRef>) -> Result<Response<pb::Saga>, Status> {
-        require_admin(&request, &self.admin_token)?;
-        Err(Status::unimplemented(
-            "skipping a step is not available; retry the saga or compensate it",
-        ))
+        self.operate(request, OperatorAction::Skip).await
     }
 
     async fn list_dead_letters(
@@ -207,7 +215,7 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
             "" => 0,
             token => token
                 .parse()
-                .map_err(|_| Status::invalid_argument("page_token is not one this service gave"))?,
+                .map_err(|_| Error::Invalid("page_token is not one this service gave".into()))?,
         };
         let rows = self
             .db
@@ -219,12 +227,12 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
                 [after.into(), (size + 1).into()],
             ))
             .await
-            .map_err(unavailable)?;
+            .map_err(Error::from)?;
         let more = rows.len() as i64 > size;
         let mut out = Vec::new();
         let mut last: i64 = 0;
         for row in rows.into_iter().take(usize::try_from(size).unwrap_or(0)) {
-            let read = |err: sea_orm::DbErr| Status::internal(err.to_string());
+            let read = |err: sea_orm::DbErr| Error::Corrupt(format!("dead letter: {err}"));
             last = row.try_get("", "id").map_err(read)?;
             let received: DateTime<Utc> = row.try_get("", "received_at").map_err(read)?;
             out.push(pb::DeadLetter {
@@ -254,22 +262,18 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
         require_admin(&request, &self.admin_token)?;
         let message_id = request.into_inner().message_id;
         if message_id.is_empty() || message_id.len() > 64 {
-            return Err(Status::invalid_argument(
-                "message_id must be between 1 and 64 characters",
-            ));
+            return Err(
+                Error::Invalid("message_id must be between 1 and 64 characters".into()).into(),
+            );
         }
-        let redriven = self.redrive(&message_id).await.map_err(unavailable)?;
-        redriven.map(Response::new)
+        Ok(Response::new(self.redrive(&message_id).await?))
     }
 }
 
 impl SagaAdminApi {
     /// Publishes a dead letter again to its original topic with the same `message_id`, through
     /// the outbox: groups that handled it skip it, the group that failed handles it again.
-    async fn redrive(
-        &self,
-        message_id: &str,
-    ) -> Result<Result<pb::DeadLetter, Status>, sea_orm::DbErr> {
+    async fn redrive(&self, message_id: &str) -> Result<pb::DeadLetter, Error> {
         use sea_orm::TransactionTrait;
         let txn = self.db.begin().await?;
         let Some(row) = txn
@@ -281,15 +285,15 @@ impl SagaAdminApi {
             ))
             .await?
         else {
-            return Ok(Err(Status::not_found(format!(
+            return Err(Error::NotFound(format!(
                 "no dead letter with message_id {message_id}"
-            ))));
+            )));
         };
         let Ok(id) = uuid::Uuid::parse_str(message_id) else {
-            return Ok(Err(Status::failed_precondition(format!(
+            return Err(Error::Precondition(format!(
                 "{message_id} was not published by this platform (its message_id is not a UUID); \
                  it cannot be redriven with the same id"
-            ))));
+            )));
         };
         let topic: String = row.try_get("", "topic")?;
         let tag: String = row.try_get("", "tag")?;
@@ -306,9 +310,9 @@ impl SagaAdminApi {
             traceparent: None,
             payload,
         };
-        if let Err(err) = message.validate() {
-            return Ok(Err(Status::failed_precondition(err.to_string())));
-        }
+        message
+            .validate()
+            .map_err(|err| Error::Precondition(err.to_string()))?;
         ticket_platform::outbox::enqueue(&txn, &[message]).await?;
         txn.execute_raw(Statement::from_sql_and_values(
             txn.get_database_backend(),
@@ -318,7 +322,7 @@ impl SagaAdminApi {
         .await?;
         txn.commit().await?;
         let received: DateTime<Utc> = row.try_get("", "received_at")?;
-        Ok(Ok(pb::DeadLetter {
+        Ok(pb::DeadLetter {
             message_id: message_id.to_owned(),
             topic,
             tag,
@@ -326,6 +330,6 @@ impl SagaAdminApi {
             reason: row.try_get("", "reason")?,
             received_at: Some(timestamp(received)),
             redriven: true,
-        }))
+        })
     }
 }

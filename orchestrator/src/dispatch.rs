@@ -3,20 +3,27 @@
 //! down. The broker counts as down while the outbox holds a row older than
 //! `fallback_after` that the relay could not publish; commands decided meanwhile go over gRPC,
 //! and RocketMQ carries them again as soon as the relay catches up.
+//!
+//! Over gRPC, the calls a saga change decided are made once its transaction committed, each on
+//! a task of its own ([`Dispatcher::fan_out`]): a slow participant holds no saga row and delays
+//! no other saga.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use std::future::Future;
+
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use ticket_proto::order::v1::order_service_client::OrderServiceClient;
-use ticket_proto::order::v1::{GetOrderRequest, OrderStatus};
 use ticket_proto::saga::v1::participant_client::ParticipantClient;
 use ticket_proto::saga::v1::{Command, Reply};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::saga::definition::Participant;
+
+/// Commands to call over gRPC once the transaction that decided them committed.
+pub type Calls = Vec<(Participant, Command)>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -52,8 +59,6 @@ pub struct Dispatcher {
 struct Inner {
     transport: Transport,
     clients: HashMap<Participant, ParticipantClient<Channel>>,
-    /// order-svc's public API, read at a payment deadline.
-    orders: OrderServiceClient<Channel>,
     token: String,
     broker_down: AtomicBool,
 }
@@ -67,7 +72,6 @@ impl Dispatcher {
         fallback_after: Duration,
     ) -> Result<Self, String> {
         let mut clients = HashMap::new();
-        let mut orders = None;
         for (participant, addr) in [
             (Participant::Stock, &addrs.stock),
             (Participant::Order, &addrs.order),
@@ -78,16 +82,11 @@ impl Dispatcher {
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(10))
                 .connect_lazy();
-            if participant == Participant::Order {
-                orders = Some(OrderServiceClient::new(channel.clone()));
-            }
             clients.insert(participant, ParticipantClient::new(channel));
         }
-        let orders = orders.ok_or("no order-svc address")?;
         let inner = Arc::new(Inner {
             transport,
             clients,
-            orders,
             token: addrs.token.clone(),
             broker_down: AtomicBool::new(false),
         });
@@ -105,19 +104,6 @@ impl Dispatcher {
     /// How a command sent now travels, for the step history.
     pub fn transport_name(&self) -> &'static str {
         if self.over_grpc() { "grpc" } else { "rocketmq" }
-    }
-
-    /// The order's status as order-svc has it now.
-    pub async fn order_status(&self, order_no: &str) -> Result<OrderStatus, String> {
-        self.inner
-            .orders
-            .clone()
-            .get_order(GetOrderRequest {
-                order_no: order_no.to_owned(),
-            })
-            .await
-            .map(|response| response.into_inner().status())
-            .map_err(|status| format!("order-svc: {}", status.message()))
     }
 
     pub async fn execute(
@@ -144,6 +130,33 @@ impl Dispatcher {
             .await
             .map(tonic::Response::into_inner)
             .map_err(|status| format!("{participant:?}: {}", status.message()))
+    }
+}
+
+impl Dispatcher {
+    /// Makes each call on a task of its own and hands its reply to `on_reply` (the engine, as
+    /// for a reply from RocketMQ). A call that fails is retried by its step's timeout.
+    pub fn fan_out<F, Fut>(&self, calls: Calls, on_reply: F)
+    where
+        F: Fn(Reply) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        for (participant, command) in calls {
+            let dispatcher = self.clone();
+            let on_reply = on_reply.clone();
+            tokio::spawn(async move {
+                match dispatcher.execute(participant, command).await {
+                    Ok(reply) => {
+                        if let Err(err) = on_reply(reply).await {
+                            tracing::warn!(error = %err, "a gRPC reply could not be recorded; the step will time out and retry");
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "a participant call failed; the step will time out and retry");
+                    }
+                }
+            });
+        }
     }
 }
 

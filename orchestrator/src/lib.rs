@@ -1,11 +1,19 @@
 //! orchestrator: the purchase saga, its log, timers, compensation and admin API.
 //!
+//! - `saga/`: the generic engine (`definition` what a saga type declares, `machine` the pure
+//!   step machine, `engine` its transactions, `log` the saga log) and the `purchase` saga;
+//! - `dispatch`: how commands reach participants (RocketMQ, or gRPC calls after the commit);
+//! - `timers`: due timers claimed and fired one transaction each;
+//! - `events`: order events and replies from RocketMQ;
+//! - `admin`: `SagaAdmin` for operators; `error`: the one error → `Status` mapping.
+//!
 //! A library with a thin `main`: `Application::build(config)` then `run_until_stopped()`;
 //! tests and `ticketctl` start the same library in-process on port 0.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod dispatch;
+pub mod error;
 pub mod events;
 pub mod migration;
 pub mod saga;
@@ -26,8 +34,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::SagaAdminApi;
 use crate::dispatch::{Dispatcher, ParticipantAddrs, Transport};
 use crate::events::{OrderEvents, Replies};
-use crate::saga::definition::{RetryPolicy, SagaDefinition, SagaSettings};
+use crate::saga::definition::RetryPolicy;
 use crate::saga::engine::Engine;
+use crate::saga::purchase::{Purchase, SagaSettings};
 
 /// Environment prefix of this service's settings (`TICKET_ORCHESTRATOR_GRPC__ADDR`, ...).
 pub const ENV_PREFIX: &str = "TICKET_ORCHESTRATOR";
@@ -55,8 +64,9 @@ pub struct Config {
     /// Participants' gRPC addresses and token (`participants.stock`, `.order`, `.notify`,
     /// `.token`).
     pub participants: ParticipantAddrs,
-    /// Step timeouts, retries and the payment window (`saga.step_timeout_ms`,
-    /// `saga.max_attempts`, `saga.backoff_ms`, `saga.max_backoff_ms`, `saga.payment_window_ms`).
+    /// Step timeouts, retries, the payment window and the margin after it
+    /// (`saga.step_timeout_ms`, `saga.max_attempts`, `saga.backoff_ms`, `saga.max_backoff_ms`,
+    /// `saga.payment_window_ms`, `saga.expiry_margin_ms`).
     pub saga: SagaSettings,
     /// How often due timers are looked for (`timers.poll_ms`).
     pub timer_poll: Duration,
@@ -96,6 +106,7 @@ impl Config {
                 max_backoff: source.millis("saga.max_backoff_ms", defaults.retry.max_backoff),
             },
             payment_window: source.millis("saga.payment_window_ms", defaults.payment_window),
+            expiry_margin: source.millis("saga.expiry_margin_ms", defaults.expiry_margin),
         };
         if saga.retry.max_attempts == 0 {
             source.invalid("saga.max_attempts", "must be at least 1");
@@ -118,7 +129,7 @@ impl Config {
 
 pub struct Application {
     service: Service,
-    engine: Engine,
+    engine: Engine<Purchase>,
     stop_timers: CancellationToken,
     timers: tokio::task::JoinHandle<()>,
 }
@@ -145,11 +156,7 @@ impl Application {
             config.fallback_after,
         )
         .map_err(BuildError::Participants)?;
-        let engine = Engine::new(
-            service.db.clone(),
-            SagaDefinition::purchase(&config.saga),
-            dispatcher,
-        );
+        let engine = Engine::new(service.db.clone(), Purchase::new(&config.saga), dispatcher);
         let replies = Consumer::start(
             Arc::clone(&service.messaging),
             ConsumerSettings::new(events::REPLIES_GROUP)
@@ -198,7 +205,7 @@ impl Application {
         self.service.local_addr()
     }
 
-    pub fn engine(&self) -> &Engine {
+    pub fn engine(&self) -> &Engine<Purchase> {
         &self.engine
     }
 

@@ -1,33 +1,67 @@
-//! The timer poller: claims due timers (step timeouts, retries, payment deadlines) with
-//! `FOR UPDATE SKIP LOCKED`, so replicas never fire one twice, and fires them in the
-//! transaction that marks them fired, so a restart loses none.
+//! The timer poller: claims due timers (step timeouts, retries, deadlines) for a lease with
+//! `FOR UPDATE SKIP LOCKED`, so replicas share them, and fires each in a transaction of its
+//! own on a task of its own: a timer that fails (its transaction rolls back, and it is claimed
+//! again once its lease ran out) or waits on a busy saga holds up no other. A timer is marked
+//! fired in the transaction that acts on it, so a restart loses none and none fires twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::saga::definition::SagaType;
 use crate::saga::engine::Engine;
 
-const BATCH: u64 = 128;
+/// Timers fired at once by one replica.
+const IN_FLIGHT: usize = 32;
+/// How long a claim keeps other replicas off a timer.
+pub const LEASE: Duration = Duration::from_secs(30);
 
-pub fn spawn(engine: Engine, poll: Duration, stop: CancellationToken) -> JoinHandle<()> {
+pub fn spawn<T: SagaType>(
+    engine: Engine<T>,
+    poll: Duration,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(IN_FLIGHT));
         loop {
-            let fired = match engine.fire_due_timers(BATCH).await {
-                Ok(fired) => fired,
-                Err(err) => {
-                    tracing::warn!(error = %err, "timers could not fire; trying again");
-                    0
-                }
+            let free = permits.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                engine
+                    .claim_timers(free, LEASE)
+                    .await
+                    .unwrap_or_else(|err| {
+                        tracing::warn!(error = %err, "due timers could not be claimed; trying again");
+                        Vec::new()
+                    })
             };
-            if fired as u64 == BATCH {
+            let full = free > 0 && claimed.len() == free;
+            for timer in claimed {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    return;
+                };
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = engine.fire(&timer).await {
+                        tracing::warn!(error = %err, saga_id = %timer.saga_id, kind = %timer.kind, "a timer could not fire; it fires again once its claim expires");
+                    }
+                    drop(permit);
+                });
+            }
+            if full {
                 continue;
             }
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => break,
             }
         }
+        // Timers under way finish (or roll back) before the service stops.
+        let all = u32::try_from(IN_FLIGHT).unwrap_or(u32::MAX);
+        let _ = permits.acquire_many(all).await;
     })
 }

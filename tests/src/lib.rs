@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod order;
 pub mod running;
+pub mod saga;
 pub mod stock;
 pub mod system;
 
@@ -184,7 +185,7 @@ pub fn order_config(
 pub fn orchestrator_config(
     service: ticket_platform::service::ServiceConfig,
     participants: orchestrator::dispatch::ParticipantAddrs,
-    saga: orchestrator::saga::definition::SagaSettings,
+    saga: orchestrator::saga::purchase::SagaSettings,
     transport: orchestrator::dispatch::Transport,
 ) -> orchestrator::Config {
     orchestrator::Config {

@@ -15,7 +15,7 @@ pub use crate::running::Running;
 use crate::stock::{StockApp, TOKEN, admin};
 use crate::{eventually, fresh_database_config};
 use orchestrator::dispatch::{ParticipantAddrs, Transport};
-use orchestrator::saga::definition::SagaSettings;
+use orchestrator::saga::purchase::SagaSettings;
 
 pub struct System {
     stock: Option<StockApp>,
@@ -188,7 +188,7 @@ impl System {
             .create(user_id, tier_id, quantity, request_id)
             .await
             .expect("create an order");
-        self.saga_reaches(&order.order_no, "AWAITING_PAYMENT").await;
+        self.saga_reaches(&order.order_no, "WAITING").await;
         self.order.get(&order.order_no).await
     }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 use e2e::broker::PrivateBroker;
 use e2e::system::System;
 use orchestrator::dispatch::Transport;
-use orchestrator::saga::definition::{RetryPolicy, SagaSettings};
+use orchestrator::saga::definition::RetryPolicy;
+use orchestrator::saga::purchase::SagaSettings;
 use ticket_proto::order::v1 as pb;
 use ticket_proto::order::v1::{CancelReason, OrderStatus};
 
@@ -29,6 +30,7 @@ async fn sagas_keep_completing_over_grpc_while_the_broker_is_down_and_return_to_
             max_backoff: Duration::from_secs(2),
         },
         payment_window: Duration::from_secs(8),
+        expiry_margin: Duration::from_secs(2),
     };
     let system = System::start_on(messaging, saga, Transport::RocketMq, false).await;
     let tier = system.stock().tier(100, 4).await.tier_id;
@@ -45,9 +47,7 @@ async fn sagas_keep_completing_over_grpc_while_the_broker_is_down_and_return_to_
         );
     }
     for order in &batch {
-        system
-            .saga_reaches(&order.order_no, "AWAITING_PAYMENT")
-            .await;
+        system.saga_reaches(&order.order_no, "WAITING").await;
     }
     broker.kill();
 

@@ -171,7 +171,7 @@ async fn orchestrator_serves_health_and_reflection_and_stops_cleanly() {
                 notify: "http://127.0.0.1:1".into(),
                 token: e2e::stock::TOKEN.into(),
             },
-            orchestrator::saga::definition::SagaSettings::default(),
+            orchestrator::saga::purchase::SagaSettings::default(),
             orchestrator::dispatch::Transport::RocketMq,
         )
     });

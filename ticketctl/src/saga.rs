@@ -1,4 +1,5 @@
-//! `ticketctl saga list|show|retry|compensate`: the orchestrator's `SagaAdmin` from a terminal.
+//! `ticketctl saga list|show|retry|compensate|skip`: the orchestrator's `SagaAdmin` from a
+//! terminal.
 
 use anyhow::Context;
 use ticket_proto::saga::v1 as pb;
@@ -27,8 +28,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 pub enum SagaCommand {
-    /// List sagas, optionally in one state (RUNNING, AWAITING_PAYMENT, COMPENSATING,
-    /// COMPLETED, COMPENSATED, PARKED).
+    /// List sagas, optionally in one state (RUNNING, WAITING, COMPENSATING, COMPLETED,
+    /// COMPENSATED, PARKED).
     List {
         #[arg(long, default_value = "")]
         state: String,
@@ -37,10 +38,27 @@ pub enum SagaCommand {
     },
     /// One saga with its step history, by saga id or order number.
     Show { key: String },
-    /// Retry a parked saga's current step.
-    Retry { saga_id: String },
-    /// Compensate a saga that has not been paid.
-    Compensate { saga_id: String },
+    /// Retry a parked saga's current step, with a fresh retry budget.
+    Retry {
+        saga_id: String,
+        /// Why (recorded in the saga's history).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Run every compensation a saga that has not been paid still owes.
+    Compensate {
+        saga_id: String,
+        /// Why (recorded in the saga's history).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Mark a parked saga's step done by hand and move the saga on.
+    Skip {
+        saga_id: String,
+        /// What was done by hand (required; recorded in the saga's history).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn time(at: Option<&prost_types::Timestamp>) -> String {
@@ -57,6 +75,9 @@ fn print_saga(saga: &pb::Saga) {
     if saga.deadline.is_some() {
         println!("  payment deadline {}", time(saga.deadline.as_ref()));
     }
+    if saga.passed_pivot {
+        println!("  paid: only goes forward");
+    }
     for step in &saga.history {
         println!(
             "  {:<16} #{}  sent {}  replied {}  {}  {}",
@@ -70,6 +91,15 @@ fn print_saga(saga: &pb::Saga) {
                 &step.outcome
             },
             step.reply
+        );
+    }
+    for action in &saga.actions {
+        println!(
+            "  operator {:<10} at {}  on {}  reason: {}",
+            action.action,
+            time(action.at.as_ref()),
+            action.step,
+            action.reason
         );
     }
 }
@@ -116,16 +146,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .into_inner();
             print_saga(&saga);
         }
-        SagaCommand::Retry { saga_id } => {
+        SagaCommand::Retry { saga_id, reason } => {
             let saga = client
-                .retry_saga(admin(pb::SagaRef { saga_id }, token)?)
+                .retry_saga(admin(pb::SagaRef { saga_id, reason }, token)?)
                 .await?
                 .into_inner();
             print_saga(&saga);
         }
-        SagaCommand::Compensate { saga_id } => {
+        SagaCommand::Compensate { saga_id, reason } => {
             let saga = client
-                .compensate_saga(admin(pb::SagaRef { saga_id }, token)?)
+                .compensate_saga(admin(pb::SagaRef { saga_id, reason }, token)?)
+                .await?
+                .into_inner();
+            print_saga(&saga);
+        }
+        SagaCommand::Skip { saga_id, reason } => {
+            let saga = client
+                .skip_step(admin(pb::SagaRef { saga_id, reason }, token)?)
                 .await?
                 .into_inner();
             print_saga(&saga);

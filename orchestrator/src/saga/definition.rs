@@ -1,11 +1,30 @@
-//! A saga type declared as data: its ordered forward steps (each with the participant that runs
-//! it, its compensation if any, its timeout and retry policy), the pivot after which steps only
-//! retry, and the step that undoes the saga's start. The engine reads this; it does not know
-//! the purchase saga by heart.
+//! What a saga type declares and the engine reads: its steps in order (each with the
+//! participant that runs it or the wait it stands for, its compensation, timeout, retry policy
+//! and whether an operator may skip it), the pivot after which it only goes forward, the abort
+//! step that opens every compensation, and the commands sent once it completes. A saga type
+//! adds its reply rules and command builders through [`SagaType`]; the engine knows no saga by
+//! heart.
 
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::time::Duration;
 
-use ticket_platform::messaging::{tag, topic};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use ticket_platform::messaging::topic;
+use ticket_proto::saga::v1::Reply;
+use ticket_proto::saga::v1::command::Body;
+
+/// A saga type's step names: a closed set, stored by name.
+pub trait StepName: Copy + Eq + Hash + Debug + Send + Sync + 'static {
+    /// Every step, for checks and parsing.
+    const ALL: &'static [Self];
+    fn as_str(self) -> &'static str;
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|s| s.as_str() == text)
+    }
+}
 
 /// Who runs a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,206 +66,166 @@ impl RetryPolicy {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StepKind {
-    /// A command to a participant, answered by a reply (the step's name is its tag).
-    Command(Participant),
-    /// Waiting for an event (payment) or a deadline; no command.
-    Wait,
+pub enum StepKind<S> {
+    /// A command to a participant, answered by a reply; `tag` is its message tag.
+    Command {
+        participant: Participant,
+        tag: &'static str,
+    },
+    /// Waiting for a signal (the pivot passed, or an abort) or a deadline. The deadline is
+    /// fixed once, when `fixed_by` is first sent (so that command can carry it), `window` after
+    /// that; the saga acts on it `margin` later (clocks of other hosts may run behind).
+    Wait {
+        window: Duration,
+        fixed_by: S,
+        margin: Duration,
+    },
+}
+
+/// Whether an operator may mark a parked step done by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    Allowed,
+    /// Refused, with the invariant skipping would break.
+    Refused(&'static str),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StepSpec {
-    pub name: &'static str,
-    pub kind: StepKind,
+pub struct StepSpec<S> {
+    pub name: S,
+    pub kind: StepKind<S>,
     /// The step that undoes this one when the saga compensates.
-    pub compensation: Option<&'static str>,
+    pub compensation: Option<S>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    pub skip: Skip,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SagaDefinition {
+pub struct Declaration<S> {
     pub name: &'static str,
     /// Forward steps, in order.
-    pub forward: Vec<StepSpec>,
-    /// Compensation steps (run in reverse order of the steps they undo).
-    pub compensations: Vec<StepSpec>,
+    pub forward: Vec<StepSpec<S>>,
+    /// Compensation steps.
+    pub compensations: Vec<StepSpec<S>>,
     /// The step after which the saga only goes forward (retry, then park).
-    pub pivot: &'static str,
-    /// The compensation that undoes the saga's start (cancelling the order); always last.
-    pub abort: &'static str,
-    /// Notifications sent when the saga completes; their failure never undoes it.
-    pub notifications: Vec<&'static str>,
+    pub pivot: S,
+    /// The compensation that undoes the saga's start. It runs first in every compensation: it
+    /// is the compare-and-set that decides whether the saga may still be undone, and when it is
+    /// refused because the pivot was passed ([`Verdict::PivotPassed`]) the saga goes forward
+    /// instead, with nothing undone.
+    pub abort: S,
+    /// Commands sent once when the saga completes; their failure never undoes it.
+    pub on_complete: Vec<StepSpec<S>>,
 }
 
-/// Durations the purchase saga is built with (configurable).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SagaSettings {
-    pub step_timeout: Duration,
-    pub retry: RetryPolicy,
-    pub payment_window: Duration,
-}
-
-impl Default for SagaSettings {
-    fn default() -> Self {
-        Self {
-            step_timeout: Duration::from_secs(10),
-            retry: RetryPolicy {
-                max_attempts: 5,
-                backoff: Duration::from_secs(1),
-                max_backoff: Duration::from_secs(30),
-            },
-            payment_window: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
-pub const STOCK_DEDUCT: &str = tag::STOCK_DEDUCT;
-pub const ORDER_RESERVE: &str = tag::ORDER_RESERVE;
-pub const AWAIT_PAYMENT: &str = "AWAIT_PAYMENT";
-pub const STOCK_CONFIRM: &str = tag::STOCK_CONFIRM;
-pub const ORDER_CONFIRM: &str = tag::ORDER_CONFIRM;
-pub const STOCK_ROLLBACK: &str = tag::STOCK_ROLLBACK;
-pub const ORDER_CANCEL: &str = tag::ORDER_CANCEL;
-pub const PURCHASE: &str = "PURCHASE";
-
-impl SagaDefinition {
-    /// `ORDER_CREATED` → `STOCK_DEDUCT` → `ORDER_RESERVE` → wait for payment (the pivot) →
-    /// `STOCK_CONFIRM` → `ORDER_CONFIRM` → SMS, e-mail, push. Compensations: `STOCK_ROLLBACK`
-    /// undoes the deduct, `ORDER_CANCEL` the order.
-    pub fn purchase(settings: &SagaSettings) -> Self {
-        let command = |name, participant, compensation| StepSpec {
-            name,
-            kind: StepKind::Command(participant),
-            compensation,
-            timeout: settings.step_timeout,
-            retry: settings.retry,
-        };
-        Self {
-            name: PURCHASE,
-            forward: vec![
-                command(STOCK_DEDUCT, Participant::Stock, Some(STOCK_ROLLBACK)),
-                command(ORDER_RESERVE, Participant::Order, None),
-                StepSpec {
-                    name: AWAIT_PAYMENT,
-                    kind: StepKind::Wait,
-                    compensation: None,
-                    timeout: settings.payment_window,
-                    retry: settings.retry,
-                },
-                command(STOCK_CONFIRM, Participant::Stock, None),
-                command(ORDER_CONFIRM, Participant::Order, None),
-            ],
-            compensations: vec![
-                command(STOCK_ROLLBACK, Participant::Stock, None),
-                command(ORDER_CANCEL, Participant::Order, None),
-            ],
-            pivot: AWAIT_PAYMENT,
-            abort: ORDER_CANCEL,
-            notifications: vec![tag::SMS, tag::EMAIL, tag::PUSH],
-        }
-    }
-
-    pub fn step(&self, name: &str) -> Option<&StepSpec> {
+impl<S: StepName> Declaration<S> {
+    pub fn step(&self, name: S) -> Option<&StepSpec<S>> {
         self.forward
             .iter()
             .chain(&self.compensations)
+            .chain(&self.on_complete)
             .find(|s| s.name == name)
     }
 
-    fn position(&self, name: &str) -> Option<usize> {
+    fn position(&self, name: S) -> Option<usize> {
         self.forward.iter().position(|s| s.name == name)
     }
 
     /// Whether `name` is a forward step after the pivot (it only retries).
-    pub fn after_pivot(&self, name: &str) -> bool {
+    pub fn after_pivot(&self, name: S) -> bool {
         match (self.position(name), self.position(self.pivot)) {
             (Some(step), Some(pivot)) => step > pivot,
             _ => false,
         }
     }
 
-    pub fn is_compensation(&self, name: &str) -> bool {
+    pub fn is_compensation(&self, name: S) -> bool {
         self.compensations.iter().any(|s| s.name == name)
     }
 
     /// The forward step after `name`.
-    pub fn next(&self, name: &str) -> Option<&StepSpec> {
+    pub fn next(&self, name: S) -> Option<&StepSpec<S>> {
         self.position(name).and_then(|i| self.forward.get(i + 1))
     }
 
-    /// What undoes the saga when it stops at forward step `at`: the compensations of the steps
-    /// before it (and of `at` itself when its effect may have happened), newest first, then
-    /// the abort step.
-    pub fn compensation_plan(&self, at: &str, include_at: bool) -> Vec<&'static str> {
+    /// What undoes the saga when it stops at forward step `at`: the abort step first, then the
+    /// compensations of the steps before `at` (and of `at` itself when its effect may have
+    /// happened), newest first.
+    pub fn compensation_plan(&self, at: S, include_at: bool) -> Vec<S> {
         let end = self
             .position(at)
             .map_or(0, |i| if include_at { i + 1 } else { i });
-        let mut plan: Vec<&'static str> = self.forward[..end]
-            .iter()
-            .rev()
-            .filter_map(|s| s.compensation)
-            .collect();
-        plan.push(self.abort);
-        plan
+        std::iter::once(self.abort)
+            .chain(
+                self.forward[..end]
+                    .iter()
+                    .rev()
+                    .filter_map(|s| s.compensation),
+            )
+            .collect()
+    }
+
+    /// The wait step whose deadline `step` fixes when it is first sent.
+    pub fn wait_fixed_by(&self, step: S) -> Option<Duration> {
+        self.forward.iter().find_map(|s| match s.kind {
+            StepKind::Wait {
+                window, fixed_by, ..
+            } if fixed_by == step => Some(window),
+            _ => None,
+        })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What a participant's reply means for the saga.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The step's effect happened: on to the next step (or compensation).
+    Done,
+    /// A passing failure: the same step again after a backoff, under the same idempotency key.
+    Retry,
+    /// A business refusal before the pivot: the step's effect did not happen, and the saga is
+    /// undone.
+    Abort,
+    /// The abort step was refused because the saga passed its pivot: it goes forward instead.
+    PivotPassed,
+    /// Nothing the saga can do by itself: an operator decides.
+    Park(String),
+}
 
-    fn purchase() -> SagaDefinition {
-        SagaDefinition::purchase(&SagaSettings::default())
-    }
+/// Why the engine is about to undo a saga (the saga type may record it in its data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Undo {
+    /// A step before the pivot spent its retries.
+    Exhausted,
+    /// The wait's deadline passed.
+    DeadlinePassed,
+    /// An abort was signalled (the buyer cancelled).
+    Requested,
+    /// An operator compensated the saga.
+    Operator,
+}
 
-    #[test]
-    fn a_refused_deduct_only_cancels_the_order() {
-        assert_eq!(
-            purchase().compensation_plan(STOCK_DEDUCT, false),
-            vec![ORDER_CANCEL]
-        );
-    }
+/// A saga type: its declaration, its data, what its replies mean and how its commands are
+/// built.
+pub trait SagaType: Send + Sync + 'static {
+    type Step: StepName;
+    /// What the saga carries beside the engine's own fields (stored as JSON).
+    type Data: Serialize + DeserializeOwned + Clone + Debug + Send + Sync;
 
-    #[test]
-    fn a_deduct_of_unknown_outcome_is_rolled_back_too() {
-        assert_eq!(
-            purchase().compensation_plan(STOCK_DEDUCT, true),
-            vec![STOCK_ROLLBACK, ORDER_CANCEL]
-        );
-    }
+    fn declaration(&self) -> &Declaration<Self::Step>;
 
-    #[test]
-    fn a_cancel_while_awaiting_payment_returns_stock_then_cancels() {
-        assert_eq!(
-            purchase().compensation_plan(AWAIT_PAYMENT, false),
-            vec![STOCK_ROLLBACK, ORDER_CANCEL]
-        );
-    }
+    /// What `reply` to `step` means; may keep what it carries in `data`.
+    fn judge(&self, data: &mut Self::Data, step: Self::Step, reply: &Reply) -> Verdict;
 
-    #[test]
-    fn steps_after_the_pivot_only_retry() {
-        let saga = purchase();
-        assert!(!saga.after_pivot(STOCK_DEDUCT));
-        assert!(!saga.after_pivot(AWAIT_PAYMENT));
-        assert!(saga.after_pivot(STOCK_CONFIRM));
-        assert!(saga.after_pivot(ORDER_CONFIRM));
-        assert_eq!(
-            saga.next(ORDER_RESERVE).map(|s| s.name),
-            Some(AWAIT_PAYMENT)
-        );
-    }
+    /// The engine is about to undo the saga because of `why`.
+    fn undoing(&self, data: &mut Self::Data, why: Undo);
 
-    #[test]
-    fn backoff_doubles_up_to_its_cap() {
-        let retry = RetryPolicy {
-            max_attempts: 8,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-        };
-        assert_eq!(retry.backoff_before(2), Duration::from_millis(100));
-        assert_eq!(retry.backoff_before(3), Duration::from_millis(200));
-        assert_eq!(retry.backoff_before(4), Duration::from_millis(400));
-        assert_eq!(retry.backoff_before(5), Duration::from_millis(500));
-    }
+    /// The command of `step`, built from the saga's data and deadline.
+    fn command(
+        &self,
+        data: &Self::Data,
+        deadline: Option<DateTime<Utc>>,
+        step: Self::Step,
+    ) -> Result<Body, String>;
 }

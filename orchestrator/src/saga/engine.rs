@@ -1,8 +1,9 @@
-//! The saga engine: every event, reply and timer is handled in one transaction that locks the
-//! saga's row, records what happened in its log and writes the next command to the outbox (or,
-//! over gRPC, hands it to the dispatcher once the transaction committed). A crash at any point
-//! resumes from the log: an unanswered step times out and is sent again under the same
-//! idempotency key (the order number) with the next attempt number.
+//! The saga engine: runs sagas of one declared type. Every event, reply, timer and operator
+//! action is one transaction that locks the saga's row, runs the step machine, records what
+//! happened in the log and writes the commands it decided to the outbox (or, over gRPC, hands
+//! them to the dispatcher once the transaction committed: no network call is made while the
+//! row is locked). A crash at any point resumes from the log: an unanswered step times out and
+//! is sent again under the same idempotency key (the order number) with the next attempt.
 //!
 //! Replies are deduplicated by (saga, step, attempt); a reply of an attempt that is not the
 //! saga's current one is recorded and changes nothing.
@@ -10,92 +11,107 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use ticket_platform::time::timestamp;
 
 use chrono::Utc;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use ticket_platform::messaging::OutgoingMessage;
 use ticket_platform::outbox;
-use ticket_proto::order::v1::OrderStatus;
-use ticket_proto::saga::v1::command::Body;
-use ticket_proto::saga::v1::reply::Body as ReplyBody;
-use ticket_proto::saga::v1::{
-    Command, Notify, OrderCancel, OrderConfirm, OrderCreated, OrderReserve, Reply, ReplyOutcome,
-    StockConfirm, StockDeduct, StockRollback,
-};
+use ticket_proto::saga::v1::{Command, Reply};
 
-use super::definition::{
-    AWAIT_PAYMENT, ORDER_CANCEL, ORDER_CONFIRM, ORDER_RESERVE, Participant, STOCK_CONFIRM,
-    STOCK_DEDUCT, STOCK_ROLLBACK, SagaDefinition, StepKind,
-};
-use super::log::{self, Saga, Timer, state, timer};
-use crate::dispatch::Dispatcher;
+use super::definition::{SagaType, StepKind, StepName};
+use super::log::{self, Action, SagaRow, Timer};
+use super::machine::{Effect, Machine, Refused, Saga, Signal, State, TimerKind};
+use crate::dispatch::{Calls, Dispatcher};
+use crate::error::Error;
 
-/// How long after an order's payment deadline the saga looks at it: covers the difference
-/// between the orchestrator's clock and order-svc's database clock.
-pub const EXPIRY_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+type SagaOf<T> = Saga<<T as SagaType>::Step, <T as SagaType>::Data>;
 
-/// Commands to call over gRPC once the transaction that decided them committed.
-type Calls = Vec<(Participant, Command)>;
-
-fn to_duration(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// Runs sagas of type `T`; cheap to clone.
+pub struct Engine<T: SagaType> {
+    inner: Arc<Inner<T>>,
 }
 
-fn invalid(what: String) -> DbErr {
-    DbErr::Custom(what)
-}
-
-#[derive(Clone)]
-pub struct Engine {
-    db: DatabaseConnection,
-    def: Arc<SagaDefinition>,
-    dispatcher: Dispatcher,
-}
-
-impl Engine {
-    pub fn new(db: DatabaseConnection, def: SagaDefinition, dispatcher: Dispatcher) -> Self {
+impl<T: SagaType> Clone for Engine<T> {
+    fn clone(&self) -> Self {
         Self {
-            db,
-            def: Arc::new(def),
-            dispatcher,
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<T> {
+    db: DatabaseConnection,
+    saga_type: T,
+    dispatcher: Dispatcher,
+    /// This replica's name in the timers it claims and fires.
+    replica: String,
+}
+
+/// What an operator asks of a saga.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorAction {
+    Retry,
+    Compensate,
+    Skip,
+}
+
+impl<T: SagaType> Engine<T> {
+    pub fn new(db: DatabaseConnection, saga_type: T, dispatcher: Dispatcher) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                saga_type,
+                dispatcher,
+                replica: uuid::Uuid::now_v7().to_string(),
+            }),
         }
     }
 
-    pub fn definition(&self) -> &SagaDefinition {
-        &self.def
+    pub fn saga_type(&self) -> &T {
+        &self.inner.saga_type
     }
 
-    /// `ORDER_CREATED`: a new saga, which deducts the stock. A repeated event changes nothing.
-    #[tracing::instrument(skip_all, fields(order_no = %created.order_no))]
-    pub async fn start(&self, created: &OrderCreated) -> Result<(), DbErr> {
+    /// This replica's name (in the timers it fires).
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+
+    /// A new saga for `order_no`; a repeated start changes nothing.
+    #[tracing::instrument(skip_all, fields(order_no))]
+    pub async fn start(&self, order_no: &str, data: T::Data) -> Result<(), Error> {
+        let first = self
+            .saga_type()
+            .declaration()
+            .forward
+            .first()
+            .ok_or_else(|| Error::Corrupt("the saga type declares no step".into()))?
+            .name;
         let now = Utc::now();
-        let new = Saga {
+        let new = SagaRow {
             saga_id: uuid::Uuid::now_v7().to_string(),
-            order_no: created.order_no.clone(),
-            saga_type: self.def.name.to_owned(),
-            state: state::RUNNING.to_owned(),
-            step: STOCK_DEDUCT.to_owned(),
+            order_no: order_no.to_owned(),
+            saga_type: self.saga_type().declaration().name.to_owned(),
+            state: State::Running.as_str().to_owned(),
+            step: first.as_str().to_owned(),
             attempt: 0,
             attempt_base: 0,
-            compensations: String::new(),
-            user_id: created.user_id.clone(),
-            tier_id: created.tier_id,
-            quantity: created.quantity,
-            unit_price_cents: None,
-            paid: false,
-            cancel_reason: None,
+            compensations: serde_json::json!([]),
+            passed_pivot: false,
+            abort_requested: false,
             deadline: None,
             incident: None,
+            data: serde_json::to_value(&data)
+                .map_err(|err| Error::Corrupt(format!("saga data: {err}")))?,
             version: 1,
             created_at: now,
             updated_at: now,
         };
         self.atomically(async |txn, calls| {
-            if let Some(mut saga) = log::insert(txn, &new).await? {
-                let first = self.def.forward[0].name;
-                self.send(txn, calls, &mut saga, first, 1).await?;
-                log::save(txn, &saga).await?;
+            if let Some(row) = log::insert(txn, &new).await? {
+                let mut saga = self.read(&row)?;
+                let mut machine = Machine::new(self.saga_type(), Utc::now());
+                machine.start(&mut saga);
+                self.write(txn, calls, row, saga, machine.effects).await?;
             }
             Ok(())
         })
@@ -104,12 +120,15 @@ impl Engine {
 
     /// A participant's reply.
     #[tracing::instrument(skip_all, fields(saga_id = %reply.saga_id, step = %reply.step))]
-    pub async fn on_reply(&self, reply: &Reply) -> Result<(), DbErr> {
+    pub async fn on_reply(&self, reply: &Reply) -> Result<(), Error> {
         self.atomically(async |txn, calls| {
-            let Some(mut saga) = log::lock(txn, &reply.saga_id).await? else {
+            let Some(row) = log::lock(txn, &reply.saga_id).await? else {
                 tracing::warn!("a reply for an unknown saga; ignored");
                 return Ok(());
             };
+            if row.saga_type != self.saga_type().declaration().name {
+                return Ok(());
+            }
             let attempt = i32::try_from(reply.attempt).unwrap_or(i32::MAX);
             let outcome = reply
                 .outcome()
@@ -117,7 +136,7 @@ impl Engine {
                 .trim_start_matches("REPLY_OUTCOME_");
             let first = log::record_reply(
                 txn,
-                &saga.saga_id,
+                &row.saga_id,
                 &reply.step,
                 attempt,
                 outcome,
@@ -125,568 +144,275 @@ impl Engine {
                 &reply.detail,
             )
             .await?;
-            let current = saga.step == reply.step && saga.attempt == attempt;
-            let waiting = saga.state == state::RUNNING || saga.state == state::COMPENSATING;
-            if first && current && waiting {
-                self.advance(txn, calls, &mut saga, reply).await?;
-                log::save(txn, &saga).await?;
+            let mut saga = self.read(&row)?;
+            let current = saga.step.as_str() == reply.step && saga.attempt == attempt;
+            let awaited = matches!(saga.state, State::Running | State::Compensating);
+            if first && current && awaited {
+                let mut machine = Machine::new(self.saga_type(), Utc::now());
+                machine.reply(&mut saga, reply);
+                self.write(txn, calls, row, saga, machine.effects).await?;
             }
             Ok(())
         })
         .await
     }
 
-    /// `ORDER_PAID`: past the pivot, the purchase only goes forward.
+    /// A business event for the saga of `order_no`.
     #[tracing::instrument(skip_all, fields(order_no))]
-    pub async fn on_paid(&self, order_no: &str) -> Result<(), DbErr> {
+    pub async fn signal(&self, order_no: &str, signal: Signal) -> Result<(), Error> {
         self.atomically(async |txn, calls| {
-            if let Some(mut saga) = log::lock_by_order(txn, order_no).await?
-                && !saga.paid
-                && !state::is_final(&saga.state)
-            {
-                saga.paid = true;
-                if saga.state == state::AWAITING_PAYMENT {
-                    saga.state = state::RUNNING.to_owned();
-                    self.send(txn, calls, &mut saga, STOCK_CONFIRM, 1).await?;
-                }
-                log::save(txn, &saga).await?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    /// `ORDER_CANCELLED`: the buyer cancelled; the saga gives the stock back. Cancellations the
-    /// saga made itself change nothing.
-    #[tracing::instrument(skip_all, fields(order_no))]
-    pub async fn on_cancelled(&self, order_no: &str, reason: &str) -> Result<(), DbErr> {
-        if reason != "USER_CANCELLED" {
-            return Ok(());
-        }
-        self.atomically(async |txn, calls| {
-            let Some(mut saga) = log::lock_by_order(txn, order_no).await? else {
+            let Some(row) = log::lock_by_order(txn, order_no).await? else {
                 return Ok(());
             };
-            if saga.state == state::AWAITING_PAYMENT {
-                saga.cancel_reason = Some(reason.to_owned());
-                let plan = self.def.compensation_plan(AWAIT_PAYMENT, false);
-                self.compensate(txn, calls, &mut saga, &plan).await?;
-                log::save(txn, &saga).await?;
-            } else if saga.state == state::RUNNING && !saga.paid && saga.cancel_reason.is_none() {
-                // Acted on when the pending step answers.
-                saga.cancel_reason = Some(reason.to_owned());
-                log::save(txn, &saga).await?;
+            let mut saga = self.read(&row)?;
+            let mut machine = Machine::new(self.saga_type(), Utc::now());
+            if machine.signal(&mut saga, signal) {
+                self.write(txn, calls, row, saga, machine.effects).await?;
             }
             Ok(())
         })
         .await
     }
 
-    /// Claims and fires due timers; returns how many fired.
-    pub async fn fire_due_timers(&self, limit: u64) -> Result<usize, DbErr> {
+    /// Claims up to `limit` due timers for this replica, for `lease`.
+    pub async fn claim_timers(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<Timer>, Error> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        Ok(log::claim_due_timers(&self.inner.db, limit, lease_ms, self.replica()).await?)
+    }
+
+    /// Fires one claimed timer in a transaction of its own; `false` when another replica had
+    /// fired it already.
+    pub async fn fire(&self, timer: &Timer) -> Result<bool, Error> {
         self.atomically(async |txn, calls| {
-            let due = log::claim_due_timers(txn, limit).await?;
-            for timer in &due {
-                self.fire(txn, calls, timer).await?;
+            let row = log::lock(txn, &timer.saga_id).await?;
+            if !log::mark_fired(txn, timer.id, self.replica()).await? {
+                return Ok(false);
             }
-            Ok(due.len())
+            let Some(row) = row.filter(|r| r.saga_type == self.saga_type().declaration().name)
+            else {
+                return Ok(true);
+            };
+            let kind = TimerKind::parse(&timer.kind)
+                .ok_or_else(|| Error::Corrupt(format!("timer kind {}", timer.kind)))?;
+            let step = parse_step::<T::Step>(&timer.step)?;
+            let mut saga = self.read(&row)?;
+            let mut machine = Machine::new(self.saga_type(), Utc::now());
+            if machine.timer(&mut saga, kind, step, timer.attempt) {
+                if kind == TimerKind::StepTimeout {
+                    tracing::warn!(saga_id = %row.saga_id, step = %timer.step, attempt = timer.attempt, "step timed out");
+                }
+                self.write(txn, calls, row, saga, machine.effects).await?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// An operator's action on a saga, recorded in its history with `reason`. `Ok(Err)` when
+    /// the saga's state does not allow it.
+    pub async fn operate(
+        &self,
+        saga_id: &str,
+        action: OperatorAction,
+        reason: &str,
+    ) -> Result<Result<(), Refused>, Error> {
+        self.atomically(async |txn, calls| {
+            let Some(row) = log::lock(txn, saga_id).await? else {
+                return Err(Error::NotFound(format!("saga {saga_id} does not exist")));
+            };
+            let mut saga = self.read(&row)?;
+            let step = saga.step.as_str();
+            let mut machine = Machine::new(self.saga_type(), Utc::now());
+            let (done, recorded) = match action {
+                OperatorAction::Retry => (machine.retry(&mut saga), Action::Retry),
+                OperatorAction::Compensate => {
+                    (machine.compensate_now(&mut saga), Action::Compensate)
+                }
+                OperatorAction::Skip => (machine.skip(&mut saga), Action::Skip),
+            };
+            if let Err(refused) = done {
+                return Ok(Err(refused));
+            }
+            log::record_action(txn, saga_id, recorded, step, reason).await?;
+            tracing::warn!(
+                saga_id,
+                step,
+                action = recorded.as_str(),
+                reason,
+                "operator action"
+            );
+            self.write(txn, calls, row, saga, machine.effects).await?;
+            Ok(Ok(()))
         })
         .await
     }
 
     /// Runs `change` in one transaction, with a list of participant calls it may add to. The
     /// calls are made once the transaction committed: none for a change that failed.
-    async fn atomically<T>(
+    async fn atomically<R>(
         &self,
-        change: impl AsyncFnOnce(&DatabaseTransaction, &mut Calls) -> Result<T, DbErr>,
-    ) -> Result<T, DbErr> {
-        let txn = self.db.begin().await?;
+        change: impl AsyncFnOnce(&DatabaseTransaction, &mut Calls) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let txn = self.inner.db.begin().await?;
         let mut calls = Calls::new();
         let value = change(&txn, &mut calls).await?;
         txn.commit().await?;
-        self.dispatch(calls);
+        if !calls.is_empty() {
+            let engine = self.clone();
+            self.inner
+                .dispatcher
+                .fan_out(calls, move |reply| engine.clone().reply_later(reply));
+        }
         Ok(value)
     }
 
-    async fn fire(
+    /// [`Engine::on_reply`] for a reply that arrives over gRPC after the commit (boxed: the
+    /// call is made from within the engine's own transaction frame).
+    fn reply_later(self, reply: Reply) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        Box::pin(async move { self.on_reply(&reply).await.map_err(|err| err.to_string()) })
+    }
+
+    /// The machine's view of a log row.
+    fn read(&self, row: &SagaRow) -> Result<SagaOf<T>, Error> {
+        let corrupt = |what: String| Error::Corrupt(format!("saga {}: {what}", row.saga_id));
+        let compensations: Vec<String> = serde_json::from_value(row.compensations.clone())
+            .map_err(|err| corrupt(format!("compensations: {err}")))?;
+        Ok(Saga {
+            state: State::parse(&row.state)
+                .ok_or_else(|| corrupt(format!("state {}", row.state)))?,
+            step: parse_step(&row.step)?,
+            attempt: row.attempt,
+            attempt_base: row.attempt_base,
+            compensations: compensations
+                .iter()
+                .map(|s| parse_step(s))
+                .collect::<Result<_, _>>()?,
+            passed_pivot: row.passed_pivot,
+            abort_requested: row.abort_requested,
+            deadline: row.deadline,
+            incident: row.incident.clone(),
+            data: serde_json::from_value(row.data.clone())
+                .map_err(|err| corrupt(format!("data: {err}")))?,
+        })
+    }
+
+    /// Saves the saga and carries out the machine's effects, in `txn`.
+    async fn write(
         &self,
         txn: &DatabaseTransaction,
         calls: &mut Calls,
-        timer: &Timer,
-    ) -> Result<(), DbErr> {
-        let Some(mut saga) = log::lock(txn, &timer.saga_id).await? else {
-            return Ok(());
-        };
-        let at_step = saga.step == timer.step;
-        let waiting = saga.state == state::RUNNING || saga.state == state::COMPENSATING;
-        match timer.kind.as_str() {
-            timer::STEP_TIMEOUT if at_step && waiting && saga.attempt == timer.attempt => {
-                tracing::warn!(saga_id = %saga.saga_id, step = %saga.step, attempt = saga.attempt, "step timed out");
-                self.retry_later(txn, calls, &mut saga).await?;
-            }
-            timer::RETRY if at_step && waiting && saga.attempt + 1 == timer.attempt => {
-                let step = saga.step.clone();
-                self.send(txn, calls, &mut saga, &step, timer.attempt)
+        mut row: SagaRow,
+        saga: SagaOf<T>,
+        effects: Vec<Effect<T::Step>>,
+    ) -> Result<(), Error> {
+        if saga.state == State::Parked && row.state != State::Parked.as_str() {
+            tracing::error!(saga_id = %row.saga_id, order_no = %row.order_no, incident = ?saga.incident, "saga parked for an operator");
+        }
+        for effect in effects {
+            match effect {
+                Effect::Send { step, attempt } => {
+                    self.send(txn, calls, &row, &saga, step, attempt).await?;
+                }
+                Effect::Announce { step } => self.send(txn, calls, &row, &saga, step, 1).await?,
+                Effect::Timer {
+                    kind,
+                    step,
+                    attempt,
+                    due,
+                } => {
+                    log::add_timer(
+                        txn,
+                        &row.saga_id,
+                        kind.as_str(),
+                        step.as_str(),
+                        attempt,
+                        due,
+                    )
                     .await?;
-            }
-            timer::PAYMENT_DEADLINE if saga.state == state::AWAITING_PAYMENT && !saga.paid => {
-                // order-svc refuses a payment after the deadline, so once it is past (with a
-                // margin for clocks) the order's status is settled: paid before the deadline,
-                // or never. Its status decides; the stock returns only for an unpaid order.
-                match self.dispatcher.order_status(&saga.order_no).await {
-                    Ok(OrderStatus::Paid | OrderStatus::Confirmed) => {
-                        saga.paid = true;
-                        saga.state = state::RUNNING.to_owned();
-                        self.send(txn, calls, &mut saga, STOCK_CONFIRM, 1).await?;
-                    }
-                    Ok(_) => {
-                        saga.cancel_reason = Some("PAYMENT_EXPIRED".to_owned());
-                        let plan = self.def.compensation_plan(AWAIT_PAYMENT, false);
-                        self.compensate(txn, calls, &mut saga, &plan).await?;
-                    }
-                    Err(err) => {
-                        tracing::warn!(saga_id = %saga.saga_id, error = %err, "cannot read the order at its deadline; trying again");
-                        return log::add_timer(
-                            txn,
-                            &saga.saga_id,
-                            timer::PAYMENT_DEADLINE,
-                            &timer.step,
-                            timer.attempt,
-                            Utc::now() + chrono::Duration::seconds(1),
-                        )
-                        .await;
-                    }
                 }
             }
-            _ => return Ok(()),
         }
-        log::save(txn, &saga).await
-    }
-
-    /// A step that failed for a passing reason or timed out: the next attempt after a backoff,
-    /// or, when its budget is spent, compensation (before the pivot) or parking (after).
-    async fn retry_later(
-        &self,
-        txn: &DatabaseTransaction,
-        calls: &mut Calls,
-        saga: &mut Saga,
-    ) -> Result<(), DbErr> {
-        let spec = self
-            .def
-            .step(&saga.step)
-            .ok_or_else(|| invalid(format!("unknown step {}", saga.step)))?;
-        let next = saga.attempt + 1;
-        let counted = next - saga.attempt_base;
-        if u32::try_from(counted).unwrap_or(u32::MAX) <= spec.retry.max_attempts {
-            let wait = spec
-                .retry
-                .backoff_before(u32::try_from(next).unwrap_or(u32::MAX));
-            return log::add_timer(
-                txn,
-                &saga.saga_id,
-                timer::RETRY,
-                &saga.step,
-                next,
-                Utc::now() + to_duration(wait),
-            )
-            .await;
-        }
-        let step = saga.step.clone();
-        if saga.state == state::COMPENSATING || self.def.after_pivot(&step) {
-            park(
-                saga,
-                format!("{step} did not succeed in {} attempts", saga.attempt),
-            );
-            return Ok(());
-        }
-        saga.cancel_reason
-            .get_or_insert_with(|| "SYSTEM".to_owned());
-        let plan = self.def.compensation_plan(&step, true);
-        self.compensate(txn, calls, saga, &plan).await
-    }
-
-    async fn advance(
-        &self,
-        txn: &DatabaseTransaction,
-        calls: &mut Calls,
-        saga: &mut Saga,
-        reply: &Reply,
-    ) -> Result<(), DbErr> {
-        let outcome = reply.outcome();
-        if outcome != ReplyOutcome::Ok && outcome != ReplyOutcome::Refused {
-            return self.retry_later(txn, calls, saga).await;
-        }
-        let ok = outcome == ReplyOutcome::Ok;
-        let step = reply.step.as_str();
-        if saga.state == state::COMPENSATING {
-            if ok {
-                return self.next_compensation(txn, calls, saga).await;
-            }
-            if step == ORDER_CANCEL
-                && reply.reason == "ORDER_PAID"
-                && saga.cancel_reason.as_deref() == Some("PAYMENT_EXPIRED")
-            {
-                // Payment won the race with the deadline: the purchase goes on.
-                saga.paid = true;
-                saga.cancel_reason = None;
-                saga.compensations.clear();
-                saga.state = state::RUNNING.to_owned();
-                return self.send(txn, calls, saga, STOCK_CONFIRM, 1).await;
-            }
-            park(
-                saga,
-                format!("{step} was refused: {} ({})", reply.reason, reply.detail),
-            );
-            return Ok(());
-        }
-        match (step, ok) {
-            (STOCK_DEDUCT, true) => {
-                if let Some(ReplyBody::StockDeducted(deducted)) = &reply.body {
-                    saga.unit_price_cents = Some(deducted.unit_price_cents);
-                }
-                if saga.cancel_reason.is_some() {
-                    let plan = self.def.compensation_plan(STOCK_DEDUCT, true);
-                    return self.compensate(txn, calls, saga, &plan).await;
-                }
-                self.forward(txn, calls, saga, step).await
-            }
-            (STOCK_DEDUCT, false) => {
-                let reason = match reply.reason.as_str() {
-                    "SOLD_OUT" | "LIMIT_REACHED" => reply.reason.clone(),
-                    _ => "SYSTEM".to_owned(),
-                };
-                saga.cancel_reason.get_or_insert(reason);
-                let plan = self.def.compensation_plan(STOCK_DEDUCT, false);
-                self.compensate(txn, calls, saga, &plan).await
-            }
-            (ORDER_RESERVE, true) if saga.paid => {
-                self.send(txn, calls, saga, STOCK_CONFIRM, 1).await
-            }
-            (ORDER_RESERVE, true) if saga.cancel_reason.is_some() => {
-                let plan = self.def.compensation_plan(AWAIT_PAYMENT, false);
-                self.compensate(txn, calls, saga, &plan).await
-            }
-            (ORDER_RESERVE, false) => {
-                saga.cancel_reason
-                    .get_or_insert_with(|| "USER_CANCELLED".to_owned());
-                let plan = self.def.compensation_plan(ORDER_RESERVE, false);
-                self.compensate(txn, calls, saga, &plan).await
-            }
-            (ORDER_CONFIRM, true) => self.complete(txn, calls, saga).await,
-            (_, true) => self.forward(txn, calls, saga, step).await,
-            (_, false) => {
-                park(
-                    saga,
-                    format!("{step} was refused: {} ({})", reply.reason, reply.detail),
-                );
-                Ok(())
-            }
-        }
-    }
-
-    /// The forward step after `done`: a command, or the wait for payment.
-    async fn forward(
-        &self,
-        txn: &DatabaseTransaction,
-        calls: &mut Calls,
-        saga: &mut Saga,
-        done: &str,
-    ) -> Result<(), DbErr> {
-        let Some(next) = self.def.next(done) else {
-            return self.complete(txn, calls, saga).await;
-        };
-        match next.kind {
-            StepKind::Command(_) => {
-                let name = next.name;
-                self.send(txn, calls, saga, name, 1).await
-            }
-            StepKind::Wait => {
-                saga.state = state::AWAITING_PAYMENT.to_owned();
-                saga.step = next.name.to_owned();
-                saga.attempt = 1;
-                let deadline = saga.deadline.unwrap_or_else(Utc::now) + to_duration(EXPIRY_MARGIN);
-                log::add_timer(
-                    txn,
-                    &saga.saga_id,
-                    timer::PAYMENT_DEADLINE,
-                    next.name,
-                    1,
-                    deadline,
-                )
-                .await
-            }
-        }
-    }
-
-    async fn compensate(
-        &self,
-        txn: &DatabaseTransaction,
-        calls: &mut Calls,
-        saga: &mut Saga,
-        plan: &[&'static str],
-    ) -> Result<(), DbErr> {
-        let Some((first, rest)) = plan.split_first() else {
-            saga.state = state::COMPENSATED.to_owned();
-            return Ok(());
-        };
-        saga.state = state::COMPENSATING.to_owned();
-        saga.compensations = rest.join(",");
-        self.send(txn, calls, saga, first, 1).await
-    }
-
-    async fn next_compensation(
-        &self,
-        txn: &DatabaseTransaction,
-        calls: &mut Calls,
-        saga: &mut Saga,
-    ) -> Result<(), DbErr> {
-        let remaining: Vec<String> = saga
-            .compensations
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let Some((next, rest)) = remaining.split_first() else {
-            saga.state = state::COMPENSATED.to_owned();
-            return Ok(());
-        };
-        saga.compensations = rest.join(",");
-        let next = next.clone();
-        self.send(txn, calls, saga, &next, 1).await
-    }
-
-    /// The purchase is done; the buyer is told on every channel (a failed notification never
-    /// undoes the purchase).
-    async fn complete(
-        &self,
-        txn: &DatabaseTransaction,
-        calls: &mut Calls,
-        saga: &mut Saga,
-    ) -> Result<(), DbErr> {
-        saga.state = state::COMPLETED.to_owned();
-        for channel in self.def.notifications.clone() {
-            let step = format!("NOTIFY_{channel}");
-            let command = Command {
-                saga_id: saga.saga_id.clone(),
-                order_no: saga.order_no.clone(),
-                step: step.clone(),
-                attempt: 1,
-                body: Some(Body::Notify(Notify {
-                    channel: channel.to_owned(),
-                    user_id: saga.user_id.clone(),
-                    template: "purchase_confirmed".into(),
-                })),
-            };
-            log::record_sent(
-                txn,
-                &saga.saga_id,
-                &step,
-                1,
-                &describe(&command),
-                self.dispatcher.transport_name(),
-            )
-            .await?;
-            self.deliver(txn, calls, Participant::Notify, channel, command)
-                .await?;
-        }
+        row.state = saga.state.as_str().to_owned();
+        row.step = saga.step.as_str().to_owned();
+        row.attempt = saga.attempt;
+        row.attempt_base = saga.attempt_base;
+        row.compensations = serde_json::json!(
+            saga.compensations
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+        );
+        row.passed_pivot = saga.passed_pivot;
+        row.abort_requested = saga.abort_requested;
+        row.deadline = saga.deadline;
+        row.incident = saga.incident;
+        row.data = serde_json::to_value(&saga.data)
+            .map_err(|err| Error::Corrupt(format!("saga data: {err}")))?;
+        log::save(txn, &row).await?;
         Ok(())
     }
 
-    /// Writes a step's command, its history row and its timeout, and moves the saga to it.
+    /// Records a step's command in the history and sends it: to the outbox, or to the calls
+    /// made over gRPC after the commit.
     async fn send(
         &self,
         txn: &DatabaseTransaction,
         calls: &mut Calls,
-        saga: &mut Saga,
-        step: &str,
+        row: &SagaRow,
+        saga: &SagaOf<T>,
+        step: T::Step,
         attempt: i32,
-    ) -> Result<(), DbErr> {
+    ) -> Result<(), Error> {
         let spec = self
-            .def
+            .saga_type()
+            .declaration()
             .step(step)
-            .ok_or_else(|| invalid(format!("unknown step {step}")))?;
-        let StepKind::Command(participant) = spec.kind else {
-            return Err(invalid(format!("{step} is not a command")));
+            .ok_or_else(|| Error::Corrupt(format!("{} is not declared", step.as_str())))?;
+        let StepKind::Command { participant, tag } = spec.kind else {
+            return Err(Error::Corrupt(format!(
+                "{} is not a command",
+                step.as_str()
+            )));
         };
-        if step == ORDER_RESERVE && saga.deadline.is_none() {
-            // Set once: a retried reserve keeps the same deadline.
-            let window = self.def.forward.iter().find(|s| s.kind == StepKind::Wait);
-            let window = window.map_or(std::time::Duration::ZERO, |s| s.timeout);
-            saga.deadline = Some(Utc::now() + to_duration(window));
-        }
-        saga.step = step.to_owned();
-        saga.attempt = attempt;
-        let command = self.command(saga, step, attempt)?;
+        let body = self
+            .saga_type()
+            .command(&saga.data, saga.deadline, step)
+            .map_err(Error::Corrupt)?;
+        let command = Command {
+            saga_id: row.saga_id.clone(),
+            order_no: row.order_no.clone(),
+            step: step.as_str().to_owned(),
+            attempt: u32::try_from(attempt).unwrap_or(0),
+            body: Some(body),
+        };
+        let dispatcher = &self.inner.dispatcher;
         log::record_sent(
             txn,
-            &saga.saga_id,
-            step,
+            &row.saga_id,
+            step.as_str(),
             attempt,
             &describe(&command),
-            self.dispatcher.transport_name(),
+            dispatcher.transport_name(),
         )
         .await?;
-        log::add_timer(
-            txn,
-            &saga.saga_id,
-            timer::STEP_TIMEOUT,
-            step,
-            attempt,
-            Utc::now() + to_duration(spec.timeout),
-        )
-        .await?;
-        self.deliver(txn, calls, participant, step, command).await
-    }
-
-    async fn deliver(
-        &self,
-        txn: &DatabaseTransaction,
-        calls: &mut Calls,
-        participant: Participant,
-        tag: &str,
-        command: Command,
-    ) -> Result<(), DbErr> {
-        if self.dispatcher.over_grpc() {
+        if dispatcher.over_grpc() {
             calls.push((participant, command));
             return Ok(());
         }
         let message = OutgoingMessage::new(participant.topic(), tag, &command.order_no, &command)
             .with_saga(&command.saga_id, &command.step, command.attempt);
-        outbox::enqueue(txn, &[message]).await
-    }
-
-    fn command(&self, saga: &Saga, step: &str, attempt: i32) -> Result<Command, DbErr> {
-        let body = match step {
-            STOCK_DEDUCT => Body::StockDeduct(StockDeduct {
-                tier_id: saga.tier_id,
-                user_id: saga.user_id.clone(),
-                quantity: saga.quantity,
-            }),
-            STOCK_CONFIRM => Body::StockConfirm(StockConfirm {
-                tier_id: saga.tier_id,
-            }),
-            STOCK_ROLLBACK => Body::StockRollback(StockRollback {
-                tier_id: saga.tier_id,
-            }),
-            ORDER_RESERVE => Body::OrderReserve(OrderReserve {
-                unit_price_cents: saga.unit_price_cents.unwrap_or_default(),
-                expire_at: saga.deadline.map(timestamp),
-            }),
-            ORDER_CONFIRM => Body::OrderConfirm(OrderConfirm {}),
-            ORDER_CANCEL => Body::OrderCancel(OrderCancel {
-                reason: saga
-                    .cancel_reason
-                    .clone()
-                    .unwrap_or_else(|| "SYSTEM".to_owned()),
-            }),
-            other => return Err(invalid(format!("no command for step {other}"))),
-        };
-        Ok(Command {
-            saga_id: saga.saga_id.clone(),
-            order_no: saga.order_no.clone(),
-            step: step.to_owned(),
-            attempt: u32::try_from(attempt).unwrap_or(0),
-            body: Some(body),
-        })
-    }
-
-    /// Calls the participants of committed commands over gRPC; their replies are handled like
-    /// replies from RocketMQ. A call that fails is retried by its step's timeout.
-    fn dispatch(&self, calls: Calls) {
-        for (participant, command) in calls {
-            let engine = self.clone();
-            tokio::spawn(engine.call(participant, command));
-        }
-    }
-
-    fn call(
-        self,
-        participant: Participant,
-        command: Command,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-        Box::pin(async move {
-            match self.dispatcher.execute(participant, command).await {
-                Ok(reply) => {
-                    if let Err(err) = self.on_reply(&reply).await {
-                        tracing::warn!(error = %err, "a gRPC reply could not be recorded; the step will time out and retry");
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "a participant call failed; the step will time out and retry");
-                }
-            }
-        })
-    }
-
-    /// An operator's retry of a parked saga: its current step again, with a fresh budget.
-    pub async fn retry(&self, saga_id: &str) -> Result<Option<Saga>, DbErr> {
-        let exists = self
-            .atomically(async |txn, calls| {
-                let Some(mut saga) = log::lock(txn, saga_id).await? else {
-                    return Ok(false);
-                };
-                if saga.state == state::PARKED {
-                    saga.incident = None;
-                    saga.state = if self.def.is_compensation(&saga.step) {
-                        state::COMPENSATING
-                    } else {
-                        state::RUNNING
-                    }
-                    .to_owned();
-                    let step = saga.step.clone();
-                    let attempt = saga.attempt + 1;
-                    self.send(txn, calls, &mut saga, &step, attempt).await?;
-                    log::save(txn, &saga).await?;
-                }
-                Ok(true)
-            })
-            .await?;
-        if !exists {
-            return Ok(None);
-        }
-        log::find(&self.db, saga_id, false).await
-    }
-
-    /// An operator's compensation of a saga that has not passed the pivot.
-    pub async fn compensate_now(&self, saga_id: &str) -> Result<Result<Saga, String>, DbErr> {
-        let refused = self
-            .atomically(async |txn, calls| {
-                let Some(mut saga) = log::lock(txn, saga_id).await? else {
-                    return Ok(Some(format!("saga {saga_id} does not exist")));
-                };
-                if saga.paid || state::is_final(&saga.state) || saga.state == state::COMPENSATING {
-                    return Ok(Some(format!(
-                        "saga {saga_id} is {} (paid: {}); only an unpaid saga that is not finished can be compensated",
-                        saga.state, saga.paid
-                    )));
-                }
-                saga.cancel_reason
-                    .get_or_insert_with(|| "SYSTEM".to_owned());
-                saga.incident = None;
-                let at = if saga.state == state::AWAITING_PAYMENT {
-                    AWAIT_PAYMENT.to_owned()
-                } else {
-                    saga.step.clone()
-                };
-                let plan = self.def.compensation_plan(&at, at != AWAIT_PAYMENT);
-                self.compensate(txn, calls, &mut saga, &plan).await?;
-                log::save(txn, &saga).await?;
-                Ok(None)
-            })
-            .await?;
-        if let Some(refused) = refused {
-            return Ok(Err(refused));
-        }
-        Ok(log::find(&self.db, saga_id, false)
-            .await?
-            .ok_or_else(|| format!("saga {saga_id} does not exist")))
+        outbox::enqueue(txn, &[message]).await?;
+        Ok(())
     }
 }
 
-fn park(saga: &mut Saga, incident: String) {
-    tracing::error!(saga_id = %saga.saga_id, order_no = %saga.order_no, %incident, "saga parked for an operator");
-    saga.state = state::PARKED.to_owned();
-    saga.incident = Some(incident);
+fn parse_step<S: StepName>(text: &str) -> Result<S, Error> {
+    S::parse(text).ok_or_else(|| Error::Corrupt(format!("unknown step {text}")))
 }
 
 /// A command in a line, for the step history.

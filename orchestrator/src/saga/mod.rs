@@ -1,5 +1,13 @@
-//! The saga: its definition as data, its log in Postgres, and the engine that drives it.
+//! Sagas: what a saga type declares (`definition`), the step machine that runs a declaration
+//! (`machine`, pure) and the closed sets it works with (`state`), the engine that runs it in
+//! transactions against the log (`engine`, `log`), and the purchase saga (`purchase`).
 
 pub mod definition;
 pub mod engine;
 pub mod log;
+pub mod machine;
+pub mod purchase;
+pub mod state;
+
+#[cfg(test)]
+mod machine_tests;

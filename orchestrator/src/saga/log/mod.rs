@@ -1,123 +1,51 @@
-//! The saga log in Postgres: one row per saga (state, current step and attempt, what it still
-//! has to compensate, deadline, version), its step history (command sent, reply, attempt,
-//! times) and its durable timers. Every function runs in the caller's transaction.
+//! The saga log in Postgres: one row per saga (state, current step and attempt, the
+//! compensations it still owes, its data, deadline, version), its step history (command sent,
+//! reply, attempt, times), the operators' actions on it, and its durable timers. Every function
+//! runs on the caller's connection or transaction.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
 
-/// Saga states.
-pub mod state {
-    /// Going forward, waiting for the reply of the current step.
-    pub const RUNNING: &str = "RUNNING";
-    /// Reserved; waiting for payment, cancellation or the deadline.
-    pub const AWAITING_PAYMENT: &str = "AWAITING_PAYMENT";
-    pub const COMPENSATING: &str = "COMPENSATING";
-    pub const COMPLETED: &str = "COMPLETED";
-    pub const COMPENSATED: &str = "COMPENSATED";
-    /// Stopped for an operator: a step after the pivot spent its retries, or a compensation
-    /// was refused.
-    pub const PARKED: &str = "PARKED";
+mod entity;
 
-    pub const ALL: &[&str] = &[
-        RUNNING,
-        AWAITING_PAYMENT,
-        COMPENSATING,
-        COMPLETED,
-        COMPENSATED,
-        PARKED,
-    ];
-
-    pub fn is_final(state: &str) -> bool {
-        state == COMPLETED || state == COMPENSATED
-    }
-}
-
-pub mod saga {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "saga")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub saga_id: String,
-        pub order_no: String,
-        pub saga_type: String,
-        pub state: String,
-        pub step: String,
-        pub attempt: i32,
-        /// Attempts before this number do not count against the step's budget (an operator's
-        /// retry gives a fresh one).
-        pub attempt_base: i32,
-        /// Compensation steps still to run, comma-separated, next first.
-        pub compensations: String,
-        pub user_id: String,
-        pub tier_id: i64,
-        pub quantity: i32,
-        pub unit_price_cents: Option<i64>,
-        pub paid: bool,
-        pub cancel_reason: Option<String>,
-        pub deadline: Option<DateTimeUtc>,
-        pub incident: Option<String>,
-        pub version: i64,
-        pub created_at: DateTimeUtc,
-        pub updated_at: DateTimeUtc,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-pub mod step {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "saga_step")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub saga_id: String,
-        pub step: String,
-        pub attempt: i32,
-        pub command: String,
-        pub transport: String,
-        pub outcome: Option<String>,
-        pub reason: Option<String>,
-        pub detail: Option<String>,
-        pub sent_at: DateTimeUtc,
-        pub replied_at: Option<DateTimeUtc>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-pub use saga::Model as Saga;
+pub use entity::{action, saga, step};
+pub use action::Model as ActionRecord;
+pub use saga::Model as SagaRow;
 pub use step::Model as Step;
 
-/// A timer that came due.
+/// What an operator did to a saga.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Retry,
+    Compensate,
+    Skip,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retry => "RETRY",
+            Self::Compensate => "COMPENSATE",
+            Self::Skip => "SKIP",
+        }
+    }
+}
+
+/// A due timer, claimed by this replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timer {
+    pub id: i64,
     pub saga_id: String,
     pub kind: String,
     pub step: String,
     pub attempt: i32,
 }
 
-pub mod timer {
-    pub const STEP_TIMEOUT: &str = "STEP_TIMEOUT";
-    pub const RETRY: &str = "RETRY";
-    pub const PAYMENT_DEADLINE: &str = "PAYMENT_DEADLINE";
-}
-
 fn one_saga(
     conn: &impl ConnectionTrait,
     sql: &str,
     key: &str,
-) -> impl Future<Output = Result<Option<Saga>, DbErr>> {
+) -> impl Future<Output = Result<Option<SagaRow>, DbErr>> {
     saga::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             conn.get_database_backend(),
@@ -127,13 +55,13 @@ fn one_saga(
         .one(conn)
 }
 
-/// A new saga in state RUNNING at `step`, unless the order has one already.
-pub async fn insert(conn: &impl ConnectionTrait, new: &Saga) -> Result<Option<Saga>, DbErr> {
+/// A new saga, unless the order has one already.
+pub async fn insert(conn: &impl ConnectionTrait, new: &SagaRow) -> Result<Option<SagaRow>, DbErr> {
     saga::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             conn.get_database_backend(),
-            "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, user_id, \
-             tier_id, quantity) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) \
+            "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (order_no) DO NOTHING RETURNING *",
             [
                 new.saga_id.clone().into(),
@@ -141,9 +69,8 @@ pub async fn insert(conn: &impl ConnectionTrait, new: &Saga) -> Result<Option<Sa
                 new.saga_type.clone().into(),
                 new.state.clone().into(),
                 new.step.clone().into(),
-                new.user_id.clone().into(),
-                new.tier_id.into(),
-                new.quantity.into(),
+                new.attempt.into(),
+                new.data.clone().into(),
             ],
         ))
         .one(conn)
@@ -151,7 +78,7 @@ pub async fn insert(conn: &impl ConnectionTrait, new: &Saga) -> Result<Option<Sa
 }
 
 /// The saga, locked until the transaction ends.
-pub async fn lock(conn: &impl ConnectionTrait, saga_id: &str) -> Result<Option<Saga>, DbErr> {
+pub async fn lock(conn: &impl ConnectionTrait, saga_id: &str) -> Result<Option<SagaRow>, DbErr> {
     one_saga(
         conn,
         "SELECT * FROM saga WHERE saga_id = $1 FOR UPDATE",
@@ -163,7 +90,7 @@ pub async fn lock(conn: &impl ConnectionTrait, saga_id: &str) -> Result<Option<S
 pub async fn lock_by_order(
     conn: &impl ConnectionTrait,
     order_no: &str,
-) -> Result<Option<Saga>, DbErr> {
+) -> Result<Option<SagaRow>, DbErr> {
     one_saga(
         conn,
         "SELECT * FROM saga WHERE order_no = $1 FOR UPDATE",
@@ -176,7 +103,7 @@ pub async fn find(
     conn: &impl ConnectionTrait,
     key: &str,
     by_order: bool,
-) -> Result<Option<Saga>, DbErr> {
+) -> Result<Option<SagaRow>, DbErr> {
     let sql = if by_order {
         "SELECT * FROM saga WHERE order_no = $1"
     } else {
@@ -185,25 +112,44 @@ pub async fn find(
     one_saga(conn, sql, key).await
 }
 
+/// A page of sagas (in `state`, or all when it is empty) after `after`, by saga id.
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    state: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<SagaRow>, DbErr> {
+    saga::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT * FROM saga WHERE ($1 = '' OR state = $1) AND saga_id > $2 \
+             ORDER BY saga_id LIMIT $3",
+            [state.into(), after.into(), limit.into()],
+        ))
+        .all(conn)
+        .await
+}
+
 /// Writes the saga's mutable fields and bumps its version.
-pub async fn save(conn: &impl ConnectionTrait, saga: &Saga) -> Result<(), DbErr> {
+pub async fn save(conn: &impl ConnectionTrait, saga: &SagaRow) -> Result<(), DbErr> {
     conn.execute_raw(Statement::from_sql_and_values(
         conn.get_database_backend(),
-        "UPDATE saga SET state = $2, step = $3, attempt = $4, compensations = $5, \
-         unit_price_cents = $6, paid = $7, cancel_reason = $8, deadline = $9, incident = $10, \
-         attempt_base = $11, version = version + 1, updated_at = now() WHERE saga_id = $1",
+        "UPDATE saga SET state = $2, step = $3, attempt = $4, attempt_base = $5, \
+         compensations = $6, passed_pivot = $7, abort_requested = $8, deadline = $9, \
+         incident = $10, data = $11, version = version + 1, updated_at = now() \
+         WHERE saga_id = $1",
         [
             saga.saga_id.clone().into(),
             saga.state.clone().into(),
             saga.step.clone().into(),
             saga.attempt.into(),
+            saga.attempt_base.into(),
             saga.compensations.clone().into(),
-            saga.unit_price_cents.into(),
-            saga.paid.into(),
-            saga.cancel_reason.clone().into(),
+            saga.passed_pivot.into(),
+            saga.abort_requested.into(),
             saga.deadline.into(),
             saga.incident.clone().into(),
-            saga.attempt_base.into(),
+            saga.data.clone().into(),
         ],
     ))
     .await?;
@@ -264,6 +210,27 @@ pub async fn record_reply(
     Ok(updated == 1)
 }
 
+pub async fn record_action(
+    conn: &impl ConnectionTrait,
+    saga_id: &str,
+    action: Action,
+    step: &str,
+    reason: &str,
+) -> Result<(), DbErr> {
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "INSERT INTO saga_action (saga_id, action, step, reason) VALUES ($1, $2, $3, $4)",
+        [
+            saga_id.into(),
+            action.as_str().into(),
+            step.into(),
+            reason.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
 pub async fn add_timer(
     conn: &impl ConnectionTrait,
     saga_id: &str,
@@ -287,25 +254,37 @@ pub async fn add_timer(
     Ok(())
 }
 
-/// Claims up to `limit` due timers (`FOR UPDATE SKIP LOCKED`: another replica claims others)
-/// and marks them fired; the caller acts on them in the same transaction.
+/// Claims up to `limit` due timers for `lease_ms` on behalf of `replica`, in a statement of its
+/// own (`FOR UPDATE SKIP LOCKED`: another replica claims others). A claimed timer is fired in a
+/// transaction of its own ([`mark_fired`]); one whose replica died is claimed again once its
+/// lease ran out.
 pub async fn claim_due_timers(
     conn: &impl ConnectionTrait,
     limit: u64,
+    lease_ms: i64,
+    replica: &str,
 ) -> Result<Vec<Timer>, DbErr> {
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
-            "UPDATE saga_timer SET fired_at = now() WHERE id IN ( \
+            "UPDATE saga_timer SET claimed_by = $3, \
+               claimed_until = now() + $2 * INTERVAL '1 millisecond' \
+             WHERE id IN ( \
                SELECT id FROM saga_timer WHERE fired_at IS NULL AND due_at <= now() \
+                 AND (claimed_until IS NULL OR claimed_until < now()) \
                ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING saga_id, kind, step, attempt",
-            [i64::try_from(limit).unwrap_or(i64::MAX).into()],
+             RETURNING id, saga_id, kind, step, attempt",
+            [
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                lease_ms.into(),
+                replica.into(),
+            ],
         ))
         .await?;
     rows.into_iter()
         .map(|row| {
             Ok(Timer {
+                id: row.try_get("", "id")?,
                 saga_id: row.try_get("", "saga_id")?,
                 kind: row.try_get("", "kind")?,
                 step: row.try_get("", "step")?,
@@ -315,12 +294,46 @@ pub async fn claim_due_timers(
         .collect()
 }
 
+/// Marks a timer fired by `replica`; `false` when it was fired already (by another replica
+/// whose claim overlapped): the caller then does nothing.
+pub async fn mark_fired(
+    conn: &impl ConnectionTrait,
+    timer_id: i64,
+    replica: &str,
+) -> Result<bool, DbErr> {
+    let updated = conn
+        .execute_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "UPDATE saga_timer SET fired_at = now(), fired_by = $2 \
+             WHERE id = $1 AND fired_at IS NULL",
+            [timer_id.into(), replica.into()],
+        ))
+        .await?
+        .rows_affected();
+    Ok(updated == 1)
+}
+
 /// The step history of a saga, oldest first.
 pub async fn history(conn: &impl ConnectionTrait, saga_id: &str) -> Result<Vec<Step>, DbErr> {
     step::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             conn.get_database_backend(),
             "SELECT * FROM saga_step WHERE saga_id = $1 ORDER BY id",
+            [saga_id.into()],
+        ))
+        .all(conn)
+        .await
+}
+
+/// The operators' actions on a saga, oldest first.
+pub async fn actions(
+    conn: &impl ConnectionTrait,
+    saga_id: &str,
+) -> Result<Vec<ActionRecord>, DbErr> {
+    action::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT * FROM saga_action WHERE saga_id = $1 ORDER BY id",
             [saga_id.into()],
         ))
         .all(conn)

@@ -1,0 +1,75 @@
+//! The orchestrator's errors, and their one mapping to gRPC codes.
+
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The saga log (Postgres) failed; the call may be retried.
+    #[error("the saga log is unavailable: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The saga's state does not allow what was asked.
+    #[error("{0}")]
+    Precondition(String),
+    /// The saga log holds something this version cannot read or act on (an unknown state,
+    /// step or timer kind, or data of another shape).
+    #[error("the saga log is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Database(cause) => {
+                tracing::error!(error = %cause, "saga log failure");
+                Status::unavailable("the saga log is unavailable; retry later")
+            }
+            Error::NotFound(what) => Status::not_found(what),
+            Error::Invalid(what) => Status::invalid_argument(what),
+            Error::Precondition(what) => Status::failed_precondition(what),
+            Error::Corrupt(what) => {
+                tracing::error!(error = %what, "saga log inconsistent");
+                Status::internal(format!("the saga log is inconsistent: {what}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_code() {
+        let cases = [
+            (
+                Error::Database(sea_orm::DbErr::Custom("down".into())),
+                tonic::Code::Unavailable,
+            ),
+            (Error::NotFound("no saga".into()), tonic::Code::NotFound),
+            (
+                Error::Invalid("bad id".into()),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                Error::Precondition("paid".into()),
+                tonic::Code::FailedPrecondition,
+            ),
+            (Error::Corrupt("step X".into()), tonic::Code::Internal),
+        ];
+        for (err, code) in cases {
+            assert_eq!(Status::from(err).code(), code);
+        }
+    }
+
+    #[test]
+    fn a_database_failure_does_not_leak_its_cause() {
+        let status = Status::from(Error::Database(sea_orm::DbErr::Custom(
+            "password authentication failed".into(),
+        )));
+        assert!(!status.message().contains("password"), "{status:?}");
+    }
+}

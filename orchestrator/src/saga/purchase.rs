@@ -1,0 +1,472 @@
+//! The purchase saga, declared:
+//!
+//! ```text
+//! ORDER_CREATED ─► STOCK_DEDUCT ─► ORDER_RESERVE ─► AWAIT_PAYMENT (pivot) ─► STOCK_CONFIRM ─► ORDER_CONFIRM ─► SMS, EMAIL, PUSH
+//! undo: ORDER_CANCEL first (refused as ORDER_PAID: the purchase goes on), then STOCK_ROLLBACK
+//! ```
+//!
+//! - `STOCK_DEDUCT` answers with the tier's unit price, which `ORDER_RESERVE` sets on the order
+//!   with the payment deadline (fixed when the reserve is first sent).
+//! - A deduct refused (sold out, the buyer's limit) undoes the saga with that reason; a reserve
+//!   refused means the buyer cancelled the pending order.
+//! - At the deadline the order is cancelled as `PAYMENT_EXPIRED`; order-svc cancels only an
+//!   order still awaiting payment, so a payment that won the race makes the cancel refused
+//!   (`ORDER_PAID`), and the purchase goes on. The stock returns only after the cancel
+//!   succeeded.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use ticket_platform::messaging::tag;
+use ticket_platform::time::timestamp;
+use ticket_proto::saga::v1::command::Body;
+use ticket_proto::saga::v1::reply::Body as ReplyBody;
+use ticket_proto::saga::v1::{
+    Notify, OrderCancel, OrderConfirm, OrderReserve, Reply, ReplyOutcome, StockConfirm,
+    StockDeduct, StockRollback,
+};
+
+use super::definition::{
+    Declaration, Participant, RetryPolicy, SagaType, Skip, StepKind, StepName, StepSpec, Undo,
+    Verdict,
+};
+
+/// The steps of the purchase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    StockDeduct,
+    OrderReserve,
+    AwaitPayment,
+    StockConfirm,
+    OrderConfirm,
+    StockRollback,
+    OrderCancel,
+    NotifySms,
+    NotifyEmail,
+    NotifyPush,
+}
+
+impl StepName for Step {
+    const ALL: &'static [Self] = &[
+        Self::StockDeduct,
+        Self::OrderReserve,
+        Self::AwaitPayment,
+        Self::StockConfirm,
+        Self::OrderConfirm,
+        Self::StockRollback,
+        Self::OrderCancel,
+        Self::NotifySms,
+        Self::NotifyEmail,
+        Self::NotifyPush,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::StockDeduct => tag::STOCK_DEDUCT,
+            Self::OrderReserve => tag::ORDER_RESERVE,
+            Self::AwaitPayment => "AWAIT_PAYMENT",
+            Self::StockConfirm => tag::STOCK_CONFIRM,
+            Self::OrderConfirm => tag::ORDER_CONFIRM,
+            Self::StockRollback => tag::STOCK_ROLLBACK,
+            Self::OrderCancel => tag::ORDER_CANCEL,
+            Self::NotifySms => "NOTIFY_SMS",
+            Self::NotifyEmail => "NOTIFY_EMAIL",
+            Self::NotifyPush => "NOTIFY_PUSH",
+        }
+    }
+}
+
+/// Why a purchase was undone; order-svc keeps it on the cancelled order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CancelReason {
+    SoldOut,
+    LimitReached,
+    UserCancelled,
+    PaymentExpired,
+    System,
+}
+
+impl CancelReason {
+    pub const ALL: [Self; 5] = [
+        Self::SoldOut,
+        Self::LimitReached,
+        Self::UserCancelled,
+        Self::PaymentExpired,
+        Self::System,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SoldOut => "SOLD_OUT",
+            Self::LimitReached => "LIMIT_REACHED",
+            Self::UserCancelled => "USER_CANCELLED",
+            Self::PaymentExpired => "PAYMENT_EXPIRED",
+            Self::System => "SYSTEM",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+/// What a purchase carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseData {
+    pub user_id: String,
+    pub tier_id: i64,
+    pub quantity: i32,
+    /// The tier's price, from the deduct's reply.
+    #[serde(default)]
+    pub unit_price_cents: Option<i64>,
+    /// Why the purchase is undone; the first reason stays.
+    #[serde(default)]
+    pub cancel_reason: Option<CancelReason>,
+}
+
+/// Durations the purchase saga is built with (configurable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SagaSettings {
+    pub step_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub payment_window: Duration,
+    /// How long after an order's payment deadline the saga cancels it: the payment's own
+    /// check runs on order-svc's database clock, which may run behind this host's.
+    pub expiry_margin: Duration,
+}
+
+impl Default for SagaSettings {
+    fn default() -> Self {
+        Self {
+            step_timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                max_attempts: 5,
+                backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(30),
+            },
+            payment_window: Duration::from_secs(15 * 60),
+            expiry_margin: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The purchase saga type.
+pub struct Purchase {
+    declaration: Declaration<Step>,
+}
+
+impl Purchase {
+    pub const NAME: &'static str = "PURCHASE";
+
+    pub fn new(settings: &SagaSettings) -> Self {
+        let spec = |name, kind, compensation, skip| StepSpec {
+            name,
+            kind,
+            compensation,
+            timeout: settings.step_timeout,
+            retry: settings.retry,
+            skip,
+        };
+        let command = |participant, name: Step| StepKind::Command {
+            participant,
+            tag: name.as_str(),
+        };
+        let stock = |name| command(Participant::Stock, name);
+        let order = |name| command(Participant::Order, name);
+        let notify = |name, channel| {
+            let kind = StepKind::Command {
+                participant: Participant::Notify,
+                tag: channel,
+            };
+            spec(name, kind, None, Skip::Allowed)
+        };
+        let declaration = Declaration {
+            name: Self::NAME,
+            forward: vec![
+                spec(
+                    Step::StockDeduct,
+                    stock(Step::StockDeduct),
+                    Some(Step::StockRollback),
+                    Skip::Refused("the order would be reserved with no tickets held for it"),
+                ),
+                spec(
+                    Step::OrderReserve,
+                    order(Step::OrderReserve),
+                    None,
+                    Skip::Refused("the order would never carry its price and deadline"),
+                ),
+                spec(
+                    Step::AwaitPayment,
+                    StepKind::Wait {
+                        window: settings.payment_window,
+                        fixed_by: Step::OrderReserve,
+                        margin: settings.expiry_margin,
+                    },
+                    None,
+                    Skip::Refused("an unpaid order would be confirmed"),
+                ),
+                spec(
+                    Step::StockConfirm,
+                    stock(Step::StockConfirm),
+                    None,
+                    Skip::Allowed,
+                ),
+                spec(
+                    Step::OrderConfirm,
+                    order(Step::OrderConfirm),
+                    None,
+                    Skip::Allowed,
+                ),
+            ],
+            compensations: vec![
+                spec(
+                    Step::OrderCancel,
+                    order(Step::OrderCancel),
+                    None,
+                    Skip::Refused(
+                        "the stock returns only after the order's cancel succeeded; \
+                         without it a paid buyer could lose the tickets",
+                    ),
+                ),
+                spec(
+                    Step::StockRollback,
+                    stock(Step::StockRollback),
+                    None,
+                    Skip::Allowed,
+                ),
+            ],
+            pivot: Step::AwaitPayment,
+            abort: Step::OrderCancel,
+            on_complete: vec![
+                notify(Step::NotifySms, tag::SMS),
+                notify(Step::NotifyEmail, tag::EMAIL),
+                notify(Step::NotifyPush, tag::PUSH),
+            ],
+        };
+        Self { declaration }
+    }
+}
+
+impl SagaType for Purchase {
+    type Step = Step;
+    type Data = PurchaseData;
+
+    fn declaration(&self) -> &Declaration<Step> {
+        &self.declaration
+    }
+
+    fn judge(&self, data: &mut PurchaseData, step: Step, reply: &Reply) -> Verdict {
+        let refused = match reply.outcome() {
+            ReplyOutcome::Ok => {
+                if let (Step::StockDeduct, Some(ReplyBody::StockDeducted(deducted))) =
+                    (step, &reply.body)
+                {
+                    data.unit_price_cents = Some(deducted.unit_price_cents);
+                }
+                return Verdict::Done;
+            }
+            ReplyOutcome::Refused => reply.reason.as_str(),
+            ReplyOutcome::Failed | ReplyOutcome::Unspecified => return Verdict::Retry,
+        };
+        let cancel = |data: &mut PurchaseData, reason| {
+            data.cancel_reason.get_or_insert(reason);
+            Verdict::Abort
+        };
+        match (step, refused) {
+            (Step::StockDeduct, "SOLD_OUT") => cancel(data, CancelReason::SoldOut),
+            (Step::StockDeduct, "LIMIT_REACHED") => cancel(data, CancelReason::LimitReached),
+            (Step::StockDeduct, _) => cancel(data, CancelReason::System),
+            // The only way a pending order refuses its reservation: the buyer cancelled it.
+            (Step::OrderReserve, _) => cancel(data, CancelReason::UserCancelled),
+            (Step::OrderCancel, "ORDER_PAID") => Verdict::PivotPassed,
+            (step, reason) => Verdict::Park(format!(
+                "{} was refused: {reason} ({})",
+                step.as_str(),
+                reply.detail
+            )),
+        }
+    }
+
+    fn undoing(&self, data: &mut PurchaseData, why: Undo) {
+        let reason = match why {
+            Undo::DeadlinePassed => CancelReason::PaymentExpired,
+            Undo::Requested => CancelReason::UserCancelled,
+            Undo::Exhausted | Undo::Operator => CancelReason::System,
+        };
+        data.cancel_reason.get_or_insert(reason);
+    }
+
+    fn command(
+        &self,
+        data: &PurchaseData,
+        deadline: Option<DateTime<Utc>>,
+        step: Step,
+    ) -> Result<Body, String> {
+        let notify = |channel: &str| {
+            Body::Notify(Notify {
+                channel: channel.to_owned(),
+                user_id: data.user_id.clone(),
+                template: "purchase_confirmed".into(),
+            })
+        };
+        Ok(match step {
+            Step::StockDeduct => Body::StockDeduct(StockDeduct {
+                tier_id: data.tier_id,
+                user_id: data.user_id.clone(),
+                quantity: data.quantity,
+            }),
+            Step::StockConfirm => Body::StockConfirm(StockConfirm {
+                tier_id: data.tier_id,
+            }),
+            Step::StockRollback => Body::StockRollback(StockRollback {
+                tier_id: data.tier_id,
+            }),
+            Step::OrderReserve => Body::OrderReserve(OrderReserve {
+                unit_price_cents: data
+                    .unit_price_cents
+                    .ok_or("ORDER_RESERVE before the deduct gave a price")?,
+                expire_at: Some(timestamp(
+                    deadline.ok_or("ORDER_RESERVE without a deadline")?,
+                )),
+            }),
+            Step::OrderConfirm => Body::OrderConfirm(OrderConfirm {}),
+            Step::OrderCancel => Body::OrderCancel(OrderCancel {
+                reason: data
+                    .cancel_reason
+                    .unwrap_or(CancelReason::System)
+                    .as_str()
+                    .to_owned(),
+            }),
+            Step::NotifySms => notify(tag::SMS),
+            Step::NotifyEmail => notify(tag::EMAIL),
+            Step::NotifyPush => notify(tag::PUSH),
+            Step::AwaitPayment => return Err("AWAIT_PAYMENT is a wait, not a command".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn purchase() -> Purchase {
+        Purchase::new(&SagaSettings::default())
+    }
+
+    #[test]
+    fn a_refused_deduct_only_cancels_the_order() {
+        assert_eq!(
+            purchase()
+                .declaration()
+                .compensation_plan(Step::StockDeduct, false),
+            [Step::OrderCancel]
+        );
+    }
+
+    #[test]
+    fn a_deduct_of_unknown_outcome_cancels_the_order_then_returns_the_stock() {
+        assert_eq!(
+            purchase()
+                .declaration()
+                .compensation_plan(Step::StockDeduct, true),
+            [Step::OrderCancel, Step::StockRollback]
+        );
+    }
+
+    #[test]
+    fn an_unpaid_reservation_is_cancelled_before_its_stock_returns() {
+        assert_eq!(
+            purchase()
+                .declaration()
+                .compensation_plan(Step::AwaitPayment, false),
+            [Step::OrderCancel, Step::StockRollback]
+        );
+    }
+
+    #[test]
+    fn steps_after_the_pivot_only_retry() {
+        let saga = purchase();
+        let decl = saga.declaration();
+        assert!(!decl.after_pivot(Step::StockDeduct));
+        assert!(!decl.after_pivot(Step::AwaitPayment));
+        assert!(decl.after_pivot(Step::StockConfirm));
+        assert!(decl.after_pivot(Step::OrderConfirm));
+        assert_eq!(
+            decl.next(Step::OrderReserve).map(|s| s.name),
+            Some(Step::AwaitPayment)
+        );
+    }
+
+    #[test]
+    fn a_cancel_refused_because_the_order_is_paid_means_the_pivot_passed() {
+        let reply = Reply {
+            outcome: ReplyOutcome::Refused as i32,
+            reason: "ORDER_PAID".into(),
+            ..Reply::default()
+        };
+        let mut data = PurchaseData {
+            user_id: "u".into(),
+            tier_id: 1,
+            quantity: 1,
+            unit_price_cents: Some(100),
+            cancel_reason: Some(CancelReason::PaymentExpired),
+        };
+        assert_eq!(
+            purchase().judge(&mut data, Step::OrderCancel, &reply),
+            Verdict::PivotPassed
+        );
+    }
+
+    #[test]
+    fn only_steps_an_operator_can_do_by_hand_may_be_skipped() {
+        let saga = purchase();
+        let decl = saga.declaration();
+        let skippable: Vec<Step> = Step::ALL
+            .iter()
+            .copied()
+            .filter(|s| decl.step(*s).is_some_and(|spec| spec.skip == Skip::Allowed))
+            .collect();
+        assert_eq!(
+            skippable,
+            [
+                Step::StockConfirm,
+                Step::OrderConfirm,
+                Step::StockRollback,
+                Step::NotifySms,
+                Step::NotifyEmail,
+                Step::NotifyPush
+            ]
+        );
+        let Some(Skip::Refused(why)) = decl.step(Step::OrderCancel).map(|s| s.skip) else {
+            panic!("the order's cancel must not be skipped");
+        };
+        assert!(why.contains("paid buyer"), "{why}");
+    }
+
+    #[test]
+    fn step_names_and_reasons_round_trip() {
+        for step in Step::ALL {
+            assert_eq!(Step::parse(step.as_str()), Some(*step));
+        }
+        for reason in CancelReason::ALL {
+            assert_eq!(CancelReason::parse(reason.as_str()), Some(reason));
+            let json = serde_json::to_string(&reason).expect("json");
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let retry = RetryPolicy {
+            max_attempts: 8,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+        };
+        assert_eq!(retry.backoff_before(2), Duration::from_millis(100));
+        assert_eq!(retry.backoff_before(3), Duration::from_millis(200));
+        assert_eq!(retry.backoff_before(4), Duration::from_millis(400));
+        assert_eq!(retry.backoff_before(5), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,168 @@
+//! The orchestrator's durable timers shared by replicas: several hundred timers due at once,
+//! claimed and fired by two engines on one saga log, each fired exactly once. Postgres only:
+//! the commands the timers send stay in the outbox.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use orchestrator::dispatch::{Dispatcher, ParticipantAddrs, Transport};
+use orchestrator::saga::definition::RetryPolicy;
+use orchestrator::saga::engine::Engine;
+use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm_migration::MigratorTrait;
+
+const SAGAS: usize = 300;
+
+async fn replica(db: &DatabaseConnection, settings: &SagaSettings) -> Engine<Purchase> {
+    let addrs = ParticipantAddrs {
+        stock: "http://127.0.0.1:9".into(),
+        order: "http://127.0.0.1:9".into(),
+        notify: "http://127.0.0.1:9".into(),
+        token: e2e::stock::TOKEN.into(),
+    };
+    let dispatcher = Dispatcher::start(db.clone(), Transport::RocketMq, &addrs, Duration::ZERO)
+        .expect("dispatcher");
+    Engine::new(db.clone(), Purchase::new(settings), dispatcher)
+}
+
+/// Claims and fires timers until none is left due; returns the ids this replica fired.
+async fn fire_until_quiet(engine: Engine<Purchase>) -> Vec<i64> {
+    let mut fired = Vec::new();
+    let mut quiet = 0;
+    while quiet < 20 {
+        // No lease: the other replica may claim the same timers at once, and only the
+        // transaction that marks a timer fired acts on it.
+        let claimed = engine
+            .claim_timers(32, Duration::ZERO)
+            .await
+            .expect("claim");
+        if claimed.is_empty() {
+            quiet += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        quiet = 0;
+        let firing = claimed.iter().map(|timer| {
+            let engine = engine.clone();
+            async move { (timer.id, engine.fire(timer).await.expect("fire")) }
+        });
+        for (id, first) in futures::future::join_all(firing).await {
+            if first {
+                fired.push(id);
+            }
+        }
+    }
+    fired
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get("", "n").expect("n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
+    let config = e2e::fresh_database_config("t_orch_").await;
+    let db = ticket_platform::db::connect(&config)
+        .await
+        .expect("connect");
+    orchestrator::migration::Migrator::up(&db, None)
+        .await
+        .expect("migrate");
+    // Every step times out at once and has two attempts: each saga runs through six timers
+    // (deduct: timeout, retry, timeout; then its compensation's cancel: the same) and parks.
+    let settings = SagaSettings {
+        step_timeout: Duration::from_millis(1),
+        retry: RetryPolicy {
+            max_attempts: 2,
+            backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        },
+        payment_window: Duration::from_secs(60),
+        expiry_margin: Duration::ZERO,
+    };
+    let first = replica(&db, &settings).await;
+    for i in 0..SAGAS {
+        let data = PurchaseData {
+            user_id: format!("buyer{i}"),
+            tier_id: 1,
+            quantity: 1,
+            unit_price_cents: None,
+            cancel_reason: None,
+        };
+        first
+            .start(&format!("T{i:020}"), data)
+            .await
+            .expect("start");
+    }
+    let second = replica(&db, &settings).await;
+    assert_ne!(first.replica(), second.replica());
+    let (a, b) = tokio::join!(
+        tokio::spawn(fire_until_quiet(first.clone())),
+        tokio::spawn(fire_until_quiet(second.clone()))
+    );
+    let (a, b) = (a.expect("replica a"), b.expect("replica b"));
+    println!("replica a fired {}, replica b {}", a.len(), b.len());
+
+    let a_set: HashSet<i64> = a.iter().copied().collect();
+    let b_set: HashSet<i64> = b.iter().copied().collect();
+    assert_eq!(a_set.len(), a.len(), "replica a fired a timer twice");
+    assert_eq!(b_set.len(), b.len(), "replica b fired a timer twice");
+    assert!(a_set.is_disjoint(&b_set), "a timer fired on both replicas");
+    assert!(!a.is_empty() && !b.is_empty(), "both replicas took part");
+    let timers = count(&db, "SELECT count(*) AS n FROM saga_timer").await;
+    assert_eq!(timers, i64::try_from(SAGAS * 6).expect("count"));
+    assert_eq!(
+        i64::try_from(a.len() + b.len()).expect("count"),
+        timers,
+        "every timer fired"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM saga_timer WHERE fired_at IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(DISTINCT fired_by) AS n FROM saga_timer").await,
+        2
+    );
+
+    // Each saga acted once per timer: two attempts of each command, one outbox row each, and
+    // parked at its compensation.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM saga WHERE state = 'PARKED' AND step = 'ORDER_CANCEL'"
+        )
+        .await,
+        i64::try_from(SAGAS).expect("count")
+    );
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT message_key, tag, count(*) AS n FROM outbox GROUP BY message_key, tag",
+        ))
+        .await
+        .expect("outbox");
+    let mut sent: HashMap<String, i64> = HashMap::new();
+    for row in rows {
+        let tag: String = row.try_get("", "tag").expect("tag");
+        let n: i64 = row.try_get("", "n").expect("n");
+        assert_eq!(n, 2, "two attempts of {tag}");
+        *sent.entry(tag).or_default() += n;
+    }
+    let per_tag = i64::try_from(SAGAS * 2).expect("count");
+    assert_eq!(sent.get("STOCK_DEDUCT"), Some(&per_tag));
+    assert_eq!(sent.get("ORDER_CANCEL"), Some(&per_tag));
+    ticket_platform::db::drop_database(&config.url)
+        .await
+        .expect("drop");
+}
