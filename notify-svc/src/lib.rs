@@ -4,8 +4,10 @@
 //! tests and `ticketctl` start the same library in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod error;
 pub mod migration;
 pub mod notifications;
+pub mod notify_api;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +15,8 @@ use std::net::SocketAddr;
 use ticket_platform::messaging::topic;
 use ticket_proto::notify::v1::notification_service_server::NotificationServiceServer;
 
-use crate::notifications::{NotificationApi, NotifyCommands};
+use crate::notifications::NotifyCommands;
+use crate::notify_api::NotificationApi;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};

@@ -1,18 +1,19 @@
 //! Notifications: the orchestrator's `SMS`, `EMAIL` and `PUSH` commands (over
 //! `NOTIFICATION_TOPIC` and `Participant.Execute`), rendered from their template and written to
-//! the delivery log once per (order, channel, template); and `ListNotifications`.
+//! the delivery log once per (order, channel, template).
 //!
 //! Delivery itself goes through the `log` channel, the only one this build has: the rendered
 //! message is written to the service log and recorded with status `LOGGED`. A gateway (SMS
 //! provider, mail relay, push service) plugs in where [`deliver`] is.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement};
 use ticket_platform::messaging::tag;
 use ticket_platform::participant::{Answer, CommandHandler};
-use ticket_proto::notify::v1 as pb;
 use ticket_proto::saga::v1::Command;
 use ticket_proto::saga::v1::command::Body;
-use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::notify_api::{MAX_ID_LEN, identifier};
 
 /// The consumer group of notify-svc on `NOTIFICATION_TOPIC`.
 pub const CONSUMER_GROUP: &str = "notify-svc";
@@ -30,6 +31,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The names of the templates this service knows, for a person reading an error.
+pub fn template_names() -> String {
+    TEMPLATES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification {
     pub order_no: String,
@@ -39,34 +49,36 @@ pub struct Notification {
     pub body: String,
 }
 
-fn notification(command: &Command) -> Result<(Notification, &'static str), String> {
-    let Some(Body::Notify(notify)) = &command.body else {
-        return Err("notify-svc handles SMS, EMAIL and PUSH notifications only".into());
+fn notification(command: &Command) -> Result<(Notification, &'static str), Error> {
+    let notify = match &command.body {
+        Some(Body::Notify(notify)) => notify,
+        Some(_) => {
+            return Err(Error::Invalid(
+                "notify-svc handles SMS, EMAIL and PUSH notifications only".into(),
+            ));
+        }
+        None => return Err(Error::Invalid("the command has no body".into())),
     };
-    if command.order_no.is_empty() {
-        return Err("the notification has no order_no".into());
-    }
+    let order_no = identifier("order_no", &command.order_no, MAX_ID_LEN)?;
     let channel = match notify.channel.as_str() {
         "SMS" => tag::SMS,
         "EMAIL" => tag::EMAIL,
         "PUSH" => tag::PUSH,
-        other => return Err(format!("channel {other:?} is not SMS, EMAIL or PUSH")),
+        other => return Err(Error::UnknownChannel(other.to_owned())),
     };
-    if notify.user_id.is_empty() {
-        return Err("the notification has no recipient (user_id)".into());
-    }
+    let recipient = identifier("user_id", &notify.user_id, MAX_ID_LEN)?;
     let text = TEMPLATES
         .iter()
         .find(|(name, _)| *name == notify.template)
         .map(|(_, text)| *text)
-        .ok_or_else(|| format!("template {:?} does not exist", notify.template))?;
+        .ok_or_else(|| Error::UnknownTemplate(notify.template.clone()))?;
     Ok((
         Notification {
-            order_no: command.order_no.clone(),
+            body: text.replace("{order_no}", &order_no),
+            order_no,
             channel,
-            recipient: notify.user_id.clone(),
+            recipient,
             template: notify.template.clone(),
-            body: text.replace("{order_no}", &command.order_no),
         },
         channel,
     ))
@@ -84,112 +96,116 @@ fn deliver(notification: &Notification) -> &'static str {
     "LOGGED"
 }
 
+/// Writes `n` to the delivery log and delivers it, once per (order, channel, template): a
+/// repeated command finds its row and answers OK again without sending twice.
+async fn send_once(n: &Notification, txn: &DatabaseTransaction) -> Result<Answer, Error> {
+    let inserted = txn
+        .execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "INSERT INTO notification (order_no, channel, recipient, template, body, status) \
+             VALUES ($1, $2, $3, $4, $5, 'PENDING') \
+             ON CONFLICT (order_no, channel, template) DO NOTHING",
+            [
+                n.order_no.clone().into(),
+                n.channel.into(),
+                n.recipient.clone().into(),
+                n.template.clone().into(),
+                n.body.clone().into(),
+            ],
+        ))
+        .await?
+        .rows_affected();
+    if inserted == 1 {
+        let status = deliver(n);
+        txn.execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "UPDATE notification SET status = $4 \
+             WHERE order_no = $1 AND channel = $2 AND template = $3",
+            [
+                n.order_no.clone().into(),
+                n.channel.into(),
+                n.template.clone().into(),
+                status.into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(Answer::ok(
+        format!("{} to {} for order {}", n.channel, n.recipient, n.order_no),
+        None,
+    ))
+}
+
+/// notify-svc's commands, behind both doors (`NOTIFICATION_TOPIC` and `Participant.Execute`).
+/// The platform's handler speaks in sentences: a `check` error can never succeed (dead letter,
+/// `INVALID_ARGUMENT`), a `run` error is a passing failure (retried).
 pub struct NotifyCommands;
 
 impl CommandHandler for NotifyCommands {
     type Checked = Notification;
 
     fn check(&self, command: &Command) -> Result<(Notification, &'static str), String> {
-        notification(command)
+        notification(command).map_err(|err| err.to_string())
     }
 
     async fn run(&self, n: &Notification, txn: &DatabaseTransaction) -> Result<Answer, String> {
-        let inserted = txn
-            .execute_raw(Statement::from_sql_and_values(
-                txn.get_database_backend(),
-                "INSERT INTO notification (order_no, channel, recipient, template, body, status) \
-                 VALUES ($1, $2, $3, $4, $5, 'PENDING') \
-                 ON CONFLICT (order_no, channel, template) DO NOTHING",
-                [
-                    n.order_no.clone().into(),
-                    n.channel.into(),
-                    n.recipient.clone().into(),
-                    n.template.clone().into(),
-                    n.body.clone().into(),
-                ],
-            ))
-            .await
-            .map_err(|err| err.to_string())?
-            .rows_affected();
-        if inserted == 1 {
-            let status = deliver(n);
-            txn.execute_raw(Statement::from_sql_and_values(
-                txn.get_database_backend(),
-                "UPDATE notification SET status = $4 \
-                 WHERE order_no = $1 AND channel = $2 AND template = $3",
-                [
-                    n.order_no.clone().into(),
-                    n.channel.into(),
-                    n.template.clone().into(),
-                    status.into(),
-                ],
-            ))
-            .await
-            .map_err(|err| err.to_string())?;
-        }
-        Ok(Answer::ok(
-            format!("{} to {} for order {}", n.channel, n.recipient, n.order_no),
-            None,
-        ))
+        send_once(n, txn).await.map_err(|err| err.to_string())
     }
 }
 
-/// `NotificationService`.
-pub struct NotificationApi {
-    pub db: DatabaseConnection,
-}
+#[cfg(test)]
+mod tests {
+    use ticket_proto::saga::v1::{Notify, OrderConfirm};
 
-fn channel(name: &str) -> pb::Channel {
-    match name {
-        "SMS" => pb::Channel::Sms,
-        "EMAIL" => pb::Channel::Email,
-        "PUSH" => pb::Channel::Push,
-        _ => pb::Channel::Unspecified,
+    use super::*;
+
+    fn command(order_no: &str, channel: &str, user_id: &str, template: &str) -> Command {
+        Command {
+            saga_id: "saga-1".into(),
+            order_no: order_no.into(),
+            step: "NOTIFY_SMS".into(),
+            attempt: 1,
+            body: Some(Body::Notify(Notify {
+                channel: channel.into(),
+                user_id: user_id.into(),
+                template: template.into(),
+            })),
+        }
     }
-}
 
-#[tonic::async_trait]
-impl pb::notification_service_server::NotificationService for NotificationApi {
-    async fn list_notifications(
-        &self,
-        request: Request<pb::ListNotificationsRequest>,
-    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
-        let order_no = request.into_inner().order_no;
-        if order_no.is_empty() || order_no.len() > 64 {
-            return Err(Status::invalid_argument(
-                "order_no must be between 1 and 64 characters",
-            ));
-        }
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                self.db.get_database_backend(),
-                "SELECT order_no, channel, recipient, body, status, sent_at FROM notification \
-                 WHERE order_no = $1 ORDER BY id",
-                [order_no.into()],
-            ))
-            .await
-            .map_err(|err| {
-                tracing::error!(error = %err, "database failure");
-                Status::unavailable("the notification database is unavailable; retry later")
-            })?;
-        let mut notifications = Vec::with_capacity(rows.len());
-        for row in rows {
-            let read = |err: sea_orm::DbErr| Status::internal(err.to_string());
-            let sent_at: chrono::DateTime<chrono::Utc> =
-                row.try_get("", "sent_at").map_err(read)?;
-            let channel_name: String = row.try_get("", "channel").map_err(read)?;
-            notifications.push(pb::Notification {
-                order_no: row.try_get("", "order_no").map_err(read)?,
-                channel: channel(&channel_name) as i32,
-                recipient: row.try_get("", "recipient").map_err(read)?,
-                body: row.try_get("", "body").map_err(read)?,
-                status: row.try_get("", "status").map_err(read)?,
-                sent_at: Some(ticket_platform::time::timestamp(sent_at)),
-            });
-        }
-        Ok(Response::new(pb::ListNotificationsResponse {
-            notifications,
-        }))
+    #[test]
+    fn a_notification_is_rendered_from_its_template() {
+        let (n, tag) = notification(&command("T1", "EMAIL", "u1", "purchase_confirmed"))
+            .expect("a valid notification");
+        assert_eq!(tag, tag::EMAIL);
+        assert_eq!(n.recipient, "u1");
+        assert_eq!(
+            n.body,
+            "Your tickets for order T1 are confirmed. Enjoy the show!"
+        );
+    }
+
+    #[test]
+    fn a_notification_that_can_never_be_sent_says_why() {
+        let reason = |c: &Command| notification(c).map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            reason(&command("T1", "FAX", "u1", "purchase_confirmed")),
+            Err(r#"channel "FAX" is not SMS, EMAIL or PUSH"#.into())
+        );
+        assert!(
+            reason(&command("T1", "SMS", "u1", "welcome"))
+                .is_err_and(|e| e.contains("purchase_confirmed, order_cancelled"))
+        );
+        assert_eq!(
+            reason(&command("", "SMS", "u1", "purchase_confirmed")),
+            Err("order_no must not be empty".into())
+        );
+        assert_eq!(
+            reason(&command("T1", "SMS", "", "purchase_confirmed")),
+            Err("user_id must not be empty".into())
+        );
+        let mut confirm = command("T1", "SMS", "u1", "purchase_confirmed");
+        confirm.body = Some(Body::OrderConfirm(OrderConfirm::default()));
+        assert!(reason(&confirm).is_err_and(|e| e.contains("notifications only")));
     }
 }
