@@ -52,7 +52,7 @@ impl OrderApi {
         let tier = self.tiers.get(request.tier_id).await?;
         if request.quantity > tier.per_user_limit {
             return Err(Error::Invalid(format!(
-                "quantity {} is above the tier's limit of {} per buyer",
+                "quantity {} is above the limit of {} tickets per buyer of this tier",
                 request.quantity, tier.per_user_limit
             )));
         }
@@ -65,7 +65,7 @@ impl OrderApi {
         {
             return same_request(order, request.tier_id, request.quantity);
         }
-        if self.tiers.is_sold_out(tier.tier_id).await? {
+        if self.tiers.is_sold_out(&tier).await? {
             return Err(Error::SoldOut(format!("tier {} is sold out", tier.tier_id)));
         }
         let new = NewOrder {

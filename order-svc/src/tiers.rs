@@ -1,7 +1,8 @@
 //! What order-svc knows of a ticket tier: its place in the catalog and its per-buyer limit,
 //! asked of stock-svc's `CatalogService` once and kept (tiers do not change after they are
 //! created), and its sold-out flag, read from the live stock in Redis on every new order so a
-//! sold-out tier is refused at once.
+//! sold-out tier is refused at once. The flag's key carries the hash tag of the tier's session
+//! (see [`ticket_platform::stock_keys`]), which the catalog told.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -21,6 +22,9 @@ pub struct TierInfo {
     pub tier_id: i64,
     pub session_id: i64,
     pub show_id: i64,
+    /// The most tickets of this tier one buyer may hold (the session's limit, or the tier's
+    /// own cap when lower); what they hold in the session's other tiers counts too, and
+    /// stock-svc checks that.
     pub per_user_limit: i32,
 }
 
@@ -99,12 +103,12 @@ impl Tiers {
     }
 
     /// Whether the tier's sold-out flag is set in the live stock.
-    pub async fn is_sold_out(&self, tier_id: i64) -> Result<bool, Error> {
+    pub async fn is_sold_out(&self, tier: &TierInfo) -> Result<bool, Error> {
         let flag: Option<i64> = self
             .redis
             .next()
             .hget(
-                stock_keys::meta(&self.key_prefix, tier_id),
+                stock_keys::meta(&self.key_prefix, tier.session_id, tier.tier_id),
                 stock_keys::SOLD_OUT_FIELD,
             )
             .await?;

@@ -1,20 +1,46 @@
-//! The names of a ticket tier's keys in Redis. stock-svc owns them; order-svc reads the tier's
-//! sold-out flag (field `sold_out` of the meta hash) to refuse an order at once. Every key of
-//! one tier carries the hash tag `{tier:ID}`, so a Redis Cluster keeps them on one shard.
+//! The names of the live stock's keys in Redis. stock-svc owns them; order-svc reads a tier's
+//! sold-out flag (field `sold_out` of the tier's meta hash) to refuse an order at once.
+//!
+//! A buyer's limit is the session's, counted across every tier of the session in one script,
+//! so every key of one show session's tiers carries the session's hash tag `{session:ID}`: a
+//! Redis Cluster keeps a session on one shard, and sessions (not tiers) spread over the shards.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:{session:S}:meta` | hash | the session's rules: `per_user_limit` |
+//! | `P:{session:S}:users` | hash | buyer -> tickets held (deducted or confirmed) in every tier of the session |
+//! | `P:{session:S}:tier:T:meta` | hash | tier T's counters and rules (`total`, `available`, ..., `tier_limit`, `sold_out`) |
+//! | `P:{session:S}:tier:T:fences` | hash | order number -> `D\|C\|R:quantity:user` |
+//! | `P:{session:S}:tier:T:users` | hash | buyer -> tickets held in tier T |
+//!
+//! `P` is the key prefix (`redis.key_prefix`, default `stock`). The session's `users` is the sum
+//! of its tiers' `users`, kept by the same scripts, and recomputed from them whenever a tier of
+//! the session is rebuilt.
 
-/// The hash of the tier's counters and rules (`total`, `available`, ..., `sold_out`).
-pub fn meta(prefix: &str, tier_id: i64) -> String {
-    format!("{prefix}:{{tier:{tier_id}}}:meta")
+/// The hash of a session's rules (`per_user_limit`). It also says that the session's buyers'
+/// holdings ([`session_users`]) are loaded.
+pub fn session_meta(prefix: &str, session_id: i64) -> String {
+    format!("{prefix}:{{session:{session_id}}}:meta")
 }
 
-/// The hash of the tier's fences (order number -> `D|C|R:quantity:user`).
-pub fn fences(prefix: &str, tier_id: i64) -> String {
-    format!("{prefix}:{{tier:{tier_id}}}:fences")
+/// The hash of each buyer's tickets held (deducted or confirmed) across every tier of a session.
+pub fn session_users(prefix: &str, session_id: i64) -> String {
+    format!("{prefix}:{{session:{session_id}}}:users")
 }
 
-/// The hash of each buyer's tickets held (deducted or confirmed).
-pub fn users(prefix: &str, tier_id: i64) -> String {
-    format!("{prefix}:{{tier:{tier_id}}}:users")
+/// The hash of a tier's counters and rules (`total`, `available`, ..., `sold_out`).
+pub fn meta(prefix: &str, session_id: i64, tier_id: i64) -> String {
+    format!("{prefix}:{{session:{session_id}}}:tier:{tier_id}:meta")
+}
+
+/// The hash of a tier's fences (order number -> `D|C|R:quantity:user`).
+pub fn fences(prefix: &str, session_id: i64, tier_id: i64) -> String {
+    format!("{prefix}:{{session:{session_id}}}:tier:{tier_id}:fences")
+}
+
+/// The hash of each buyer's tickets held (deducted or confirmed) in one tier.
+pub fn users(prefix: &str, session_id: i64, tier_id: i64) -> String {
+    format!("{prefix}:{{session:{session_id}}}:tier:{tier_id}:users")
 }
 
 /// The field of [`meta`] that is 1 while the tier is sold out.
@@ -26,13 +52,24 @@ pub const DEFAULT_PREFIX: &str = "stock";
 #[cfg(test)]
 mod tests {
     #[test]
-    fn every_key_of_a_tier_shares_its_hash_tag() {
+    fn every_key_of_a_session_shares_its_hash_tag() {
         for key in [
-            super::meta("stock", 42),
-            super::fences("stock", 42),
-            super::users("stock", 42),
+            super::session_meta("stock", 7),
+            super::session_users("stock", 7),
+            super::meta("stock", 7, 42),
+            super::fences("stock", 7, 42),
+            super::users("stock", 7, 42),
         ] {
-            assert!(key.starts_with("stock:{tier:42}:"), "{key}");
+            assert!(key.starts_with("stock:{session:7}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn the_keys_of_two_tiers_of_one_session_differ() {
+        assert_ne!(super::meta("stock", 7, 42), super::meta("stock", 7, 43));
+        assert_ne!(
+            super::users("stock", 7, 42),
+            super::session_users("stock", 7)
+        );
     }
 }

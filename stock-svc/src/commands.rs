@@ -99,7 +99,10 @@ pub fn answer(request: &StockRequest, result: Result<Effect, Error>) -> Result<A
             ),
             PredeductOutcome::LimitReached => refused(
                 "LIMIT_REACHED",
-                format!("the buyer would hold more tickets of tier {tier} than its limit"),
+                format!(
+                    "the buyer would hold more tickets than the limit per buyer of tier {tier}'s \
+                     session, or of the tier itself"
+                ),
             ),
             PredeductOutcome::SaleNotOpen => refused(
                 "SALE_NOT_OPEN",

@@ -11,6 +11,7 @@ pub mod error;
 pub mod gate;
 pub mod ledger;
 pub mod migration;
+pub mod rebuild;
 pub mod stock;
 pub mod stock_api;
 pub mod tiers;

@@ -3,8 +3,9 @@
 //! change in the Postgres ledger before anyone hears the answer.
 //!
 //! A command that arrives again replays its script (same answer, nothing changed twice) and
-//! completes a record that a crash may have left unwritten. When Redis lost a tier, it is
-//! rebuilt from the ledger (fences included) before the script runs again.
+//! completes a record that a crash may have left unwritten. When Redis lost a tier (or its
+//! session's buyers' holdings), the session is rebuilt from the ledger (fences included, see
+//! [`crate::rebuild`]) before the script runs again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,6 +18,7 @@ use crate::gate::{
     StockGate, TierCounters,
 };
 use crate::ledger::{self, LedgerEntry, LedgerWriter};
+use crate::rebuild::load_session;
 use crate::tiers::{TierRules, Tiers};
 
 /// Longest accepted order number and user id.
@@ -181,20 +183,22 @@ impl Stock {
     ) -> Result<Effect, Error> {
         let tier_id = request.step.tier_id();
         let rules = self.tiers.get(tier_id).await?;
+        let tier = rules.tier_ref();
         let order_no = request.order_no.as_str();
         let (effect, fence) = match &request.step {
             StockStep::Prededuct {
                 user_id, quantity, ..
             } => {
-                if *quantity > rules.per_user_limit {
+                if *quantity > rules.buyer_limit() {
                     return Err(Error::Invalid(format!(
-                        "quantity {quantity} is above the tier's limit of {} per buyer",
-                        rules.per_user_limit
+                        "quantity {quantity} is above the limit of {} tickets per buyer of tier \
+                         {tier_id}",
+                        rules.buyer_limit()
                     )));
                 }
                 let answer = self
                     .gated(&rules, || {
-                        self.gate.prededuct(tier_id, order_no, user_id, *quantity)
+                        self.gate.prededuct(tier, order_no, user_id, *quantity)
                     })
                     .await?;
                 let fence = (answer.outcome == PredeductOutcome::Deducted).then(|| Fence {
@@ -207,7 +211,7 @@ impl Stock {
             }
             StockStep::Confirm { .. } => {
                 let change = self
-                    .gated(&rules, || self.gate.confirm(tier_id, order_no))
+                    .gated(&rules, || self.gate.confirm(tier, order_no))
                     .await?;
                 let fence = (change.outcome == FenceOutcome::Confirmed)
                     .then(|| fence_of(order_no, FenceState::Confirmed, &change));
@@ -215,7 +219,7 @@ impl Stock {
             }
             StockStep::Rollback { .. } => {
                 let change = self
-                    .gated(&rules, || self.gate.rollback(tier_id, order_no))
+                    .gated(&rules, || self.gate.rollback(tier, order_no))
                     .await?;
                 let fence = (change.outcome == FenceOutcome::RolledBack)
                     .then(|| fence_of(order_no, FenceState::RolledBack, &change));
@@ -242,8 +246,8 @@ impl Stock {
         Ok(effect)
     }
 
-    /// Runs a script; when Redis does not hold the tier, rebuilds it from the ledger and runs
-    /// the script once more.
+    /// Runs a script; when Redis does not hold the tier or its session's holdings, rebuilds
+    /// the session from the ledger and runs the script once more.
     async fn gated<T, F, Fut>(&self, rules: &TierRules, script: F) -> Result<T, Error>
     where
         F: Fn() -> Fut,
@@ -258,17 +262,17 @@ impl Stock {
         }
     }
 
-    /// Loads a tier Redis does not hold from the ledger: `available = total - deducted -
-    /// confirmed`, fences included. Never twice: `false` when the tier was there already.
-    pub async fn rebuild(&self, rules: &TierRules) -> Result<bool, Error> {
-        let fences = ledger::fences(&self.db, rules.tier_id).await?;
-        let orders = fences.len();
-        let loaded = self.gate.load(&rules.stock(fences)).await?;
-        if loaded {
+    /// Loads the tier's session into Redis from the ledger: every tier of it Redis does not
+    /// hold (`available = total - deducted - confirmed`, fences included), and the buyers'
+    /// holdings across the session computed afresh. Never twice: returns the tiers this call
+    /// loaded, none when Redis held them all already.
+    pub async fn rebuild(&self, rules: &TierRules) -> Result<Vec<i64>, Error> {
+        let loaded = load_session(&self.db, &self.gate, rules.session_id).await?;
+        if !loaded.is_empty() {
             tracing::warn!(
-                tier_id = rules.tier_id,
-                orders,
-                "Redis did not hold the tier; rebuilt it from the ledger"
+                session_id = rules.session_id,
+                tiers = ?loaded,
+                "Redis did not hold the session's live stock; rebuilt it from the ledger"
             );
         }
         Ok(loaded)
@@ -276,12 +280,12 @@ impl Stock {
 
     /// The tier's live counters, rebuilding it first when Redis lost it.
     pub async fn counters(&self, rules: &TierRules) -> Result<TierCounters, Error> {
-        if let Some(counters) = self.gate.counters(rules.tier_id).await? {
+        if let Some(counters) = self.gate.counters(rules.tier_ref()).await? {
             return Ok(counters);
         }
         self.rebuild(rules).await?;
         self.gate
-            .counters(rules.tier_id)
+            .counters(rules.tier_ref())
             .await?
             .ok_or(Error::Gate(GateError::NotLoaded(rules.tier_id)))
     }
@@ -292,7 +296,7 @@ impl Stock {
         let redis = self.counters(&rules).await?;
         let redis_fences: HashMap<String, Fence> = self
             .gate
-            .fences(tier_id)
+            .fences(rules.tier_ref())
             .await?
             .into_iter()
             .map(|f| (f.order_no.clone(), f))
@@ -331,11 +335,12 @@ impl Stock {
     }
 
     /// The repair rule: the ledger is the record. Drops the tier from Redis and rebuilds it
-    /// from the ledger. Fences Redis held without a ledger row belong to commands whose reply
-    /// never left; their senders retry them and the retry runs on the rebuilt tier.
+    /// from the ledger, the buyers' holdings in its session computed afresh. Fences Redis held
+    /// without a ledger row belong to commands whose reply never left; their senders retry
+    /// them and the retry runs on the rebuilt tier.
     pub async fn repair(&self, tier_id: i64) -> Result<Reconciliation, Error> {
         let rules = self.tiers.get(tier_id).await?;
-        self.gate.forget(tier_id).await?;
+        self.gate.forget(rules.tier_ref()).await?;
         self.rebuild(&rules).await?;
         self.reconcile(tier_id).await
     }

@@ -1,10 +1,13 @@
 //! A running stock-svc for the tests: its own database, RocketMQ namespace and Redis key
-//! prefix; gRPC clients with the admin token; and a tier on sale in one call.
+//! prefix; gRPC clients with the admin token; a tier on sale in one call, or a session and
+//! tiers of it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use stock_svc::catalog::entity::tier;
 use ticket_platform::db::DatabaseConfig;
 use ticket_platform::messaging::MessagingConfig;
 use ticket_proto::saga::v1::participant_client::ParticipantClient;
@@ -109,15 +112,14 @@ impl StockApp {
             .expect("redis")
     }
 
-    /// A tier of `total` tickets, `per_user_limit` each, whose sale runs from
-    /// `opens_in` to `closes_in` seconds from now.
-    pub async fn tier_with_window(
+    /// A show and a session of it whose sale runs from `opens_in` to `closes_in` seconds from
+    /// now, where a buyer may hold `per_user_limit` tickets across its tiers.
+    pub async fn session_with_window(
         &self,
-        total: i64,
         per_user_limit: i32,
         opens_in: i64,
         closes_in: i64,
-    ) -> pb::Tier {
+    ) -> pb::Session {
         let mut catalog = self.catalog();
         let show = catalog
             .create_show(admin(pb::CreateShowRequest {
@@ -127,20 +129,37 @@ impl StockApp {
             .await
             .expect("create show")
             .into_inner();
-        let session = catalog
+        catalog
             .create_session(admin(pb::CreateSessionRequest {
                 show_id: show.show_id,
                 starts_at: at(closes_in.max(opens_in) + 3_600),
                 sale_opens_at: at(opens_in),
                 sale_closes_at: at(closes_in),
+                per_user_limit,
             }))
             .await
             .expect("create session")
-            .into_inner();
-        catalog
+            .into_inner()
+    }
+
+    /// A session on sale now, `per_user_limit` tickets per buyer across its tiers.
+    pub async fn session(&self, per_user_limit: i32) -> pb::Session {
+        self.session_with_window(per_user_limit, -60, 3_600).await
+    }
+
+    /// A tier `name` of `total` tickets in `session_id`; `per_user_limit` is the tier's own cap
+    /// per buyer (0: the session's limit alone).
+    pub async fn tier_in(
+        &self,
+        session_id: i64,
+        name: &str,
+        total: i64,
+        per_user_limit: i32,
+    ) -> pb::Tier {
+        self.catalog()
             .create_tier(admin(pb::CreateTierRequest {
-                session_id: session.session_id,
-                name: "Floor".into(),
+                session_id,
+                name: name.into(),
                 price_cents: 12_500,
                 total,
                 per_user_limit,
@@ -148,6 +167,22 @@ impl StockApp {
             .await
             .expect("create tier")
             .into_inner()
+    }
+
+    /// A tier of `total` tickets, `per_user_limit` each, whose sale runs from
+    /// `opens_in` to `closes_in` seconds from now: the only tier of a session of its own whose
+    /// limit per buyer is `per_user_limit`.
+    pub async fn tier_with_window(
+        &self,
+        total: i64,
+        per_user_limit: i32,
+        opens_in: i64,
+        closes_in: i64,
+    ) -> pb::Tier {
+        let session = self
+            .session_with_window(per_user_limit, opens_in, closes_in)
+            .await;
+        self.tier_in(session.session_id, "Floor", total, 0).await
     }
 
     /// A tier on sale now.
@@ -175,11 +210,35 @@ impl StockApp {
             .into_inner()
     }
 
-    /// Stops the service and forgets its tiers in Redis.
+    /// Every tier of the sessions `tiers` belong to, by session.
+    pub async fn sessions_of(&self, tiers: &[i64]) -> BTreeMap<i64, Vec<i64>> {
+        let sessions: Vec<i64> = tier::Entity::find()
+            .filter(tier::Column::Id.is_in(tiers.to_vec()))
+            .all(&self.db)
+            .await
+            .expect("tiers")
+            .into_iter()
+            .map(|t| t.session_id)
+            .collect();
+        let mut by_session: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for t in tier::Entity::find()
+            .filter(tier::Column::SessionId.is_in(sessions))
+            .all(&self.db)
+            .await
+            .expect("tiers of the sessions")
+        {
+            by_session.entry(t.session_id).or_default().push(t.id);
+        }
+        by_session
+    }
+
+    /// Stops the service and forgets in Redis the sessions of `tiers` (every key of theirs).
     pub async fn stop(self, tiers: &[i64]) {
         let gate = self.gate().await;
-        for tier in tiers {
-            gate.forget(*tier).await.expect("clean up");
+        for (session_id, tier_ids) in self.sessions_of(tiers).await {
+            gate.forget_session(session_id, &tier_ids)
+                .await
+                .expect("clean up");
         }
         self.halt().await;
     }

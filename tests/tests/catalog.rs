@@ -1,5 +1,6 @@
 //! stock-svc's `CatalogService` over gRPC, with real Postgres and Redis: the admin token guards
-//! writes, bad input gets the right code and changes nothing, and a new tier's stock is live.
+//! writes, bad input gets the right code and changes nothing, a session's per-buyer limit and a
+//! tier's cap within it are kept, and a new tier's stock is live.
 
 #![recursion_limit = "512"]
 
@@ -29,6 +30,7 @@ fn session_request(show_id: i64) -> pb::CreateSessionRequest {
         starts_at: ts(7_200),
         sale_opens_at: ts(-60),
         sale_closes_at: ts(3_600),
+        per_user_limit: 0,
     }
 }
 
@@ -60,6 +62,11 @@ async fn an_admin_builds_a_show_and_its_tier_is_on_sale_at_once() {
         .await
         .expect("session")
         .into_inner();
+    assert_eq!(
+        session.per_user_limit,
+        stock_svc::catalog::DEFAULT_SESSION_PER_USER_LIMIT,
+        "0 takes the default limit per buyer"
+    );
     let tier = c
         .create_tier(admin(tier_request(session.session_id)))
         .await
@@ -68,6 +75,25 @@ async fn an_admin_builds_a_show_and_its_tier_is_on_sale_at_once() {
     assert_eq!(
         (tier.total, tier.available, tier.sold, tier.price_cents),
         (300, 300, 0, 8_900)
+    );
+    assert_eq!(
+        (tier.per_user_limit, tier.tier_limit),
+        (4, 4),
+        "the tier's cap is below the session's"
+    );
+    let uncapped = c
+        .create_tier(admin(pb::CreateTierRequest {
+            name: "Balcony".into(),
+            per_user_limit: 0,
+            ..tier_request(session.session_id)
+        }))
+        .await
+        .expect("a tier with no cap of its own")
+        .into_inner();
+    assert_eq!(
+        (uncapped.per_user_limit, uncapped.tier_limit),
+        (session.per_user_limit, 0),
+        "the session's limit applies"
     );
 
     let fetched = c
@@ -86,13 +112,17 @@ async fn an_admin_builds_a_show_and_its_tier_is_on_sale_at_once() {
         .expect("get show")
         .into_inner();
     assert_eq!(whole.sessions.len(), 1);
-    assert_eq!(whole.sessions[0].tiers, vec![tier.clone()]);
+    assert_eq!(whole.sessions[0].per_user_limit, session.per_user_limit);
+    assert_eq!(
+        whole.sessions[0].tiers,
+        vec![tier.clone(), uncapped.clone()]
+    );
     // The tier's stock is live in Redis: the gate sells from it.
     let gate = stock_svc::gate::StockGate::connect(&redis_url(), 1, &running.key_prefix)
         .await
         .expect("redis");
     let sold = gate
-        .prededuct(tier.tier_id, "ORD-CAT-1", "u1", 2)
+        .prededuct((&tier).into(), "ORD-CAT-1", "u1", 2)
         .await
         .expect("prededuct");
     assert_eq!(sold.outcome, stock_svc::gate::PredeductOutcome::Deducted);
@@ -105,8 +135,7 @@ async fn an_admin_builds_a_show_and_its_tier_is_on_sale_at_once() {
         .expect("get tier")
         .into_inner();
     assert_eq!(after.available, 298);
-    gate.forget(tier.tier_id).await.expect("clean up");
-    running.stop(&[]).await;
+    running.stop(&[tier.tier_id]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,6 +215,18 @@ async fn bad_input_gets_the_right_code_and_changes_nothing() {
         }))
         .await
         .map(|_| ()),
+        c.create_session(admin(pb::CreateSessionRequest {
+            per_user_limit: -1,
+            ..session_request(show.show_id)
+        }))
+        .await
+        .map(|_| ()),
+        c.create_session(admin(pb::CreateSessionRequest {
+            per_user_limit: 101,
+            ..session_request(show.show_id)
+        }))
+        .await
+        .map(|_| ()),
         c.create_tier(admin(pb::CreateTierRequest {
             total: 0,
             ..tier_request(session.session_id)
@@ -199,7 +240,14 @@ async fn bad_input_gets_the_right_code_and_changes_nothing() {
         .await
         .map(|_| ()),
         c.create_tier(admin(pb::CreateTierRequest {
-            per_user_limit: 0,
+            per_user_limit: -1,
+            ..tier_request(session.session_id)
+        }))
+        .await
+        .map(|_| ()),
+        // Above the session's limit (the default, 6): a tier's cap can only be lower.
+        c.create_tier(admin(pb::CreateTierRequest {
+            per_user_limit: 7,
             ..tier_request(session.session_id)
         }))
         .await
@@ -270,13 +318,8 @@ async fn bad_input_gets_the_right_code_and_changes_nothing() {
         .expect("list")
         .into_inner();
     assert_eq!(shows.shows.len(), 1, "only the valid show exists");
-    for tier in &whole.sessions[0].tiers {
-        let gate = stock_svc::gate::StockGate::connect(&redis_url(), 1, &running.key_prefix)
-            .await
-            .expect("redis");
-        gate.forget(tier.tier_id).await.expect("clean up");
-    }
-    running.stop(&[]).await;
+    let tiers: Vec<i64> = whole.sessions[0].tiers.iter().map(|t| t.tier_id).collect();
+    running.stop(&tiers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! stock-svc's `StockService` over gRPC with real Redis and Postgres: nothing sold twice under
-//! concurrency, every fence case recorded once in the ledger, the per-user limit and the sale
-//! window, bad input refused with nothing changed, a lost tier rebuilt from the ledger, and
-//! drift found and repaired.
+//! concurrency, every fence case recorded once in the ledger, the per-user limit (the session's,
+//! across its tiers, and a tier's cap) and the sale window, bad input refused with nothing
+//! changed, a lost tier rebuilt from the ledger, and drift found and repaired.
 
 #![recursion_limit = "512"]
 
@@ -375,7 +375,8 @@ async fn bad_input_gets_the_right_code_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tier_redis_lost_is_rebuilt_from_the_ledger_with_its_fences() {
     let app = StockApp::start().await;
-    let tier = app.tier(20, 4).await.tier_id;
+    let lost = app.tier(20, 4).await;
+    let tier = lost.tier_id;
     assert_eq!(
         deduct(&app, "KEEP", tier, "u1", 3).await,
         PredeductOutcome::Deducted
@@ -395,7 +396,7 @@ async fn a_tier_redis_lost_is_rebuilt_from_the_ledger_with_its_fences() {
 
     app.gate()
         .await
-        .forget(tier)
+        .forget((&lost).into())
         .await
         .expect("Redis loses the tier");
 
@@ -483,4 +484,112 @@ async fn drift_is_reported_when_it_persists_and_repaired_from_the_ledger() {
     );
     assert!(!app.reconcile(tier).await.drift);
     app.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_limit_counts_every_tier_of_the_session() {
+    let app = StockApp::start().await;
+    // A session where a buyer may hold 4 tickets: tiers A and B with no cap of their own, C
+    // capped at 1 ticket per buyer; and a tier of another session, also 4 per buyer.
+    let session = app.session(4).await;
+    let a = app.tier_in(session.session_id, "A", 10, 0).await;
+    let b = app.tier_in(session.session_id, "B", 10, 0).await;
+    let c = app.tier_in(session.session_id, "C", 10, 1).await;
+    assert_eq!((a.per_user_limit, c.per_user_limit), (4, 1));
+    let elsewhere = app.tier(10, 4).await;
+    let (a_id, b_id, c_id) = (a.tier_id, b.tier_id, c.tier_id);
+
+    assert_eq!(
+        deduct(&app, "A1", a_id, "fan", 3).await,
+        PredeductOutcome::Deducted
+    );
+    assert_eq!(
+        deduct(&app, "B1", b_id, "fan", 2).await,
+        PredeductOutcome::LimitReached,
+        "3 held in tier A + 2 in tier B of the same session is above the session's 4"
+    );
+    assert_eq!(
+        deduct(&app, "X1", elsewhere.tier_id, "fan", 2).await,
+        PredeductOutcome::Deducted,
+        "another session counts on its own"
+    );
+    assert_eq!(
+        deduct(&app, "B2", b_id, "fan", 1).await,
+        PredeductOutcome::Deducted,
+        "up to the session's limit"
+    );
+
+    // The tier's cap: a second ticket of C is refused, even with room left in the session.
+    assert_eq!(
+        deduct(&app, "C1", c_id, "cap", 1).await,
+        PredeductOutcome::Deducted
+    );
+    assert_eq!(
+        deduct(&app, "C2", c_id, "cap", 1).await,
+        PredeductOutcome::LimitReached
+    );
+    let status = app
+        .stock()
+        .prededuct(admin(prededuct("C3", c_id, "other", 2)))
+        .await
+        .expect_err("2 of a tier capped at 1 in one order");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // Redis loses tier A's keys: the buyer's holdings in it still count, before and after A
+    // is rebuilt from the ledger (once, beside B, whose keys Redis kept).
+    let gate = app.gate().await;
+    gate.forget((&a).into()).await.expect("Redis loses tier A");
+    assert_eq!(
+        deduct(&app, "B3", b_id, "fan", 1).await,
+        PredeductOutcome::LimitReached
+    );
+    assert_eq!(
+        deduct(&app, "A2", a_id, "fan", 1).await,
+        PredeductOutcome::LimitReached,
+        "tier A rebuilt from the ledger: fan still holds 4 in the session"
+    );
+    assert_eq!(
+        gate.held_in_session(session.session_id, "fan")
+            .await
+            .expect("held"),
+        4,
+        "the rebuilt tier's holdings are counted once"
+    );
+    let rebuilt = app.stock_of(a_id).await;
+    assert_eq!((rebuilt.available, rebuilt.deducted), (7, 3));
+
+    // Redis loses the whole session: the first call rebuilds every tier of it.
+    let tiers = [a_id, b_id, c_id];
+    gate.forget_session(session.session_id, &tiers)
+        .await
+        .expect("Redis loses the session");
+    assert_eq!(
+        deduct(&app, "B4", b_id, "fan", 1).await,
+        PredeductOutcome::LimitReached,
+        "tier B rebuilt, and A with it: fan still holds 4"
+    );
+    assert_eq!(
+        deduct(&app, "C4", c_id, "cap", 1).await,
+        PredeductOutcome::LimitReached,
+        "the tier's cap survives the rebuild"
+    );
+
+    // A rollback frees the session's count.
+    let back = rollback(&app, "A1", a_id).await.expect("rollback");
+    assert_eq!(back.quantity, 3);
+    assert_eq!(
+        deduct(&app, "B5", b_id, "fan", 3).await,
+        PredeductOutcome::Deducted
+    );
+    assert_eq!(
+        deduct(&app, "A3", a_id, "fan", 1).await,
+        PredeductOutcome::LimitReached
+    );
+
+    for tier in [a_id, b_id, c_id, elsewhere.tier_id] {
+        assert_invariant(&app.stock_of(tier).await);
+        let report = app.reconcile(tier).await;
+        assert!(!report.drift, "{}", report.report);
+    }
+    app.stop(&[a_id, b_id, c_id, elsewhere.tier_id]).await;
 }

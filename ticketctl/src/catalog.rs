@@ -16,12 +16,14 @@ pub struct Sale<'a> {
     pub tier: String,
     pub price_cents: i64,
     pub total: i64,
+    /// The most tickets one buyer may hold (the session's limit; the tier has no cap of its own).
     pub per_user_limit: i32,
 }
 
-/// The show and tier made.
+/// The show, session and tier made.
 pub struct OnSale {
     pub show_id: i64,
+    pub session_id: i64,
     pub tier_id: i64,
 }
 
@@ -36,8 +38,8 @@ fn at(offset_secs: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
-/// A show, a session tomorrow whose sale opened a minute ago and closes in an hour, and
-/// `sale`'s tier in it.
+/// A show, a session tomorrow whose sale opened a minute ago and closes in an hour (with
+/// `sale`'s limit per buyer), and `sale`'s tier in it.
 pub async fn put_on_sale(channel: Channel, token: &str, sale: Sale<'_>) -> anyhow::Result<OnSale> {
     let mut catalog = CatalogServiceClient::new(channel);
     let show = catalog
@@ -57,6 +59,7 @@ pub async fn put_on_sale(channel: Channel, token: &str, sale: Sale<'_>) -> anyho
                 starts_at: at(86_400),
                 sale_opens_at: at(-60),
                 sale_closes_at: at(3_600),
+                per_user_limit: sale.per_user_limit,
             },
             token,
         )?)
@@ -69,7 +72,7 @@ pub async fn put_on_sale(channel: Channel, token: &str, sale: Sale<'_>) -> anyho
                 name: sale.tier,
                 price_cents: sale.price_cents,
                 total: sale.total,
-                per_user_limit: sale.per_user_limit,
+                per_user_limit: 0,
             },
             token,
         )?)
@@ -77,6 +80,7 @@ pub async fn put_on_sale(channel: Channel, token: &str, sale: Sale<'_>) -> anyho
         .into_inner();
     Ok(OnSale {
         show_id: show.show_id,
+        session_id: session.session_id,
         tier_id: tier.tier_id,
     })
 }

@@ -31,6 +31,8 @@ pub mod session {
         pub starts_at: DateTimeUtc,
         pub sale_opens_at: DateTimeUtc,
         pub sale_closes_at: DateTimeUtc,
+        /// The most tickets one buyer may hold across every tier of the session.
+        pub per_user_limit: i32,
         pub created_at: DateTimeUtc,
     }
 
@@ -52,6 +54,7 @@ pub mod tier {
         pub name: String,
         pub price_cents: i64,
         pub total: i64,
+        /// The tier's own cap per buyer, within the session's limit; 0 = none.
         pub per_user_limit: i32,
         pub sold: i64,
         pub created_at: DateTimeUtc,

@@ -1,9 +1,13 @@
 //! `CatalogService`: shows, their sessions and ticket tiers. Writes need the admin token; every
-//! field is validated before anything is written. A new tier's stock is put into Redis in the
-//! same step, and the tier is not created when that fails.
+//! field is validated before anything is written. A session carries the per-buyer limit that
+//! counts all its tiers; a tier may cap its own share lower. A new tier's stock is put into
+//! Redis in the same step (with its session's, see [`crate::rebuild`]), and the tier is not
+//! created when that fails.
 
 pub mod entity;
 pub(crate) mod validate;
+
+pub use self::validate::DEFAULT_SESSION_PER_USER_LIMIT;
 
 use chrono::Utc;
 use sea_orm::{
@@ -18,8 +22,9 @@ use self::entity::{session, show, tier};
 use ticket_platform::grpc::require_admin;
 
 use crate::error::Error;
-use crate::gate::StockGate;
-use crate::tiers::TierRules;
+use crate::gate::{StockGate, TierRef};
+use crate::rebuild::load_session;
+use crate::tiers::buyer_limit;
 
 pub struct Catalog {
     pub db: DatabaseConnection,
@@ -29,24 +34,38 @@ pub struct Catalog {
 
 impl Catalog {
     async fn tier_message(&self, tier: &tier::Model) -> Result<pb::Tier, Error> {
-        let available = match self.gate.counters(tier.id).await? {
+        let tier_ref = TierRef {
+            session_id: tier.session_id,
+            tier_id: tier.id,
+        };
+        let available = match self.gate.counters(tier_ref).await? {
             Some(counters) => counters.available,
             None => tier.total - tier.sold,
         };
-        let show_id = session::Entity::find_by_id(tier.session_id)
+        let Some(session) = session::Entity::find_by_id(tier.session_id)
             .one(&self.db)
             .await?
-            .map_or(0, |s| s.show_id);
+        else {
+            return Err(Error::NotFound(format!(
+                "session {} of tier {} does not exist",
+                tier.session_id, tier.id
+            )));
+        };
+        let per_user_limit = buyer_limit(
+            i64::from(session.per_user_limit),
+            i64::from(tier.per_user_limit),
+        );
         Ok(pb::Tier {
             tier_id: tier.id,
             session_id: tier.session_id,
-            show_id,
             name: tier.name.clone(),
             price_cents: tier.price_cents,
             total: tier.total,
             available,
             sold: tier.sold,
-            per_user_limit: tier.per_user_limit,
+            per_user_limit: i32::try_from(per_user_limit).unwrap_or(session.per_user_limit),
+            show_id: session.show_id,
+            tier_limit: tier.per_user_limit,
         })
     }
 
@@ -86,6 +105,7 @@ fn session_message(s: &session::Model, tiers: Vec<pb::Tier>) -> pb::Session {
         sale_opens_at: Some(timestamp(s.sale_opens_at)),
         sale_closes_at: Some(timestamp(s.sale_closes_at)),
         tiers,
+        per_user_limit: s.per_user_limit,
     }
 }
 
@@ -135,6 +155,7 @@ impl pb::catalog_service_server::CatalogService for Catalog {
             starts_at: Set(new.starts_at),
             sale_opens_at: Set(new.sale_opens_at),
             sale_closes_at: Set(new.sale_closes_at),
+            per_user_limit: Set(new.per_user_limit),
             created_at: Set(Utc::now()),
             ..Default::default()
         }
@@ -161,6 +182,14 @@ impl pb::catalog_service_server::CatalogService for Catalog {
                 Error::NotFound(format!("session {} does not exist", new.session_id)).into(),
             );
         };
+        if new.per_user_limit > session.per_user_limit {
+            return Err(Error::Invalid(format!(
+                "per_user_limit {} of the tier is above the limit of {} tickets per buyer of \
+                 session {}; a tier's cap can only be lower (0 = the session's limit applies)",
+                new.per_user_limit, session.per_user_limit, session.id
+            ))
+            .into());
+        }
         let tier = tier::ActiveModel {
             session_id: Set(new.session_id),
             name: Set(new.name),
@@ -174,12 +203,8 @@ impl pb::catalog_service_server::CatalogService for Catalog {
         .insert(&txn)
         .await
         .map_err(Error::from)?;
-        let loaded = self
-            .gate
-            .load(&TierRules::from_models(&tier, &session).stock(Vec::new()))
-            .await
-            .map_err(Error::from)?;
-        if !loaded {
+        let loaded = load_session(&txn, &self.gate, session.id).await?;
+        if !loaded.contains(&tier.id) {
             // A new tier cannot have live stock yet: these keys belong to another database.
             return Err(Error::Refused(format!(
                 "Redis already holds stock for tier {} under this key prefix: another deployment \

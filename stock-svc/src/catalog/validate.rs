@@ -9,6 +9,8 @@ use crate::error::Error;
 pub const MAX_NAME: usize = 200;
 pub const MAX_TOTAL: i64 = 1_000_000;
 pub const MAX_PER_USER_LIMIT: i32 = 100;
+/// A session's per-buyer limit when `CreateSession` gives 0.
+pub const DEFAULT_SESSION_PER_USER_LIMIT: i32 = 6;
 pub const MAX_PRICE_CENTS: i64 = 100_000_000;
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 200;
@@ -23,6 +25,8 @@ pub struct NewSession {
     pub starts_at: DateTime<Utc>,
     pub sale_opens_at: DateTime<Utc>,
     pub sale_closes_at: DateTime<Utc>,
+    /// The most tickets one buyer may hold across every tier of the session.
+    pub per_user_limit: i32,
 }
 
 pub struct NewTier {
@@ -30,6 +34,7 @@ pub struct NewTier {
     pub name: String,
     pub price_cents: i64,
     pub total: i64,
+    /// The tier's own cap per buyer, within its session's limit; 0 = none.
     pub per_user_limit: i32,
 }
 
@@ -87,6 +92,17 @@ impl TryFrom<pb::CreateSessionRequest> for NewSession {
             starts_at: time("starts_at", request.starts_at)?,
             sale_opens_at: time("sale_opens_at", request.sale_opens_at)?,
             sale_closes_at: time("sale_closes_at", request.sale_closes_at)?,
+            per_user_limit: match request.per_user_limit {
+                0 => DEFAULT_SESSION_PER_USER_LIMIT,
+                n if (1..=MAX_PER_USER_LIMIT).contains(&n) => n,
+                n => {
+                    return Err(Error::Invalid(format!(
+                        "per_user_limit must be between 1 and {MAX_PER_USER_LIMIT} tickets per \
+                         buyer across the session's tiers, or 0 for the default of \
+                         {DEFAULT_SESSION_PER_USER_LIMIT}; got {n}"
+                    )));
+                }
+            },
         };
         if session.sale_opens_at >= session.sale_closes_at {
             return Err(Error::Invalid(
@@ -116,9 +132,11 @@ impl TryFrom<pb::CreateTierRequest> for NewTier {
                 "total must be between 1 and {MAX_TOTAL}"
             )));
         }
-        if !(1..=MAX_PER_USER_LIMIT).contains(&request.per_user_limit) {
+        if !(0..=MAX_PER_USER_LIMIT).contains(&request.per_user_limit) {
             return Err(Error::Invalid(format!(
-                "per_user_limit must be between 1 and {MAX_PER_USER_LIMIT}"
+                "per_user_limit of a tier must be between 1 and {MAX_PER_USER_LIMIT}, or 0 for no \
+                 cap of its own (the session's limit applies); got {}",
+                request.per_user_limit
             )));
         }
         Ok(Self {
@@ -177,6 +195,14 @@ mod tests {
     #[test]
     fn tiers_are_checked_field_by_field() {
         assert!(NewTier::try_from(tier()).is_ok());
+        let uncapped = NewTier::try_from(pb::CreateTierRequest {
+            per_user_limit: 0,
+            ..tier()
+        });
+        assert!(
+            uncapped.is_ok_and(|t| t.per_user_limit == 0),
+            "0: no cap of the tier's own"
+        );
         for bad in [
             pb::CreateTierRequest { total: 0, ..tier() },
             pb::CreateTierRequest {
@@ -188,7 +214,11 @@ mod tests {
                 ..tier()
             },
             pb::CreateTierRequest {
-                per_user_limit: 0,
+                per_user_limit: -1,
+                ..tier()
+            },
+            pb::CreateTierRequest {
+                per_user_limit: MAX_PER_USER_LIMIT + 1,
                 ..tier()
             },
             pb::CreateTierRequest {
@@ -215,6 +245,7 @@ mod tests {
             starts_at: ts(300),
             sale_opens_at: ts(100),
             sale_closes_at: ts(200),
+            per_user_limit: 4,
         };
         assert!(NewSession::try_from(ok).is_ok());
         let reversed = pb::CreateSessionRequest {
@@ -233,6 +264,27 @@ mod tests {
             ..ok
         };
         assert!(NewSession::try_from(missing).is_err());
+    }
+
+    #[test]
+    fn a_session_limit_is_checked_and_0_takes_the_default() {
+        let session = |per_user_limit| pb::CreateSessionRequest {
+            show_id: 1,
+            starts_at: ts(300),
+            sale_opens_at: ts(100),
+            sale_closes_at: ts(200),
+            per_user_limit,
+        };
+        let limit = |n| NewSession::try_from(session(n)).map(|s| s.per_user_limit);
+        assert!(matches!(limit(0), Ok(DEFAULT_SESSION_PER_USER_LIMIT)));
+        assert!(matches!(limit(1), Ok(1)));
+        assert!(matches!(limit(MAX_PER_USER_LIMIT), Ok(MAX_PER_USER_LIMIT)));
+        for bad in [-1, MAX_PER_USER_LIMIT + 1] {
+            let Err(Error::Invalid(message)) = limit(bad) else {
+                panic!("{bad} is refused");
+            };
+            assert!(message.contains("per_user_limit"), "{message}");
+        }
     }
 
     #[test]

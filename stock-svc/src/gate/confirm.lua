@@ -1,6 +1,7 @@
--- confirm(order_no): fence DEDUCTED -> CONFIRMED.
+-- confirm(order_no): fence DEDUCTED -> CONFIRMED. The buyer's holdings do not change:
+-- confirmed tickets count toward the limit like deducted ones.
 -- KEYS as in prededuct.lua. Returns {outcome, quantity, available, user_id}.
-local meta, fences = KEYS[1], KEYS[2]
+local meta, fences = KEYS[3], KEYS[4]
 local order_no = ARGV[1]
 if redis.call('EXISTS', meta) == 0 then
   return {'NOT_LOADED', 0, 0, ''}

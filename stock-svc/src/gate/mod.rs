@@ -1,11 +1,16 @@
 //! The live stock of each ticket tier in Redis: the fast gate every buyer goes through.
 //!
 //! One Lua script per operation, each atomic, each idempotent on the order number thanks to a
-//! fence per order (`D`educted, `C`onfirmed, `R`olled back) kept next to the counters. Every
-//! key of a tier carries the hash tag `{tier:ID}`, so a Redis Cluster keeps them on one shard.
-//! Scripts are loaded once and called by SHA; when Redis answers NOSCRIPT (a restart, a
-//! failover) they are loaded again and the call is repeated. Invariant of every tier:
-//! `available + deducted + confirmed == total`.
+//! fence per order (`D`educted, `C`onfirmed, `R`olled back) kept next to the counters. A
+//! buyer's limit is the session's, counted across its tiers (a tier may cap its own share
+//! lower), so every key of a session's tiers carries the session's hash tag `{session:ID}`
+//! (layout in [`ticket_platform::stock_keys`]) and one script sees the buyer's holdings in the
+//! whole session. Scripts are loaded once and called by SHA; when Redis answers NOSCRIPT (a
+//! restart, a failover) they are loaded again and the call is repeated. Invariant of every
+//! tier: `available + deducted + confirmed == total`.
+
+mod fence;
+mod load;
 
 use std::sync::Arc;
 
@@ -14,114 +19,29 @@ use fred::types::Value;
 use ticket_platform::stock_keys;
 use tokio::sync::RwLock;
 
+pub use self::fence::{
+    Fence, FenceChange, FenceOutcome, FenceState, PredeductOutcome, Prededucted,
+};
+pub use self::load::{SessionLoad, SessionStock, TierStock};
+
 const PREDEDUCT: &str = include_str!("prededuct.lua");
 const ROLLBACK: &str = include_str!("rollback.lua");
 const CONFIRM: &str = include_str!("confirm.lua");
 const LOAD: &str = include_str!("load.lua");
 
-/// What a prededuct answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PredeductOutcome {
-    Deducted,
-    SoldOut,
-    LimitReached,
-    SaleNotOpen,
-    SaleClosed,
-    /// The order was rolled back before this prededuct arrived ("hanging"): refused for good.
-    AlreadyRolledBack,
-}
-
-/// What a rollback or a confirm answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FenceOutcome {
-    RolledBack,
-    Confirmed,
-    /// A rollback after confirm, refused.
-    AlreadyConfirmed,
-    /// A confirm after rollback, refused.
-    AlreadyRolledBack,
-    /// A confirm of an order that was never deducted.
-    UnknownOrder,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prededucted {
-    pub outcome: PredeductOutcome,
-    pub available: i64,
-    pub unit_price_cents: i64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FenceChange {
-    pub outcome: FenceOutcome,
-    pub quantity: i64,
-    pub available: i64,
-    /// The buyer the fence belongs to (empty for an empty rollback).
-    pub user_id: String,
-}
-
-/// The state of one order's fence.
+/// A tier, and the session whose hash tag its keys carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FenceState {
-    Deducted,
-    Confirmed,
-    RolledBack,
+pub struct TierRef {
+    pub session_id: i64,
+    pub tier_id: i64,
 }
 
-impl FenceState {
-    /// The one-letter code kept in Redis and in the ledger.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Deducted => "D",
-            Self::Confirmed => "C",
-            Self::RolledBack => "R",
+impl From<&ticket_proto::stock::v1::Tier> for TierRef {
+    fn from(tier: &ticket_proto::stock::v1::Tier) -> Self {
+        Self {
+            session_id: tier.session_id,
+            tier_id: tier.tier_id,
         }
-    }
-
-    pub fn from_code(code: &str) -> Option<Self> {
-        match code {
-            "D" => Some(Self::Deducted),
-            "C" => Some(Self::Confirmed),
-            "R" => Some(Self::RolledBack),
-            _ => None,
-        }
-    }
-
-    /// The name clients see (`StockChange.fence`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Deducted => "DEDUCTED",
-            Self::Confirmed => "CONFIRMED",
-            Self::RolledBack => "ROLLED_BACK",
-        }
-    }
-}
-
-/// One order's fence: what Redis keeps next to the counters, and the ledger row it mirrors.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fence {
-    pub order_no: String,
-    pub state: FenceState,
-    pub quantity: i64,
-    pub user_id: String,
-}
-
-impl Fence {
-    fn encode(&self) -> String {
-        format!("{}:{}:{}", self.state.code(), self.quantity, self.user_id)
-    }
-
-    fn decode(order_no: String, value: &str) -> Option<Self> {
-        let mut parts = value.splitn(3, ':');
-        let state = FenceState::from_code(parts.next()?)?;
-        let quantity = parts.next()?.parse().ok()?;
-        let user_id = parts.next()?.to_owned();
-        Some(Self {
-            order_no,
-            state,
-            quantity,
-            user_id,
-        })
     }
 }
 
@@ -135,34 +55,12 @@ pub struct TierCounters {
     pub sold_out: bool,
 }
 
-/// What a tier is loaded with: its rules, and (when rebuilt from the ledger) every fence.
-/// `deducted`, `confirmed` and the buyers' holdings follow from the fences.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TierStock {
-    pub tier_id: i64,
-    pub total: i64,
-    pub opens_at_ms: i64,
-    pub closes_at_ms: i64,
-    pub per_user_limit: i64,
-    pub price_cents: i64,
-    pub fences: Vec<Fence>,
-}
-
-impl TierStock {
-    fn held(&self, state: FenceState) -> i64 {
-        self.fences
-            .iter()
-            .filter(|f| f.state == state)
-            .map(|f| f.quantity)
-            .sum()
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),
-    /// Redis does not hold the tier (never loaded, or lost): load it from the ledger first.
+    /// Redis does not hold the tier or its session's holdings (never loaded, or lost): load
+    /// the session from the ledger first.
     #[error("tier {0} is not loaded in Redis")]
     NotLoaded(i64),
     #[error("unexpected answer from a stock script: {0}")]
@@ -224,14 +122,35 @@ impl StockGate {
         Ok(gate)
     }
 
-    /// The keys of one tier (meta, fences, users), all under the hash tag `{tier:ID}`.
-    pub fn keys(&self, tier_id: i64) -> Vec<String> {
+    /// The keys of a session's own (meta, users).
+    fn session_keys(&self, session_id: i64) -> Vec<String> {
         let prefix = &self.key_prefix;
         vec![
-            stock_keys::meta(prefix, tier_id),
-            stock_keys::fences(prefix, tier_id),
-            stock_keys::users(prefix, tier_id),
+            stock_keys::session_meta(prefix, session_id),
+            stock_keys::session_users(prefix, session_id),
         ]
+    }
+
+    /// The keys of one tier (meta, fences, users).
+    fn tier_keys(&self, tier: TierRef) -> [String; 3] {
+        let prefix = &self.key_prefix;
+        let TierRef {
+            session_id,
+            tier_id,
+        } = tier;
+        [
+            stock_keys::meta(prefix, session_id, tier_id),
+            stock_keys::fences(prefix, session_id, tier_id),
+            stock_keys::users(prefix, session_id, tier_id),
+        ]
+    }
+
+    /// The keys a script on one tier is called with: the session's meta and users, then the
+    /// tier's meta, fences and users, all under the hash tag `{session:ID}`.
+    pub fn keys(&self, tier: TierRef) -> Vec<String> {
+        let mut keys = self.session_keys(tier.session_id);
+        keys.extend(self.tier_keys(tier));
+        keys
     }
 
     /// The SHA the prededuct script is called by (`ticketctl bench stock` calls it raw).
@@ -278,7 +197,7 @@ impl StockGate {
 
     pub async fn prededuct(
         &self,
-        tier_id: i64,
+        tier: TierRef,
         order_no: &str,
         user_id: &str,
         quantity: i64,
@@ -286,7 +205,7 @@ impl StockGate {
         let reply: Vec<Value> = self
             .run(
                 Script::Prededuct,
-                self.keys(tier_id),
+                self.keys(tier),
                 vec![order_no.into(), user_id.into(), quantity.into()],
             )
             .await?;
@@ -298,7 +217,7 @@ impl StockGate {
             "SALE_NOT_OPEN" => PredeductOutcome::SaleNotOpen,
             "SALE_CLOSED" => PredeductOutcome::SaleClosed,
             "ALREADY_ROLLED_BACK" => PredeductOutcome::AlreadyRolledBack,
-            "NOT_LOADED" => return Err(GateError::NotLoaded(tier_id)),
+            "NOT_LOADED" => return Err(GateError::NotLoaded(tier.tier_id)),
             other => return Err(GateError::Protocol(other.to_owned())),
         };
         Ok(Prededucted {
@@ -308,64 +227,28 @@ impl StockGate {
         })
     }
 
-    pub async fn rollback(&self, tier_id: i64, order_no: &str) -> Result<FenceChange, GateError> {
+    pub async fn rollback(&self, tier: TierRef, order_no: &str) -> Result<FenceChange, GateError> {
         let reply: Vec<Value> = self
-            .run(Script::Rollback, self.keys(tier_id), vec![order_no.into()])
+            .run(Script::Rollback, self.keys(tier), vec![order_no.into()])
             .await?;
-        fence_change(tier_id, &reply)
+        fence_change(tier, &reply)
     }
 
-    pub async fn confirm(&self, tier_id: i64, order_no: &str) -> Result<FenceChange, GateError> {
+    pub async fn confirm(&self, tier: TierRef, order_no: &str) -> Result<FenceChange, GateError> {
         let reply: Vec<Value> = self
-            .run(Script::Confirm, self.keys(tier_id), vec![order_no.into()])
+            .run(Script::Confirm, self.keys(tier), vec![order_no.into()])
             .await?;
-        fence_change(tier_id, &reply)
-    }
-
-    /// Puts a tier into Redis, fences included, unless it is there already (never twice);
-    /// `true` when this call loaded it. `available = total - deducted - confirmed`.
-    pub async fn load(&self, stock: &TierStock) -> Result<bool, GateError> {
-        let deducted = stock.held(FenceState::Deducted);
-        let confirmed = stock.held(FenceState::Confirmed);
-        let available = stock.total - deducted - confirmed;
-        if available < 0 {
-            return Err(GateError::Protocol(format!(
-                "tier {} holds {} tickets in its fences, above its total {}",
-                stock.tier_id,
-                deducted + confirmed,
-                stock.total
-            )));
-        }
-        let mut args: Vec<Value> = [
-            stock.total,
-            available,
-            deducted,
-            confirmed,
-            stock.opens_at_ms,
-            stock.closes_at_ms,
-            stock.per_user_limit,
-            stock.price_cents,
-        ]
-        .into_iter()
-        .map(Value::from)
-        .collect();
-        for fence in &stock.fences {
-            args.push(fence.order_no.as_str().into());
-            args.push(fence.encode().into());
-        }
-        let loaded: i64 = self
-            .run(Script::Load, self.keys(stock.tier_id), args)
-            .await?;
-        Ok(loaded == 1)
+        fence_change(tier, &reply)
     }
 
     /// The tier's counters, or `None` when Redis does not hold it.
-    pub async fn counters(&self, tier_id: i64) -> Result<Option<TierCounters>, GateError> {
+    pub async fn counters(&self, tier: TierRef) -> Result<Option<TierCounters>, GateError> {
+        let [meta, ..] = self.tier_keys(tier);
         let fields: Vec<Option<i64>> = self
             .pool
             .next()
             .hmget(
-                self.keys(tier_id)[0].clone(),
+                meta,
                 vec!["total", "available", "deducted", "confirmed", "sold_out"],
             )
             .await?;
@@ -389,12 +272,10 @@ impl StockGate {
     }
 
     /// Every fence of a tier as Redis holds it (reconciliation).
-    pub async fn fences(&self, tier_id: i64) -> Result<Vec<Fence>, GateError> {
-        let raw: std::collections::HashMap<String, String> = self
-            .pool
-            .next()
-            .hgetall(self.keys(tier_id)[1].clone())
-            .await?;
+    pub async fn fences(&self, tier: TierRef) -> Result<Vec<Fence>, GateError> {
+        let [_, fences, _] = self.tier_keys(tier);
+        let raw: std::collections::HashMap<String, String> =
+            self.pool.next().hgetall(fences).await?;
         raw.into_iter()
             .map(|(order_no, value)| {
                 Fence::decode(order_no, &value)
@@ -403,19 +284,50 @@ impl StockGate {
             .collect()
     }
 
+    /// The tickets a buyer holds (deducted or confirmed) across every tier of a session, as
+    /// the limit counts them.
+    pub async fn held_in_session(&self, session_id: i64, user_id: &str) -> Result<i64, GateError> {
+        let held: Option<i64> = self
+            .pool
+            .next()
+            .hget(
+                stock_keys::session_users(&self.key_prefix, session_id),
+                user_id,
+            )
+            .await?;
+        Ok(held.unwrap_or(0))
+    }
+
     /// Whether the tier's sold-out flag is set (order-svc refuses at once when it is).
-    pub async fn is_sold_out(&self, tier_id: i64) -> Result<bool, GateError> {
+    pub async fn is_sold_out(&self, tier: TierRef) -> Result<bool, GateError> {
+        let [meta, ..] = self.tier_keys(tier);
         let flag: Option<i64> = self
             .pool
             .next()
-            .hget(self.keys(tier_id)[0].clone(), "sold_out")
+            .hget(meta, stock_keys::SOLD_OUT_FIELD)
             .await?;
         Ok(flag == Some(1))
     }
 
-    /// Forgets a tier (tests of reloading, and operators retiring a tier).
-    pub async fn forget(&self, tier_id: i64) -> Result<(), GateError> {
-        let _: i64 = self.pool.next().del(self.keys(tier_id)).await?;
+    /// Forgets a tier's keys (tests of reloading, the repair rule, operators retiring a tier).
+    /// Its buyers' holdings stay in the session's count until the tier is loaded again, which
+    /// computes the session's holdings afresh.
+    pub async fn forget(&self, tier: TierRef) -> Result<(), GateError> {
+        let _: i64 = self.pool.next().del(self.tier_keys(tier).to_vec()).await?;
+        Ok(())
+    }
+
+    /// Forgets a session's keys and those of its tiers `tier_ids`: what Redis losing its data
+    /// looks like to one session (tests), or a session retired.
+    pub async fn forget_session(&self, session_id: i64, tier_ids: &[i64]) -> Result<(), GateError> {
+        let mut keys = self.session_keys(session_id);
+        for &tier_id in tier_ids {
+            keys.extend(self.tier_keys(TierRef {
+                session_id,
+                tier_id,
+            }));
+        }
+        let _: i64 = self.pool.next().del(keys).await?;
         Ok(())
     }
 
@@ -445,7 +357,7 @@ fn parse_reply(reply: &[Value]) -> Result<(String, i64, i64, String), GateError>
     ))
 }
 
-fn fence_change(tier_id: i64, reply: &[Value]) -> Result<FenceChange, GateError> {
+fn fence_change(tier: TierRef, reply: &[Value]) -> Result<FenceChange, GateError> {
     let (word, quantity, available, user_id) = parse_reply(reply)?;
     let outcome = match word.as_str() {
         "ROLLED_BACK" => FenceOutcome::RolledBack,
@@ -453,7 +365,7 @@ fn fence_change(tier_id: i64, reply: &[Value]) -> Result<FenceChange, GateError>
         "ALREADY_CONFIRMED" => FenceOutcome::AlreadyConfirmed,
         "ALREADY_ROLLED_BACK" => FenceOutcome::AlreadyRolledBack,
         "UNKNOWN_ORDER" => FenceOutcome::UnknownOrder,
-        "NOT_LOADED" => return Err(GateError::NotLoaded(tier_id)),
+        "NOT_LOADED" => return Err(GateError::NotLoaded(tier.tier_id)),
         other => return Err(GateError::Protocol(other.to_owned())),
     };
     Ok(FenceChange {

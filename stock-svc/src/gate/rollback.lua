@@ -1,8 +1,9 @@
--- rollback(order_no): returns the order's tickets once.
+-- rollback(order_no): returns the order's tickets once, to the tier and to the buyer's
+-- holdings in the tier and in the session.
 -- KEYS as in prededuct.lua. Returns {outcome, quantity, available, user_id}.
-local meta, fences, users = KEYS[1], KEYS[2], KEYS[3]
+local session_meta, session_users, meta, fences, users = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local order_no = ARGV[1]
-if redis.call('EXISTS', meta) == 0 then
+if redis.call('EXISTS', meta) == 0 or redis.call('EXISTS', session_meta) == 0 then
   return {'NOT_LOADED', 0, 0, ''}
 end
 local fence = redis.call('HGET', fences, order_no)
@@ -21,8 +22,10 @@ if state == 'C' then
 end
 local available = redis.call('HINCRBY', meta, 'available', qty)
 redis.call('HINCRBY', meta, 'deducted', -qty)
-if tonumber(redis.call('HINCRBY', users, user, -qty)) <= 0 then
-  redis.call('HDEL', users, user)
+for _, holdings in ipairs({users, session_users}) do
+  if tonumber(redis.call('HINCRBY', holdings, user, -qty)) <= 0 then
+    redis.call('HDEL', holdings, user)
+  end
 end
 redis.call('HSET', fences, order_no, 'R:' .. qty .. ':' .. user)
 if available > 0 then

@@ -4,6 +4,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000101_create_catalog;
 mod m20261125_000102_create_ledger;
+mod m20261126_000103_session_per_user_limit;
 
 pub struct Migrator;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = ticket_platform::migration::platform_migrations();
         migrations.push(Box::new(m20261125_000101_create_catalog::Migration));
         migrations.push(Box::new(m20261125_000102_create_ledger::Migration));
+        migrations.push(Box::new(m20261126_000103_session_per_user_limit::Migration));
         migrations
     }
 }

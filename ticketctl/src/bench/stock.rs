@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use fred::interfaces::LuaInterface;
 use fred::types::Value;
-use stock_svc::gate::StockGate;
+use stock_svc::gate::{StockGate, TierRef};
 use ticket_platform::db::{self, DatabaseConfig};
 use ticket_platform::messaging::{MessagingConfig, Namespace};
 use ticket_platform::service::ServiceConfig;
@@ -175,15 +175,16 @@ async fn measure(args: Args, id: &str, url: String) -> anyhow::Result<()> {
     );
 
     for tier in [raw_tier, service_tier] {
-        gate.forget(tier).await?;
+        gate.forget_session(tier.session_id, &[tier.tier_id])
+            .await?;
     }
     let _ = stop.send(());
     server.await??;
     Ok(())
 }
 
-/// A tier of `total` tickets, one per buyer, on sale now.
-async fn tier(channel: &Channel, total: i64) -> anyhow::Result<i64> {
+/// A tier of `total` tickets, one per buyer, on sale now (the only tier of its session).
+async fn tier(channel: &Channel, total: i64) -> anyhow::Result<TierRef> {
     let sale = Sale {
         title: "Bench",
         venue: "Loopback",
@@ -192,7 +193,11 @@ async fn tier(channel: &Channel, total: i64) -> anyhow::Result<i64> {
         total,
         per_user_limit: 1,
     };
-    Ok(put_on_sale(channel.clone(), TOKEN, sale).await?.tier_id)
+    let on_sale = put_on_sale(channel.clone(), TOKEN, sale).await?;
+    Ok(TierRef {
+        session_id: on_sale.session_id,
+        tier_id: on_sale.tier_id,
+    })
 }
 
 /// The same number of gRPC calls that do nothing (the health check) on the same connections:
@@ -265,9 +270,9 @@ where
     })
 }
 
-async fn raw_round(gate: &StockGate, tier_id: i64, args: &Args) -> anyhow::Result<Round> {
+async fn raw_round(gate: &StockGate, tier: TierRef, args: &Args) -> anyhow::Result<Round> {
     let sha = gate.prededuct_sha().await;
-    let keys = gate.keys(tier_id);
+    let keys = gate.keys(tier);
     let pool = gate.pool().clone();
     let round = drive(args.requests, args.concurrency, move |i| {
         let pool = pool.clone();
@@ -293,7 +298,7 @@ async fn raw_round(gate: &StockGate, tier_id: i64, args: &Args) -> anyhow::Resul
     })
 }
 
-async fn service_round(channels: &[Channel], tier_id: i64, args: &Args) -> anyhow::Result<Round> {
+async fn service_round(channels: &[Channel], tier: TierRef, args: &Args) -> anyhow::Result<Round> {
     let clients: Vec<StockServiceClient<Channel>> = channels
         .iter()
         .map(|c| StockServiceClient::new(c.clone()))
@@ -304,7 +309,7 @@ async fn service_round(channels: &[Channel], tier_id: i64, args: &Args) -> anyho
             let request = admin(
                 pb::PredeductRequest {
                     order_no: format!("SVC-{i}"),
-                    tier_id,
+                    tier_id: tier.tier_id,
                     user_id: format!("u{i}"),
                     quantity: 1,
                 },
