@@ -6,7 +6,8 @@
 //!
 //! Over gRPC, the calls a saga change decided are made once its transaction committed, each on
 //! a task of its own ([`Dispatcher::fan_out`]): a slow participant holds no saga row and delays
-//! no other saga.
+//! no other saga. Commands already in the outbox when the broker stopped taking them are handed
+//! over to their participants over gRPC after the same delay ([`CommandHandover`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,10 @@ use std::time::Duration;
 
 use std::future::Future;
 
+use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use ticket_platform::handover::Handover;
+use ticket_platform::outbox::entity::Model as OutboxRow;
 use ticket_proto::saga::v1::participant_client::ParticipantClient;
 use ticket_proto::saga::v1::{Command, Reply};
 use tonic::transport::{Channel, Endpoint};
@@ -130,6 +134,32 @@ impl Dispatcher {
             .await
             .map(tonic::Response::into_inner)
             .map_err(|status| format!("{participant:?}: {}", status.message()))
+    }
+}
+
+/// Hands the commands the relay could not publish in time to their participants over gRPC
+/// (the outbox's [`ticket_platform::handover`]); their replies go to `on_reply`.
+pub struct CommandHandover<F> {
+    pub dispatcher: Dispatcher,
+    pub on_reply: F,
+}
+
+impl<F, Fut> Handover for CommandHandover<F>
+where
+    F: Fn(Reply) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    fn takes(&self, topic: &str) -> bool {
+        Participant::of_topic(topic).is_some()
+    }
+
+    async fn deliver(&self, row: OutboxRow) -> Result<(), String> {
+        let participant = Participant::of_topic(&row.topic)
+            .ok_or_else(|| format!("{} is not a command topic", row.topic))?;
+        let command = Command::decode(row.payload.as_slice())
+            .map_err(|err| format!("outbox row {} is not a Command: {err}", row.id))?;
+        let reply = self.dispatcher.execute(participant, command).await?;
+        (self.on_reply)(reply).await
     }
 }
 

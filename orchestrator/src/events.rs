@@ -1,10 +1,16 @@
-//! What the orchestrator hears over RocketMQ: order events on `ORDER_TOPIC` start and steer
-//! purchases; participants' replies on `SAGA_REPLY_TOPIC` move them on. Both are idempotent in
-//! the engine (a saga per order number; replies deduplicated by saga, step and attempt), so a
-//! redelivered message changes nothing.
+//! What the orchestrator hears of orders: events on `ORDER_TOPIC` (or, when the broker does not
+//! take them, the same events over gRPC: `SagaEvents.Deliver`) start and steer purchases;
+//! participants' replies on `SAGA_REPLY_TOPIC` move them on. Both are idempotent in the engine
+//! (a saga per order number; replies deduplicated by saga, step and attempt), so a message that
+//! arrives twice, or both ways, changes nothing.
 
+use ticket_platform::grpc::require_admin;
 use ticket_platform::messaging::{HandleError, IncomingMessage, MessageHandler, tag};
-use ticket_proto::saga::v1::{OrderCancelled, OrderCreated, OrderPaid, Reply};
+use ticket_proto::saga::v1::order_event::Event;
+use ticket_proto::saga::v1::{
+    EventAccepted, OrderCancelled, OrderCreated, OrderEvent, OrderPaid, Reply,
+};
+use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::saga::engine::Engine;
@@ -15,7 +21,36 @@ pub const EVENTS_GROUP: &str = "orchestrator-events";
 pub const REPLIES_GROUP: &str = "orchestrator-replies";
 pub const EVENT_TAGS: &[&str] = &[tag::ORDER_CREATED, tag::ORDER_PAID, tag::ORDER_CANCELLED];
 
-fn retry(err: Error) -> HandleError {
+/// Acts on one order event, however it arrived.
+async fn apply(engine: &Engine<Purchase>, event: Event) -> Result<(), Error> {
+    match event {
+        Event::Created(created) => {
+            if created.order_no.is_empty() || created.quantity <= 0 || created.tier_id <= 0 {
+                return Err(Error::Invalid(format!(
+                    "ORDER_CREATED is incomplete: {created:?}"
+                )));
+            }
+            let data = PurchaseData {
+                user_id: created.user_id,
+                tier_id: created.tier_id,
+                quantity: created.quantity,
+                unit_price_cents: None,
+                cancel_reason: None,
+            };
+            engine.start(&created.order_no, data).await
+        }
+        Event::Paid(paid) => engine.signal(&paid.order_no, Signal::PivotPassed).await,
+        Event::Cancelled(cancelled) => {
+            // Cancellations the saga made itself change nothing; the buyer's undo it.
+            if CancelReason::parse(&cancelled.reason) != Some(CancelReason::UserCancelled) {
+                return Ok(());
+            }
+            engine.signal(&cancelled.order_no, Signal::Abort).await
+        }
+    }
+}
+
+fn handle_error(err: Error) -> HandleError {
     match err {
         Error::Database(_) => HandleError::Retry(err.to_string()),
         other => HandleError::Reject(other.to_string()),
@@ -28,46 +63,13 @@ pub struct OrderEvents {
 
 impl MessageHandler for OrderEvents {
     async fn handle(&self, message: IncomingMessage) -> Result<(), HandleError> {
-        match message.tag.as_str() {
-            tag::ORDER_CREATED => {
-                let created: OrderCreated = message.decode()?;
-                if created.order_no.is_empty() || created.quantity <= 0 || created.tier_id <= 0 {
-                    return Err(HandleError::Reject(format!(
-                        "ORDER_CREATED is incomplete: {created:?}"
-                    )));
-                }
-                let data = PurchaseData {
-                    user_id: created.user_id,
-                    tier_id: created.tier_id,
-                    quantity: created.quantity,
-                    unit_price_cents: None,
-                    cancel_reason: None,
-                };
-                self.engine
-                    .start(&created.order_no, data)
-                    .await
-                    .map_err(retry)
-            }
-            tag::ORDER_PAID => {
-                let paid: OrderPaid = message.decode()?;
-                self.engine
-                    .signal(&paid.order_no, Signal::PivotPassed)
-                    .await
-                    .map_err(retry)
-            }
-            tag::ORDER_CANCELLED => {
-                let cancelled: OrderCancelled = message.decode()?;
-                // Cancellations the saga made itself change nothing; the buyer's undo it.
-                if CancelReason::parse(&cancelled.reason) != Some(CancelReason::UserCancelled) {
-                    return Ok(());
-                }
-                self.engine
-                    .signal(&cancelled.order_no, Signal::Abort)
-                    .await
-                    .map_err(retry)
-            }
-            other => Err(HandleError::Reject(format!("unexpected tag {other}"))),
-        }
+        let event = match message.tag.as_str() {
+            tag::ORDER_CREATED => Event::Created(message.decode::<OrderCreated>()?),
+            tag::ORDER_PAID => Event::Paid(message.decode::<OrderPaid>()?),
+            tag::ORDER_CANCELLED => Event::Cancelled(message.decode::<OrderCancelled>()?),
+            other => return Err(HandleError::Reject(format!("unexpected tag {other}"))),
+        };
+        apply(&self.engine, event).await.map_err(handle_error)
     }
 }
 
@@ -83,6 +85,28 @@ impl MessageHandler for Replies {
                 "a reply without saga or step: {reply:?}"
             )));
         }
-        self.engine.on_reply(&reply).await.map_err(retry)
+        self.engine.on_reply(&reply).await.map_err(handle_error)
+    }
+}
+
+/// `SagaEvents`: the same events over gRPC.
+pub struct SagaEventsApi {
+    pub engine: Engine<Purchase>,
+    pub token: String,
+}
+
+#[tonic::async_trait]
+impl ticket_proto::saga::v1::saga_events_server::SagaEvents for SagaEventsApi {
+    async fn deliver(
+        &self,
+        request: Request<OrderEvent>,
+    ) -> Result<Response<EventAccepted>, Status> {
+        require_admin(&request, &self.token)?;
+        let event = request
+            .into_inner()
+            .event
+            .ok_or_else(|| Error::Invalid("the event is empty".into()))?;
+        apply(&self.engine, event).await?;
+        Ok(Response::new(EventAccepted {}))
     }
 }

@@ -26,14 +26,15 @@ use std::time::Duration;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
+use ticket_platform::handover;
 use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
 use ticket_platform::service::ServiceConfig;
 use ticket_proto::saga::v1::saga_admin_server::SagaAdminServer;
-use tokio_util::sync::CancellationToken;
+use ticket_proto::saga::v1::saga_events_server::SagaEventsServer;
 
 use crate::admin::SagaAdminApi;
-use crate::dispatch::{Dispatcher, ParticipantAddrs, Transport};
-use crate::events::{OrderEvents, Replies};
+use crate::dispatch::{CommandHandover, Dispatcher, ParticipantAddrs, Transport};
+use crate::events::{OrderEvents, Replies, SagaEventsApi};
 use crate::saga::definition::RetryPolicy;
 use crate::saga::engine::Engine;
 use crate::saga::purchase::{Purchase, SagaSettings};
@@ -43,7 +44,7 @@ pub const ENV_PREFIX: &str = "TICKET_ORCHESTRATOR";
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50053;
 /// The gRPC services this process serves, as reflection lists them.
-pub const SERVICES: &[&str] = &["ticket.saga.v1.SagaAdmin"];
+pub const SERVICES: &[&str] = &["ticket.saga.v1.SagaAdmin", "ticket.saga.v1.SagaEvents"];
 
 /// Why the orchestrator did not start.
 #[derive(Debug, thiserror::Error)]
@@ -130,8 +131,6 @@ impl Config {
 pub struct Application {
     service: Service,
     engine: Engine<Purchase>,
-    stop_timers: CancellationToken,
-    timers: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -156,7 +155,11 @@ impl Application {
             config.fallback_after,
         )
         .map_err(BuildError::Participants)?;
-        let engine = Engine::new(service.db.clone(), Purchase::new(&config.saga), dispatcher);
+        let engine = Engine::new(
+            service.db.clone(),
+            Purchase::new(&config.saga),
+            dispatcher.clone(),
+        );
         let replies = Consumer::start(
             Arc::clone(&service.messaging),
             ConsumerSettings::new(events::REPLIES_GROUP)
@@ -179,20 +182,40 @@ impl Application {
         )
         .await?;
         service.add_consumer(order_events);
-        let stop_timers = CancellationToken::new();
-        let timers = timers::spawn(engine.clone(), config.timer_poll, stop_timers.clone());
+        let (poll, timer_engine) = (config.timer_poll, engine.clone());
+        service.spawn_background(|stop| timers::spawn(timer_engine, poll, stop));
+        if config.transport == Transport::RocketMq && !config.fallback_after.is_zero() {
+            let replies = engine.clone();
+            let handover = CommandHandover {
+                dispatcher,
+                on_reply: move |reply| replies.clone().reply_later(reply),
+            };
+            let (db, after) = (service.db.clone(), config.fallback_after);
+            service.spawn_background(|stop| {
+                handover::spawn(
+                    db,
+                    handover,
+                    &[topic::STOCK, topic::ORDER_CMD, topic::NOTIFICATION],
+                    after,
+                    stop,
+                )
+            });
+        }
         let admin = SagaAdminApi {
             db: service.db.clone(),
             engine: engine.clone(),
             admin_token: config.service.admin_token.clone(),
         };
-        let service = service.router(|router| router.add_service(SagaAdminServer::new(admin)));
-        Ok(Self {
-            service,
-            engine,
-            stop_timers,
-            timers,
-        })
+        let events = SagaEventsApi {
+            engine: engine.clone(),
+            token: config.participants.token.clone(),
+        };
+        let service = service.router(|router| {
+            router
+                .add_service(SagaAdminServer::new(admin))
+                .add_service(SagaEventsServer::new(events))
+        });
+        Ok(Self { service, engine })
     }
 
     /// Test switch: every message this service publishes goes out twice (same `message_id`),
@@ -209,20 +232,11 @@ impl Application {
         &self.engine
     }
 
-    /// Serves until `shutdown`; the timers stop first, then the service in order.
+    /// Serves until `shutdown`, then stops in order (timers and the handover first).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartError> {
-        let stop_timers = self.stop_timers;
-        let result = self
-            .service
-            .run_until_stopped(async move {
-                shutdown.await;
-                stop_timers.cancel();
-            })
-            .await;
-        let _ = self.timers.await;
-        result
+        self.service.run_until_stopped(shutdown).await
     }
 }

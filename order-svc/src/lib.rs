@@ -8,12 +8,14 @@ pub mod commands;
 pub mod error;
 pub mod migration;
 pub mod order_api;
+pub mod order_events;
 pub mod orders;
 pub mod tiers;
 pub mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
@@ -24,6 +26,7 @@ use ticket_proto::order::v1::order_service_server::OrderServiceServer;
 
 use crate::commands::OrderCommands;
 use crate::order_api::OrderApi;
+use crate::order_events::{EventHandover, Orchestrator};
 use crate::tiers::Tiers;
 use crate::watch::Changes;
 
@@ -43,6 +46,8 @@ pub enum BuildError {
     Dependency(#[from] error::Error),
     #[error("messaging: {0}")]
     Messaging(#[from] ticket_platform::messaging::MessagingError),
+    #[error("{0}")]
+    Orchestrator(String),
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +61,18 @@ pub struct Config {
     pub redis_connections: usize,
     /// stock-svc's Redis key prefix (`redis.key_prefix`).
     pub redis_key_prefix: String,
+    /// The orchestrator's gRPC address (`orchestrator.addr`), where order events go when the
+    /// broker does not take them and where the sweeper starts sagas.
+    pub orchestrator_addr: String,
+    /// Bearer token of the orchestrator's `SagaEvents` (`orchestrator.token`).
+    pub orchestrator_token: String,
+    /// An order event unpublished this long goes over gRPC (`events.fallback_after_ms`; 0 never).
+    pub events_fallback_after: Duration,
+    /// An order still `PENDING` this long gets its saga started again
+    /// (`sweep.pending_after_ms`).
+    pub sweep_pending_after: Duration,
+    /// How often the sweeper looks (`sweep.interval_ms`; 0 turns it off).
+    pub sweep_interval: Duration,
 }
 
 impl Config {
@@ -77,12 +94,27 @@ impl Config {
             source.invalid("redis.connections", "must be between 1 and 256");
         }
         let redis_key_prefix = source.string("redis.key_prefix", stock_keys::DEFAULT_PREFIX);
+        let orchestrator_addr = source.string("orchestrator.addr", "http://127.0.0.1:50053");
+        if !(orchestrator_addr.starts_with("http://") || orchestrator_addr.starts_with("https://"))
+        {
+            source.invalid("orchestrator.addr", "must start with http:// or https://");
+        }
+        let orchestrator_token = source.string("orchestrator.token", &service.admin_token);
+        let events_fallback_after =
+            source.millis("events.fallback_after_ms", Duration::from_secs(3));
+        let sweep_pending_after = source.millis("sweep.pending_after_ms", Duration::from_secs(30));
+        let sweep_interval = source.millis("sweep.interval_ms", Duration::from_secs(5));
         Self {
             service,
             catalog_addr,
             redis_url,
             redis_connections,
             redis_key_prefix,
+            orchestrator_addr,
+            orchestrator_token,
+            events_fallback_after,
+            sweep_pending_after,
+            sweep_interval,
         }
     }
 }
@@ -116,6 +148,21 @@ impl Application {
                 &config.service.admin_token,
             )
             .await?;
+        let orchestrator = Orchestrator::new(&config.orchestrator_addr, &config.orchestrator_token)
+            .map_err(BuildError::Orchestrator)?;
+        if !config.events_fallback_after.is_zero() {
+            let (db, after) = (service.db.clone(), config.events_fallback_after);
+            let handover = EventHandover(orchestrator.clone());
+            service.spawn_background(|stop| {
+                ticket_platform::handover::spawn(db, handover, &[topic::ORDER], after, stop)
+            });
+        }
+        if !config.sweep_interval.is_zero() {
+            let db = service.db.clone();
+            let (after, every) = (config.sweep_pending_after, config.sweep_interval);
+            service
+                .spawn_background(|stop| order_events::sweep(db, orchestrator, after, every, stop));
+        }
         let changes = Changes::start(&config.service.database.url);
         let api = OrderApi {
             db: service.db.clone(),

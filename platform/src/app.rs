@@ -10,6 +10,8 @@ use std::time::Duration;
 use sea_orm::{DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
 use crate::grpc::{Bootstrap, GrpcError};
@@ -50,6 +52,9 @@ pub struct Service {
     pub publisher: Arc<Publisher>,
     relay: Relay,
     consumers: Vec<Consumer>,
+    /// Cancelled when the service stops; background tasks end on it.
+    background_stop: CancellationToken,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Service {
@@ -83,6 +88,8 @@ impl Service {
             publisher,
             relay,
             consumers: Vec::new(),
+            background_stop: CancellationToken::new(),
+            background: Vec::new(),
         })
     }
 
@@ -97,6 +104,13 @@ impl Service {
     pub fn router(mut self, add: impl FnOnce(Router) -> Router) -> Self {
         self.bootstrap = self.bootstrap.router(add);
         self
+    }
+
+    /// A background task of the service (a sweeper, a handover): `start` gets the token
+    /// cancelled when the service stops, and the task is awaited (within the grace period)
+    /// before the consumers stop.
+    pub fn spawn_background(&mut self, start: impl FnOnce(CancellationToken) -> JoinHandle<()>) {
+        self.background.push(start(self.background_stop.clone()));
     }
 
     /// A consumer stopped (before the outbox is flushed) when the service stops.
@@ -146,10 +160,18 @@ impl Service {
             publisher,
             relay,
             consumers,
+            background_stop,
+            background,
         } = self;
         tracing::info!(service = name, addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
         let served = bootstrap.serve(listener, shutdown).await;
         let wind_down = async {
+            background_stop.cancel();
+            for task in background {
+                if let Err(err) = task.await {
+                    tracing::error!(error = %err, "a background task failed");
+                }
+            }
             for consumer in &consumers {
                 consumer.shutdown().await;
             }

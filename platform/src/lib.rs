@@ -8,6 +8,7 @@ pub mod db;
 pub mod dead_letter;
 pub mod fields;
 pub mod grpc;
+pub mod handover;
 pub mod inbox;
 pub mod messaging;
 pub mod migration;

@@ -41,6 +41,8 @@ pub mod entity {
         pub sent_at: Option<DateTimeUtc>,
         /// Why the row can never be published; such rows are skipped.
         pub failure: Option<String>,
+        /// When an overdue row was delivered another way ([`crate::handover`]).
+        pub handed_over_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -74,6 +76,7 @@ pub async fn enqueue(db: &impl ConnectionTrait, messages: &[OutgoingMessage]) ->
         created_at: Set(now),
         sent_at: Set(None),
         failure: Set(None),
+        handed_over_at: Set(None),
         ..Default::default()
     });
     entity::Entity::insert_many(rows)

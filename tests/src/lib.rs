@@ -165,19 +165,48 @@ pub fn stock_config(service: ticket_platform::service::ServiceConfig) -> stock_s
 }
 
 /// order-svc settings for a test: tiers from the stock-svc at `catalog_addr`, sold-out flags
-/// under its Redis `key_prefix`.
+/// under its Redis `key_prefix`. With an `orchestrator` address, order events the broker does
+/// not take go there over gRPC after 1 s, and orders left `PENDING` 10 s are swept; without
+/// one (order-svc alone), neither runs.
 pub fn order_config(
     service: ticket_platform::service::ServiceConfig,
     catalog_addr: &str,
     key_prefix: &str,
+    orchestrator: Option<&str>,
 ) -> order_svc::Config {
+    let (orchestrator_addr, fallback, sweep) = match orchestrator {
+        Some(addr) => (
+            addr.to_owned(),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        ),
+        None => (
+            "http://127.0.0.1:9".to_owned(),
+            Duration::ZERO,
+            Duration::ZERO,
+        ),
+    };
     order_svc::Config {
         service,
         catalog_addr: catalog_addr.to_owned(),
         redis_url: redis_url(),
         redis_connections: 4,
         redis_key_prefix: key_prefix.to_owned(),
+        orchestrator_addr,
+        orchestrator_token: stock::TOKEN.into(),
+        events_fallback_after: fallback,
+        sweep_pending_after: Duration::from_secs(10),
+        sweep_interval: sweep,
     }
+}
+
+/// A free port on 127.0.0.1 (for a service that others must know the address of before it
+/// starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
 }
 
 /// orchestrator settings for a test: participants at the given gRPC addresses, the test's
@@ -194,7 +223,7 @@ pub fn orchestrator_config(
         participants,
         saga,
         timer_poll: Duration::from_millis(100),
-        fallback_after: Duration::from_secs(3),
+        fallback_after: Duration::from_secs(1),
     }
 }
 

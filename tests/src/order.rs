@@ -36,6 +36,18 @@ impl OrderApp {
         database: DatabaseConfig,
         duplicates: bool,
     ) -> Self {
+        Self::start_with(stock, database, duplicates, None).await
+    }
+
+    /// order-svc on `database` that hands order events to the orchestrator at `orchestrator`
+    /// when the broker does not take them, and sweeps orders left `PENDING` (see
+    /// [`crate::order_config`]).
+    pub async fn start_with(
+        stock: &StockApp,
+        database: DatabaseConfig,
+        duplicates: bool,
+        orchestrator: Option<&str>,
+    ) -> Self {
         let service = crate::service_config("order-svc", database.clone(), stock.messaging.clone());
         let db = ticket_platform::db::connect(&database)
             .await
@@ -44,6 +56,7 @@ impl OrderApp {
             service,
             &format!("http://{}", stock.addr),
             &stock.key_prefix,
+            orchestrator,
         );
         let app = order_svc::Application::build(config)
             .await

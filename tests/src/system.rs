@@ -23,6 +23,8 @@ pub struct System {
     pub notify: Running,
     pub orchestrator: Running,
     pub orchestrator_database: ticket_platform::db::DatabaseConfig,
+    /// Where the orchestrator listens, across restarts (order-svc hands it events there).
+    pub orchestrator_addr: std::net::SocketAddr,
     pub saga: SagaSettings,
     pub transport: Transport,
     pub duplicates: bool,
@@ -57,9 +59,14 @@ impl System {
             duplicates,
         )
         .await;
-        let order =
-            OrderApp::start_replica(&stock, fresh_database_config("t_order_").await, duplicates)
-                .await;
+        let orchestrator_addr = std::net::SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+        let order = OrderApp::start_with(
+            &stock,
+            fresh_database_config("t_order_").await,
+            duplicates,
+            Some(&format!("http://{orchestrator_addr}")),
+        )
+        .await;
         let notify_config = notify_svc::Config {
             service: crate::service_config(
                 "notify-svc",
@@ -80,7 +87,7 @@ impl System {
             &stock,
             &order,
             &notify,
-            orchestrator_database.clone(),
+            (orchestrator_database.clone(), orchestrator_addr),
             saga,
             transport,
             duplicates,
@@ -92,6 +99,7 @@ impl System {
             notify,
             orchestrator,
             orchestrator_database,
+            orchestrator_addr,
             saga,
             transport,
             duplicates,
@@ -99,13 +107,24 @@ impl System {
         }
     }
 
-    /// Starts an orchestrator on the system's orchestrator database (again, after a stop).
+    /// Starts the orchestrator on the system's orchestrator database and address (again,
+    /// after a stop).
     pub async fn start_orchestrator(&self) -> Running {
+        self.orchestrator_on(self.orchestrator_addr).await
+    }
+
+    /// Another orchestrator replica on the system's saga log, on a port of its own.
+    pub async fn start_orchestrator_replica(&self) -> Running {
+        self.orchestrator_on(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+    }
+
+    async fn orchestrator_on(&self, addr: std::net::SocketAddr) -> Running {
         start_orchestrator(
             self.stock(),
             &self.order,
             &self.notify,
-            self.orchestrator_database.clone(),
+            (self.orchestrator_database.clone(), addr),
             self.saga,
             self.transport,
             self.duplicates,
@@ -260,7 +279,7 @@ async fn start_orchestrator(
     stock: &StockApp,
     order: &OrderApp,
     notify: &Running,
-    database: ticket_platform::db::DatabaseConfig,
+    (database, addr): (ticket_platform::db::DatabaseConfig, std::net::SocketAddr),
     saga: SagaSettings,
     transport: Transport,
     duplicates: bool,
@@ -271,12 +290,9 @@ async fn start_orchestrator(
         notify: format!("http://{}", notify.addr),
         token: TOKEN.into(),
     };
-    let config = crate::orchestrator_config(
-        crate::service_config("orchestrator", database, stock.messaging.clone()),
-        participants,
-        saga,
-        transport,
-    );
+    let mut service = crate::service_config("orchestrator", database, stock.messaging.clone());
+    service.grpc_addr = addr;
+    let config = crate::orchestrator_config(service, participants, saga, transport);
     let app = orchestrator::Application::build(config)
         .await
         .expect("orchestrator starts");

@@ -120,3 +120,60 @@ async fn sagas_keep_completing_over_grpc_while_the_broker_is_down_and_return_to_
     );
     system.stop(&[tier]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_purchase_with_the_broker_down_completes_in_seconds_not_at_the_deadline() {
+    let broker = PrivateBroker::start();
+    let messaging = ticket_platform::messaging::MessagingConfig {
+        name_server: broker.name_server(),
+        ..e2e::messaging_config(3)
+    };
+    let system = System::start_on(
+        messaging,
+        e2e::saga::settings(Duration::from_secs(300)),
+        Transport::RocketMq,
+        false,
+    )
+    .await;
+    let tier = system.stock().tier(10, 4).await.tier_id;
+    broker.kill();
+
+    // Every event and command of the purchase goes over gRPC: order-svc hands its events to
+    // the orchestrator, the orchestrator its commands to the participants.
+    let started = std::time::Instant::now();
+    let order = system
+        .order
+        .create("no-broker", tier, 2, "n")
+        .await
+        .expect("create");
+    let reserved = e2e::eventually(Duration::from_secs(30), "reserved", || async {
+        let now = system.order.get(&order.order_no).await;
+        (now.status() == OrderStatus::AwaitingPayment).then_some(now)
+    })
+    .await;
+    e2e::saga::pay(&system, &reserved).await;
+    let saga = e2e::eventually(Duration::from_secs(30), "completed", || async {
+        system
+            .saga_of(&order.order_no)
+            .await
+            .filter(|s| s.state == "COMPLETED")
+    })
+    .await;
+    system.notified_once(&[&order.order_no]).await;
+    let took = started.elapsed();
+    println!("create → reserve → pay → confirm → notify with the broker down: {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the purchase took {took:?} with the broker down: {saga:?}"
+    );
+    assert_eq!(
+        system.order.get(&order.order_no).await.status(),
+        OrderStatus::Confirmed
+    );
+    let stock = system.stock().stock_of(tier).await;
+    assert_eq!(
+        (stock.available, stock.deducted, stock.confirmed),
+        (8, 0, 2)
+    );
+    system.stop(&[tier]).await;
+}

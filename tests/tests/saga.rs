@@ -637,7 +637,7 @@ async fn two_orchestrator_replicas_share_the_sagas_and_run_each_once() {
     let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
     // A second replica on the same saga log and consumer groups: the broker splits the queues
     // between the two, and a reply may reach the replica that did not send the command.
-    let second = system.start_orchestrator().await;
+    let second = system.start_orchestrator_replica().await;
     let tier = system.stock().tier(100, 4).await.tier_id;
     // One purchase first, so the queues have settled between the replicas.
     let warm_up = purchase(&system, tier, "replica-warm-up").await;
@@ -782,4 +782,45 @@ async fn a_bad_reply_is_a_dead_letter_an_operator_lists_and_redrives() {
     publisher.shutdown().await;
     runtime.shutdown().await;
     system.stop(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_created_event_was_lost_gets_its_saga_from_the_sweeper() {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
+    let tier = system.stock().tier(10, 4).await.tier_id;
+    let seen = system.reserved_order("ruth", tier, 1, "seen").await;
+    // An order saved PENDING a minute ago whose ORDER_CREATED never reached the orchestrator
+    // (dead-lettered, or lost with a broker's disk): no outbox row, no saga.
+    let lost = "T0000000000000000LOST";
+    system
+        .order
+        .db
+        .execute_raw(Statement::from_sql_and_values(
+            system.order.db.get_database_backend(),
+            "INSERT INTO orders (order_no, user_id, request_id, show_id, session_id, tier_id, \
+             quantity, status, created_at) \
+             VALUES ($1, 'sam', 'lost', $2, $3, $4, 1, 'PENDING', now() - INTERVAL '1 minute')",
+            [
+                lost.into(),
+                seen.show_id.into(),
+                seen.session_id.into(),
+                tier.into(),
+            ],
+        ))
+        .await
+        .expect("a lost order");
+    assert!(system.saga_of(lost).await.is_none());
+    let reserved = e2e::eventually(Duration::from_secs(30), "the sweeper", || async {
+        let now = system.order.get(lost).await;
+        (now.status() == OrderStatus::AwaitingPayment).then_some(now)
+    })
+    .await;
+    pay(&system, &reserved).await;
+    let saga = system.saga_reaches(lost, "COMPLETED").await;
+    assert_eq!(forward_steps(&saga), PURCHASE);
+    let stock = system.stock().stock_of(tier).await;
+    assert_eq!((stock.deducted, stock.confirmed), (1, 1));
+    system.stop(&[tier]).await;
 }

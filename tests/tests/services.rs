@@ -151,7 +151,8 @@ async fn order_svc_serves_health_and_reflection_and_stops_cleanly() {
     check_service!("order-svc", order_svc, |service| e2e::order_config(
         service,
         "http://127.0.0.1:1",
-        "stock"
+        "stock",
+        None
     ));
 }
 

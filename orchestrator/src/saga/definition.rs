@@ -35,6 +35,13 @@ pub enum Participant {
 }
 
 impl Participant {
+    pub const ALL: [Self; 3] = [Self::Stock, Self::Order, Self::Notify];
+
+    /// Who takes the commands of `topic` (without namespace).
+    pub fn of_topic(topic: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.topic() == topic)
+    }
+
     /// The topic its commands travel on.
     pub fn topic(self) -> &'static str {
         match self {

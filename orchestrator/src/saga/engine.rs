@@ -273,7 +273,10 @@ impl<T: SagaType> Engine<T> {
 
     /// [`Engine::on_reply`] for a reply that arrives over gRPC after the commit (boxed: the
     /// call is made from within the engine's own transaction frame).
-    fn reply_later(self, reply: Reply) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+    pub fn reply_later(
+        self,
+        reply: Reply,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
         Box::pin(async move { self.on_reply(&reply).await.map_err(|err| err.to_string()) })
     }
 

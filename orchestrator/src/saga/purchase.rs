@@ -1,7 +1,8 @@
 //! The purchase saga, declared:
 //!
 //! ```text
-//! ORDER_CREATED ─► STOCK_DEDUCT ─► ORDER_RESERVE ─► AWAIT_PAYMENT (pivot) ─► STOCK_CONFIRM ─► ORDER_CONFIRM ─► SMS, EMAIL, PUSH
+//! ORDER_CREATED ─► STOCK_DEDUCT ─► ORDER_RESERVE ─► AWAIT_PAYMENT (pivot) ─► STOCK_CONFIRM ─► ORDER_CONFIRM
+//!               ─► NOTIFY_SMS ─► NOTIFY_EMAIL ─► NOTIFY_PUSH
 //! undo: ORDER_CANCEL first (refused as ORDER_PAID: the purchase goes on), then STOCK_ROLLBACK
 //! ```
 //!
@@ -13,6 +14,9 @@
 //!   order still awaiting payment, so a payment that won the race makes the cancel refused
 //!   (`ORDER_PAID`), and the purchase goes on. The stock returns only after the cancel
 //!   succeeded.
+//! - The buyer is told on every channel as steps of their own after the confirmation: each has a
+//!   timeout and retries like any step (a notification refused outright is logged by
+//!   notify-svc and not retried).
 
 use std::time::Duration;
 
@@ -182,6 +186,11 @@ impl Purchase {
             };
             spec(name, kind, None, Skip::Allowed)
         };
+        let notifications = [
+            notify(Step::NotifySms, tag::SMS),
+            notify(Step::NotifyEmail, tag::EMAIL),
+            notify(Step::NotifyPush, tag::PUSH),
+        ];
         let declaration = Declaration {
             name: Self::NAME,
             forward: vec![
@@ -219,7 +228,10 @@ impl Purchase {
                     None,
                     Skip::Allowed,
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(notifications)
+            .collect(),
             compensations: vec![
                 spec(
                     Step::OrderCancel,
@@ -239,11 +251,7 @@ impl Purchase {
             ],
             pivot: Step::AwaitPayment,
             abort: Step::OrderCancel,
-            on_complete: vec![
-                notify(Step::NotifySms, tag::SMS),
-                notify(Step::NotifyEmail, tag::EMAIL),
-                notify(Step::NotifyPush, tag::PUSH),
-            ],
+            on_complete: Vec::new(),
         };
         Self { declaration }
     }
@@ -281,6 +289,8 @@ impl SagaType for Purchase {
             // The only way a pending order refuses its reservation: the buyer cancelled it.
             (Step::OrderReserve, _) => cancel(data, CancelReason::UserCancelled),
             (Step::OrderCancel, "ORDER_PAID") => Verdict::PivotPassed,
+            // A notification that can never be sent does not hold up the purchase.
+            (Step::NotifySms | Step::NotifyEmail | Step::NotifyPush, _) => Verdict::Done,
             (step, reason) => Verdict::Park(format!(
                 "{} was refused: {reason} ({})",
                 step.as_str(),

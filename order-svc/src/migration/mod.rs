@@ -3,6 +3,7 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000201_create_orders;
+mod m20261126_000202_pending_orders;
 
 pub struct Migrator;
 
@@ -10,6 +11,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = ticket_platform::migration::platform_migrations();
         migrations.push(Box::new(m20261125_000201_create_orders::Migration));
+        migrations.push(Box::new(m20261126_000202_pending_orders::Migration));
         migrations
     }
 }

@@ -6,11 +6,13 @@ use sea_orm_migration::MigrationTrait;
 mod m20261125_000001_create_outbox;
 mod m20261125_000002_create_inbox;
 mod m20261125_000003_create_dead_letter;
+mod m20261126_000004_outbox_handover;
 
 pub fn platform_migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
         Box::new(m20261125_000001_create_outbox::Migration),
         Box::new(m20261125_000002_create_inbox::Migration),
         Box::new(m20261125_000003_create_dead_letter::Migration),
+        Box::new(m20261126_000004_outbox_handover::Migration),
     ]
 }

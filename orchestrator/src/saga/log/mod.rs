@@ -8,8 +8,8 @@ use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
 
 mod entity;
 
-pub use entity::{action, saga, step};
 pub use action::Model as ActionRecord;
+pub use entity::{action, saga, step};
 pub use saga::Model as SagaRow;
 pub use step::Model as Step;
 
