@@ -221,9 +221,10 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
             .db
             .query_all_raw(Statement::from_sql_and_values(
                 self.db.get_database_backend(),
-                "SELECT id, message_id, topic, tag, consumer_group, reason, received_at, \
-                 redriven_at IS NOT NULL AS redriven FROM dead_letter WHERE id > $1 \
-                 ORDER BY id LIMIT $2",
+                "SELECT id, message_id, topic, tag, message_key, consumer_group, reason, \
+                 received_at, last_seen_at, times_seen, source, properties::TEXT AS properties, \
+                 octet_length(payload) AS body_size, redriven_at IS NOT NULL AS redriven \
+                 FROM dead_letter WHERE id > $1 ORDER BY id LIMIT $2",
                 [after.into(), (size + 1).into()],
             ))
             .await
@@ -235,6 +236,7 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
             let read = |err: sea_orm::DbErr| Error::Corrupt(format!("dead letter: {err}"));
             last = row.try_get("", "id").map_err(read)?;
             let received: DateTime<Utc> = row.try_get("", "received_at").map_err(read)?;
+            let last_seen: DateTime<Utc> = row.try_get("", "last_seen_at").map_err(read)?;
             out.push(pb::DeadLetter {
                 message_id: row.try_get("", "message_id").map_err(read)?,
                 topic: row.try_get("", "topic").map_err(read)?,
@@ -243,6 +245,12 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
                 reason: row.try_get("", "reason").map_err(read)?,
                 received_at: Some(timestamp(received)),
                 redriven: row.try_get("", "redriven").map_err(read)?,
+                times_seen: row.try_get("", "times_seen").map_err(read)?,
+                last_seen_at: Some(timestamp(last_seen)),
+                source: row.try_get("", "source").map_err(read)?,
+                key: row.try_get("", "message_key").map_err(read)?,
+                properties: row.try_get("", "properties").map_err(read)?,
+                body_size: row.try_get("", "body_size").map_err(read)?,
             });
         }
         Ok(Response::new(pb::ListDeadLettersResponse {
@@ -280,7 +288,9 @@ impl SagaAdminApi {
             .query_one_raw(Statement::from_sql_and_values(
                 txn.get_database_backend(),
                 "SELECT message_id, topic, tag, message_key, consumer_group, reason, payload, \
-                 received_at FROM dead_letter WHERE message_id = $1 ORDER BY id LIMIT 1 FOR UPDATE",
+                 received_at, last_seen_at, times_seen, source, properties::TEXT AS properties \
+                 FROM dead_letter WHERE message_id = $1 ORDER BY last_seen_at DESC LIMIT 1 \
+                 FOR UPDATE",
                 [message_id.into()],
             ))
             .await?
@@ -297,12 +307,13 @@ impl SagaAdminApi {
         };
         let topic: String = row.try_get("", "topic")?;
         let tag: String = row.try_get("", "tag")?;
-        let key: String = row.try_get("", "message_key")?;
+        let message_key: String = row.try_get("", "message_key")?;
         let payload: Vec<u8> = row.try_get("", "payload")?;
+        let body_size = payload.len();
         let message = ticket_platform::messaging::OutgoingMessage {
             topic: topic.clone(),
             tag: tag.clone(),
-            key,
+            key: message_key.clone(),
             message_id: id,
             saga_id: None,
             step: None,
@@ -322,6 +333,7 @@ impl SagaAdminApi {
         .await?;
         txn.commit().await?;
         let received: DateTime<Utc> = row.try_get("", "received_at")?;
+        let last_seen: DateTime<Utc> = row.try_get("", "last_seen_at")?;
         Ok(pb::DeadLetter {
             message_id: message_id.to_owned(),
             topic,
@@ -330,6 +342,12 @@ impl SagaAdminApi {
             reason: row.try_get("", "reason")?,
             received_at: Some(timestamp(received)),
             redriven: true,
+            times_seen: row.try_get("", "times_seen")?,
+            last_seen_at: Some(timestamp(last_seen)),
+            source: row.try_get("", "source")?,
+            key: message_key,
+            properties: row.try_get("", "properties")?,
+            body_size: i32::try_from(body_size).unwrap_or(i32::MAX),
         })
     }
 }

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod dead_letters;
 pub mod dispatch;
 pub mod error;
 pub mod events;
@@ -27,12 +28,13 @@ use std::time::Duration;
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
 use ticket_platform::handover;
-use ticket_platform::messaging::{Consumer, ConsumerSettings, topic};
+use ticket_platform::messaging::{Consumer, ConsumerSettings, DLQ_PREFIX, topic};
 use ticket_platform::service::ServiceConfig;
 use ticket_proto::saga::v1::saga_admin_server::SagaAdminServer;
 use ticket_proto::saga::v1::saga_events_server::SagaEventsServer;
 
 use crate::admin::SagaAdminApi;
+use crate::dead_letters::DeadLetters;
 use crate::dispatch::{CommandHandover, Dispatcher, ParticipantAddrs, Transport};
 use crate::events::{OrderEvents, Replies, SagaEventsApi};
 use crate::saga::definition::RetryPolicy;
@@ -74,6 +76,9 @@ pub struct Config {
     /// How old an unpublished outbox row makes the broker count as down
     /// (`transport.fallback_after_ms`; 0 never falls back).
     pub fallback_after: Duration,
+    /// The consumer groups whose `%DLQ%` is read into the dead letters
+    /// (`dead_letters.groups`, comma-separated; the system's groups by default).
+    pub dead_letter_groups: Vec<String>,
 }
 
 impl Config {
@@ -117,6 +122,25 @@ impl Config {
         }
         let timer_poll = source.millis("timers.poll_ms", Duration::from_millis(200));
         let fallback_after = source.millis("transport.fallback_after_ms", Duration::from_secs(3));
+        let groups = source.string(
+            "dead_letters.groups",
+            &dead_letters::SYSTEM_GROUPS.join(","),
+        );
+        let dead_letter_groups: Vec<String> = groups
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = dead_letter_groups.iter().find(|g| {
+            g.chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        }) {
+            source.invalid(
+                "dead_letters.groups",
+                format!("group {bad:?} may hold only letters, digits, '-' and '_'"),
+            );
+        }
         Self {
             service,
             transport,
@@ -124,6 +148,7 @@ impl Config {
             saga,
             timer_poll,
             fallback_after,
+            dead_letter_groups,
         }
     }
 }
@@ -146,6 +171,7 @@ impl Application {
                 topic::ORDER_CMD,
                 topic::NOTIFICATION,
                 topic::SAGA_REPLY,
+                topic::DEAD_LETTER,
             ])
             .await?;
         let dispatcher = Dispatcher::start(
@@ -182,6 +208,26 @@ impl Application {
         )
         .await?;
         service.add_consumer(order_events);
+        let dlqs: Vec<String> = config
+            .dead_letter_groups
+            .iter()
+            .map(|group| format!("{DLQ_PREFIX}{group}"))
+            .collect();
+        let settings = dlqs.iter().fold(
+            ConsumerSettings::new(dead_letters::GROUP)
+                .subscribe(topic::DEAD_LETTER, &["*"])
+                .dead_letters(service.db.clone()),
+            |settings, dlq| settings.subscribe(dlq, &["*"]),
+        );
+        let dead_letters = Consumer::start(
+            Arc::clone(&service.messaging),
+            settings,
+            DeadLetters {
+                db: service.db.clone(),
+            },
+        )
+        .await?;
+        service.add_consumer(dead_letters);
         let (poll, timer_engine) = (config.timer_poll, engine.clone());
         service.spawn_background(|stop| timers::spawn(timer_engine, poll, stop));
         if config.transport == Transport::RocketMq && !config.fallback_after.is_zero() {

@@ -224,8 +224,17 @@ pub fn orchestrator_config(
         saga,
         timer_poll: Duration::from_millis(100),
         fallback_after: Duration::from_secs(1),
+        dead_letter_groups: orchestrator::dead_letters::SYSTEM_GROUPS
+            .iter()
+            .chain(&[DOOMED_GROUP])
+            .map(|g| (*g).to_owned())
+            .collect(),
     }
 }
+
+/// A consumer group of the tests whose handler never succeeds; the test systems' orchestrator
+/// reads its `%DLQ%` with the system's own groups.
+pub const DOOMED_GROUP: &str = "doomed";
 
 /// Publishes `message`, trying again a few times: a producer's first send to a topic that was
 /// created a moment ago can fail while the broker settles its route. A message the broker did

@@ -7,6 +7,7 @@
 mod bench;
 mod catalog;
 mod demo;
+mod dlq;
 mod saga;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     Saga(saga::Args),
     /// A short flash sale against the running services, and what happened.
     Demo(demo::Args),
+    /// The system's dead letters (every consumer group's), through the orchestrator.
+    Dlq(dlq::Args),
 }
 
 /// `message` with `authorization: Bearer <token>`.
@@ -59,6 +62,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bench { target } => bench::run(target).await,
         Command::Saga(args) => saga::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Dlq(args) => dlq::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -53,7 +53,8 @@ pub struct ConsumerSettings {
     pub group: String,
     /// (logical topic, tags) pairs; `["*"]` takes every tag.
     pub subscriptions: Vec<(String, Vec<String>)>,
-    /// Where rejected messages are recorded; `None` only logs them.
+    /// The database whose outbox publishes rejected messages to `DEAD_LETTER_TOPIC`; `None`
+    /// only logs them.
     pub dead_letters: Option<DatabaseConnection>,
 }
 
@@ -207,9 +208,9 @@ async fn handle_batch<H: MessageHandler>(
                 all_done = false;
             }
             Err(HandleError::Reject(reason)) => {
-                tracing::error!(parent: &span, %reason, "message rejected; recording it as a dead letter");
+                tracing::error!(parent: &span, %reason, "message rejected; publishing it as a dead letter");
                 let Some(db) = dead_letters else { continue };
-                if let Err(err) = dead_letter::record(db, group, &message, &reason)
+                if let Err(err) = dead_letter::reject(db, group, &message, &reason)
                     .instrument(span.clone())
                     .await
                 {
@@ -242,5 +243,6 @@ fn incoming(namespace: &Namespace, msg: &MessageExt) -> IncomingMessage {
         reconsume_times: msg.reconsume_times(),
         broker_message_id: msg.msg_id().to_string(),
         queue_id: msg.queue_id(),
+        delivered_from: namespace.strip(msg.topic().as_str()),
     }
 }

@@ -118,6 +118,9 @@ pub struct IncomingMessage {
     pub broker_message_id: String,
     /// The queue the message was stored in (all messages of one order share one).
     pub queue_id: i32,
+    /// The topic it was delivered from (no namespace): its own, or `%RETRY%<group>` or
+    /// `%DLQ%<group>` for a message the broker moved.
+    pub delivered_from: String,
 }
 
 impl IncomingMessage {

@@ -10,6 +10,7 @@ pub mod topic {
     pub const ORDER_CMD: &str = "ORDER_CMD_TOPIC";
     pub const NOTIFICATION: &str = "NOTIFICATION_TOPIC";
     pub const SAGA_REPLY: &str = "SAGA_REPLY_TOPIC";
+    pub const DEAD_LETTER: &str = "DEAD_LETTER_TOPIC";
 }
 
 /// The tags of each topic. A reply on `SAGA_REPLY_TOPIC` is tagged with its command's step.
@@ -27,6 +28,8 @@ pub mod tag {
     pub const SMS: &str = "SMS";
     pub const EMAIL: &str = "EMAIL";
     pub const PUSH: &str = "PUSH";
+    /// `DEAD_LETTER_TOPIC`: a message a handler rejected.
+    pub const REJECTED: &str = "REJECTED";
 }
 
 /// The broker's prefix of the dead-letter topic of a consumer group.
