@@ -46,8 +46,8 @@ pub fn spawn<T: SagaType>(
                 };
                 let engine = engine.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = engine.fire(&timer).await {
-                        tracing::warn!(error = %err, saga_id = %timer.saga_id, kind = %timer.kind, "a timer could not fire; it fires again once its claim expires");
+                    if let Err(err) = engine.fire_or_release(&timer).await {
+                        tracing::warn!(error = %err, saga_id = %timer.saga_id, kind = %timer.kind, "a timer could not fire; it is tried again in a second");
                     }
                     drop(permit);
                 });

@@ -166,3 +166,76 @@ async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
         .await
         .expect("drop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fired_by_another() {
+    let config = e2e::fresh_database_config("t_orch_").await;
+    let db = ticket_platform::db::connect(&config)
+        .await
+        .expect("connect");
+    orchestrator::migration::Migrator::up(&db, None)
+        .await
+        .expect("migrate");
+    let settings = SagaSettings {
+        step_timeout: Duration::from_millis(1),
+        ..SagaSettings::default()
+    };
+    let crashed = replica(&db, &settings).await;
+    for i in 0..20 {
+        let data = PurchaseData {
+            user_id: format!("buyer{i}"),
+            tier_id: 1,
+            quantity: 1,
+            unit_price_cents: None,
+            cancel_reason: None,
+        };
+        crashed
+            .start(&format!("T{i:020}"), data)
+            .await
+            .expect("start");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A replica claims every due timer for two seconds, then dies before firing any.
+    let claimed = crashed
+        .claim_timers(100, Duration::from_secs(2))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 20);
+    let survivor = replica(&db, &settings).await;
+    let meanwhile = survivor
+        .claim_timers(100, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert!(
+        meanwhile.is_empty(),
+        "claimed under another's lease: {meanwhile:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let after = survivor
+        .claim_timers(100, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(after.len(), 20, "the lease ran out");
+    for timer in &after {
+        assert!(survivor.fire(timer).await.expect("fire"));
+    }
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM saga_timer WHERE kind = 'STEP_TIMEOUT' AND fired_at IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(DISTINCT fired_by) AS n FROM saga_timer WHERE fired_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    ticket_platform::db::drop_database(&config.url)
+        .await
+        .expect("drop");
+}

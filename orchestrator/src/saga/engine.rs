@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::Utc;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use ticket_platform::messaging::OutgoingMessage;
 use ticket_platform::outbox;
 use ticket_proto::saga::v1::{Command, Reply};
@@ -79,6 +79,7 @@ impl<T: SagaType> Engine<T> {
     /// A new saga for `order_no`; a repeated start changes nothing.
     #[tracing::instrument(skip_all, fields(order_no))]
     pub async fn start(&self, order_no: &str, data: T::Data) -> Result<(), Error> {
+        tracing::Span::current().record("order_no", order_no);
         let first = self
             .saga_type()
             .declaration()
@@ -160,6 +161,7 @@ impl<T: SagaType> Engine<T> {
     /// A business event for the saga of `order_no`.
     #[tracing::instrument(skip_all, fields(order_no))]
     pub async fn signal(&self, order_no: &str, signal: Signal) -> Result<(), Error> {
+        tracing::Span::current().record("order_no", order_no);
         self.atomically(async |txn, calls| {
             let Some(row) = log::lock_by_order(txn, order_no).await? else {
                 return Ok(());
@@ -182,13 +184,46 @@ impl<T: SagaType> Engine<T> {
     ) -> Result<Vec<Timer>, Error> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-        Ok(log::claim_due_timers(&self.inner.db, limit, lease_ms, self.replica()).await?)
+        let saga_type = self.saga_type().declaration().name;
+        Ok(
+            log::claim_due_timers(&self.inner.db, saga_type, limit, lease_ms, self.replica())
+                .await?,
+        )
+    }
+
+    /// Fires one claimed timer ([`Engine::fire`]); a timer that could not fire goes back to the
+    /// poll a second later, and one whose saga the engine cannot act on parks that saga.
+    pub async fn fire_or_release(&self, timer: &Timer) -> Result<bool, Error> {
+        match self.fire(timer).await {
+            Err(Error::Corrupt(what)) => {
+                tracing::error!(saga_id = %timer.saga_id, error = %what, "a saga the engine cannot act on; parked for an operator");
+                let txn = self.inner.db.begin().await?;
+                log::park_broken(
+                    &txn,
+                    &timer.saga_id,
+                    &format!("the engine cannot act on it: {what}"),
+                )
+                .await?;
+                log::mark_fired(&txn, timer.id, self.replica()).await?;
+                txn.commit().await?;
+                Ok(true)
+            }
+            Err(err) => {
+                log::release_timer(&self.inner.db, timer.id, 1_000).await?;
+                Err(err)
+            }
+            fired => fired,
+        }
     }
 
     /// Fires one claimed timer in a transaction of its own; `false` when another replica had
     /// fired it already.
+    #[tracing::instrument(skip_all, fields(saga_id = %timer.saga_id, kind = %timer.kind))]
     pub async fn fire(&self, timer: &Timer) -> Result<bool, Error> {
         self.atomically(async |txn, calls| {
+            // A saga another transaction holds longer than this is left for the next poll; the
+            // timer does not hold a connection and a poller's place meanwhile.
+            txn.execute_unprepared("SET LOCAL lock_timeout = '5s'").await?;
             let row = log::lock(txn, &timer.saga_id).await?;
             if !log::mark_fired(txn, timer.id, self.replica()).await? {
                 return Ok(false);
@@ -215,6 +250,7 @@ impl<T: SagaType> Engine<T> {
 
     /// An operator's action on a saga, recorded in its history with `reason`. `Ok(Err)` when
     /// the saga's state does not allow it.
+    #[tracing::instrument(skip(self))]
     pub async fn operate(
         &self,
         saga_id: &str,

@@ -346,3 +346,28 @@ fn an_abort_signalled_while_a_step_is_in_flight_is_acted_on_at_its_reply() {
     assert_eq!(saga.compensations, [Step::Refund]);
     assert_eq!(saga.data.undone_because.as_deref(), Some("Requested"));
 }
+
+#[test]
+fn an_operator_compensates_a_saga_before_its_pivot_abort_first_from_any_forward_step() {
+    // In flight at its first step: the step's effect may have happened, so it is undone too.
+    let mut saga = started();
+    let sent = run(&mut saga, |m, s| m.compensate_now(s).expect("allowed"));
+    assert_eq!(sent, [(Step::Void, 1)]);
+    assert_eq!(saga.compensations, [Step::Refund]);
+    assert_eq!(saga.data.undone_because.as_deref(), Some("Operator"));
+    // A late reply of the abandoned step changes nothing; the compensations run in order.
+    run(&mut saga, |m, s| m.reply(s, &reply(ReplyOutcome::Ok, "")));
+    assert_eq!(saga.step, Step::Refund);
+    run(&mut saga, |m, s| m.reply(s, &reply(ReplyOutcome::Ok, "")));
+    assert_eq!(saga.state, State::Compensated);
+
+    // Waiting at the pivot: the same order, abort first.
+    let mut waiting = started();
+    run(&mut waiting, |m, s| {
+        m.reply(s, &reply(ReplyOutcome::Ok, ""))
+    });
+    assert_eq!(waiting.state, State::Waiting);
+    let sent = run(&mut waiting, |m, s| m.compensate_now(s).expect("allowed"));
+    assert_eq!(sent, [(Step::Void, 1)]);
+    assert_eq!(waiting.compensations, [Step::Refund]);
+}

@@ -288,7 +288,14 @@ impl SagaType for Purchase {
             (Step::StockDeduct, _) => cancel(data, CancelReason::System),
             // The only way a pending order refuses its reservation: the buyer cancelled it.
             (Step::OrderReserve, _) => cancel(data, CancelReason::UserCancelled),
-            (Step::OrderCancel, "ORDER_PAID") => Verdict::PivotPassed,
+            (Step::OrderCancel, "ORDER_PAID") => {
+                // The payment won: the purchase goes on, undone by nothing.
+                data.cancel_reason = None;
+                Verdict::PivotPassed
+            }
+            // The order changed under the command (another change won the compare-and-set
+            // first): the same command again finds where it stands.
+            (_, "CONFLICT") => Verdict::Retry,
             // A notification that can never be sent does not hold up the purchase.
             (Step::NotifySms | Step::NotifyEmail | Step::NotifyPush, _) => Verdict::Done,
             (step, reason) => Verdict::Park(format!(

@@ -254,12 +254,13 @@ pub async fn add_timer(
     Ok(())
 }
 
-/// Claims up to `limit` due timers for `lease_ms` on behalf of `replica`, in a statement of its
-/// own (`FOR UPDATE SKIP LOCKED`: another replica claims others). A claimed timer is fired in a
-/// transaction of its own ([`mark_fired`]); one whose replica died is claimed again once its
-/// lease ran out.
+/// Claims up to `limit` due timers of sagas of type `saga_type` for `lease_ms` on behalf of
+/// `replica`, in a statement of its own (`FOR UPDATE SKIP LOCKED`: another replica claims
+/// others). A claimed timer is fired in a transaction of its own ([`mark_fired`]); one whose
+/// replica died is claimed again once its lease ran out.
 pub async fn claim_due_timers(
     conn: &impl ConnectionTrait,
+    saga_type: &str,
     limit: u64,
     lease_ms: i64,
     replica: &str,
@@ -270,14 +271,16 @@ pub async fn claim_due_timers(
             "UPDATE saga_timer SET claimed_by = $3, \
                claimed_until = now() + $2 * INTERVAL '1 millisecond' \
              WHERE id IN ( \
-               SELECT id FROM saga_timer WHERE fired_at IS NULL AND due_at <= now() \
-                 AND (claimed_until IS NULL OR claimed_until < now()) \
-               ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+               SELECT t.id FROM saga_timer t JOIN saga s ON s.saga_id = t.saga_id \
+               WHERE t.fired_at IS NULL AND t.due_at <= now() AND s.saga_type = $4 \
+                 AND (t.claimed_until IS NULL OR t.claimed_until < now()) \
+               ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED) \
              RETURNING id, saga_id, kind, step, attempt",
             [
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
                 lease_ms.into(),
                 replica.into(),
+                saga_type.into(),
             ],
         ))
         .await?;
@@ -292,6 +295,39 @@ pub async fn claim_due_timers(
             })
         })
         .collect()
+}
+
+/// Gives a claimed timer that could not fire back to the poll after `retry_ms`.
+pub async fn release_timer(
+    conn: &impl ConnectionTrait,
+    timer_id: i64,
+    retry_ms: i64,
+) -> Result<(), DbErr> {
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "UPDATE saga_timer SET claimed_until = now() + $2 * INTERVAL '1 millisecond' \
+         WHERE id = $1 AND fired_at IS NULL",
+        [timer_id.into(), retry_ms.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Parks a saga that cannot go on (its log holds what this version cannot act on), with the
+/// reason, and marks the timer that found it fired: an operator decides.
+pub async fn park_broken(
+    conn: &impl ConnectionTrait,
+    saga_id: &str,
+    incident: &str,
+) -> Result<(), DbErr> {
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "UPDATE saga SET state = 'PARKED', incident = $2, version = version + 1, \
+         updated_at = now() WHERE saga_id = $1 AND state NOT IN ('COMPLETED', 'COMPENSATED')",
+        [saga_id.into(), incident.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Marks a timer fired by `replica`; `false` when it was fired already (by another replica
