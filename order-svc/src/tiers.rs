@@ -50,9 +50,7 @@ impl Tiers {
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(5))
             .connect_lazy();
-        let redis = Builder::from_config(Config::from_url(redis_url)?)
-            .build_pool(redis_connections.max(1))?;
-        redis.init().await?;
+        let redis = ticket_platform::redis::connect(redis_url, redis_connections).await?;
         Ok(Self {
             catalog: CatalogServiceClient::new(channel),
             redis,

@@ -14,6 +14,7 @@ pub mod messaging;
 pub mod migration;
 pub mod outbox;
 pub mod participant;
+pub mod redis;
 pub mod service;
 pub mod shutdown;
 pub mod stock_keys;

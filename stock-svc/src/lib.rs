@@ -15,6 +15,7 @@ pub mod rebuild;
 pub mod stock;
 pub mod stock_api;
 pub mod tiers;
+pub mod verify;
 
 use std::future::Future;
 use std::net::SocketAddr;

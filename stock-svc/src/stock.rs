@@ -20,6 +20,10 @@ use crate::gate::{
 use crate::ledger::{self, LedgerEntry, LedgerWriter};
 use crate::rebuild::load_session;
 use crate::tiers::{TierRules, Tiers};
+use crate::verify::SessionChecks;
+
+/// Times a script is run again after its tier was rebuilt or checked against the ledger.
+const GATE_ATTEMPTS: usize = 3;
 
 /// Longest accepted order number and user id.
 pub const MAX_ID_LEN: usize = 64;
@@ -162,6 +166,8 @@ pub struct Stock {
     pub gate: StockGate,
     pub tiers: Tiers,
     writer: LedgerWriter,
+    /// One check against the ledger per session at a time, after Redis started anew.
+    pub(crate) checks: SessionChecks,
 }
 
 impl Stock {
@@ -169,6 +175,7 @@ impl Stock {
         Self {
             tiers: Tiers::new(db.clone()),
             writer: LedgerWriter::spawn(db.clone(), ledger_writers),
+            checks: SessionChecks::default(),
             db,
             gate,
         }
@@ -247,19 +254,26 @@ impl Stock {
     }
 
     /// Runs a script; when Redis does not hold the tier or its session's holdings, rebuilds
-    /// the session from the ledger and runs the script once more.
+    /// the session from the ledger, and when Redis started anew since the tier was checked,
+    /// checks the session against the ledger ([`Stock::verify_session`]); then runs the
+    /// script again (a few times at most: a check can drop a tier, which is then rebuilt).
     async fn gated<T, F, Fut>(&self, rules: &TierRules, script: F) -> Result<T, Error>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, GateError>>,
     {
-        match script().await {
-            Err(GateError::NotLoaded(_)) => {
-                self.rebuild(rules).await?;
-                Ok(script().await?)
+        for _ in 0..GATE_ATTEMPTS {
+            match script().await {
+                Err(GateError::NotLoaded(_)) => {
+                    self.rebuild(rules).await?;
+                }
+                Err(GateError::Unverified { run_id, .. }) => {
+                    self.verify_session(rules, &run_id).await?;
+                }
+                other => return Ok(other?),
             }
-            other => Ok(other?),
         }
+        Ok(script().await?)
     }
 
     /// Loads the tier's session into Redis from the ledger: every tier of it Redis does not

@@ -52,12 +52,13 @@ impl OrderApp {
         let db = ticket_platform::db::connect(&database)
             .await
             .expect("connect to the test database");
-        let config = crate::order_config(
+        let mut config = crate::order_config(
             service,
             &format!("http://{}", stock.addr),
             &stock.key_prefix,
             orchestrator,
         );
+        config.redis_url = stock.redis_url.clone();
         let app = order_svc::Application::build(config)
             .await
             .expect("order-svc starts");

@@ -30,6 +30,8 @@ pub struct StockApp {
     pub database: DatabaseConfig,
     pub messaging: MessagingConfig,
     pub key_prefix: String,
+    /// The Redis of its live stock.
+    pub redis_url: String,
 }
 
 /// `request` with `authorization: Bearer <TOKEN>`.
@@ -67,11 +69,23 @@ impl StockApp {
         key_prefix: Option<String>,
         duplicates: bool,
     ) -> Self {
+        Self::start_on_redis(messaging, database, key_prefix, duplicates, &redis_url()).await
+    }
+
+    /// As [`StockApp::start_with`], on the Redis at `redis_url` (a private one, say).
+    pub async fn start_on_redis(
+        messaging: MessagingConfig,
+        database: DatabaseConfig,
+        key_prefix: Option<String>,
+        duplicates: bool,
+        redis_url: &str,
+    ) -> Self {
         let service = crate::service_config("stock-svc", database.clone(), messaging.clone());
         let db = ticket_platform::db::connect(&service.database)
             .await
             .expect("connect to the test database");
         let mut config = stock_config(service);
+        config.redis_url = redis_url.to_owned();
         if let Some(prefix) = key_prefix {
             config.redis_key_prefix = prefix;
         }
@@ -90,6 +104,7 @@ impl StockApp {
             database,
             messaging,
             key_prefix,
+            redis_url: redis_url.to_owned(),
         }
     }
 
@@ -107,7 +122,7 @@ impl StockApp {
 
     /// A gate on the same Redis keys as the service (to make Redis lose a tier, say).
     pub async fn gate(&self) -> stock_svc::gate::StockGate {
-        stock_svc::gate::StockGate::connect(&redis_url(), 2, &self.key_prefix)
+        stock_svc::gate::StockGate::connect(&self.redis_url, 2, &self.key_prefix)
             .await
             .expect("redis")
     }

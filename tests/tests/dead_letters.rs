@@ -81,14 +81,21 @@ async fn a_command_stock_svc_rejects_is_one_record_at_the_orchestrator_and_comes
 
     let first = dead_letter(&system, &id, 1).await;
     assert_eq!(
-        (first.consumer_group.as_str(), first.topic.as_str(), first.source.as_str()),
+        (
+            first.consumer_group.as_str(),
+            first.topic.as_str(),
+            first.source.as_str()
+        ),
         ("stock-svc", "STOCK_TOPIC", "REJECTED"),
         "{first:?}"
     );
     assert_eq!(first.key, "T-garbage");
     assert!(!first.reason.is_empty() && !first.redriven, "{first:?}");
     let listed = ticketctl(&system, &["list"]);
-    assert!(listed.contains(&id) && listed.contains("stock-svc"), "{listed}");
+    assert!(
+        listed.contains(&id) && listed.contains("stock-svc"),
+        "{listed}"
+    );
 
     // Redriven, it fails again at stock-svc: the same record, seen twice, no longer redriven.
     let shown = ticketctl(&system, &["redrive", &id]);
@@ -129,9 +136,7 @@ async fn a_message_whose_redeliveries_ran_out_is_recorded_from_its_groups_dlq() 
         "DOOMED_TOPIC",
         "WORK",
         "T-doomed",
-        &saga_pb::OrderCancel {
-            reason: "x".into(),
-        },
+        &saga_pb::OrderCancel { reason: "x".into() },
     )
     .with_saga("saga-1", "WORK", 1);
     let id = message.message_id.to_string();
@@ -143,7 +148,10 @@ async fn a_message_whose_redeliveries_ran_out_is_recorded_from_its_groups_dlq() 
         (e2e::DOOMED_GROUP, "DLQ"),
         "{letter:?}"
     );
-    assert_eq!((letter.topic.as_str(), letter.tag.as_str()), ("DOOMED_TOPIC", "WORK"));
+    assert_eq!(
+        (letter.topic.as_str(), letter.tag.as_str()),
+        ("DOOMED_TOPIC", "WORK")
+    );
     assert!(letter.properties.contains("saga-1"), "{letter:?}");
     doomed.shutdown().await;
     publisher.shutdown().await;

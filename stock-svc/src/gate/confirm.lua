@@ -1,10 +1,16 @@
 -- confirm(order_no): fence DEDUCTED -> CONFIRMED. The buyer's holdings do not change:
 -- confirmed tickets count toward the limit like deducted ones.
--- KEYS as in prededuct.lua. Returns {outcome, quantity, available, user_id}.
+-- KEYS as in prededuct.lua. Returns {outcome, quantity, available, user_id};
+-- {'UNVERIFIED', 0, 0, run_id} as in prededuct.lua.
 local meta, fences = KEYS[3], KEYS[4]
 local order_no = ARGV[1]
 if redis.call('EXISTS', meta) == 0 then
   return {'NOT_LOADED', 0, 0, ''}
+end
+-- Redis started anew since the tier was checked against the ledger: check it first.
+local run_id = current_run_id()
+if redis.call('HGET', meta, 'run_id') ~= run_id then
+  return {'UNVERIFIED', 0, 0, run_id}
 end
 local available = tonumber(redis.call('HGET', meta, 'available'))
 local fence = redis.call('HGET', fences, order_no)

@@ -11,7 +11,8 @@
 -- tiers are loaded (a tier's buyers' holdings follow from its DEDUCTED and CONFIRMED fences)
 -- and, when any was or the session's meta was missing, the session's holdings are computed
 -- afresh as the sum of its tiers' holdings: never added to, so a tier rebuilt beside tiers
--- that Redis kept is counted once. Returns {'LOADED', tier_id...}: the tiers this call loaded.
+-- that Redis kept is counted once. A tier loaded is stamped with Redis' run_id: it is the
+-- ledger's, checked. Returns {'LOADED', tier_id...}: the tiers this call loaded.
 local session_meta, session_users = KEYS[1], KEYS[2]
 local tiers = (#KEYS - 2) / 3
 local blocks = {}
@@ -30,6 +31,7 @@ if #missing > 1 then
   return missing
 end
 local loaded = {'LOADED'}
+local run_id = current_run_id()
 for t = 1, tiers do
   local b = blocks[t]
   if not b.present then
@@ -48,7 +50,7 @@ for t = 1, tiers do
       'total', ARGV[s + 1], 'available', ARGV[s + 2], 'deducted', ARGV[s + 3],
       'confirmed', ARGV[s + 4], 'opens_at_ms', ARGV[s + 5], 'closes_at_ms', ARGV[s + 6],
       'tier_limit', ARGV[s + 7], 'price_cents', ARGV[s + 8],
-      'sold_out', tonumber(ARGV[s + 2]) == 0 and 1 or 0)
+      'sold_out', tonumber(ARGV[s + 2]) == 0 and 1 or 0, 'run_id', run_id)
     table.insert(loaded, ARGV[s])
   end
 end

@@ -8,9 +8,17 @@
 //! whole session. Scripts are loaded once and called by SHA; when Redis answers NOSCRIPT (a
 //! restart, a failover) they are loaded again and the call is repeated. Invariant of every
 //! tier: `available + deducted + confirmed == total`.
+//!
+//! Redis may come back from a restart, a failover or a restore older than the ledger, still
+//! holding the tier. So every tier carries the `run_id` of the Redis process it was last
+//! loaded or checked on, and the scripts that change a fence compare it with the running
+//! process' (`INFO server`, inside the script, so no call slips between a restart and the
+//! check): a tier not checked since Redis started answers [`GateError::Unverified`] and changes
+//! nothing until [`StockGate::verify`] recorded its check against the ledger (`run_id.lua`).
 
 mod fence;
 mod load;
+mod verify;
 
 use std::sync::Arc;
 
@@ -23,11 +31,13 @@ pub use self::fence::{
     Fence, FenceChange, FenceOutcome, FenceState, PredeductOutcome, Prededucted,
 };
 pub use self::load::{SessionLoad, SessionStock, TierStock};
+pub use self::verify::Verified;
 
-const PREDEDUCT: &str = include_str!("prededuct.lua");
-const ROLLBACK: &str = include_str!("rollback.lua");
-const CONFIRM: &str = include_str!("confirm.lua");
-const LOAD: &str = include_str!("load.lua");
+const PREDEDUCT: &str = concat!(include_str!("run_id.lua"), include_str!("prededuct.lua"));
+const ROLLBACK: &str = concat!(include_str!("run_id.lua"), include_str!("rollback.lua"));
+const CONFIRM: &str = concat!(include_str!("run_id.lua"), include_str!("confirm.lua"));
+const LOAD: &str = concat!(include_str!("run_id.lua"), include_str!("load.lua"));
+const VERIFY: &str = concat!(include_str!("run_id.lua"), include_str!("verify.lua"));
 
 /// A tier, and the session whose hash tag its keys carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,6 +73,10 @@ pub enum GateError {
     /// the session from the ledger first.
     #[error("tier {0} is not loaded in Redis")]
     NotLoaded(i64),
+    /// Redis started anew (run `run_id`) since the tier was last checked against the ledger:
+    /// check its session ([`StockGate::verify`]) first.
+    #[error("tier {tier_id} was not checked against the ledger since Redis started")]
+    Unverified { tier_id: i64, run_id: String },
     #[error("unexpected answer from a stock script: {0}")]
     Protocol(String),
 }
@@ -81,6 +95,7 @@ struct Shas {
     rollback: String,
     confirm: String,
     load: String,
+    verify: String,
 }
 
 #[derive(Clone, Copy)]
@@ -89,6 +104,7 @@ enum Script {
     Rollback,
     Confirm,
     Load,
+    Verify,
 }
 
 impl Script {
@@ -98,6 +114,7 @@ impl Script {
             Self::Rollback => shas.rollback.clone(),
             Self::Confirm => shas.confirm.clone(),
             Self::Load => shas.load.clone(),
+            Self::Verify => shas.verify.clone(),
         }
     }
 }
@@ -110,9 +127,7 @@ impl StockGate {
         connections: usize,
         key_prefix: &str,
     ) -> Result<Self, GateError> {
-        let config = Config::from_url(url)?;
-        let pool = Builder::from_config(config).build_pool(connections.max(1))?;
-        pool.init().await?;
+        let pool = ticket_platform::redis::connect(url, connections).await?;
         let gate = Self {
             pool,
             shas: Arc::new(RwLock::new(Shas::default())),
@@ -165,6 +180,7 @@ impl StockGate {
             rollback: client.script_load(ROLLBACK).await?,
             confirm: client.script_load(CONFIRM).await?,
             load: client.script_load(LOAD).await?,
+            verify: client.script_load(VERIFY).await?,
         };
         *self.shas.write().await = shas;
         Ok(())
@@ -209,7 +225,7 @@ impl StockGate {
                 vec![order_no.into(), user_id.into(), quantity.into()],
             )
             .await?;
-        let (word, available, price, _) = parse_reply(&reply)?;
+        let (word, available, price, run_id) = parse_reply(&reply)?;
         let outcome = match word.as_str() {
             "DEDUCTED" => PredeductOutcome::Deducted,
             "SOLD_OUT" => PredeductOutcome::SoldOut,
@@ -218,6 +234,7 @@ impl StockGate {
             "SALE_CLOSED" => PredeductOutcome::SaleClosed,
             "ALREADY_ROLLED_BACK" => PredeductOutcome::AlreadyRolledBack,
             "NOT_LOADED" => return Err(GateError::NotLoaded(tier.tier_id)),
+            "UNVERIFIED" => return Err(unverified(tier, run_id)),
             other => return Err(GateError::Protocol(other.to_owned())),
         };
         Ok(Prededucted {
@@ -366,6 +383,7 @@ fn fence_change(tier: TierRef, reply: &[Value]) -> Result<FenceChange, GateError
         "ALREADY_ROLLED_BACK" => FenceOutcome::AlreadyRolledBack,
         "UNKNOWN_ORDER" => FenceOutcome::UnknownOrder,
         "NOT_LOADED" => return Err(GateError::NotLoaded(tier.tier_id)),
+        "UNVERIFIED" => return Err(unverified(tier, user_id)),
         other => return Err(GateError::Protocol(other.to_owned())),
     };
     Ok(FenceChange {
@@ -374,4 +392,11 @@ fn fence_change(tier: TierRef, reply: &[Value]) -> Result<FenceChange, GateError
         available,
         user_id,
     })
+}
+
+fn unverified(tier: TierRef, run_id: String) -> GateError {
+    GateError::Unverified {
+        tier_id: tier.tier_id,
+        run_id,
+    }
 }

@@ -6,11 +6,17 @@
 --         deducted or confirmed in this tier).
 -- A buyer holds at most the session's per_user_limit across its tiers, and at most the tier's
 -- tier_limit in this tier when that is above 0.
--- Returns {outcome, available, price_cents}.
+-- Returns {outcome, available, price_cents}; {'UNVERIFIED', 0, 0, run_id} when the tier was not
+-- checked against the ledger since Redis started (run_id.lua).
 local session_meta, session_users, meta, fences, users = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local order_no, user, qty = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('EXISTS', meta) == 0 or redis.call('EXISTS', session_meta) == 0 then
   return {'NOT_LOADED', 0, 0}
+end
+-- Redis started anew since the tier was checked against the ledger: check it first.
+local run_id = current_run_id()
+if redis.call('HGET', meta, 'run_id') ~= run_id then
+  return {'UNVERIFIED', 0, 0, run_id}
 end
 local m = redis.call('HMGET', meta, 'available', 'opens_at_ms', 'closes_at_ms', 'tier_limit', 'price_cents')
 local available, opens, closes = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])

@@ -1,10 +1,16 @@
 -- rollback(order_no): returns the order's tickets once, to the tier and to the buyer's
 -- holdings in the tier and in the session.
--- KEYS as in prededuct.lua. Returns {outcome, quantity, available, user_id}.
+-- KEYS as in prededuct.lua. Returns {outcome, quantity, available, user_id};
+-- {'UNVERIFIED', 0, 0, run_id} as in prededuct.lua.
 local session_meta, session_users, meta, fences, users = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local order_no = ARGV[1]
 if redis.call('EXISTS', meta) == 0 or redis.call('EXISTS', session_meta) == 0 then
   return {'NOT_LOADED', 0, 0, ''}
+end
+-- Redis started anew since the tier was checked against the ledger: check it first.
+local run_id = current_run_id()
+if redis.call('HGET', meta, 'run_id') ~= run_id then
+  return {'UNVERIFIED', 0, 0, run_id}
 end
 local fence = redis.call('HGET', fences, order_no)
 if not fence then
