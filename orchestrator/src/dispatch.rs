@@ -138,7 +138,8 @@ impl Dispatcher {
 }
 
 /// Hands the commands the relay could not publish in time to their participants over gRPC
-/// (the outbox's [`ticket_platform::handover`]); their replies go to `on_reply`.
+/// (the outbox's [`ticket_platform::handover`]); each reply goes to `on_reply` with the command
+/// it answers (the engine records how the command travelled).
 pub struct CommandHandover<F> {
     pub dispatcher: Dispatcher,
     pub on_reply: F,
@@ -146,7 +147,7 @@ pub struct CommandHandover<F> {
 
 impl<F, Fut> Handover for CommandHandover<F>
 where
-    F: Fn(Reply) -> Fut + Send + Sync + 'static,
+    F: Fn(Command, Reply) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
     fn takes(&self, topic: &str) -> bool {
@@ -158,8 +159,11 @@ where
             .ok_or_else(|| format!("{} is not a command topic", row.topic))?;
         let command = Command::decode(row.payload.as_slice())
             .map_err(|err| format!("outbox row {} is not a Command: {err}", row.id))?;
-        let reply = self.dispatcher.execute(participant, command).await?;
-        (self.on_reply)(reply).await
+        let reply = self
+            .dispatcher
+            .execute(participant, command.clone())
+            .await?;
+        (self.on_reply)(command, reply).await
     }
 }
 

@@ -234,7 +234,7 @@ impl Application {
             let replies = engine.clone();
             let handover = CommandHandover {
                 dispatcher,
-                on_reply: move |reply| replies.clone().reply_later(reply),
+                on_reply: move |command, reply| replies.clone().handed_over_reply(command, reply),
             };
             let (db, after) = (service.db.clone(), config.fallback_after);
             service.spawn_background(|stop| {

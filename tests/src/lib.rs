@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod order;
+pub mod processes;
 pub mod redis;
 pub mod running;
 pub mod saga;

@@ -100,6 +100,18 @@ impl OrderApp {
             .map(tonic::Response::into_inner)
     }
 
+    /// The buyer cancels `order_no`.
+    pub async fn cancel(&self, order_no: &str) -> pb::Order {
+        self.orders()
+            .cancel_order(pb::CancelOrderRequest {
+                order_no: order_no.to_owned(),
+                reason: "changed my mind".into(),
+            })
+            .await
+            .expect("cancel")
+            .into_inner()
+    }
+
     pub async fn get(&self, order_no: &str) -> pb::Order {
         self.orders()
             .get_order(pb::GetOrderRequest {

@@ -44,7 +44,7 @@ pub fn admin<T>(message: T) -> Request<T> {
     request
 }
 
-fn at(seconds_from_now: i64) -> Option<prost_types::Timestamp> {
+pub fn at(seconds_from_now: i64) -> Option<prost_types::Timestamp> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -204,6 +204,16 @@ impl StockApp {
     pub async fn tier(&self, total: i64, per_user_limit: i32) -> pb::Tier {
         self.tier_with_window(total, per_user_limit, -60, 3_600)
             .await
+    }
+
+    /// The tier's `sold` as the catalog (Postgres) has it.
+    pub async fn sold(&self, tier_id: i64) -> i64 {
+        self.catalog()
+            .get_tier(pb::GetTierRequest { tier_id })
+            .await
+            .expect("tier")
+            .into_inner()
+            .sold
     }
 
     pub async fn stock_of(&self, tier_id: i64) -> pb::Stock {

@@ -144,15 +144,7 @@ async fn a_buyers_cancel_cancels_the_order_then_returns_the_stock() {
     system
         .order_reaches(&order.order_no, OrderStatus::AwaitingPayment)
         .await;
-    system
-        .order
-        .orders()
-        .cancel_order(pb::CancelOrderRequest {
-            order_no: order.order_no.clone(),
-            reason: "plans changed".into(),
-        })
-        .await
-        .expect("cancel");
+    system.order.cancel(&order.order_no).await;
     let saga = system.saga_reaches(&order.order_no, "COMPENSATED").await;
     assert_eq!(
         steps(&saga),
@@ -391,14 +383,7 @@ async fn two_thousand_buyers_for_a_hundred_tickets_and_only_payers_keep_theirs()
         "Redis and the ledger agree: {}",
         report.report
     );
-    let sold = system
-        .stock()
-        .catalog()
-        .get_tier(ticket_proto::stock::v1::GetTierRequest { tier_id: tier })
-        .await
-        .expect("tier")
-        .into_inner()
-        .sold;
+    let sold = system.stock().sold(tier).await;
     assert_eq!(sold, stock.confirmed, "Postgres sold follows the confirms");
     println!(
         "{paid} paid and confirmed; {} back in stock",
@@ -419,15 +404,7 @@ async fn every_command_reply_and_event_delivered_twice_gives_the_same_outcome() 
     let bought = system.reserved_order("twice-a", tier, 2, "a").await;
     let dropped = system.reserved_order("twice-b", tier, 1, "b").await;
     pay(&system, &bought).await;
-    system
-        .order
-        .orders()
-        .cancel_order(pb::CancelOrderRequest {
-            order_no: dropped.order_no.clone(),
-            reason: String::new(),
-        })
-        .await
-        .expect("cancel");
+    system.order.cancel(&dropped.order_no).await;
     let done = system.saga_reaches(&bought.order_no, "COMPLETED").await;
     let undone = system.saga_reaches(&dropped.order_no, "COMPENSATED").await;
     // Give the duplicates time to arrive; they must change nothing.

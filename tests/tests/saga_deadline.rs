@@ -289,14 +289,7 @@ async fn payments_at_the_deadline_and_cancels_racing_payments_never_lose_or_over
         (confirmed, 0, 400 - confirmed),
         "exactly the paid orders hold tickets; every other ticket is back"
     );
-    let sold = system
-        .stock()
-        .catalog()
-        .get_tier(ticket_proto::stock::v1::GetTierRequest { tier_id: tier })
-        .await
-        .expect("tier")
-        .into_inner()
-        .sold;
+    let sold = system.stock().sold(tier).await;
     assert_eq!(sold, confirmed, "sold == tickets in confirmed orders");
     let report = system.stock().reconcile(tier).await;
     assert!(!report.drift, "{}", report.report);

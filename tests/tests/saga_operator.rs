@@ -9,7 +9,6 @@ use e2e::saga::{attempts, impatient, pay, restart_orchestrator, settings};
 use e2e::stock::admin;
 use e2e::system::System;
 use orchestrator::dispatch::Transport;
-use ticket_proto::order::v1 as pb;
 use ticket_proto::order::v1::{CancelReason, OrderStatus};
 use ticket_proto::saga::v1 as saga_pb;
 
@@ -39,15 +38,7 @@ async fn a_saga_parked_in_its_compensation_gets_its_tickets_back_when_an_operato
     // The buyer cancels while stock-svc is down: the stock cannot come back, and the saga
     // parks in the middle of its compensation.
     system.stop_stock().await;
-    system
-        .order
-        .orders()
-        .cancel_order(pb::CancelOrderRequest {
-            order_no: order.order_no.clone(),
-            reason: "changed my mind".into(),
-        })
-        .await
-        .expect("cancel");
+    system.order.cancel(&order.order_no).await;
     let parked = system.saga_reaches(&order.order_no, "PARKED").await;
     assert!(parked.current_step.contains("STOCK_ROLLBACK"), "{parked:?}");
 
@@ -148,15 +139,7 @@ async fn ticketctl_retries_compensates_and_skips_parked_sagas() {
     system.stop_stock().await;
     pay(&system, &retried).await;
     pay(&system, &skipped).await;
-    system
-        .order
-        .orders()
-        .cancel_order(pb::CancelOrderRequest {
-            order_no: compensated.order_no.clone(),
-            reason: String::new(),
-        })
-        .await
-        .expect("cancel");
+    system.order.cancel(&compensated.order_no).await;
     let mut parked = Vec::new();
     for order in [&retried, &skipped, &compensated] {
         parked.push(system.saga_reaches(&order.order_no, "PARKED").await);

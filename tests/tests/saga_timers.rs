@@ -26,6 +26,23 @@ async fn replica(db: &DatabaseConnection, settings: &SagaSettings) -> Engine<Pur
     Engine::new(db.clone(), Purchase::new(settings), dispatcher)
 }
 
+/// `count` purchases, one ticket each, started on `engine`.
+async fn start_sagas(engine: &Engine<Purchase>, count: usize) {
+    for i in 0..count {
+        let data = PurchaseData {
+            user_id: format!("buyer{i}"),
+            tier_id: 1,
+            quantity: 1,
+            unit_price_cents: None,
+            cancel_reason: None,
+        };
+        engine
+            .start(&format!("T{i:020}"), data)
+            .await
+            .expect("start");
+    }
+}
+
 /// Claims and fires timers until none is left due; returns the ids this replica fired.
 async fn fire_until_quiet(engine: Engine<Purchase>) -> Vec<i64> {
     let mut fired = Vec::new();
@@ -87,19 +104,7 @@ async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
         expiry_margin: Duration::ZERO,
     };
     let first = replica(&db, &settings).await;
-    for i in 0..SAGAS {
-        let data = PurchaseData {
-            user_id: format!("buyer{i}"),
-            tier_id: 1,
-            quantity: 1,
-            unit_price_cents: None,
-            cancel_reason: None,
-        };
-        first
-            .start(&format!("T{i:020}"), data)
-            .await
-            .expect("start");
-    }
+    start_sagas(&first, SAGAS).await;
     let second = replica(&db, &settings).await;
     assert_ne!(first.replica(), second.replica());
     let (a, b) = tokio::join!(
@@ -181,19 +186,7 @@ async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fi
         ..SagaSettings::default()
     };
     let crashed = replica(&db, &settings).await;
-    for i in 0..20 {
-        let data = PurchaseData {
-            user_id: format!("buyer{i}"),
-            tier_id: 1,
-            quantity: 1,
-            unit_price_cents: None,
-            cancel_reason: None,
-        };
-        crashed
-            .start(&format!("T{i:020}"), data)
-            .await
-            .expect("start");
-    }
+    start_sagas(&crashed, 20).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     // A replica claims every due timer for two seconds, then dies before firing any.
     let claimed = crashed

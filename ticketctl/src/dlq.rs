@@ -1,27 +1,16 @@
 //! `ticketctl dlq list|show|redrive`: the system's dead letters, through the orchestrator's
 //! `SagaAdmin`.
 
-use anyhow::Context;
 use ticket_proto::saga::v1 as pb;
 use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
 use tonic::transport::Channel;
 
-use crate::admin;
+use crate::{OrchestratorArgs, admin};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The orchestrator's gRPC address.
-    #[arg(long, default_value = "http://127.0.0.1:50053", global = true)]
-    addr: String,
-    /// The admin token (`TICKET_ADMIN_TOKEN`).
-    #[arg(
-        long,
-        env = "TICKET_ADMIN_TOKEN",
-        default_value = "dev-admin-token",
-        global = true,
-        hide_env_values = true
-    )]
-    token: String,
+    #[command(flatten)]
+    orchestrator: OrchestratorArgs,
     #[command(subcommand)]
     command: DlqCommand,
 }
@@ -91,12 +80,8 @@ fn print_one(letter: &pb::DeadLetter) {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.addr.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the orchestrator at {}", args.addr))?;
-    let mut client = SagaAdminClient::new(channel);
-    let token = args.token.as_str();
+    let mut client = args.orchestrator.connect().await?;
+    let token = args.orchestrator.token.as_str();
     match args.command {
         DlqCommand::List => {
             for letter in all(&mut client, token).await? {

@@ -11,6 +11,8 @@ mod dlq;
 mod saga;
 
 use clap::{Parser, Subcommand};
+use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
+use tonic::transport::Channel;
 
 #[derive(Parser)]
 #[command(name = "ticketctl", about = "Operate the ticket platform")]
@@ -32,6 +34,34 @@ enum Command {
     Demo(demo::Args),
     /// The system's dead letters (every consumer group's), through the orchestrator.
     Dlq(dlq::Args),
+}
+
+/// Where the orchestrator's `SagaAdmin` answers, and the token it needs.
+#[derive(clap::Args)]
+pub struct OrchestratorArgs {
+    /// The orchestrator's gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:50053", global = true)]
+    addr: String,
+    /// The admin token (`TICKET_ADMIN_TOKEN`).
+    #[arg(
+        long,
+        env = "TICKET_ADMIN_TOKEN",
+        default_value = "dev-admin-token",
+        global = true,
+        hide_env_values = true
+    )]
+    pub token: String,
+}
+
+impl OrchestratorArgs {
+    pub async fn connect(&self) -> anyhow::Result<SagaAdminClient<Channel>> {
+        use anyhow::Context;
+        let channel = Channel::from_shared(self.addr.clone())?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the orchestrator at {}", self.addr))?;
+        Ok(SagaAdminClient::new(channel))
+    }
 }
 
 /// `message` with `authorization: Bearer <token>`.

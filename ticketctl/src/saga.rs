@@ -1,27 +1,14 @@
 //! `ticketctl saga list|show|retry|compensate|skip`: the orchestrator's `SagaAdmin` from a
 //! terminal.
 
-use anyhow::Context;
 use ticket_proto::saga::v1 as pb;
-use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
-use tonic::transport::Channel;
 
-use crate::admin;
+use crate::{OrchestratorArgs, admin};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The orchestrator's gRPC address.
-    #[arg(long, default_value = "http://127.0.0.1:50053", global = true)]
-    addr: String,
-    /// The admin token (`TICKET_ADMIN_TOKEN`).
-    #[arg(
-        long,
-        env = "TICKET_ADMIN_TOKEN",
-        default_value = "dev-admin-token",
-        global = true,
-        hide_env_values = true
-    )]
-    token: String,
+    #[command(flatten)]
+    orchestrator: OrchestratorArgs,
     #[command(subcommand)]
     command: SagaCommand,
 }
@@ -105,12 +92,8 @@ fn print_saga(saga: &pb::Saga) {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.addr.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the orchestrator at {}", args.addr))?;
-    let mut client = SagaAdminClient::new(channel);
-    let token = args.token.as_str();
+    let mut client = args.orchestrator.connect().await?;
+    let token = args.orchestrator.token.as_str();
     match args.command {
         SagaCommand::List { state, limit } => {
             let page = client

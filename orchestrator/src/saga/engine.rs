@@ -316,6 +316,28 @@ impl<T: SagaType> Engine<T> {
         Box::pin(async move { self.on_reply(&reply).await.map_err(|err| err.to_string()) })
     }
 
+    /// A reply to a command the outbox handed over over gRPC (the broker did not take it): the
+    /// step's history says how it travelled, then the reply is handled like any other.
+    pub fn handed_over_reply(
+        self,
+        command: Command,
+        reply: Reply,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        Box::pin(async move {
+            let attempt = i32::try_from(command.attempt).unwrap_or(i32::MAX);
+            log::record_transport(
+                &self.inner.db,
+                &command.saga_id,
+                &command.step,
+                attempt,
+                "grpc (handed over)",
+            )
+            .await
+            .map_err(|err| err.to_string())?;
+            self.on_reply(&reply).await.map_err(|err| err.to_string())
+        })
+    }
+
     /// The machine's view of a log row.
     fn read(&self, row: &SagaRow) -> Result<SagaOf<T>, Error> {
         let corrupt = |what: String| Error::Corrupt(format!("saga {}: {what}", row.saga_id));

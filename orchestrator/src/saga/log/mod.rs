@@ -180,6 +180,28 @@ pub async fn record_sent(
     Ok(())
 }
 
+/// Records how a sent command travelled in the end.
+pub async fn record_transport(
+    conn: &impl ConnectionTrait,
+    saga_id: &str,
+    step: &str,
+    attempt: i32,
+    transport: &str,
+) -> Result<(), DbErr> {
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "UPDATE saga_step SET transport = $4 WHERE saga_id = $1 AND step = $2 AND attempt = $3",
+        [
+            saga_id.into(),
+            step.into(),
+            attempt.into(),
+            transport.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Records a reply; `false` when this (saga, step, attempt) was answered already (or never
 /// sent): a duplicate that changes nothing.
 pub async fn record_reply(

@@ -1,0 +1,377 @@
+//! The fault suite: a sale of a few thousand buyers for a few hundred tickets, with payments,
+//! cancels and expiries mixed in, run by the four service binaries; one process is killed
+//! (`kill -9`) mid-sale and started again. After each case: no order left PENDING, every paid
+//! order confirmed with its tickets, nothing sold twice (`sold` == tickets in confirmed orders,
+//! Redis == ledger), every saga final and none parked, every outbox drained.
+//!
+//! Only what the case started is killed: its own service processes, on databases, a RocketMQ
+//! namespace and Redis keys of its own. `TICKET_FAULT_BUYERS` and `TICKET_FAULT_TICKETS` size
+//! the sale (2,000 buyers for 200 tickets by default).
+
+#![recursion_limit = "512"]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::processes::{ProcessSystem, Service};
+use e2e::stock::{admin, at};
+use sea_orm::{ConnectionTrait, Statement};
+use ticket_proto::order::v1 as order_pb;
+use ticket_proto::order::v1::OrderStatus;
+use ticket_proto::order::v1::order_service_client::OrderServiceClient;
+use ticket_proto::saga::v1 as saga_pb;
+use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
+use ticket_proto::stock::v1 as stock_pb;
+use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
+use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
+use tonic::Code;
+
+fn size(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A tier of `total` tickets on sale now, two per buyer.
+async fn put_on_sale(system: &ProcessSystem, total: i64) -> i64 {
+    let mut catalog = CatalogServiceClient::new(system.channel(Service::Stock));
+    let show = catalog
+        .create_show(admin(stock_pb::CreateShowRequest {
+            title: "Fault Night".into(),
+            venue: "Arena".into(),
+        }))
+        .await
+        .expect("show")
+        .into_inner();
+    let session = catalog
+        .create_session(admin(stock_pb::CreateSessionRequest {
+            show_id: show.show_id,
+            starts_at: at(7_200),
+            sale_opens_at: at(-60),
+            sale_closes_at: at(3_600),
+            per_user_limit: 2,
+        }))
+        .await
+        .expect("session")
+        .into_inner();
+    catalog
+        .create_tier(admin(stock_pb::CreateTierRequest {
+            session_id: session.session_id,
+            name: "Floor".into(),
+            price_cents: 5_000,
+            total,
+            per_user_limit: 0,
+        }))
+        .await
+        .expect("tier")
+        .into_inner()
+        .tier_id
+}
+
+/// Calls `call` until it answers something other than UNAVAILABLE (the service is down) or
+/// `within` passed.
+async fn through_outage<T, F, Fut>(within: Duration, mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match call().await {
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled
+                ) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What one buyer did.
+#[derive(Debug)]
+struct Buyer {
+    order_no: Option<String>,
+    paid: bool,
+}
+
+/// Buyer `i`: orders one ticket; once reserved, pays (6 in 10), cancels (2 in 10) or lets the
+/// deadline pass.
+async fn buy(system: Arc<ProcessSystem>, tier: i64, i: usize) -> Buyer {
+    let mut orders = OrderServiceClient::new(system.channel(Service::Order));
+    let created = through_outage(Duration::from_secs(30), || {
+        let mut orders = orders.clone();
+        async move {
+            orders
+                .create_order(order_pb::CreateOrderRequest {
+                    user_id: format!("buyer{i}"),
+                    tier_id: tier,
+                    quantity: 1,
+                    request_id: "fault".into(),
+                })
+                .await
+        }
+    })
+    .await;
+    let order = match created {
+        Ok(order) => order.into_inner(),
+        Err(status) => {
+            assert_eq!(
+                status.code(),
+                Code::ResourceExhausted,
+                "buyer{i}: {status:?}"
+            );
+            return Buyer {
+                order_no: None,
+                paid: false,
+            };
+        }
+    };
+    let order_no = order.order_no.clone();
+    let reserved = loop {
+        let now = through_outage(Duration::from_secs(30), || {
+            let mut orders = orders.clone();
+            let order_no = order_no.clone();
+            async move {
+                orders
+                    .get_order(order_pb::GetOrderRequest { order_no })
+                    .await
+            }
+        })
+        .await
+        .expect("the order")
+        .into_inner();
+        match now.status() {
+            OrderStatus::Pending => tokio::time::sleep(Duration::from_millis(700)).await,
+            OrderStatus::AwaitingPayment => break Some(now),
+            _ => break None,
+        }
+    };
+    let Some(reserved) = reserved else {
+        return Buyer {
+            order_no: Some(order_no),
+            paid: false,
+        };
+    };
+    let paid = match i % 10 {
+        0..=5 => through_outage(Duration::from_secs(30), || {
+            let mut orders = orders.clone();
+            let request = order_pb::PayOrderRequest {
+                order_no: reserved.order_no.clone(),
+                payment_ref: format!("pay-{}", reserved.order_no),
+                amount_cents: reserved.total_cents,
+            };
+            async move { orders.pay_order(request).await }
+        })
+        .await
+        .is_ok(),
+        6 | 7 => {
+            let _ = orders
+                .cancel_order(order_pb::CancelOrderRequest {
+                    order_no: reserved.order_no.clone(),
+                    reason: "changed my mind".into(),
+                })
+                .await;
+            false
+        }
+        _ => false,
+    };
+    Buyer {
+        order_no: Some(order_no),
+        paid,
+    }
+}
+
+/// How many rows of `service`'s outbox are still unpublished.
+async fn unpublished(system: &ProcessSystem, service: Service) -> i64 {
+    let db = ticket_platform::db::connect(&system.databases[&service])
+        .await
+        .expect("connect");
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failure IS NULL",
+        ))
+        .await
+        .expect("outbox")
+        .expect("a row");
+    let n = row.try_get("", "n").expect("n");
+    let _ = db.close().await;
+    n
+}
+
+async fn all_sagas(system: &ProcessSystem) -> Vec<saga_pb::Saga> {
+    let mut client = SagaAdminClient::new(system.channel(Service::Orchestrator));
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_sagas(admin(saga_pb::ListSagasRequest {
+                state: String::new(),
+                page_size: 500,
+                page_token,
+            }))
+            .await
+            .expect("sagas")
+            .into_inner();
+        all.extend(page.sagas);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Runs the sale, kills `victim` 1.5 s into it for 3 s, and checks everything came out right.
+async fn sale_survives_a_kill_of(victim: Service) {
+    let buyers = size("TICKET_FAULT_BUYERS", 2_000);
+    let tickets = i64::try_from(size("TICKET_FAULT_TICKETS", 200)).expect("tickets");
+    let started = Instant::now();
+    let system = Arc::new(
+        ProcessSystem::start(
+            e2e::messaging_config(16),
+            &e2e::redis_url(),
+            Duration::from_secs(10),
+        )
+        .await,
+    );
+    let tier = put_on_sale(&system, tickets).await;
+    let sale: Vec<_> = (0..buyers)
+        .map(|i| tokio::spawn(buy(Arc::clone(&system), tier, i)))
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    system.kill(victim);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    system.up(victim);
+    let restarted = started.elapsed();
+
+    let mut outcomes = Vec::new();
+    for buyer in sale {
+        outcomes.push(buyer.await.expect("a buyer"));
+    }
+    let ordered: Vec<&Buyer> = outcomes.iter().filter(|b| b.order_no.is_some()).collect();
+    let paid = outcomes.iter().filter(|b| b.paid).count();
+
+    // Every order final (the unpaid ones expire), every paid one confirmed.
+    let orders = OrderServiceClient::new(system.channel(Service::Order));
+    let mut confirmed = 0;
+    for buyer in &ordered {
+        let order_no = buyer.order_no.clone().expect("ordered");
+        let status = e2e::eventually(Duration::from_secs(90), "a final order", || {
+            let mut orders = orders.clone();
+            let order_no = order_no.clone();
+            async move {
+                let now = orders
+                    .get_order(order_pb::GetOrderRequest { order_no })
+                    .await
+                    .ok()?
+                    .into_inner();
+                matches!(
+                    now.status(),
+                    OrderStatus::Confirmed | OrderStatus::Cancelled
+                )
+                .then_some(now.status())
+            }
+        })
+        .await;
+        if buyer.paid {
+            assert_eq!(status, OrderStatus::Confirmed, "{buyer:?} paid");
+        }
+        if status == OrderStatus::Confirmed {
+            confirmed += 1;
+        }
+    }
+    assert_eq!(confirmed, paid, "exactly the paid orders are confirmed");
+
+    // Every saga final, none parked.
+    let sagas = e2e::eventually(Duration::from_secs(60), "every saga final", || async {
+        let all = all_sagas(&system).await;
+        if let Some(parked) = all.iter().find(|s| s.state == "PARKED") {
+            panic!("a saga parked: {parked:?}");
+        }
+        (all.len() == ordered.len()
+            && all
+                .iter()
+                .all(|s| s.state == "COMPLETED" || s.state == "COMPENSATED"))
+        .then_some(all)
+    })
+    .await;
+
+    // Nothing sold twice: the stock, the ledger and the orders agree.
+    let confirmed = i64::try_from(confirmed).expect("count");
+    let mut stock = StockServiceClient::new(system.channel(Service::Stock));
+    let now = stock
+        .get_stock(stock_pb::GetStockRequest { tier_id: tier })
+        .await
+        .expect("stock")
+        .into_inner();
+    assert_eq!(
+        (now.confirmed, now.deducted, now.available),
+        (confirmed, 0, tickets - confirmed),
+        "the stock holds exactly the confirmed orders' tickets"
+    );
+    let sold = CatalogServiceClient::new(system.channel(Service::Stock))
+        .get_tier(stock_pb::GetTierRequest { tier_id: tier })
+        .await
+        .expect("tier")
+        .into_inner()
+        .sold;
+    assert_eq!(sold, confirmed, "sold == tickets in confirmed orders");
+    let report = stock
+        .reconcile(stock_pb::ReconcileRequest {
+            tier_id: tier,
+            repair: false,
+        })
+        .await
+        .expect("reconcile")
+        .into_inner();
+    assert!(
+        !report.drift,
+        "Redis and the ledger agree: {}",
+        report.report
+    );
+
+    // Every outbox drained.
+    for service in Service::ALL {
+        e2e::eventually(Duration::from_secs(60), "a drained outbox", || async {
+            (unpublished(&system, service).await == 0).then_some(())
+        })
+        .await;
+    }
+    println!(
+        "{victim:?} killed for 3 s: {buyers} buyers, {} orders, {} sagas, {confirmed} confirmed \
+         of {tickets} tickets; restarted at {restarted:?}, all checked after {:?}",
+        ordered.len(),
+        sagas.len(),
+        started.elapsed()
+    );
+    match Arc::try_unwrap(system) {
+        Ok(system) => system.stop().await,
+        Err(_) => panic!("the buyers still hold the system"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_survives_order_svc_killed() {
+    sale_survives_a_kill_of(Service::Order).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_survives_stock_svc_killed() {
+    sale_survives_a_kill_of(Service::Stock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_survives_the_orchestrator_killed() {
+    sale_survives_a_kill_of(Service::Orchestrator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_survives_notify_svc_killed() {
+    sale_survives_a_kill_of(Service::Notify).await;
+}
