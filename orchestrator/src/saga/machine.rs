@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use ticket_proto::saga::v1::Reply;
 
-use super::definition::{Declaration, SagaType, Skip, StepKind, StepName, Undo, Verdict};
+use super::definition::{Declaration, SagaType, StepKind, StepName, Undo, Verdict};
 pub use super::state::{Signal, State, TimerKind};
 
 /// One saga as the machine sees it.
@@ -65,7 +65,7 @@ pub enum Effect<S> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused(pub String);
 
-type SagaOf<T> = Saga<<T as SagaType>::Step, <T as SagaType>::Data>;
+pub(super) type SagaOf<T> = Saga<<T as SagaType>::Step, <T as SagaType>::Data>;
 
 fn to_duration(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -73,7 +73,7 @@ fn to_duration(d: std::time::Duration) -> chrono::Duration {
 
 /// Runs one change of one saga of type `T` at time `now`, collecting its effects.
 pub struct Machine<'a, T: SagaType> {
-    saga_type: &'a T,
+    pub(super) saga_type: &'a T,
     now: DateTime<Utc>,
     pub effects: Vec<Effect<T::Step>>,
 }
@@ -87,7 +87,7 @@ impl<'a, T: SagaType> Machine<'a, T> {
         }
     }
 
-    fn decl(&self) -> &'a Declaration<T::Step> {
+    pub(super) fn decl(&self) -> &'a Declaration<T::Step> {
         self.saga_type.declaration()
     }
 
@@ -206,92 +206,6 @@ impl<'a, T: SagaType> Machine<'a, T> {
         }
     }
 
-    /// An operator's retry of a parked saga: its current step again, with a fresh budget.
-    pub fn retry(&mut self, saga: &mut SagaOf<T>) -> Result<(), Refused> {
-        if saga.state != State::Parked {
-            return Err(Refused(format!(
-                "the saga is {}; only a parked saga is retried",
-                saga.state.as_str()
-            )));
-        }
-        let step = saga.step;
-        saga.incident = None;
-        saga.state = if self.decl().is_compensation(step) {
-            State::Compensating
-        } else {
-            State::Running
-        };
-        saga.attempt_base = saga.attempt;
-        let attempt = saga.attempt + 1;
-        self.send(saga, step, attempt);
-        Ok(())
-    }
-
-    /// An operator's compensation: every compensation still owed, in the saga's own order.
-    pub fn compensate_now(&mut self, saga: &mut SagaOf<T>) -> Result<(), Refused> {
-        let step = saga.step;
-        let refused = |why: &str| Err(Refused(why.to_owned()));
-        if saga.state.is_final() {
-            return refused("the saga is finished");
-        }
-        if saga.passed_pivot || self.decl().after_pivot(step) {
-            return refused(
-                "the saga passed its pivot (the order is paid): retry or skip its step",
-            );
-        }
-        if saga.state == State::Compensating {
-            return refused("the saga is already compensating");
-        }
-        saga.incident = None;
-        if self.decl().is_compensation(step) {
-            // Parked during its compensation: the parked step again (a fresh attempt and
-            // budget), then the rest.
-            let mut plan = vec![step];
-            plan.append(&mut saga.compensations);
-            saga.attempt_base = saga.attempt;
-            let attempt = saga.attempt + 1;
-            self.compensate(saga, plan, attempt);
-            return Ok(());
-        }
-        self.saga_type.undoing(&mut saga.data, Undo::Operator);
-        // A forward step's effect may have happened; a wait has none of its own.
-        let plan = self
-            .decl()
-            .compensation_plan(step, saga.state != State::Waiting);
-        self.compensate(saga, plan, 1);
-        Ok(())
-    }
-
-    /// An operator marks a parked step done by hand: the saga moves on as if it succeeded.
-    pub fn skip(&mut self, saga: &mut SagaOf<T>) -> Result<(), Refused> {
-        let step = saga.step;
-        if saga.state != State::Parked {
-            return Err(Refused(format!(
-                "the saga is {}; only a parked saga's step is skipped",
-                saga.state.as_str()
-            )));
-        }
-        let spec = self
-            .decl()
-            .step(step)
-            .ok_or_else(|| Refused(format!("{} is not a step of the saga", step.as_str())))?;
-        if let Skip::Refused(why) = spec.skip {
-            return Err(Refused(format!(
-                "{} cannot be skipped: {why}",
-                step.as_str()
-            )));
-        }
-        saga.incident = None;
-        if self.decl().is_compensation(step) {
-            saga.state = State::Compensating;
-            self.next_compensation(saga);
-        } else {
-            saga.state = State::Running;
-            self.forward(saga, step);
-        }
-        Ok(())
-    }
-
     /// A step that failed for a passing reason or timed out: the next attempt after a backoff,
     /// or, when its budget is spent, compensation (before the pivot) or parking (after).
     fn retry_later(&mut self, saga: &mut SagaOf<T>) {
@@ -326,7 +240,7 @@ impl<'a, T: SagaType> Machine<'a, T> {
     }
 
     /// The forward step after `done`; the saga completes after the last.
-    fn forward(&mut self, saga: &mut SagaOf<T>, done: T::Step) {
+    pub(super) fn forward(&mut self, saga: &mut SagaOf<T>, done: T::Step) {
         match self.decl().next(done) {
             Some(next) => {
                 let name = next.name;
@@ -362,7 +276,7 @@ impl<'a, T: SagaType> Machine<'a, T> {
     }
 
     /// Sends attempt `attempt` of command step `step` with its timeout.
-    fn send(&mut self, saga: &mut SagaOf<T>, step: T::Step, attempt: i32) {
+    pub(super) fn send(&mut self, saga: &mut SagaOf<T>, step: T::Step, attempt: i32) {
         let Some(spec) = self.decl().step(step) else {
             return park(saga, format!("{} is not a step of the saga", step.as_str()));
         };
@@ -386,7 +300,7 @@ impl<'a, T: SagaType> Machine<'a, T> {
         });
     }
 
-    fn compensate(&mut self, saga: &mut SagaOf<T>, plan: Vec<T::Step>, attempt: i32) {
+    pub(super) fn compensate(&mut self, saga: &mut SagaOf<T>, plan: Vec<T::Step>, attempt: i32) {
         saga.abort_requested = false;
         let mut plan = plan.into_iter();
         let Some(first) = plan.next() else {
@@ -398,7 +312,7 @@ impl<'a, T: SagaType> Machine<'a, T> {
         self.send(saga, first, attempt);
     }
 
-    fn next_compensation(&mut self, saga: &mut SagaOf<T>) {
+    pub(super) fn next_compensation(&mut self, saga: &mut SagaOf<T>) {
         if saga.compensations.is_empty() {
             saga.state = State::Compensated;
             return;

@@ -1,11 +1,13 @@
 //! Sagas: what a saga type declares (`definition`), the step machine that runs a declaration
-//! (`machine`, pure) and the closed sets it works with (`state`), the engine that runs it in
-//! transactions against the log (`engine`, `log`), and the purchase saga (`purchase`).
+//! (`machine`, pure), the operators' moves (`operator`), the closed sets it works with
+//! (`state`), the engine that runs it in transactions against the log (`engine`, `log`), and
+//! the purchase saga (`purchase`).
 
 pub mod definition;
 pub mod engine;
 pub mod log;
 pub mod machine;
+pub mod operator;
 pub mod purchase;
 pub mod state;
 
