@@ -26,6 +26,18 @@ async fn replica(db: &DatabaseConnection, settings: &SagaSettings) -> Engine<Pur
     Engine::new(db.clone(), Purchase::new(settings), dispatcher)
 }
 
+/// A saga log of the test's own, migrated.
+async fn fresh_saga_log() -> (ticket_platform::db::DatabaseConfig, DatabaseConnection) {
+    let config = e2e::fresh_database_config("t_orch_").await;
+    let db = ticket_platform::db::connect(&config)
+        .await
+        .expect("connect");
+    orchestrator::migration::Migrator::up(&db, None)
+        .await
+        .expect("migrate");
+    (config, db)
+}
+
 /// `count` purchases, one ticket each, started on `engine`.
 async fn start_sagas(engine: &Engine<Purchase>, count: usize) {
     for i in 0..count {
@@ -84,13 +96,7 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
-    let config = e2e::fresh_database_config("t_orch_").await;
-    let db = ticket_platform::db::connect(&config)
-        .await
-        .expect("connect");
-    orchestrator::migration::Migrator::up(&db, None)
-        .await
-        .expect("migrate");
+    let (config, db) = fresh_saga_log().await;
     // Every step times out at once and has two attempts: each saga runs through six timers
     // (deduct: timeout, retry, timeout; then its compensation's cancel: the same) and parks.
     let settings = SagaSettings {
@@ -174,13 +180,7 @@ async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fired_by_another() {
-    let config = e2e::fresh_database_config("t_orch_").await;
-    let db = ticket_platform::db::connect(&config)
-        .await
-        .expect("connect");
-    orchestrator::migration::Migrator::up(&db, None)
-        .await
-        .expect("migrate");
+    let (config, db) = fresh_saga_log().await;
     let settings = SagaSettings {
         step_timeout: Duration::from_millis(1),
         ..SagaSettings::default()

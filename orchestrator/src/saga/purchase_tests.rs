@@ -1,0 +1,122 @@
+//! The purchase declaration: its compensation order, pivot, reply rules and skip rules.
+
+use super::*;
+
+fn purchase() -> Purchase {
+    Purchase::new(&SagaSettings::default())
+}
+
+#[test]
+fn a_refused_deduct_only_cancels_the_order() {
+    assert_eq!(
+        purchase()
+            .declaration()
+            .compensation_plan(Step::StockDeduct, false),
+        [Step::OrderCancel]
+    );
+}
+
+#[test]
+fn a_deduct_of_unknown_outcome_cancels_the_order_then_returns_the_stock() {
+    assert_eq!(
+        purchase()
+            .declaration()
+            .compensation_plan(Step::StockDeduct, true),
+        [Step::OrderCancel, Step::StockRollback]
+    );
+}
+
+#[test]
+fn an_unpaid_reservation_is_cancelled_before_its_stock_returns() {
+    assert_eq!(
+        purchase()
+            .declaration()
+            .compensation_plan(Step::AwaitPayment, false),
+        [Step::OrderCancel, Step::StockRollback]
+    );
+}
+
+#[test]
+fn steps_after_the_pivot_only_retry() {
+    let saga = purchase();
+    let decl = saga.declaration();
+    assert!(!decl.after_pivot(Step::StockDeduct));
+    assert!(!decl.after_pivot(Step::AwaitPayment));
+    assert!(decl.after_pivot(Step::StockConfirm));
+    assert!(decl.after_pivot(Step::OrderConfirm));
+    assert_eq!(
+        decl.next(Step::OrderReserve).map(|s| s.name),
+        Some(Step::AwaitPayment)
+    );
+}
+
+#[test]
+fn a_cancel_refused_because_the_order_is_paid_means_the_pivot_passed() {
+    let reply = Reply {
+        outcome: ReplyOutcome::Refused as i32,
+        reason: "ORDER_PAID".into(),
+        ..Reply::default()
+    };
+    let mut data = PurchaseData {
+        user_id: "u".into(),
+        tier_id: 1,
+        quantity: 1,
+        unit_price_cents: Some(100),
+        cancel_reason: Some(CancelReason::PaymentExpired),
+    };
+    assert_eq!(
+        purchase().judge(&mut data, Step::OrderCancel, &reply),
+        Verdict::PivotPassed
+    );
+}
+
+#[test]
+fn only_steps_an_operator_can_do_by_hand_may_be_skipped() {
+    let saga = purchase();
+    let decl = saga.declaration();
+    let skippable: Vec<Step> = Step::ALL
+        .iter()
+        .copied()
+        .filter(|s| decl.step(*s).is_some_and(|spec| spec.skip == Skip::Allowed))
+        .collect();
+    assert_eq!(
+        skippable,
+        [
+            Step::StockConfirm,
+            Step::OrderConfirm,
+            Step::StockRollback,
+            Step::NotifySms,
+            Step::NotifyEmail,
+            Step::NotifyPush
+        ]
+    );
+    let Some(Skip::Refused(why)) = decl.step(Step::OrderCancel).map(|s| s.skip) else {
+        panic!("the order's cancel must not be skipped");
+    };
+    assert!(why.contains("paid buyer"), "{why}");
+}
+
+#[test]
+fn step_names_and_reasons_round_trip() {
+    for step in Step::ALL {
+        assert_eq!(Step::parse(step.as_str()), Some(*step));
+    }
+    for reason in CancelReason::ALL {
+        assert_eq!(CancelReason::parse(reason.as_str()), Some(reason));
+        let json = serde_json::to_string(&reason).expect("json");
+        assert_eq!(json, format!("\"{}\"", reason.as_str()));
+    }
+}
+
+#[test]
+fn backoff_doubles_up_to_its_cap() {
+    let retry = RetryPolicy {
+        max_attempts: 8,
+        backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(500),
+    };
+    assert_eq!(retry.backoff_before(2), Duration::from_millis(100));
+    assert_eq!(retry.backoff_before(3), Duration::from_millis(200));
+    assert_eq!(retry.backoff_before(4), Duration::from_millis(400));
+    assert_eq!(retry.backoff_before(5), Duration::from_millis(500));
+}
