@@ -60,9 +60,8 @@ impl Application {
         let mut service =
             Service::build::<migration::Migrator>("notify-svc", &config.service, SERVICES).await?;
         service
-            .publisher
             .ensure_topics(&[topic::NOTIFICATION, topic::SAGA_REPLY])
-            .await?;
+            .await;
         let participant = service
             .participant(
                 NotifyCommands,

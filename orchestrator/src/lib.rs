@@ -164,7 +164,6 @@ impl Application {
             Service::build::<migration::Migrator>("orchestrator", &config.service, SERVICES)
                 .await?;
         service
-            .publisher
             .ensure_topics(&[
                 topic::ORDER,
                 topic::STOCK,
@@ -173,7 +172,7 @@ impl Application {
                 topic::SAGA_REPLY,
                 topic::DEAD_LETTER,
             ])
-            .await?;
+            .await;
         let dispatcher = Dispatcher::start(
             service.db.clone(),
             config.transport,

@@ -20,6 +20,7 @@ use std::time::Duration;
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
 use ticket_platform::messaging::topic;
+use ticket_platform::readiness::Dependency;
 use ticket_platform::service::ServiceConfig;
 use ticket_platform::stock_keys;
 use ticket_proto::order::v1::order_service_server::OrderServiceServer;
@@ -135,10 +136,10 @@ impl Application {
         .await?;
         let mut service =
             Service::build::<migration::Migrator>("order-svc", &config.service, SERVICES).await?;
+        service.needs(Dependency::redis(tiers.redis().clone()));
         service
-            .publisher
             .ensure_topics(&[topic::ORDER, topic::ORDER_CMD, topic::SAGA_REPLY])
-            .await?;
+            .await;
         let participant = service
             .participant(
                 OrderCommands,

@@ -59,6 +59,11 @@ impl Tiers {
         })
     }
 
+    /// The Redis pool of the sold-out flags.
+    pub fn redis(&self) -> &Pool {
+        &self.redis
+    }
+
     /// The tier; `NotFound` when the catalog has no such tier (not remembered: the tier may
     /// be created later).
     pub async fn get(&self, tier_id: i64) -> Result<TierInfo, Error> {

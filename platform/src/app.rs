@@ -20,8 +20,11 @@ use ticket_proto::saga::v1::participant_server::ParticipantServer;
 use crate::messaging::{Consumer, ConsumerSettings, MessagingError, MessagingRuntime, Publisher};
 use crate::outbox::{self, Relay, RelaySettings};
 use crate::participant::{CommandConsumer, CommandHandler, ParticipantService};
+use crate::readiness::Dependency;
 use crate::service::ServiceConfig;
 
+/// How often topics that could not be created at start are tried again.
+const TOPIC_RETRY: Duration = Duration::from_secs(2);
 /// How long the outbox is given to drain at shutdown.
 const OUTBOX_FLUSH_GRACE: Duration = Duration::from_secs(5);
 /// How long stopping consumers, the relay and the RocketMQ client may take in all.
@@ -55,6 +58,8 @@ pub struct Service {
     /// Cancelled when the service stops; background tasks end on it.
     background_stop: CancellationToken,
     background: Vec<JoinHandle<()>>,
+    /// What health follows (the database, and what the service adds).
+    dependencies: Vec<Dependency>,
 }
 
 impl Service {
@@ -83,13 +88,14 @@ impl Service {
             name,
             listener,
             bootstrap: Bootstrap::new(services)?,
-            db,
+            db: db.clone(),
             messaging,
             publisher,
             relay,
             consumers: Vec::new(),
             background_stop: CancellationToken::new(),
             background: Vec::new(),
+            dependencies: vec![Dependency::postgres(db.clone())],
         })
     }
 
@@ -111,6 +117,37 @@ impl Service {
     /// before the consumers stop.
     pub fn spawn_background(&mut self, start: impl FnOnce(CancellationToken) -> JoinHandle<()>) {
         self.background.push(start(self.background_stop.clone()));
+    }
+
+    /// Creates the (logical) topics on the broker. With the broker away the service still
+    /// starts (its commands and events go over gRPC meanwhile): the topics are created in the
+    /// background once the broker answers.
+    pub async fn ensure_topics(&mut self, topics: &'static [&'static str]) {
+        let Err(err) = self.publisher.ensure_topics(topics).await else {
+            return;
+        };
+        tracing::warn!(error = %err, ?topics, "the broker does not answer; its topics are created once it does");
+        let publisher = Arc::clone(&self.publisher);
+        self.spawn_background(|stop| {
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(TOPIC_RETRY) => {}
+                    }
+                    if publisher.ensure_topics(topics).await.is_ok() {
+                        tracing::info!(?topics, "topics created");
+                        return;
+                    }
+                }
+            })
+        });
+    }
+
+    /// A dependency the service cannot do its job without besides its database: health is
+    /// NOT_SERVING while it does not answer.
+    pub fn needs(&mut self, dependency: Dependency) {
+        self.dependencies.push(dependency);
     }
 
     /// A consumer stopped (before the outbox is flushed) when the service stops.
@@ -162,9 +199,10 @@ impl Service {
             consumers,
             background_stop,
             background,
+            dependencies,
         } = self;
         tracing::info!(service = name, addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
-        let served = bootstrap.serve(listener, shutdown).await;
+        let served = bootstrap.serve(listener, dependencies, shutdown).await;
         let wind_down = async {
             background_stop.cancel();
             for task in background {

@@ -6,6 +6,9 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 
 use crate::config::ConfigSource;
 
+/// See [`DatabaseConfig::acquire_timeout`].
+pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 3_000;
+
 #[derive(Clone, Debug)]
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/database`
@@ -13,6 +16,9 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Run migrations when the service starts (a Kubernetes Job runs `<binary> migrate` instead).
     pub migrate_on_start: bool,
+    /// The longest a query waits for a connection (`database.acquire_timeout_ms`): while the
+    /// database is down, a call that needs it answers UNAVAILABLE after this.
+    pub acquire_timeout: Duration,
 }
 
 impl DatabaseConfig {
@@ -24,6 +30,9 @@ impl DatabaseConfig {
             ),
             max_connections: source.get("database.max_connections", 20),
             migrate_on_start: source.get("database.migrate_on_start", true),
+            acquire_timeout: Duration::from_millis(
+                source.get("database.acquire_timeout_ms", DEFAULT_ACQUIRE_TIMEOUT_MS),
+            ),
         }
     }
 }
@@ -33,8 +42,8 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     options
         .max_connections(config.max_connections)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(config.acquire_timeout)
+        .acquire_timeout(config.acquire_timeout)
         .sqlx_logging(false);
     Database::connect(options).await
 }

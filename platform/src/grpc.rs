@@ -7,9 +7,12 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+use crate::readiness::Dependency;
 
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
@@ -76,11 +79,13 @@ impl Bootstrap {
         }
     }
 
-    /// Serves until `shutdown` resolves: health turns NOT_SERVING, new calls are refused and
-    /// in-flight calls finish.
+    /// Serves until `shutdown` resolves: health follows `dependencies` (NOT_SERVING while one
+    /// does not answer); at the stop it turns NOT_SERVING, new calls are refused and in-flight
+    /// calls finish.
     pub async fn serve(
         self,
         listener: TcpListener,
+        dependencies: Vec<Dependency>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), GrpcError> {
         let Self {
@@ -89,9 +94,18 @@ impl Bootstrap {
             router,
         } = self;
         set_status(&health, &services, ServingStatus::Serving).await;
+        let watching = CancellationToken::new();
+        let watcher = tokio::spawn(crate::readiness::watch(
+            dependencies,
+            health.clone(),
+            services.clone(),
+            watching.clone(),
+        ));
         let health_at_stop = health.clone();
         let stop = async move {
             shutdown.await;
+            watching.cancel();
+            let _ = watcher.await;
             set_status(&health_at_stop, &services, ServingStatus::NotServing).await;
             tracing::info!("health is NOT_SERVING; draining in-flight calls");
         };
@@ -102,7 +116,11 @@ impl Bootstrap {
     }
 }
 
-async fn set_status(health: &HealthReporter, services: &[&'static str], status: ServingStatus) {
+pub(crate) async fn set_status(
+    health: &HealthReporter,
+    services: &[&'static str],
+    status: ServingStatus,
+) {
     health.set_service_status("", status).await;
     for name in services {
         health.set_service_status(*name, status).await;

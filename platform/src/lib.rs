@@ -14,6 +14,7 @@ pub mod messaging;
 pub mod migration;
 pub mod outbox;
 pub mod participant;
+pub mod readiness;
 pub mod redis;
 pub mod service;
 pub mod shutdown;

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::messaging::topic;
+use ticket_platform::readiness::Dependency;
 use ticket_proto::stock::v1::catalog_service_server::CatalogServiceServer;
 use ticket_proto::stock::v1::stock_service_server::StockServiceServer;
 use tokio::task::JoinHandle;
@@ -45,6 +46,7 @@ pub enum BuildError {
     Messaging(#[from] ticket_platform::messaging::MessagingError),
 }
 use ticket_platform::config::{ConfigErrors, ConfigSource};
+use ticket_platform::db::DatabaseConfig;
 use ticket_platform::service::ServiceConfig;
 
 /// Environment prefix of this service's settings (`TICKET_STOCK_GRPC__ADDR`, ...).
@@ -117,6 +119,9 @@ impl Config {
     }
 }
 
+/// Connections of the pool for reads besides a step's transaction ([`Stock::record`]).
+const RECORD_CONNECTIONS: u32 = 4;
+
 pub struct Application {
     service: Service,
     drift: Option<JoinHandle<()>>,
@@ -132,7 +137,19 @@ impl Application {
         .await?;
         let mut service =
             Service::build::<migration::Migrator>("stock-svc", &config.service, SERVICES).await?;
-        let stock = Stock::new(service.db.clone(), gate.clone(), config.ledger_writers);
+        service.needs(Dependency::redis(gate.pool().clone()));
+        let record = ticket_platform::db::connect(&DatabaseConfig {
+            max_connections: RECORD_CONNECTIONS,
+            ..config.service.database.clone()
+        })
+        .await
+        .map_err(StartError::from)?;
+        let stock = Stock::new(
+            service.db.clone(),
+            record,
+            gate.clone(),
+            config.ledger_writers,
+        );
         let admin_token = config.service.admin_token.clone();
         let participant = service
             .participant(

@@ -163,6 +163,12 @@ impl Reconciliation {
 #[derive(Clone)]
 pub struct Stock {
     pub db: DatabaseConnection,
+    /// A small pool of its own for what a step reads besides its own transaction (tier rules,
+    /// the ledger to check or rebuild Redis from). A command over RocketMQ holds a connection
+    /// of `db` for its transaction while its script runs: were the check to need one of `db`
+    /// too, a burst of commands after a Redis restart would hold every connection and wait,
+    /// each for one more.
+    pub record: DatabaseConnection,
     pub gate: StockGate,
     pub tiers: Tiers,
     writer: LedgerWriter,
@@ -171,12 +177,19 @@ pub struct Stock {
 }
 
 impl Stock {
-    pub fn new(db: DatabaseConnection, gate: StockGate, ledger_writers: usize) -> Self {
+    /// `record` is the pool for reads besides a step's transaction ([`Stock::record`]).
+    pub fn new(
+        db: DatabaseConnection,
+        record: DatabaseConnection,
+        gate: StockGate,
+        ledger_writers: usize,
+    ) -> Self {
         Self {
-            tiers: Tiers::new(db.clone()),
+            tiers: Tiers::new(record.clone()),
             writer: LedgerWriter::spawn(db.clone(), ledger_writers),
             checks: SessionChecks::default(),
             db,
+            record,
             gate,
         }
     }
@@ -281,7 +294,7 @@ impl Stock {
     /// holdings across the session computed afresh. Never twice: returns the tiers this call
     /// loaded, none when Redis held them all already.
     pub async fn rebuild(&self, rules: &TierRules) -> Result<Vec<i64>, Error> {
-        let loaded = load_session(&self.db, &self.gate, rules.session_id).await?;
+        let loaded = load_session(&self.record, &self.gate, rules.session_id).await?;
         if !loaded.is_empty() {
             tracing::warn!(
                 session_id = rules.session_id,
@@ -315,12 +328,12 @@ impl Stock {
             .into_iter()
             .map(|f| (f.order_no.clone(), f))
             .collect();
-        let ledger_fences: HashMap<String, Fence> = ledger::fences(&self.db, tier_id)
+        let ledger_fences: HashMap<String, Fence> = ledger::fences(&self.record, tier_id)
             .await?
             .into_iter()
             .map(|f| (f.order_no.clone(), f))
             .collect();
-        let totals = ledger::totals(&self.db, tier_id).await?;
+        let totals = ledger::totals(&self.record, tier_id).await?;
         let ledger = TierCounters {
             total: rules.total,
             available: rules.total - totals.deducted - totals.confirmed,

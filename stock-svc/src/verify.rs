@@ -46,7 +46,7 @@ impl Stock {
         let tier_ids: Vec<i64> = tier::Entity::find()
             .filter(tier::Column::SessionId.eq(rules.session_id))
             .order_by_asc(tier::Column::Id)
-            .all(&self.db)
+            .all(&self.record)
             .await?
             .into_iter()
             .map(|t| t.id)

@@ -73,15 +73,27 @@ impl PrivateBroker {
 
     /// Kills the broker at once (`kill -9`), as a crash would.
     pub fn kill(&self) {
-        let pid = std::fs::read_to_string(self.dir.join("broker.pid")).expect("broker pid");
+        self.kill_process("broker.pid", self.broker_port);
+    }
+
+    /// Kills the broker and the name server at once (`kill -9`); [`PrivateBroker::up`] starts
+    /// both again on the same ports and store.
+    pub fn kill_all(&self) {
+        self.kill_process("broker.pid", self.broker_port);
+        self.kill_process("namesrv.pid", self.namesrv_port);
+    }
+
+    fn kill_process(&self, pid_file: &str, port: u16) {
+        let pid = std::fs::read_to_string(self.dir.join(pid_file))
+            .unwrap_or_else(|err| panic!("{pid_file}: {err}"));
         let status = Command::new("kill")
             .args(["-9", pid.trim()])
             .status()
             .expect("kill");
         assert!(status.success());
-        let _ = std::fs::remove_file(self.dir.join("broker.pid"));
+        let _ = std::fs::remove_file(self.dir.join(pid_file));
         for _ in 0..100 {
-            if free(self.broker_port) {
+            if free(port) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));

@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod order;
+pub mod postgres;
 pub mod processes;
 pub mod redis;
 pub mod running;
@@ -64,7 +65,12 @@ pub fn unique(prefix: &str) -> String {
 
 /// A database of its own, created on the test server.
 pub async fn fresh_database_config(prefix: &str) -> DatabaseConfig {
-    let url = format!("{}/{}", postgres_server(), unique(prefix));
+    fresh_database_on(&postgres_server(), prefix).await
+}
+
+/// [`fresh_database_config`] on the Postgres server `server` (`postgres://user:pw@host:port`).
+pub async fn fresh_database_on(server: &str, prefix: &str) -> DatabaseConfig {
+    let url = format!("{server}/{}", unique(prefix));
     db::create_database(&url)
         .await
         .expect("create a test database (is `scripts/stack.sh up` running?)");
@@ -74,6 +80,7 @@ pub async fn fresh_database_config(prefix: &str) -> DatabaseConfig {
         url,
         max_connections: 8,
         migrate_on_start: true,
+        acquire_timeout: Duration::from_millis(db::DEFAULT_ACQUIRE_TIMEOUT_MS),
     }
 }
 

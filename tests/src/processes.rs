@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use ticket_platform::db::DatabaseConfig;
 use ticket_platform::messaging::MessagingConfig;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::stock::TOKEN;
 
@@ -70,6 +73,19 @@ impl ServiceProcess {
         Self { child }
     }
 
+    /// SIGTERM, as Kubernetes stops a pod; how long the process took to exit, and how it
+    /// exited.
+    pub fn terminate(mut self) -> (Duration, std::process::ExitStatus) {
+        let started = std::time::Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let exit = self.child.wait().expect("reaped");
+        (started.elapsed(), exit)
+    }
+
     /// `kill -9`, as a crash would.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
@@ -81,6 +97,26 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What the services run on: a Postgres server (each service gets a database of its own on
+/// it), Redis and a RocketMQ name server.
+pub struct Dependencies {
+    /// `postgres://user:password@host:port`
+    pub postgres_server: String,
+    pub redis_url: String,
+    pub messaging: MessagingConfig,
+}
+
+impl Dependencies {
+    /// The shared stack of `scripts/stack.sh`.
+    pub fn shared(max_reconsume_times: i32) -> Self {
+        Self {
+            postgres_server: crate::postgres_server(),
+            redis_url: crate::redis_url(),
+            messaging: crate::messaging_config(max_reconsume_times),
+        }
     }
 }
 
@@ -97,12 +133,8 @@ pub struct ProcessSystem {
 }
 
 impl ProcessSystem {
-    /// Every service on databases of its own, on `redis_url` and the broker of `messaging`.
-    pub async fn start(
-        messaging: MessagingConfig,
-        redis_url: &str,
-        payment_window: Duration,
-    ) -> Self {
+    /// Every service on a database of its own on `on`'s Postgres, on its Redis and broker.
+    pub async fn start(on: Dependencies, payment_window: Duration) -> Self {
         let mut addrs = HashMap::new();
         let mut databases = HashMap::new();
         for service in Service::ALL {
@@ -110,13 +142,16 @@ impl ProcessSystem {
                 service,
                 SocketAddr::from(([127, 0, 0, 1], crate::free_port())),
             );
-            databases.insert(service, crate::fresh_database_config("t_proc_").await);
+            databases.insert(
+                service,
+                crate::fresh_database_on(&on.postgres_server, "t_proc_").await,
+            );
         }
         let system = Self {
             addrs,
             databases,
-            messaging,
-            redis_url: redis_url.to_owned(),
+            messaging: on.messaging,
+            redis_url: on.redis_url,
             key_prefix: crate::unique("test-stock-"),
             payment_window,
             running: Mutex::new(HashMap::new()),
@@ -207,6 +242,24 @@ impl ProcessSystem {
         if let Some(process) = process {
             process.kill();
         }
+    }
+
+    /// SIGTERM to `service`: how long it took to exit, and how it exited.
+    pub fn terminate(&self, service: Service) -> (Duration, std::process::ExitStatus) {
+        let process = self.running.lock().expect("the processes").remove(&service);
+        process.expect("the service is running").terminate()
+    }
+
+    /// What `service`'s `grpc.health.v1.Health/Check` answers for the whole server; `None`
+    /// when it does not answer.
+    pub async fn health(&self, service: Service) -> Option<ServingStatus> {
+        let answer = HealthClient::new(self.channel(service))
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .ok()?;
+        Some(answer.into_inner().status())
     }
 
     /// A lazily connected channel to `service`.

@@ -1,19 +1,25 @@
 //! The fault suite: a sale of a few thousand buyers for a few hundred tickets, with payments,
-//! cancels and expiries mixed in, run by the four service binaries; one process is killed
-//! (`kill -9`) mid-sale and started again. After each case: no order left PENDING, every paid
-//! order confirmed with its tickets, nothing sold twice (`sold` == tickets in confirmed orders,
-//! Redis == ledger), every saga final and none parked, every outbox drained.
+//! cancels and expiries mixed in, run by the four service binaries; one part is killed
+//! (`kill -9`) mid-sale and started again: a service process, the broker with its name
+//! server, Redis (empty, or from an older snapshot), or Postgres. After each case: every
+//! service serving again, no order left PENDING, every paid order confirmed with its tickets,
+//! nothing sold twice (`sold` == tickets in confirmed orders, Redis == ledger), every saga
+//! final and none parked, every outbox drained.
 //!
 //! Only what the case started is killed: its own service processes, on databases, a RocketMQ
-//! namespace and Redis keys of its own. `TICKET_FAULT_BUYERS` and `TICKET_FAULT_TICKETS` size
-//! the sale (2,000 buyers for 200 tickets by default).
+//! namespace and Redis keys of its own, and a private Postgres, Redis or broker for the case
+//! that kills one. `TICKET_FAULT_BUYERS` and `TICKET_FAULT_TICKETS` size the sale (2,000
+//! buyers for 200 tickets by default).
 
 #![recursion_limit = "512"]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::processes::{ProcessSystem, Service};
+use e2e::broker::PrivateBroker;
+use e2e::postgres::PrivatePostgres;
+use e2e::processes::{Dependencies, ProcessSystem, Service};
+use e2e::redis::PrivateRedis;
 use e2e::stock::{admin, at};
 use sea_orm::{ConnectionTrait, Statement};
 use ticket_proto::order::v1 as order_pb;
@@ -25,6 +31,7 @@ use ticket_proto::stock::v1 as stock_pb;
 use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
 use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 fn size(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -226,29 +233,147 @@ async fn all_sagas(system: &ProcessSystem) -> Vec<saga_pb::Saga> {
     }
 }
 
-/// Runs the sale, kills `victim` 1.5 s into it for 3 s, and checks everything came out right.
-async fn sale_survives_a_kill_of(victim: Service) {
+/// What a case kills mid-sale.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// One service process: `kill -9`, started again 3 s later.
+    Process(Service),
+    /// The broker and the name server: `kill -9` of both, started again 3 s later on the
+    /// same store.
+    Broker,
+    /// Redis: `kill -9`, started again empty 3 s later (the live stock is rebuilt from the
+    /// ledger).
+    Redis,
+    /// Redis gone back in time: `SAVE`, sell on for 2 s, `kill -9`, the old dump put back,
+    /// started again.
+    RedisSnapshot,
+    /// Postgres (every service's database): `kill -9` of the server and its backends,
+    /// started again 3 s later (crash recovery from the write-ahead log).
+    Postgres,
+}
+
+/// The dependencies a case may kill: private ones, so the shared stack is never touched.
+struct Private {
+    postgres: Option<PrivatePostgres>,
+    redis: Option<PrivateRedis>,
+    broker: Option<PrivateBroker>,
+}
+
+impl Private {
+    fn for_fault(fault: Fault) -> Self {
+        Self {
+            postgres: matches!(fault, Fault::Postgres).then(PrivatePostgres::start),
+            redis: matches!(fault, Fault::Redis | Fault::RedisSnapshot).then(PrivateRedis::start),
+            broker: matches!(fault, Fault::Broker).then(PrivateBroker::start),
+        }
+    }
+
+    fn dependencies(&self) -> Dependencies {
+        let mut on = Dependencies::shared(16);
+        if let Some(postgres) = &self.postgres {
+            on.postgres_server = postgres.server();
+        }
+        if let Some(redis) = &self.redis {
+            on.redis_url = redis.url();
+        }
+        if let Some(broker) = &self.broker {
+            on.messaging.name_server = broker.name_server();
+        }
+        on
+    }
+
+    /// Kills what `fault` names and brings it back; returns once it is back.
+    async fn inflict(&mut self, fault: Fault, system: &ProcessSystem) {
+        let down = Duration::from_secs(3);
+        match fault {
+            Fault::Process(service) => {
+                system.kill(service);
+                tokio::time::sleep(down).await;
+                system.up(service);
+            }
+            Fault::Broker => {
+                let broker = self.broker.as_ref().expect("a private broker");
+                broker.kill_all();
+                tokio::time::sleep(down).await;
+                broker.up();
+            }
+            Fault::Redis => {
+                let redis = self.redis.as_mut().expect("a private Redis");
+                redis.kill();
+                tokio::time::sleep(down).await;
+                redis.wipe();
+                redis.up();
+            }
+            Fault::RedisSnapshot => {
+                let redis = self.redis.as_mut().expect("a private Redis");
+                redis.snapshot("older.rdb");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                redis.kill();
+                redis.restore("older.rdb");
+                redis.up();
+            }
+            Fault::Postgres => {
+                let postgres = self.postgres.as_mut().expect("a private Postgres");
+                postgres.kill();
+                tokio::time::sleep(down).await;
+                postgres.up();
+            }
+        }
+    }
+}
+
+/// Once every service's health is SERVING again and the catalog answers: how long after the
+/// fault was over.
+async fn recovered(system: &ProcessSystem, tier: i64) -> Duration {
+    let started = Instant::now();
+    e2e::eventually(
+        Duration::from_secs(30),
+        "every service serving again",
+        || async {
+            for service in Service::ALL {
+                if system.health(service).await != Some(ServingStatus::Serving) {
+                    return None;
+                }
+            }
+            CatalogServiceClient::new(system.channel(Service::Stock))
+                .get_tier(stock_pb::GetTierRequest { tier_id: tier })
+                .await
+                .ok()
+                .map(drop)
+        },
+    )
+    .await;
+    started.elapsed()
+}
+
+/// Runs the sale, inflicts `fault` 1.5 s into it, and checks everything came out right, within
+/// two minutes for the default size (longer in proportion for a larger sale).
+async fn sale_survives(fault: Fault) {
     let buyers = size("TICKET_FAULT_BUYERS", 2_000);
     let tickets = i64::try_from(size("TICKET_FAULT_TICKETS", 200)).expect("tickets");
+    let bound = Duration::from_secs(120).max(Duration::from_millis(60 * buyers as u64));
+    if tokio::time::timeout(bound, run_sale(fault, buyers, tickets))
+        .await
+        .is_err()
+    {
+        panic!("the sale with {fault:?} was not over and checked within {bound:?}");
+    }
+}
+
+async fn run_sale(fault: Fault, buyers: usize, tickets: i64) {
     let started = Instant::now();
-    let system = Arc::new(
-        ProcessSystem::start(
-            e2e::messaging_config(16),
-            &e2e::redis_url(),
-            Duration::from_secs(10),
-        )
-        .await,
-    );
+    let mut private = Private::for_fault(fault);
+    let system =
+        Arc::new(ProcessSystem::start(private.dependencies(), Duration::from_secs(10)).await);
     let tier = put_on_sale(&system, tickets).await;
     let sale: Vec<_> = (0..buyers)
         .map(|i| tokio::spawn(buy(Arc::clone(&system), tier, i)))
         .collect();
 
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    system.kill(victim);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    system.up(victim);
+    private.inflict(fault, &system).await;
     let restarted = started.elapsed();
+    let recovery = recovered(&system, tier).await;
 
     let mut outcomes = Vec::new();
     for buyer in sale {
@@ -344,8 +469,8 @@ async fn sale_survives_a_kill_of(victim: Service) {
         .await;
     }
     println!(
-        "{victim:?} killed for 3 s: {buyers} buyers, {} orders, {} sagas, {confirmed} confirmed \
-         of {tickets} tickets; restarted at {restarted:?}, all checked after {:?}",
+        "{fault:?}: {buyers} buyers, {} orders, {} sagas, {confirmed} confirmed of {tickets} \
+         tickets; back at {restarted:?}, serving {recovery:?} later, all checked after {:?}",
         ordered.len(),
         sagas.len(),
         started.elapsed()
@@ -358,20 +483,40 @@ async fn sale_survives_a_kill_of(victim: Service) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_survives_order_svc_killed() {
-    sale_survives_a_kill_of(Service::Order).await;
+    sale_survives(Fault::Process(Service::Order)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_survives_stock_svc_killed() {
-    sale_survives_a_kill_of(Service::Stock).await;
+    sale_survives(Fault::Process(Service::Stock)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_survives_the_orchestrator_killed() {
-    sale_survives_a_kill_of(Service::Orchestrator).await;
+    sale_survives(Fault::Process(Service::Orchestrator)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_survives_notify_svc_killed() {
-    sale_survives_a_kill_of(Service::Notify).await;
+    sale_survives(Fault::Process(Service::Notify)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_survives_the_broker_and_name_server_killed() {
+    sale_survives(Fault::Broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_survives_redis_killed_and_started_empty() {
+    sale_survives(Fault::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_survives_redis_restored_from_an_older_snapshot() {
+    sale_survives(Fault::RedisSnapshot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_survives_postgres_killed() {
+    sale_survives(Fault::Postgres).await;
 }

@@ -455,7 +455,7 @@ async fn drift_is_reported_when_it_persists_and_repaired_from_the_ledger() {
     assert_eq!(report.redis.expect("redis").deducted, 3);
     assert_eq!(report.ledger.expect("ledger").deducted, 2);
 
-    let stock = stock_svc::stock::Stock::new(app.db.clone(), app.gate().await, 1);
+    let stock = stock_svc::stock::Stock::new(app.db.clone(), app.db.clone(), app.gate().await, 1);
     let mut watch = stock_svc::drift::DriftWatch::new(stock);
     assert!(
         watch.check_once().await.expect("check").is_empty(),

@@ -269,6 +269,9 @@ async fn outbox_round(
         url: url.clone(),
         max_connections: 20,
         migrate_on_start: true,
+        acquire_timeout: std::time::Duration::from_millis(
+            ticket_platform::db::DEFAULT_ACQUIRE_TIMEOUT_MS,
+        ),
     })
     .await?;
     BenchMigrator::up(&conn, None).await?;

@@ -104,6 +104,9 @@ async fn measure(args: Args, id: &str, url: String) -> anyhow::Result<()> {
                 url,
                 max_connections: 20,
                 migrate_on_start: true,
+                acquire_timeout: std::time::Duration::from_millis(
+                    ticket_platform::db::DEFAULT_ACQUIRE_TIMEOUT_MS,
+                ),
             },
             messaging: MessagingConfig {
                 name_server: args.name_server.clone(),
