@@ -193,22 +193,20 @@ async fn buy(system: Arc<ProcessSystem>, tier: i64, i: usize) -> Buyer {
     }
 }
 
-/// How many rows of `service`'s outbox are still unpublished.
-async fn unpublished(system: &ProcessSystem, service: Service) -> i64 {
+/// How many rows of `service`'s outbox are still unpublished; `None` when the database did not
+/// answer this time (the caller asks again).
+async fn unpublished(system: &ProcessSystem, service: Service) -> Option<i64> {
     let db = ticket_platform::db::connect(&system.databases[&service])
         .await
-        .expect("connect");
+        .ok()?;
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
             "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failure IS NULL",
         ))
-        .await
-        .expect("outbox")
-        .expect("a row");
-    let n = row.try_get("", "n").expect("n");
+        .await;
     let _ = db.close().await;
-    n
+    row.ok()??.try_get("", "n").ok()
 }
 
 async fn all_sagas(system: &ProcessSystem) -> Vec<saga_pb::Saga> {
@@ -326,18 +324,26 @@ impl Private {
 /// fault was over.
 async fn recovered(system: &ProcessSystem, tier: i64) -> Duration {
     let started = Instant::now();
+    let answer_within = Duration::from_secs(1);
     e2e::eventually(
         Duration::from_secs(30),
         "every service serving again",
         || async {
             for service in Service::ALL {
-                if system.health(service).await != Some(ServingStatus::Serving) {
+                let asked = Instant::now();
+                let health = tokio::time::timeout(answer_within, system.health(service)).await;
+                if asked.elapsed() > Duration::from_millis(500) {
+                    eprintln!("{service:?} took {:?} to answer health", asked.elapsed());
+                }
+                if health.ok().flatten() != Some(ServingStatus::Serving) {
                     return None;
                 }
             }
-            CatalogServiceClient::new(system.channel(Service::Stock))
-                .get_tier(stock_pb::GetTierRequest { tier_id: tier })
+            let mut catalog = CatalogServiceClient::new(system.channel(Service::Stock));
+            let tier = catalog.get_tier(stock_pb::GetTierRequest { tier_id: tier });
+            tokio::time::timeout(answer_within, tier)
                 .await
+                .ok()?
                 .ok()
                 .map(drop)
         },
@@ -464,7 +470,7 @@ async fn run_sale(fault: Fault, buyers: usize, tickets: i64) {
     // Every outbox drained.
     for service in Service::ALL {
         e2e::eventually(Duration::from_secs(60), "a drained outbox", || async {
-            (unpublished(&system, service).await == 0).then_some(())
+            (unpublished(&system, service).await == Some(0)).then_some(())
         })
         .await;
     }
