@@ -167,6 +167,12 @@ impl Service {
         admin_token: &str,
     ) -> Result<ParticipantServer<ParticipantService<H>>, MessagingError> {
         let handler = Arc::new(handler);
+        // The topic exists before the consumer starts: a consumer subscribed to a topic the
+        // broker does not have yet learns of it only at its next route refresh (10 s), so the
+        // first commands of a fresh system would wait that long.
+        if let Err(err) = self.publisher.ensure_topics(&[topic]).await {
+            tracing::warn!(error = %err, topic, "the broker does not answer; the consumer finds its topic once it does");
+        }
         let consumer = Consumer::start(
             Arc::clone(&self.messaging),
             ConsumerSettings::new(group)
