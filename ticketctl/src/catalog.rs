@@ -1,10 +1,11 @@
 //! A show with one tier on sale now, made through stock-svc's catalog: what the demo and the
-//! stock bench sell.
+//! benches sell; and how the tier's stock ended.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ticket_proto::stock::v1 as pb;
 use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
+use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
 use tonic::transport::Channel;
 
 use crate::admin;
@@ -82,5 +83,34 @@ pub async fn put_on_sale(channel: Channel, token: &str, sale: Sale<'_>) -> anyho
         show_id: show.show_id,
         session_id: session.session_id,
         tier_id: tier.tier_id,
+    })
+}
+
+/// How a tier's stock ended, as stock-svc sees it.
+pub struct StockAtEnd {
+    /// The live counters.
+    pub stock: pb::Stock,
+    /// Redis against the ledger, without repairing anything.
+    pub reconcile: pb::ReconcileResponse,
+    /// The catalog's view of the tier (`sold`).
+    pub tier: pb::Tier,
+}
+
+pub async fn stock_at_end(channel: Channel, tier_id: i64) -> anyhow::Result<StockAtEnd> {
+    let mut stock = StockServiceClient::new(channel.clone());
+    let counters = stock.get_stock(pb::GetStockRequest { tier_id }).await?;
+    let reconcile = stock
+        .reconcile(pb::ReconcileRequest {
+            tier_id,
+            repair: false,
+        })
+        .await?;
+    let tier = CatalogServiceClient::new(channel)
+        .get_tier(pb::GetTierRequest { tier_id })
+        .await?;
+    Ok(StockAtEnd {
+        stock: counters.into_inner(),
+        reconcile: reconcile.into_inner(),
+        tier: tier.into_inner(),
     })
 }

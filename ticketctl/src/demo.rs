@@ -7,17 +7,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures::StreamExt;
 use ticket_proto::order::v1 as order_pb;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
-use ticket_proto::stock::v1 as stock_pb;
-use ticket_proto::stock::v1::stock_service_client::StockServiceClient;
-use tonic::transport::Channel;
-
-use crate::catalog::{Sale, put_on_sale};
 
 use crate::bench::percentile_ms;
+use crate::buyers::{self, Plans, connect};
+use crate::catalog::{Sale, put_on_sale, stock_at_end};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,31 +50,13 @@ pub struct Args {
     token: String,
 }
 
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(addr.to_owned())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {addr}; is `scripts/run.sh` running?"))
-}
-
-/// What a buyer does once reserved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Plan {
-    Pay,
-    Cancel,
-    LetExpire,
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    if args.pay + args.cancel > 100 {
-        bail!("--pay and --cancel add up to more than 100 percent");
-    }
+    let plans = Plans::new(args.pay, args.cancel)?;
     let orders = OrderServiceClient::new(connect(&args.order).await?);
     let stock_channel = connect(&args.stock).await?;
-    let mut stock = StockServiceClient::new(stock_channel.clone());
     let token = args.token.as_str();
     let sale = put_on_sale(
-        stock_channel,
+        stock_channel.clone(),
         token,
         Sale {
             title: "Demo Night",
@@ -128,7 +107,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut refused_at_once = 0;
     for (i, _, result) in results {
         match result {
-            Ok(order) => created.push((i, order)),
+            Ok(order) => created.push(order),
             Err(status) if status.code() == tonic::Code::ResourceExhausted => refused_at_once += 1,
             Err(status) => bail!("buyer {i}: {}", status.message()),
         }
@@ -143,124 +122,54 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     // Each buyer acts once the saga has answered: pay, cancel or let the deadline pass.
-    let plan_of = |i: usize| match i % 100 {
-        n if n < args.pay => Plan::Pay,
-        n if n < args.pay + args.cancel => Plan::Cancel,
-        _ => Plan::LetExpire,
-    };
-    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
-    let acted: Vec<anyhow::Result<Option<Plan>>> = futures::stream::iter(created.iter())
-        .map(|(i, order)| {
+    let within = Duration::from_secs(args.wait_secs);
+    let acted: Vec<anyhow::Result<Option<buyers::Plan>>> = futures::stream::iter(created.iter())
+        .map(|order| {
             let mut orders = orders.clone();
-            let plan = plan_of(*i);
+            let plans = &plans;
             async move {
-                let settled = loop {
-                    let now = orders
-                        .get_order(order_pb::GetOrderRequest {
-                            order_no: order.order_no.clone(),
-                        })
-                        .await?
-                        .into_inner();
-                    match now.status() {
-                        order_pb::OrderStatus::AwaitingPayment
-                        | order_pb::OrderStatus::Cancelled => break now,
-                        _ if Instant::now() > deadline => {
-                            bail!("order {} never settled", order.order_no)
-                        }
-                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
-                    }
-                };
-                if settled.status() != order_pb::OrderStatus::AwaitingPayment {
+                let decided =
+                    buyers::watch_until(&mut orders, &order.order_no, buyers::is_decided, within)
+                        .await?;
+                if decided.status() != order_pb::OrderStatus::AwaitingPayment {
                     return Ok(None);
                 }
-                match plan {
-                    Plan::Pay => {
-                        orders
-                            .pay_order(order_pb::PayOrderRequest {
-                                order_no: settled.order_no.clone(),
-                                payment_ref: format!("demo-pay-{}", settled.order_no),
-                                amount_cents: settled.total_cents,
-                            })
-                            .await?;
-                    }
-                    Plan::Cancel => {
-                        orders
-                            .cancel_order(order_pb::CancelOrderRequest {
-                                order_no: settled.order_no.clone(),
-                                reason: "changed my mind".into(),
-                            })
-                            .await?;
-                    }
-                    Plan::LetExpire => {}
-                }
+                let plan = plans.next();
+                buyers::act(&mut orders, plan, decided).await?;
                 Ok(Some(plan))
             }
         })
         .buffer_unordered(args.concurrency)
         .collect()
         .await;
-    let mut plans: BTreeMap<String, usize> = BTreeMap::new();
+    let mut chosen: BTreeMap<String, usize> = BTreeMap::new();
     for result in acted {
         if let Some(plan) = result? {
-            *plans.entry(format!("{plan:?}")).or_default() += 1;
+            *chosen.entry(format!("{plan:?}")).or_default() += 1;
         }
     }
-    println!("reserved buyers: {plans:?}; waiting for every order to be final");
+    println!("reserved buyers: {chosen:?}; waiting for every order to be final");
 
     // Every order ends confirmed or cancelled.
-    let mut finals: BTreeMap<String, usize> = BTreeMap::new();
+    let order_nos = created.iter().map(|o| o.order_no.clone()).collect();
+    let finals = buyers::wait_until_final(&orders, order_nos, args.concurrency, within).await?;
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     let mut tickets_sold = 0;
-    for (_, order) in &created {
-        let mut orders = orders.clone();
-        let now = loop {
-            let now = orders
-                .get_order(order_pb::GetOrderRequest {
-                    order_no: order.order_no.clone(),
-                })
-                .await?
-                .into_inner();
-            match now.status() {
-                order_pb::OrderStatus::Confirmed | order_pb::OrderStatus::Cancelled => break now,
-                _ if Instant::now() > deadline => {
-                    bail!("order {} is still {:?}", order.order_no, now.status())
-                }
-                _ => tokio::time::sleep(Duration::from_millis(250)).await,
-            }
-        };
-        let key = match now.status() {
-            order_pb::OrderStatus::Confirmed => {
-                tickets_sold += i64::from(now.quantity);
-                "CONFIRMED".to_owned()
-            }
-            _ => format!(
-                "CANCELLED {}",
-                now.cancel_reason()
-                    .as_str_name()
-                    .trim_start_matches("CANCEL_REASON_")
-            ),
-        };
-        *finals.entry(key).or_default() += 1;
+    for order in &finals {
+        if order.status() == order_pb::OrderStatus::Confirmed {
+            tickets_sold += i64::from(order.quantity);
+        }
+        *tally.entry(buyers::ending(order)).or_default() += 1;
     }
     println!(
         "after {:.1} s every order is final:",
         started.elapsed().as_secs_f64()
     );
-    for (what, count) in &finals {
+    for (what, count) in &tally {
         println!("  {what:<28} {count}");
     }
-    let counters = stock
-        .get_stock(stock_pb::GetStockRequest {
-            tier_id: sale.tier_id,
-        })
-        .await?
-        .into_inner();
-    let report = stock
-        .reconcile(stock_pb::ReconcileRequest {
-            tier_id: sale.tier_id,
-            repair: false,
-        })
-        .await?
-        .into_inner();
+    let end = stock_at_end(stock_channel, sale.tier_id).await?;
+    let (counters, report) = (end.stock, end.reconcile);
     println!(
         "stock: {} sold (confirmed), {} held, {} available of {}; tickets in confirmed orders: {}",
         counters.confirmed, counters.deducted, counters.available, counters.total, tickets_sold

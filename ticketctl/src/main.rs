@@ -5,6 +5,7 @@
 #![recursion_limit = "512"]
 
 mod bench;
+mod buyers;
 mod catalog;
 mod demo;
 mod dlq;

@@ -2,6 +2,8 @@
 //! terminal.
 
 use ticket_proto::saga::v1 as pb;
+use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
+use tonic::transport::Channel;
 
 use crate::{OrchestratorArgs, admin};
 
@@ -46,6 +48,33 @@ pub enum SagaCommand {
         #[arg(long)]
         reason: String,
     },
+}
+
+/// Every saga, page by page, without step histories.
+pub async fn all(
+    client: &mut SagaAdminClient<Channel>,
+    token: &str,
+) -> anyhow::Result<Vec<pb::Saga>> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_sagas(admin(
+                pb::ListSagasRequest {
+                    state: String::new(),
+                    page_size: 500,
+                    page_token,
+                },
+                token,
+            )?)
+            .await?
+            .into_inner();
+        all.extend(page.sagas);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 fn time(at: Option<&prost_types::Timestamp>) -> String {

@@ -1,5 +1,6 @@
 //! `ticketctl bench ...`: measurements whose figures go into `docs/BENCHMARKS.md`.
 
+mod flash_sale;
 mod mq;
 mod stock;
 
@@ -12,12 +13,16 @@ pub enum Target {
     Mq(mq::Args),
     /// Prededucts per second through stock-svc against raw EVALSHA of the same script.
     Stock(stock::Args),
+    /// A flash sale end to end: throughput, latencies, messages per saga, the services'
+    /// memory and CPU, and whether it sold correctly.
+    FlashSale(flash_sale::Args),
 }
 
 pub async fn run(target: Target) -> anyhow::Result<()> {
     match target {
         Target::Mq(args) => mq::run(args).await,
         Target::Stock(args) => stock::run(args).await,
+        Target::FlashSale(args) => flash_sale::run(args).await,
     }
 }
 

@@ -1,0 +1,86 @@
+//! `ticketctl bench flash-sale --spawn` as an operator runs it: it starts the four service
+//! binaries on the shared stack, sells a small flash sale, stops them, and its JSON report
+//! holds every figure and says every correctness check passed. Timings are not asserted.
+
+use std::process::Command;
+
+// serde_json's `Value`, as sea-orm re-exports it (this crate has no JSON dependency of its own).
+use sea_orm::entity::prelude::Json;
+
+/// `report` at the path of keys `path`, failing the test when it is absent.
+fn field<'a>(report: &'a Json, path: &[&str]) -> &'a Json {
+    path.iter().fold(report, |value, key| {
+        value
+            .get(key)
+            .unwrap_or_else(|| panic!("the report has no {}", path.join(".")))
+    })
+}
+
+#[tokio::test]
+async fn a_spawned_flash_sale_sells_correctly_and_reports_every_figure() {
+    let json = std::env::temp_dir().join(format!("{}.json", e2e::unique("bench-flash-sale-")));
+    let output = Command::new(e2e::binary("ticketctl"))
+        .args(["bench", "flash-sale", "--spawn"])
+        .args(["--buyers", "300", "--tickets", "50", "--concurrency", "50"])
+        .args(["--payment-window-secs", "5", "--token", e2e::stock::TOKEN])
+        .args(["--name-server", &e2e::name_server()])
+        .args(["--postgres", &e2e::postgres_server()])
+        .args(["--redis", &e2e::redis_url()])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run ticketctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "ticketctl bench flash-sale failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let text = std::fs::read_to_string(&json).expect("the JSON report");
+    let _ = std::fs::remove_file(&json);
+    let report: Json = text.parse().expect("the report is JSON");
+
+    let checks = field(&report, &["checks"]).as_array().expect("a list");
+    assert!(checks.len() >= 5, "{checks:?}");
+    for check in checks {
+        assert_eq!(check.get("passed"), Some(&Json::Bool(true)), "{check}");
+    }
+    assert_eq!(field(&report, &["all_passed"]), &Json::Bool(true));
+
+    let count = |path: &[&str]| field(&report, path).as_u64().expect("a count");
+    assert_eq!(
+        count(&["refused_at_once"]) + count(&["accepted"]),
+        300,
+        "every buyer was refused at once or accepted"
+    );
+    assert!(count(&["paid"]) <= 50, "no more paid than on sale");
+    for path in [
+        &["attempts_per_sec"][..],
+        &["create_order_ms", "p50"],
+        &["create_order_ms", "p90"],
+        &["create_order_ms", "p99"],
+        &["create_order_ms", "max"],
+        &["decision_ms", "p50"],
+        &["decision_ms", "p99"],
+        &["paid_to_confirmed_ms", "p50"],
+        &["paid_to_confirmed_ms", "p99"],
+        &["completed_sagas_per_sec"],
+        &["over_acceptance", "orders"],
+        &["over_acceptance", "percent_of_supply"],
+        &["messages", "per_paid_saga"],
+        &["messages", "per_saga"],
+        &["messages", "consume_delay_p50_ms"],
+        &["messages", "consume_delay_p99_ms"],
+    ] {
+        field(&report, path);
+    }
+    let services = field(&report, &["resources"]).as_array().expect("a list");
+    assert_eq!(services.len(), 4, "every spawned service measured");
+    for service in services {
+        for key in ["service", "idle_rss_mib", "peak_rss_mib", "sale_cpu_secs"] {
+            assert!(service.get(key).is_some(), "{service} has no {key}");
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! `ticketctl bench flash-sale`: a flash sale measured from the buyers' side, against running
+//! services or, with `--spawn`, against services this run starts for itself. A tier of N
+//! tickets goes on sale; one warm-up order goes through the whole saga before the clock
+//! starts; then M buyers, C at a time, each order one ticket, follow their order with
+//! `WatchOrder` until the saga decided it, then pay, cancel or let the deadline pass. Once every
+//! order and saga is final it reports throughput and latencies, what went through the broker
+//! and what the services used (those two only with `--spawn`), and checks that the sale sold
+//! correctly: any failed check makes the command fail.
+
+mod checks;
+mod crowd;
+mod messages;
+mod report;
+mod spawn;
+mod usage;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ticket_proto::order::v1 as pb;
+use ticket_proto::order::v1::order_service_client::OrderServiceClient;
+use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
+use tonic::transport::Channel;
+
+use self::crowd::{Buyer, Crowd, micros, warm_up};
+use self::report::{Check, OverAcceptance, Percentiles, Report, ServiceResources, Setup};
+use self::spawn::{Service, Settings, System};
+use crate::buyers::{self, Plans, connect};
+use crate::catalog::{Sale, put_on_sale, stock_at_end};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// order-svc's gRPC address (ignored with --spawn).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    order: String,
+    /// stock-svc's gRPC address (ignored with --spawn).
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    stock: String,
+    /// The orchestrator's gRPC address (ignored with --spawn).
+    #[arg(long, default_value = "http://127.0.0.1:50053")]
+    orchestrator: String,
+    /// The admin token (`TICKET_ADMIN_TOKEN`); with --spawn, the services get it.
+    #[arg(
+        long,
+        env = "TICKET_ADMIN_TOKEN",
+        default_value = "dev-admin-token",
+        hide_env_values = true
+    )]
+    token: String,
+    /// Tickets on sale.
+    #[arg(long, default_value_t = 1_000)]
+    tickets: i64,
+    /// Buyers, one ticket each.
+    #[arg(long, default_value_t = 20_000)]
+    buyers: usize,
+    /// Buyers at once.
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Percent of reserved buyers who pay.
+    #[arg(long, default_value_t = 60)]
+    pay: usize,
+    /// Percent of reserved buyers who cancel (the rest let the deadline pass).
+    #[arg(long, default_value_t = 20)]
+    cancel: usize,
+    /// The sagas' payment window (with --spawn; running services keep theirs).
+    #[arg(long, default_value_t = 20)]
+    payment_window_secs: u64,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// How long a buyer waits for the decision, and how long to wait, past the last payment
+    /// deadline, for every order and saga to be final.
+    #[arg(long, default_value_t = 300)]
+    wait_secs: u64,
+    /// Start the four services (the binaries beside this one) on fresh databases, a fresh
+    /// RocketMQ namespace and Redis keys of their own, and stop them at the end.
+    #[arg(long)]
+    spawn: bool,
+    /// Postgres server of the spawned services.
+    #[arg(long, default_value = "postgres://postgres:postgres@127.0.0.1:5432")]
+    postgres: String,
+    /// RocketMQ name server of the spawned services.
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    name_server: String,
+    /// Redis of the spawned services.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let plans = Plans::new(args.pay, args.cancel)?;
+    let mut system = if args.spawn {
+        let settings = Settings {
+            postgres: &args.postgres,
+            name_server: &args.name_server,
+            redis: &args.redis,
+            admin_token: &args.token,
+            payment_window: Duration::from_secs(args.payment_window_secs),
+        };
+        let system = System::start(&settings).await?;
+        println!("spawned the services: {}", describe(&system));
+        Some(system)
+    } else {
+        None
+    };
+    // Ctrl-C ends the sale, and still stops the services and drops their databases.
+    let measured = tokio::select! {
+        measured = measure(&args, plans, system.as_ref()) => measured,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let written = match &measured {
+        Ok(report) => {
+            report.print();
+            match &args.json {
+                Some(path) => write_json(report, path),
+                None => Ok(()),
+            }
+        }
+        Err(_) => Ok(()),
+    };
+    if let (Some(system), Ok(report)) = (system.as_mut(), &measured)
+        && report.all_passed
+    {
+        system.forget_logs();
+    }
+    // Stops the services and drops their databases.
+    drop(system);
+    let report = measured?;
+    written?;
+    let failed = report.checks.iter().filter(|c| !c.passed).count();
+    if failed > 0 {
+        bail!("{failed} check(s) failed");
+    }
+    Ok(())
+}
+
+fn describe(system: &System) -> String {
+    Service::ALL
+        .iter()
+        .map(|s| format!("{} {}", s.binary(), system.url(*s)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn write_json(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+}
+
+/// The sale, the wait until everything is final, and the report.
+async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::Result<Report> {
+    let (order_addr, stock_addr, orchestrator_addr) = match system {
+        Some(system) => (
+            system.url(Service::Order),
+            system.url(Service::Stock),
+            system.url(Service::Orchestrator),
+        ),
+        None => (
+            args.order.clone(),
+            args.stock.clone(),
+            args.orchestrator.clone(),
+        ),
+    };
+    let orders = OrderServiceClient::new(connect(&order_addr).await?);
+    let stock_channel = connect(&stock_addr).await?;
+    let mut sagas = SagaAdminClient::new(connect(&orchestrator_addr).await?);
+    let sale = Sale {
+        title: "Flash Sale Bench",
+        venue: "Loopback Arena",
+        tier: "Floor".into(),
+        price_cents: 7_500,
+        total: args.tickets,
+        per_user_limit: 4,
+    };
+    let on_sale = put_on_sale(stock_channel.clone(), &args.token, sale).await?;
+    let warming = warm_up(&orders, &stock_channel, &args.token, args.wait_secs).await?;
+    println!("warmed up: one order paid and confirmed in {warming:.1?}");
+    let idle = system.map(System::usage);
+
+    let crowd = Crowd::new(
+        orders.clone(),
+        on_sale.tier_id,
+        plans,
+        Duration::from_secs(args.wait_secs),
+    );
+    let buyers = crowd.buy(args.buyers, args.concurrency).await?;
+
+    // Orders whose buyers let the deadline pass end after it.
+    if let Some(last) = buyers
+        .iter()
+        .filter_map(|b| b.order.as_ref())
+        .filter(|o| o.status() == pb::OrderStatus::AwaitingPayment)
+        .filter_map(|o| {
+            o.expire_at
+                .as_ref()
+                .and_then(ticket_platform::time::instant)
+        })
+        .max()
+        && let Ok(wait) = (last - chrono::Utc::now()).to_std()
+    {
+        println!(
+            "waiting {:.0} s for the last payment deadline",
+            wait.as_secs_f64()
+        );
+        tokio::time::sleep(wait).await;
+    }
+    let within = Duration::from_secs(args.wait_secs);
+    let order_nos: Vec<String> = buyers
+        .iter()
+        .filter_map(|b| Some(b.order.as_ref()?.order_no.clone()))
+        .collect();
+    let finals =
+        buyers::wait_until_final(&orders, order_nos.clone(), args.concurrency, within).await?;
+    let saga_states = wait_for_sagas(&mut sagas, &args.token, &order_nos, within).await?;
+    let stock = stock_at_end(stock_channel, on_sale.tier_id).await?;
+    let resources = match (system, idle) {
+        (Some(system), Some(idle)) => Some(resources(&idle, &system.usage())),
+        _ => None,
+    };
+    let paid: HashSet<String> = finals
+        .iter()
+        .filter(|o| o.status() == pb::OrderStatus::Confirmed)
+        .map(|o| o.order_no.clone())
+        .collect();
+    let messages = match system {
+        Some(system) => {
+            let sale: HashSet<String> = order_nos.iter().cloned().collect();
+            Some(messages::count(system.databases(), &sale, &paid).await?)
+        }
+        None => None,
+    };
+
+    let checks = checks::checks(
+        args.tickets,
+        &order_nos,
+        &finals,
+        &saga_states,
+        &stock,
+        &buyers,
+    );
+    Ok(report(
+        args,
+        &buyers,
+        &finals,
+        &saga_states,
+        messages,
+        resources,
+        checks,
+    ))
+}
+
+/// The state of the saga of each of `order_nos`, once none is still moving (each COMPLETED,
+/// COMPENSATED or PARKED) or `within` has passed.
+async fn wait_for_sagas(
+    sagas: &mut SagaAdminClient<Channel>,
+    token: &str,
+    order_nos: &[String],
+    within: Duration,
+) -> anyhow::Result<HashMap<String, String>> {
+    let ours: HashSet<&str> = order_nos.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + within;
+    loop {
+        let states: HashMap<String, String> = crate::saga::all(sagas, token)
+            .await
+            .context("list the sagas")?
+            .into_iter()
+            .filter(|s| ours.contains(s.order_no.as_str()))
+            .map(|s| (s.order_no, s.state))
+            .collect();
+        let settled = states.len() == ours.len()
+            && states
+                .values()
+                .all(|s| matches!(s.as_str(), "COMPLETED" | "COMPENSATED" | "PARKED"));
+        if settled || Instant::now() > deadline {
+            return Ok(states);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn resources(
+    idle: &[(Service, usage::Usage)],
+    after: &[(Service, usage::Usage)],
+) -> Vec<ServiceResources> {
+    idle.iter()
+        .filter_map(|(service, before)| {
+            let (_, now) = after.iter().find(|(s, _)| s == service)?;
+            Some(ServiceResources {
+                service: service.binary().to_owned(),
+                idle_rss_mib: mib(before.rss_kib),
+                peak_rss_mib: mib(now.peak_rss_kib),
+                sale_cpu_secs: now.cpu_secs - before.cpu_secs,
+                total_cpu_secs: now.cpu_secs,
+            })
+        })
+        .collect()
+}
+
+fn report(
+    args: &Args,
+    buyers: &[Buyer],
+    finals: &[pb::Order],
+    saga_states: &HashMap<String, String>,
+    messages: Option<messages::MessageFigures>,
+    resources: Option<Vec<ServiceResources>>,
+    checks: Vec<Check>,
+) -> Report {
+    let decided_in = buyers
+        .iter()
+        .filter_map(|b| b.decided_at)
+        .max()
+        .unwrap_or_default();
+    let first_paid = buyers.iter().filter_map(|b| b.paid_at).min();
+    let last_confirmed = buyers.iter().filter_map(|b| b.confirmed_at).max();
+    let paid = buyers.iter().filter(|b| b.confirmed_at.is_some()).count();
+    let confirming = match (first_paid, last_confirmed) {
+        (Some(first), Some(last)) => last.saturating_sub(first).as_secs_f64(),
+        _ => f64::NAN,
+    };
+    let mut endings: BTreeMap<String, usize> = BTreeMap::new();
+    for order in finals {
+        *endings.entry(buyers::ending(order)).or_default() += 1;
+    }
+    let over_accepted = finals
+        .iter()
+        .filter(|o| {
+            o.status() == pb::OrderStatus::Cancelled
+                && o.cancel_reason() == pb::CancelReason::SoldOut
+        })
+        .count();
+    let mut saga_tally: BTreeMap<String, usize> = BTreeMap::new();
+    for state in saga_states.values() {
+        *saga_tally.entry(state.clone()).or_default() += 1;
+    }
+    let failures: Vec<String> = buyers.iter().filter_map(|b| b.failure.clone()).collect();
+    let all_passed = checks.iter().all(|c| c.passed);
+    Report {
+        setup: Setup {
+            tickets: args.tickets,
+            buyers: args.buyers,
+            concurrency: args.concurrency,
+            pay_percent: args.pay,
+            cancel_percent: args.cancel,
+            spawned: args.spawn,
+            payment_window_secs: args.spawn.then_some(args.payment_window_secs),
+        },
+        attempts_per_sec: args.buyers as f64 / decided_in.as_secs_f64(),
+        decided_in_secs: decided_in.as_secs_f64(),
+        create_order_ms: Percentiles::of(buyers.iter().map(|b| b.create_us).collect()),
+        refused_at_once: buyers.iter().filter(|b| b.refused_at_once).count(),
+        accepted: finals.len(),
+        decision_ms: Percentiles::of(buyers.iter().filter_map(|b| b.decision_us).collect()),
+        paid,
+        paid_to_confirmed_ms: Percentiles::of(
+            buyers
+                .iter()
+                .filter_map(|b| Some(micros(b.confirmed_at?.saturating_sub(b.paid_at?))))
+                .collect(),
+        ),
+        completed_sagas_per_sec: paid as f64 / confirming,
+        over_acceptance: OverAcceptance {
+            orders: over_accepted,
+            percent_of_supply: 100.0 * over_accepted as f64 / args.tickets as f64,
+        },
+        failed_buyers: failures.len(),
+        failures: failures.into_iter().take(10).collect(),
+        endings,
+        sagas: saga_tally,
+        messages,
+        resources,
+        checks,
+        all_passed,
+    }
+}

@@ -1,0 +1,203 @@
+//! The buyers of a flash sale: each orders one ticket, follows the order until the saga has
+//! decided it, then pays, cancels or lets the deadline pass, and records when each happened.
+//! And the warm-up buyer, who goes first, before the clock starts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use ticket_proto::order::v1 as pb;
+use ticket_proto::order::v1::order_service_client::OrderServiceClient;
+use tonic::transport::Channel;
+
+use crate::buyers::{self, Plan, Plans};
+use crate::catalog::{Sale, put_on_sale};
+
+/// One buyer's sale.
+#[derive(Default)]
+pub struct Buyer {
+    /// CreateOrder, sent to answered.
+    pub create_us: u64,
+    pub refused_at_once: bool,
+    /// The order as last seen, once CreateOrder accepted it.
+    pub order: Option<pb::Order>,
+    /// When the saga's decision was seen (or the refusal), since the sale started.
+    pub decided_at: Option<Duration>,
+    /// CreateOrder answered to the decision seen.
+    pub decision_us: Option<u64>,
+    /// When PayOrder answered, and when CONFIRMED was seen, since the sale started.
+    pub paid_at: Option<Duration>,
+    pub confirmed_at: Option<Duration>,
+    /// What went wrong, when a call had an answer a sale does not expect.
+    pub failure: Option<String>,
+}
+
+/// What every buyer of the crowd shares.
+#[derive(Clone)]
+pub struct Crowd {
+    orders: OrderServiceClient<Channel>,
+    tier_id: i64,
+    plans: Arc<Plans>,
+    started: Instant,
+    within: Duration,
+    progress: ProgressBar,
+}
+
+pub fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Crowd {
+    /// Buyers of `tier_id`; each waits at most `within` for each change of its order.
+    pub fn new(
+        orders: OrderServiceClient<Channel>,
+        tier_id: i64,
+        plans: Plans,
+        within: Duration,
+    ) -> Self {
+        Self {
+            orders,
+            tier_id,
+            plans: Arc::new(plans),
+            started: Instant::now(),
+            within,
+            progress: ProgressBar::hidden(),
+        }
+    }
+
+    /// `buyers` buyers, `concurrency` at a time, each in a task of its own; a progress bar on
+    /// the terminal counts the decided ones. The clock starts now.
+    pub async fn buy(mut self, buyers: usize, concurrency: usize) -> anyhow::Result<Vec<Buyer>> {
+        self.progress = ProgressBar::new(buyers as u64).with_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} buyers decided")
+                .context("progress bar template")?,
+        );
+        self.started = Instant::now();
+        let bought = futures::stream::iter(0..buyers)
+            .map(|i| tokio::spawn(self.clone().one(i)))
+            .buffer_unordered(concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .context("a buyer's task");
+        self.progress.finish_and_clear();
+        bought
+    }
+
+    async fn one(self, i: usize) -> Buyer {
+        let mut buyer = Buyer::default();
+        if let Err(err) = self.follow(i, &mut buyer).await {
+            buyer.failure = Some(format!("buyer {i}: {err:#}"));
+        }
+        if buyer.decided_at.is_none() {
+            self.progress.inc(1);
+        }
+        buyer
+    }
+
+    async fn follow(&self, i: usize, buyer: &mut Buyer) -> anyhow::Result<()> {
+        let mut orders = self.orders.clone();
+        let sent = Instant::now();
+        let created = orders
+            .create_order(pb::CreateOrderRequest {
+                user_id: format!("flash-buyer-{i}"),
+                tier_id: self.tier_id,
+                quantity: 1,
+                request_id: format!("flash-{}-{i}", self.tier_id),
+            })
+            .await;
+        buyer.create_us = micros(sent.elapsed());
+        let order = match created {
+            Ok(order) => order.into_inner(),
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                buyer.refused_at_once = true;
+                self.decided(buyer);
+                return Ok(());
+            }
+            Err(status) => bail!("CreateOrder: {:?} {}", status.code(), status.message()),
+        };
+        let accepted = Instant::now();
+        let order_no = order.order_no.clone();
+        buyer.order = Some(order);
+        let order =
+            buyers::watch_until(&mut orders, &order_no, buyers::is_decided, self.within).await?;
+        buyer.decision_us = Some(micros(accepted.elapsed()));
+        self.decided(buyer);
+        let reserved = order.status() == pb::OrderStatus::AwaitingPayment;
+        buyer.order = Some(order.clone());
+        if !reserved {
+            return Ok(());
+        }
+        let plan = self.plans.next();
+        let order = buyers::act(&mut orders, plan, order)
+            .await
+            .with_context(|| format!("{plan:?} {order_no}"))?;
+        buyer.order = Some(order);
+        if plan != Plan::Pay {
+            return Ok(());
+        }
+        buyer.paid_at = Some(self.started.elapsed());
+        let confirmed =
+            buyers::watch_until(&mut orders, &order_no, buyers::is_final, self.within).await?;
+        if confirmed.status() == pb::OrderStatus::Confirmed {
+            buyer.confirmed_at = Some(self.started.elapsed());
+        }
+        buyer.order = Some(confirmed);
+        Ok(())
+    }
+
+    fn decided(&self, buyer: &mut Buyer) {
+        buyer.decided_at = Some(self.started.elapsed());
+        self.progress.inc(1);
+    }
+}
+
+/// One order on a tier of its own, paid and followed until confirmed, before the clock starts.
+/// The first messages in a fresh namespace wait for the producers' routes and the consumers'
+/// queues to settle (seconds), which no buyer of a running system waits for.
+pub async fn warm_up(
+    orders: &OrderServiceClient<Channel>,
+    stock: &Channel,
+    token: &str,
+    wait_secs: u64,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let sale = Sale {
+        title: "Flash Sale Bench",
+        venue: "Loopback Arena",
+        tier: "Warm-up".into(),
+        price_cents: 7_500,
+        total: 1,
+        per_user_limit: 1,
+    };
+    let tier = put_on_sale(stock.clone(), token, sale).await?;
+    let mut orders = orders.clone();
+    let order = orders
+        .create_order(pb::CreateOrderRequest {
+            user_id: "flash-warm-up".into(),
+            tier_id: tier.tier_id,
+            quantity: 1,
+            request_id: format!("flash-warm-up-{}", tier.tier_id),
+        })
+        .await
+        .context("warm-up CreateOrder")?
+        .into_inner();
+    let within = Duration::from_secs(wait_secs);
+    let decided =
+        buyers::watch_until(&mut orders, &order.order_no, buyers::is_decided, within).await?;
+    if decided.status() != pb::OrderStatus::AwaitingPayment {
+        bail!(
+            "the warm-up order was not reserved: {}",
+            buyers::ending(&decided)
+        );
+    }
+    buyers::act(&mut orders, Plan::Pay, decided).await?;
+    let paid = buyers::watch_until(&mut orders, &order.order_no, buyers::is_final, within).await?;
+    if paid.status() != pb::OrderStatus::Confirmed {
+        bail!("the warm-up order ended {}", buyers::ending(&paid));
+    }
+    Ok(started.elapsed())
+}
