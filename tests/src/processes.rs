@@ -16,7 +16,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::stock::TOKEN;
+use ticket_proto::stock::v1 as stock_pb;
+use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
+
+use crate::stock::{TOKEN, admin, at};
 
 /// A service of the system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -248,6 +251,43 @@ impl ProcessSystem {
     pub fn terminate(&self, service: Service) -> (Duration, std::process::ExitStatus) {
         let process = self.running.lock().expect("the processes").remove(&service);
         process.expect("the service is running").terminate()
+    }
+
+    /// A tier of `total` tickets on sale now, in a session where a buyer may hold
+    /// `per_user_limit`; its id.
+    pub async fn put_on_sale(&self, total: i64, per_user_limit: i32) -> i64 {
+        let mut catalog = CatalogServiceClient::new(self.channel(Service::Stock));
+        let show = catalog
+            .create_show(admin(stock_pb::CreateShowRequest {
+                title: "Process Night".into(),
+                venue: "Arena".into(),
+            }))
+            .await
+            .expect("show")
+            .into_inner();
+        let session = catalog
+            .create_session(admin(stock_pb::CreateSessionRequest {
+                show_id: show.show_id,
+                starts_at: at(7_200),
+                sale_opens_at: at(-60),
+                sale_closes_at: at(3_600),
+                per_user_limit,
+            }))
+            .await
+            .expect("session")
+            .into_inner();
+        catalog
+            .create_tier(admin(stock_pb::CreateTierRequest {
+                session_id: session.session_id,
+                name: "Floor".into(),
+                price_cents: 5_000,
+                total,
+                per_user_limit: 0,
+            }))
+            .await
+            .expect("tier")
+            .into_inner()
+            .tier_id
     }
 
     /// What `service`'s `grpc.health.v1.Health/Check` answers for the whole server; `None`

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use e2e::broker::PrivateBroker;
 use e2e::postgres::PrivatePostgres;
 use e2e::processes::{Dependencies, ProcessSystem, Service};
-use e2e::stock::{admin, at};
+use e2e::stock::admin;
 use ticket_proto::notify::v1 as notify_pb;
 use ticket_proto::notify::v1::notification_service_client::NotificationServiceClient;
 use ticket_proto::order::v1 as order_pb;
@@ -28,42 +28,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 /// A SIGTERM must end a service within this: the drain's grace (15 s for messaging, 5 s of
 /// it for the outbox) and a margin. Kubernetes' `terminationGracePeriodSeconds` is longer.
 const STOP_WITHIN: Duration = Duration::from_secs(20);
-
-/// A tier of `total` tickets on sale now.
-async fn tier(system: &ProcessSystem, total: i64) -> i64 {
-    let mut catalog = CatalogServiceClient::new(system.channel(Service::Stock));
-    let show = catalog
-        .create_show(admin(stock_pb::CreateShowRequest {
-            title: "Outage Night".into(),
-            venue: "Hall".into(),
-        }))
-        .await
-        .expect("show")
-        .into_inner();
-    let session = catalog
-        .create_session(admin(stock_pb::CreateSessionRequest {
-            show_id: show.show_id,
-            starts_at: at(7_200),
-            sale_opens_at: at(-60),
-            sale_closes_at: at(3_600),
-            per_user_limit: 4,
-        }))
-        .await
-        .expect("session")
-        .into_inner();
-    catalog
-        .create_tier(admin(stock_pb::CreateTierRequest {
-            session_id: session.session_id,
-            name: "Stalls".into(),
-            price_cents: 4_000,
-            total,
-            per_user_limit: 0,
-        }))
-        .await
-        .expect("tier")
-        .into_inner()
-        .tier_id
-}
 
 fn orders(system: &ProcessSystem) -> OrderServiceClient<tonic::transport::Channel> {
     OrderServiceClient::new(system.channel(Service::Order))
@@ -154,7 +118,7 @@ async fn postgres_killed_answers_unavailable_turns_not_serving_and_recovers_with
         Duration::from_secs(60),
     )
     .await;
-    let tier_id = tier(&system, 50).await;
+    let tier_id = system.put_on_sale(50, 4).await;
     let before = purchase(&system, "early", tier_id).await;
     let order = create(&system, "waiting", tier_id).await.expect("an order");
 
@@ -284,7 +248,7 @@ async fn the_broker_and_name_server_killed_leave_the_services_serving_and_stoppi
     let mut on = Dependencies::shared(5);
     on.messaging.name_server = broker.name_server();
     let system = ProcessSystem::start(on, Duration::from_secs(60)).await;
-    let tier_id = tier(&system, 50).await;
+    let tier_id = system.put_on_sale(50, 4).await;
     let before = purchase(&system, "early", tier_id).await;
 
     broker.kill_all();

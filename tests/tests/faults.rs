@@ -20,7 +20,7 @@ use e2e::broker::PrivateBroker;
 use e2e::postgres::PrivatePostgres;
 use e2e::processes::{Dependencies, ProcessSystem, Service};
 use e2e::redis::PrivateRedis;
-use e2e::stock::{admin, at};
+use e2e::stock::admin;
 use sea_orm::{ConnectionTrait, Statement};
 use ticket_proto::order::v1 as order_pb;
 use ticket_proto::order::v1::OrderStatus;
@@ -38,42 +38,6 @@ fn size(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A tier of `total` tickets on sale now, two per buyer.
-async fn put_on_sale(system: &ProcessSystem, total: i64) -> i64 {
-    let mut catalog = CatalogServiceClient::new(system.channel(Service::Stock));
-    let show = catalog
-        .create_show(admin(stock_pb::CreateShowRequest {
-            title: "Fault Night".into(),
-            venue: "Arena".into(),
-        }))
-        .await
-        .expect("show")
-        .into_inner();
-    let session = catalog
-        .create_session(admin(stock_pb::CreateSessionRequest {
-            show_id: show.show_id,
-            starts_at: at(7_200),
-            sale_opens_at: at(-60),
-            sale_closes_at: at(3_600),
-            per_user_limit: 2,
-        }))
-        .await
-        .expect("session")
-        .into_inner();
-    catalog
-        .create_tier(admin(stock_pb::CreateTierRequest {
-            session_id: session.session_id,
-            name: "Floor".into(),
-            price_cents: 5_000,
-            total,
-            per_user_limit: 0,
-        }))
-        .await
-        .expect("tier")
-        .into_inner()
-        .tier_id
 }
 
 /// Calls `call` until it answers something other than UNAVAILABLE (the service is down) or
@@ -371,7 +335,7 @@ async fn run_sale(fault: Fault, buyers: usize, tickets: i64) {
     let mut private = Private::for_fault(fault);
     let system =
         Arc::new(ProcessSystem::start(private.dependencies(), Duration::from_secs(10)).await);
-    let tier = put_on_sale(&system, tickets).await;
+    let tier = system.put_on_sale(tickets, 2).await;
     let sale: Vec<_> = (0..buyers)
         .map(|i| tokio::spawn(buy(Arc::clone(&system), tier, i)))
         .collect();
