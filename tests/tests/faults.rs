@@ -157,7 +157,7 @@ async fn buy(system: Arc<ProcessSystem>, tier: i64, i: usize) -> Buyer {
     }
 }
 
-/// How many rows of `service`'s outbox are still unpublished; `None` when the database did not
+/// How many rows of `service`'s outbox are unpublished (waiting, or set aside as unpublishable); `None` when the database did not
 /// answer this time (the caller asks again).
 async fn unpublished(system: &ProcessSystem, service: Service) -> Option<i64> {
     let db = ticket_platform::db::connect(&system.databases[&service])
@@ -166,7 +166,7 @@ async fn unpublished(system: &ProcessSystem, service: Service) -> Option<i64> {
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND failure IS NULL",
+            "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL",
         ))
         .await;
     let _ = db.close().await;

@@ -1,7 +1,7 @@
 //! Redis failing under stock-svc and order-svc, on a private `redis-server` of each test (the
 //! shared Redis is never touched): a Redis restored from an older snapshot never sells a
 //! ticket twice, and a Redis killed and started again makes calls answer `UNAVAILABLE` within
-//! seconds, then the services recover by themselves.
+//! seconds and health NOT_SERVING, then the services recover by themselves.
 
 #![recursion_limit = "512"]
 
@@ -16,6 +16,20 @@ use sea_orm::{ConnectionTrait, Statement};
 use ticket_proto::stock::v1 as pb;
 use ticket_proto::stock::v1::PredeductOutcome;
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// What the server's `grpc.health.v1.Health/Check` answers as a whole.
+async fn serving(channel: &tonic::transport::Channel) -> Option<ServingStatus> {
+    let answer = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    Some(answer.into_inner().status())
+}
 
 /// A prededuct of one ticket for `user`.
 async fn prededuct(
@@ -248,6 +262,18 @@ async fn redis_killed_and_started_again_answers_unavailable_then_recovers() {
 
     redis.kill();
 
+    // Neither can sell without Redis: health turns NOT_SERVING.
+    for (name, channel) in [
+        ("stock-svc", &stock.channel),
+        ("order-svc", &orders.channel),
+    ] {
+        e2e::eventually(Duration::from_secs(5), "NOT_SERVING", || async {
+            (serving(channel).await == Some(ServingStatus::NotServing)).then_some(())
+        })
+        .await;
+        eprintln!("{name} NOT_SERVING with Redis down");
+    }
+
     let started = Instant::now();
     let status = prededuct(&stock, "K3", tier_id, "buyer")
         .await
@@ -304,6 +330,12 @@ async fn redis_killed_and_started_again_answers_unavailable_then_recovers() {
     })
     .await;
     eprintln!("Redis back: Prededuct after {stock_back:?}, CreateOrder after {orders_back:?}");
+    for channel in [&stock.channel, &orders.channel] {
+        e2e::eventually(Duration::from_secs(10), "SERVING again", || async {
+            (serving(channel).await == Some(ServingStatus::Serving)).then_some(())
+        })
+        .await;
+    }
     assert_eq!(got.available, 2, "K1, K2 from the ledger and K3");
     assert!(stock_back < Duration::from_secs(10));
     assert!(orders_back < Duration::from_secs(10));
