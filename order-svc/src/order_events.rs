@@ -86,34 +86,53 @@ impl Handover for EventHandover {
     }
 }
 
-/// Orders still `PENDING` `after` their creation, oldest first.
+/// Orders still `PENDING` `after` their creation, in id order past `past_id`, at most a batch.
 async fn pending_since(
     db: &DatabaseConnection,
     after: Duration,
+    past_id: i64,
 ) -> Result<Vec<Order>, sea_orm::DbErr> {
     let millis = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
     entity::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT * FROM orders WHERE status = 'PENDING' \
-             AND created_at < now() - $1 * INTERVAL '1 millisecond' ORDER BY created_at LIMIT $2",
-            [millis.into(), SWEEP_BATCH.into()],
+            "SELECT * FROM orders WHERE status = 'PENDING' AND id > $3 \
+             AND created_at < now() - $1 * INTERVAL '1 millisecond' ORDER BY id LIMIT $2",
+            [millis.into(), SWEEP_BATCH.into(), past_id.into()],
         ))
         .all(db)
         .await
 }
 
-/// One sweep: `ORDER_CREATED` again for every order left `PENDING`; returns how many were
-/// delivered.
+/// What one sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Orders whose `ORDER_CREATED` was delivered again.
+    pub delivered: usize,
+    /// Where the next sweep goes on from: the last order delivered, or 0 (the oldest again)
+    /// once this sweep reached the newest. Orders left `PENDING` with their saga under way (a
+    /// sale's worth, while a participant is down) are passed over, not swept again and again
+    /// ahead of newer ones.
+    pub next: i64,
+}
+
+/// One sweep, past order id `past_id`: `ORDER_CREATED` again for every order left `PENDING`.
+/// Stops at the first delivery that fails (the orchestrator is away); the next sweep tries
+/// that order again.
 pub async fn sweep_once(
     db: &DatabaseConnection,
     orchestrator: &Orchestrator,
     pending_after: Duration,
-) -> Result<usize, String> {
-    let stuck = pending_since(db, pending_after)
+    past_id: i64,
+) -> Result<Swept, String> {
+    let stuck = pending_since(db, pending_after, past_id)
         .await
         .map_err(|err| format!("orders: {err}"))?;
-    let mut delivered = 0;
+    let whole_batch = stuck.len() == usize::try_from(SWEEP_BATCH).unwrap_or(usize::MAX);
+    let mut swept = Swept {
+        delivered: 0,
+        next: past_id,
+    };
     for order in stuck {
         let created = OrderCreated {
             order_no: order.order_no.clone(),
@@ -123,14 +142,20 @@ pub async fn sweep_once(
             created_at: Some(timestamp(order.created_at)),
         };
         match orchestrator.deliver(Event::Created(created)).await {
-            Ok(()) => delivered += 1,
+            Ok(()) => {
+                swept.delivered += 1;
+                swept.next = order.id;
+            }
             Err(err) => {
                 tracing::warn!(order_no = %order.order_no, error = %err, "a pending order's saga could not be started; trying again");
-                break;
+                return Ok(swept);
             }
         }
     }
-    Ok(delivered)
+    if !whole_batch {
+        swept.next = 0;
+    }
+    Ok(swept)
 }
 
 /// Sweeps every `interval` until `stop`.
@@ -142,14 +167,22 @@ pub fn sweep(
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut past_id = 0;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            match sweep_once(&db, &orchestrator, pending_after).await {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(orders = n, "orders left PENDING had their saga started"),
+            match sweep_once(&db, &orchestrator, pending_after, past_id).await {
+                Ok(swept) => {
+                    if swept.delivered > 0 {
+                        tracing::warn!(
+                            orders = swept.delivered,
+                            "orders left PENDING had their saga started"
+                        );
+                    }
+                    past_id = swept.next;
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "the sweep of pending orders failed; trying again")
                 }
