@@ -80,7 +80,9 @@ pub async fn fresh_database_on(server: &str, prefix: &str) -> DatabaseConfig {
         url,
         max_connections: 8,
         migrate_on_start: true,
-        acquire_timeout: Duration::from_millis(db::DEFAULT_ACQUIRE_TIMEOUT_MS),
+        // Longer than a service's default: a whole system in one test process, beside other
+        // tests, on 2 cores, can queue for a connection longer than 3 s under a sale.
+        acquire_timeout: Duration::from_secs(10),
     }
 }
 

@@ -191,8 +191,9 @@ pub enum Verdict {
     Done,
     /// A passing failure: the same step again after a backoff, under the same idempotency key.
     Retry,
-    /// A business refusal before the pivot: the step's effect did not happen, and the saga is
-    /// undone.
+    /// A business refusal before the pivot: this attempt's effect did not happen, and the saga
+    /// is undone, the step's own compensation included (it fences off an earlier attempt
+    /// delivered late).
     Abort,
     /// The abort step was refused because the saga passed its pivot: it goes forward instead.
     PivotPassed,

@@ -127,7 +127,11 @@ impl<'a, T: SagaType> Machine<'a, T> {
                 self.forward(saga, pivot);
             }
             Verdict::Abort if !compensating && !self.decl().after_pivot(step) => {
-                let plan = self.decl().compensation_plan(step, false);
+                // The refusal answers this attempt; an earlier attempt still on its way (a
+                // command the broker delivers late, after it was handed over over gRPC) can
+                // still take effect. The step's own undo runs too, and a participant makes it
+                // a fence that refuses such a late attempt.
+                let plan = self.decl().compensation_plan(step, true);
                 self.compensate(saga, plan, 1);
             }
             Verdict::Abort | Verdict::PivotPassed => park(

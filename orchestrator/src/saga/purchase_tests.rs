@@ -7,17 +7,7 @@ fn purchase() -> Purchase {
 }
 
 #[test]
-fn a_refused_deduct_only_cancels_the_order() {
-    assert_eq!(
-        purchase()
-            .declaration()
-            .compensation_plan(Step::StockDeduct, false),
-        [Step::OrderCancel]
-    );
-}
-
-#[test]
-fn a_deduct_of_unknown_outcome_cancels_the_order_then_returns_the_stock() {
+fn a_refused_or_unknown_deduct_cancels_the_order_then_returns_the_stock() {
     assert_eq!(
         purchase()
             .declaration()
