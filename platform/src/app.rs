@@ -25,6 +25,10 @@ use crate::service::ServiceConfig;
 
 /// How often topics that could not be created at start are tried again.
 const TOPIC_RETRY: Duration = Duration::from_secs(2);
+/// How long in-flight gRPC calls are given to finish once a stop began.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+/// How long closing the database pool may take at the end of a stop.
+const DB_CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long the outbox is given to drain at shutdown.
 const OUTBOX_FLUSH_GRACE: Duration = Duration::from_secs(5);
 /// How long stopping consumers, the relay and the RocketMQ client may take in all.
@@ -208,7 +212,26 @@ impl Service {
             dependencies,
         } = self;
         tracing::info!(service = name, addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
-        let served = bootstrap.serve(listener, dependencies, shutdown).await;
+        // In-flight calls get DRAIN_GRACE once the stop began; one still waiting on a
+        // dependency that does not answer is then cut off, so a stop always ends.
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let signalled = {
+            let stopping = Arc::clone(&stopping);
+            async move {
+                shutdown.await;
+                stopping.notify_one();
+            }
+        };
+        let served = tokio::select! {
+            served = bootstrap.serve(listener, dependencies, signalled) => served,
+            () = async {
+                stopping.notified().await;
+                tokio::time::sleep(DRAIN_GRACE).await;
+            } => {
+                tracing::warn!(service = name, grace = ?DRAIN_GRACE, "in-flight calls did not finish within the grace period; cut off");
+                Ok(())
+            }
+        };
         let wind_down = async {
             background_stop.cancel();
             for task in background {
@@ -232,8 +255,10 @@ impl Service {
         {
             tracing::warn!(service = name, grace = ?SHUTDOWN_GRACE, "messaging did not stop within the grace period");
         }
-        if let Err(err) = db.close().await {
-            tracing::warn!(error = %err, "closing the database pool");
+        match tokio::time::timeout(DB_CLOSE_GRACE, db.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "closing the database pool"),
+            Err(_) => tracing::warn!("the database pool did not close in time; left to the exit"),
         }
         tracing::info!(service = name, "stopped");
         Ok(served?)
