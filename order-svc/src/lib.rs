@@ -4,6 +4,7 @@
 //! tests and `ticketctl` start the same library in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod commands;
 pub mod error;
 pub mod migration;
@@ -25,6 +26,7 @@ use ticket_platform::service::ServiceConfig;
 use ticket_platform::stock_keys;
 use ticket_proto::order::v1::order_service_server::OrderServiceServer;
 
+use crate::admission::Admission;
 use crate::commands::OrderCommands;
 use crate::order_api::OrderApi;
 use crate::order_events::{EventHandover, Orchestrator};
@@ -74,6 +76,9 @@ pub struct Config {
     pub sweep_pending_after: Duration,
     /// How often the sweeper looks (`sweep.interval_ms`; 0 turns it off).
     pub sweep_interval: Duration,
+    /// How long tickets promised to an accepted order wait for its prededuct before they are
+    /// let go (`admission.hold_ms`; 0 turns admission off: only the sold-out flag refuses).
+    pub admission_hold: Duration,
 }
 
 impl Config {
@@ -105,6 +110,7 @@ impl Config {
             source.millis("events.fallback_after_ms", Duration::from_secs(3));
         let sweep_pending_after = source.millis("sweep.pending_after_ms", Duration::from_secs(30));
         let sweep_interval = source.millis("sweep.interval_ms", Duration::from_secs(5));
+        let admission_hold = source.millis("admission.hold_ms", Duration::from_secs(30));
         Self {
             service,
             catalog_addr,
@@ -116,6 +122,7 @@ impl Config {
             events_fallback_after,
             sweep_pending_after,
             sweep_interval,
+            admission_hold,
         }
     }
 }
@@ -165,9 +172,15 @@ impl Application {
                 .spawn_background(|stop| order_events::sweep(db, orchestrator, after, every, stop));
         }
         let changes = Changes::start(&config.service.database.url);
+        let admission = Admission::new(
+            tiers.redis().clone(),
+            &config.redis_key_prefix,
+            config.admission_hold,
+        );
         let api = OrderApi {
             db: service.db.clone(),
             tiers,
+            admission,
             changes: changes.clone(),
         };
         let service = service.router(|router| {

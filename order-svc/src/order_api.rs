@@ -9,9 +9,10 @@ use ticket_proto::order::v1 as pb;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::admission::{Admission, Admitted};
 use crate::error::Error;
 use crate::orders::{self, CancelReason, NewOrder, entity};
-use crate::tiers::Tiers;
+use crate::tiers::{TierInfo, Tiers};
 use crate::watch::Changes;
 
 /// Most tickets in one order, whatever the tier's own limit.
@@ -25,6 +26,7 @@ pub const MAX_PAGE: u64 = 100;
 pub struct OrderApi {
     pub db: DatabaseConnection,
     pub tiers: Tiers,
+    pub admission: Admission,
     pub changes: Changes,
 }
 
@@ -56,19 +58,8 @@ impl OrderApi {
                 request.quantity, tier.per_user_limit
             )));
         }
-        // A repeated request gets its order, even once the tier has sold out since.
-        if let Some(order) = entity::Entity::find()
-            .filter(entity::Column::UserId.eq(&user_id))
-            .filter(entity::Column::RequestId.eq(&request_id))
-            .one(&self.db)
-            .await?
-        {
-            return same_request(order, request.tier_id, request.quantity);
-        }
-        if self.tiers.is_sold_out(&tier).await? {
-            return Err(Error::SoldOut(format!("tier {} is sold out", tier.tier_id)));
-        }
-        let new = NewOrder {
+        let mut new = NewOrder {
+            order_no: orders::new_order_no(),
             user_id,
             request_id,
             show_id: tier.show_id,
@@ -76,14 +67,97 @@ impl OrderApi {
             tier_id: tier.tier_id,
             quantity: request.quantity,
         };
-        let txn = self.db.begin().await?;
-        let (order, created) = orders::create(&txn, &new).await?;
-        txn.commit().await?;
+        if !self.admission.is_on() {
+            return self.create_on_the_flag(&tier, new).await;
+        }
+        let admitted = self
+            .admission
+            .admit(
+                &tier,
+                &new.order_no,
+                &new.user_id,
+                &new.request_id,
+                new.quantity,
+            )
+            .await?;
+        let promised = match admitted {
+            Admitted::SoldOut => return Err(sold_out(&tier)),
+            Admitted::Promised(_) => true,
+            Admitted::Unloaded => false,
+            // A repeated request gets its order, even once the tier has sold out since; when
+            // the first one's write was lost, it is written now under the admitted number.
+            Admitted::Repeat(order_no) => {
+                new.order_no = order_no;
+                false
+            }
+        };
+        let written = self.write(&new).await;
+        // A promise goes back when no order was written under it: the request had its order
+        // already (the request names that one from now on, when of this tier), or the
+        // database refused (the request is forgotten too).
+        let withdrawal = match &written {
+            Ok((_, true)) => None,
+            Ok((order, false)) => {
+                Some((order.tier_id == tier.tier_id).then(|| order.order_no.clone()))
+            }
+            Err(_) => Some(None),
+        };
+        if promised
+            && let Some(existing) = withdrawal
+            && let Err(err) = self
+                .admission
+                .withdraw(
+                    &tier,
+                    &new.order_no,
+                    &new.user_id,
+                    &new.request_id,
+                    existing.as_deref(),
+                )
+                .await
+        {
+            tracing::warn!(error = %err, "a promise was not withdrawn; it lapses after the hold");
+        }
+        let (order, created) = written?;
         if created {
             Ok(order)
         } else {
             same_request(order, request.tier_id, request.quantity)
         }
+    }
+
+    /// Creates the order with admission off: a repeated request gets its order, even once the
+    /// tier has sold out since; otherwise the tier's sold-out flag refuses.
+    async fn create_on_the_flag(
+        &self,
+        tier: &TierInfo,
+        new: NewOrder,
+    ) -> Result<orders::Order, Error> {
+        if let Some(order) = entity::Entity::find()
+            .filter(entity::Column::UserId.eq(&new.user_id))
+            .filter(entity::Column::RequestId.eq(&new.request_id))
+            .one(&self.db)
+            .await?
+        {
+            return same_request(order, new.tier_id, new.quantity);
+        }
+        if self.tiers.is_sold_out(tier).await? {
+            return Err(sold_out(tier));
+        }
+        let (order, created) = self.write(&new).await?;
+        if created {
+            Ok(order)
+        } else {
+            same_request(order, new.tier_id, new.quantity)
+        }
+    }
+
+    /// Writes the order and its event in one transaction; `false` with the order that
+    /// (user, request id) already had.
+    async fn write(&self, new: &NewOrder) -> Result<(orders::Order, bool), Error> {
+        let txn = self.db.begin().await?;
+        let written = orders::create(&txn, new).await?;
+        txn.commit().await?;
+        Ok(written)
     }
 
     async fn in_transaction<F, Fut>(&self, change: F) -> Result<orders::Order, Error>
@@ -109,6 +183,10 @@ fn same_request(order: orders::Order, tier_id: i64, quantity: i32) -> Result<ord
         )));
     }
     Ok(order)
+}
+
+fn sold_out(tier: &TierInfo) -> Error {
+    Error::SoldOut(format!("tier {} is sold out", tier.tier_id))
 }
 
 fn order_no(value: &str) -> Result<String, Error> {

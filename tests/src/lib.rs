@@ -208,6 +208,7 @@ pub fn order_config(
         events_fallback_after: fallback,
         sweep_pending_after: Duration::from_secs(10),
         sweep_interval: sweep,
+        admission_hold: Duration::from_secs(30),
     }
 }
 

@@ -48,6 +48,17 @@ impl OrderApp {
         duplicates: bool,
         orchestrator: Option<&str>,
     ) -> Self {
+        Self::start_configured(stock, database, duplicates, orchestrator, |_| {}).await
+    }
+
+    /// As [`Self::start_with`], with `change` applied to the settings first.
+    pub async fn start_configured(
+        stock: &StockApp,
+        database: DatabaseConfig,
+        duplicates: bool,
+        orchestrator: Option<&str>,
+        change: impl FnOnce(&mut order_svc::Config),
+    ) -> Self {
         let service = crate::service_config("order-svc", database.clone(), stock.messaging.clone());
         let db = ticket_platform::db::connect(&database)
             .await
@@ -59,6 +70,7 @@ impl OrderApp {
             orchestrator,
         );
         config.redis_url = stock.redis_url.clone();
+        change(&mut config);
         let app = order_svc::Application::build(config)
             .await
             .expect("order-svc starts");

@@ -182,6 +182,138 @@ async fn a_sold_out_tier_is_refused_at_once_and_no_order_is_written() {
     stock.stop(&[tier]).await;
 }
 
+async fn prededuct(stock: &StockApp, tier: i64, order: &pb::Order) -> i64 {
+    stock
+        .stock()
+        .prededuct(admin(ticket_proto::stock::v1::PredeductRequest {
+            order_no: order.order_no.clone(),
+            tier_id: tier,
+            user_id: order.user_id.clone(),
+            quantity: order.quantity,
+        }))
+        .await
+        .expect("prededuct")
+        .into_inner()
+        .available
+}
+
+async fn rollback(stock: &StockApp, tier: i64, order_no: &str) {
+    stock
+        .stock()
+        .rollback(admin(ticket_proto::stock::v1::RollbackRequest {
+            order_no: order_no.to_owned(),
+            tier_id: tier,
+        }))
+        .await
+        .expect("rollback");
+}
+
+/// Asserts `answer` is the sold-out refusal.
+fn refused(answer: Result<pb::Order, tonic::Status>) {
+    let status = answer.expect_err("refused as sold out");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buyers_are_accepted_for_as_many_tickets_as_there_are_until_a_promise_ends() {
+    let stock = StockApp::start().await;
+    let orders = OrderApp::start(&stock).await;
+    let tier = stock.tier(10, 4).await.tier_id;
+    // 200 buyers at once, before any prededuct (no orchestrator runs here): 10 accepted.
+    let answers = join_all((0..200).map(|i| {
+        let orders = &orders;
+        async move { orders.create(&format!("buyer{i}"), tier, 1, "r").await }
+    }))
+    .await;
+    let mut accepted = Vec::new();
+    for answer in answers {
+        match answer {
+            Ok(order) => accepted.push(order),
+            refusal => refused(refusal),
+        }
+    }
+    assert_eq!(accepted.len(), 10, "one accepted order per ticket");
+    assert_eq!(
+        orders.count().await,
+        10,
+        "no order written for a refused buyer"
+    );
+
+    // A repeated request gets its order and promises nothing more.
+    let first = &accepted[0];
+    let again = orders
+        .create(&first.user_id, tier, 1, "r")
+        .await
+        .expect("a repeat gets its order");
+    assert_eq!(again.order_no, first.order_no);
+    refused(orders.create("late", tier, 1, "r").await);
+
+    // Nine prededucts: their promises end as the tickets are deducted; still none left.
+    for order in &accepted[1..] {
+        prededuct(&stock, tier, order).await;
+    }
+    refused(orders.create("late", tier, 1, "r2").await);
+    // The tenth order's saga is compensated before its prededuct (an empty rollback): its
+    // promise ends and its ticket is offered again, to one buyer.
+    rollback(&stock, tier, &first.order_no).await;
+    orders
+        .create("second-chance", tier, 1, "r")
+        .await
+        .expect("the ticket no order holds is offered again");
+    refused(orders.create("third-chance", tier, 1, "r").await);
+    // A deducted order rolled back returns its ticket, to one buyer.
+    rollback(&stock, tier, &accepted[1].order_no).await;
+    orders
+        .create("third-chance", tier, 1, "r2")
+        .await
+        .expect("a returned ticket is offered again");
+    refused(orders.create("fourth-chance", tier, 1, "r").await);
+    orders.stop().await;
+    stock.stop(&[tier]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promise_whose_prededuct_never_comes_lapses_after_the_hold() {
+    let stock = StockApp::start().await;
+    let orders = OrderApp::start_configured(
+        &stock,
+        e2e::fresh_database_config("t_order_").await,
+        false,
+        None,
+        |config| config.admission_hold = Duration::from_millis(1_500),
+    )
+    .await;
+    let tier = stock.tier(1, 1).await.tier_id;
+    let first = orders.create("first", tier, 1, "r").await.expect("create");
+    refused(orders.create("second", tier, 1, "r").await);
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    // No saga ever prededucted the first order: its ticket is offered again.
+    let third = orders
+        .create("third", tier, 1, "r")
+        .await
+        .expect("the lapsed promise's ticket is offered again");
+    // Both were accepted; the prededuct decides between them.
+    assert_eq!(prededuct(&stock, tier, &third).await, 0);
+    let late = stock
+        .stock()
+        .prededuct(admin(ticket_proto::stock::v1::PredeductRequest {
+            order_no: first.order_no.clone(),
+            tier_id: tier,
+            user_id: first.user_id.clone(),
+            quantity: 1,
+        }))
+        .await
+        .expect("prededuct")
+        .into_inner();
+    assert_eq!(
+        (late.outcome(), late.available),
+        (ticket_proto::stock::v1::PredeductOutcome::SoldOut, 0),
+        "nothing sold twice"
+    );
+    orders.stop().await;
+    stock.stop(&[tier]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_races_expiry_and_cancellation_and_exactly_one_wins_each_time() {
     let stock = StockApp::start().await;

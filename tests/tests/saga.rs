@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use e2e::order::OrderApp;
 use e2e::saga::{
     PURCHASE, every_saga_completes_once, forward_steps, impatient, order_at_once, pay, pay_each,
     purchase, restart_orchestrator, settings, steps,
@@ -112,8 +113,27 @@ async fn an_order_beyond_the_stock_is_cancelled_as_sold_out_and_deducts_nothing(
     system
         .order_reaches(&first.order_no, OrderStatus::AwaitingPayment)
         .await;
-    let second = system
-        .order
+    // order-svc's admission refuses this order at once (1 ticket left, 2 asked for); one
+    // admitted without a promise (a replica with admission off, or promises Redis lost) reaches
+    // the saga, whose prededuct refuses it.
+    let unadmitted = OrderApp::start_configured(
+        system.stock(),
+        system.order.database.clone(),
+        false,
+        Some(&format!("http://{}", system.orchestrator_addr)),
+        |config| config.admission_hold = Duration::ZERO,
+    )
+    .await;
+    assert_eq!(
+        system
+            .order
+            .create("second", tier, 2, "b")
+            .await
+            .expect_err("refused at once")
+            .code(),
+        tonic::Code::ResourceExhausted
+    );
+    let second = unadmitted
         .create("second", tier, 2, "b")
         .await
         .expect("create");

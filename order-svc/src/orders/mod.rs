@@ -29,6 +29,8 @@ pub const CHANGES_CHANNEL: &str = "order_changed";
 /// Where a new order's tickets come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOrder {
+    /// The number the order gets when this request is the first of its (user, request id).
+    pub order_no: String,
     pub user_id: String,
     pub request_id: String,
     pub show_id: i64,
@@ -118,7 +120,7 @@ pub async fn create(conn: &impl ConnectionTrait, new: &NewOrder) -> Result<(Orde
              quantity, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING') \
              ON CONFLICT (user_id, request_id) DO NOTHING RETURNING *",
             [
-                new_order_no().into(),
+                new.order_no.clone().into(),
                 new.user_id.clone().into(),
                 new.request_id.clone().into(),
                 new.show_id.into(),

@@ -33,8 +33,9 @@ pub use self::fence::{
 pub use self::load::{SessionLoad, SessionStock, TierStock};
 pub use self::verify::Verified;
 
-const PREDEDUCT: &str = concat!(include_str!("run_id.lua"), include_str!("prededuct.lua"));
-const ROLLBACK: &str = concat!(include_str!("run_id.lua"), include_str!("rollback.lua"));
+const RUN_ID: &str = include_str!("run_id.lua");
+const PREDEDUCT: &str = include_str!("prededuct.lua");
+const ROLLBACK: &str = include_str!("rollback.lua");
 const CONFIRM: &str = concat!(include_str!("run_id.lua"), include_str!("confirm.lua"));
 const LOAD: &str = concat!(include_str!("run_id.lua"), include_str!("load.lua"));
 const VERIFY: &str = concat!(include_str!("run_id.lua"), include_str!("verify.lua"));
@@ -79,6 +80,11 @@ pub enum GateError {
     Unverified { tier_id: i64, run_id: String },
     #[error("unexpected answer from a stock script: {0}")]
     Protocol(String),
+}
+
+/// A script that ends an order's promise: the run-id check, the promise's release, then `body`.
+fn promise_ending(body: &str) -> String {
+    [RUN_ID, stock_keys::RELEASE_PROMISE_LUA, body].concat()
 }
 
 /// The stock scripts, loaded on a Redis connection pool.
@@ -168,6 +174,20 @@ impl StockGate {
         keys
     }
 
+    /// The keys of the scripts that end an order's promise (prededuct, rollback): [`Self::keys`],
+    /// then the tier's promises and promised_at.
+    pub fn fence_keys(&self, tier: TierRef) -> Vec<String> {
+        let mut keys = self.keys(tier);
+        let prefix = &self.key_prefix;
+        keys.push(stock_keys::promises(prefix, tier.session_id, tier.tier_id));
+        keys.push(stock_keys::promised_at(
+            prefix,
+            tier.session_id,
+            tier.tier_id,
+        ));
+        keys
+    }
+
     /// The SHA the prededuct script is called by (`ticketctl bench stock` calls it raw).
     pub async fn prededuct_sha(&self) -> String {
         self.shas.read().await.prededuct.clone()
@@ -176,8 +196,8 @@ impl StockGate {
     async fn load_scripts(&self) -> Result<(), GateError> {
         let client = self.pool.next();
         let shas = Shas {
-            prededuct: client.script_load(PREDEDUCT).await?,
-            rollback: client.script_load(ROLLBACK).await?,
+            prededuct: client.script_load(promise_ending(PREDEDUCT)).await?,
+            rollback: client.script_load(promise_ending(ROLLBACK)).await?,
             confirm: client.script_load(CONFIRM).await?,
             load: client.script_load(LOAD).await?,
             verify: client.script_load(VERIFY).await?,
@@ -221,7 +241,7 @@ impl StockGate {
         let reply: Vec<Value> = self
             .run(
                 Script::Prededuct,
-                self.keys(tier),
+                self.fence_keys(tier),
                 vec![order_no.into(), user_id.into(), quantity.into()],
             )
             .await?;
@@ -246,7 +266,11 @@ impl StockGate {
 
     pub async fn rollback(&self, tier: TierRef, order_no: &str) -> Result<FenceChange, GateError> {
         let reply: Vec<Value> = self
-            .run(Script::Rollback, self.keys(tier), vec![order_no.into()])
+            .run(
+                Script::Rollback,
+                self.fence_keys(tier),
+                vec![order_no.into()],
+            )
             .await?;
         fence_change(tier, &reply)
     }

@@ -3,7 +3,8 @@
 --         confirmed in every tier of the session), KEYS[3] tier meta (total, available,
 --         deducted, confirmed, opens_at_ms, closes_at_ms, tier_limit, price_cents, sold_out),
 --         KEYS[4] fences (order_no -> "D|C|R:qty:user"), KEYS[5] tier users (user_id -> tickets
---         deducted or confirmed in this tier).
+--         deducted or confirmed in this tier), KEYS[6] and KEYS[7] the tier's promises and
+--         promised_at (optional): the order's promise ends here, whatever the outcome.
 -- A buyer holds at most the session's per_user_limit across its tiers, and at most the tier's
 -- tier_limit in this tier when that is above 0.
 -- Returns {outcome, available, price_cents}; {'UNVERIFIED', 0, 0, run_id} when the tier was not
@@ -17,6 +18,9 @@ end
 local run_id = current_run_id()
 if redis.call('HGET', meta, 'run_id') ~= run_id then
   return {'UNVERIFIED', 0, 0, run_id}
+end
+if KEYS[7] then
+  release_promise(KEYS[6], KEYS[7], order_no)
 end
 local m = redis.call('HMGET', meta, 'available', 'opens_at_ms', 'closes_at_ms', 'tier_limit', 'price_cents')
 local available, opens, closes = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])

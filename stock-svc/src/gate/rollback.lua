@@ -1,6 +1,6 @@
 -- rollback(order_no): returns the order's tickets once, to the tier and to the buyer's
 -- holdings in the tier and in the session.
--- KEYS as in prededuct.lua. Returns {outcome, quantity, available, user_id};
+-- KEYS as in prededuct.lua (a promise still held ends here too). Returns {outcome, quantity, available, user_id};
 -- {'UNVERIFIED', 0, 0, run_id} as in prededuct.lua.
 local session_meta, session_users, meta, fences, users = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local order_no = ARGV[1]
@@ -11,6 +11,9 @@ end
 local run_id = current_run_id()
 if redis.call('HGET', meta, 'run_id') ~= run_id then
   return {'UNVERIFIED', 0, 0, run_id}
+end
+if KEYS[7] then
+  release_promise(KEYS[6], KEYS[7], order_no)
 end
 local fence = redis.call('HGET', fences, order_no)
 if not fence then

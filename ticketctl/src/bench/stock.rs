@@ -275,7 +275,7 @@ where
 
 async fn raw_round(gate: &StockGate, tier: TierRef, args: &Args) -> anyhow::Result<Round> {
     let sha = gate.prededuct_sha().await;
-    let keys = gate.keys(tier);
+    let keys = gate.fence_keys(tier);
     let pool = gate.pool().clone();
     let round = drive(args.requests, args.concurrency, move |i| {
         let pool = pool.clone();
