@@ -79,6 +79,9 @@ pub struct Config {
     /// How long tickets promised to an accepted order wait for its prededuct before they are
     /// let go (`admission.hold_ms`; 0 turns admission off: only the sold-out flag refuses).
     pub admission_hold: Duration,
+    /// The longest a CreateOrder that asks for its decision waits for it
+    /// (`create.decision_wait_ms`).
+    pub decision_wait: Duration,
 }
 
 impl Config {
@@ -111,6 +114,7 @@ impl Config {
         let sweep_pending_after = source.millis("sweep.pending_after_ms", Duration::from_secs(30));
         let sweep_interval = source.millis("sweep.interval_ms", Duration::from_secs(5));
         let admission_hold = source.millis("admission.hold_ms", Duration::from_secs(30));
+        let decision_wait = source.millis("create.decision_wait_ms", Duration::from_secs(10));
         Self {
             service,
             catalog_addr,
@@ -123,6 +127,7 @@ impl Config {
             sweep_pending_after,
             sweep_interval,
             admission_hold,
+            decision_wait,
         }
     }
 }
@@ -166,7 +171,7 @@ impl Application {
             });
         }
         if !config.sweep_interval.is_zero() {
-            let db = service.db.clone();
+            let (db, orchestrator) = (service.db.clone(), orchestrator.clone());
             let (after, every) = (config.sweep_pending_after, config.sweep_interval);
             service
                 .spawn_background(|stop| order_events::sweep(db, orchestrator, after, every, stop));
@@ -182,6 +187,8 @@ impl Application {
             tiers,
             admission,
             changes: changes.clone(),
+            orchestrator,
+            decision_wait: config.decision_wait,
         };
         let service = service.router(|router| {
             router

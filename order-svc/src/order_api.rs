@@ -5,12 +5,16 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
+use std::time::Duration;
+
 use ticket_proto::order::v1 as pb;
+use ticket_proto::saga::v1::order_event::Event;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::admission::{Admission, Admitted};
 use crate::error::Error;
+use crate::order_events::Orchestrator;
 use crate::orders::{self, CancelReason, NewOrder, entity};
 use crate::tiers::{TierInfo, Tiers};
 use crate::watch::Changes;
@@ -28,6 +32,10 @@ pub struct OrderApi {
     pub tiers: Tiers,
     pub admission: Admission,
     pub changes: Changes,
+    /// Where a CreateOrder that waits for its decision hands its order at once.
+    pub orchestrator: Orchestrator,
+    /// The longest such a CreateOrder waits (`create.decision_wait_ms`).
+    pub decision_wait: Duration,
 }
 
 /// A non-empty identifier without spaces, at most `max` characters.
@@ -160,6 +168,45 @@ impl OrderApi {
         Ok(written)
     }
 
+    /// The synchronous chain: hands a new order to the orchestrator over gRPC and answers once
+    /// the saga has decided it (it left `PENDING`).
+    async fn decided(&self, order: orders::Order) -> Result<orders::Order, Status> {
+        if orders::status_of(&order)? != orders::Status::Pending {
+            return Ok(order);
+        }
+        let order_no = order.order_no.clone();
+        let mut changes = self.changes.watch(self.db.clone(), order.clone());
+        if let Err(err) = self
+            .orchestrator
+            .deliver(Event::Created(orders::created_event(&order)))
+            .await
+        {
+            // The outbox carries the event too; the wait tells whether it arrived.
+            tracing::warn!(error = %err, %order_no, "order not handed to the orchestrator");
+        }
+        let decision = async {
+            while let Some(now) = changes.recv().await {
+                let now = now?;
+                if now.status() != pb::OrderStatus::Pending {
+                    return Ok(now);
+                }
+            }
+            Err(Status::unavailable("the order's changes ended; watch it"))
+        };
+        let now = tokio::time::timeout(self.decision_wait, decision)
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "order {order_no} was not decided within {:?}; it stands, watch it",
+                    self.decision_wait
+                ))
+            })??;
+        orders::find(&self.db, &now.order_no)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Status::not_found(format!("order {order_no} vanished")))
+    }
+
     async fn in_transaction<F, Fut>(&self, change: F) -> Result<orders::Order, Error>
     where
         F: FnOnce(sea_orm::DatabaseTransaction) -> Fut,
@@ -202,8 +249,13 @@ impl pb::order_service_server::OrderService for OrderApi {
         &self,
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let order = self.create(request.into_inner()).await?;
+        let request = request.into_inner();
+        let wait = request.wait_for_decision;
+        let mut order = self.create(request).await?;
         tracing::Span::current().record("order_no", order.order_no.as_str());
+        if wait {
+            order = self.decided(order).await?;
+        }
         Ok(Response::new(orders::message(&order)))
     }
 

@@ -14,7 +14,6 @@ use sea_orm::{DatabaseConnection, EntityTrait, Statement};
 use ticket_platform::handover::Handover;
 use ticket_platform::messaging::{tag, topic};
 use ticket_platform::outbox::entity::Model as OutboxRow;
-use ticket_platform::time::timestamp;
 use ticket_proto::saga::v1::order_event::Event;
 use ticket_proto::saga::v1::saga_events_client::SagaEventsClient;
 use ticket_proto::saga::v1::{OrderCancelled, OrderCreated, OrderEvent, OrderPaid};
@@ -134,14 +133,10 @@ pub async fn sweep_once(
         next: past_id,
     };
     for order in stuck {
-        let created = OrderCreated {
-            order_no: order.order_no.clone(),
-            user_id: order.user_id.clone(),
-            tier_id: order.tier_id,
-            quantity: order.quantity,
-            created_at: Some(timestamp(order.created_at)),
-        };
-        match orchestrator.deliver(Event::Created(created)).await {
+        match orchestrator
+            .deliver(Event::Created(crate::orders::created_event(&order)))
+            .await
+        {
             Ok(()) => {
                 swept.delivered += 1;
                 swept.next = order.id;

@@ -209,6 +209,7 @@ pub fn order_config(
         sweep_pending_after: Duration::from_secs(10),
         sweep_interval: sweep,
         admission_hold: Duration::from_secs(30),
+        decision_wait: Duration::from_secs(10),
     }
 }
 

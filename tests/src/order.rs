@@ -107,6 +107,7 @@ impl OrderApp {
                 tier_id,
                 quantity,
                 request_id: request_id.into(),
+                wait_for_decision: false,
             })
             .await
             .map(tonic::Response::into_inner)

@@ -84,3 +84,55 @@ async fn a_spawned_flash_sale_sells_correctly_and_reports_every_figure() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_compare_sells_the_same_sale_both_ways_correctly_and_reports_the_ratios() {
+    let json = std::env::temp_dir().join(format!("{}.json", e2e::unique("bench-compare-")));
+    let output = Command::new(e2e::binary("ticketctl"))
+        .args(["bench", "compare", "--no-ceilings"])
+        .args(["--buyers", "200", "--tickets", "40", "--concurrency", "40"])
+        .args(["--payment-window-secs", "5", "--token", e2e::stock::TOKEN])
+        .args(["--name-server", &e2e::name_server()])
+        .args(["--postgres", &e2e::postgres_server()])
+        .args(["--redis", &e2e::redis_url()])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run ticketctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "ticketctl bench compare failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let text = std::fs::read_to_string(&json).expect("the JSON report");
+    let _ = std::fs::remove_file(&json);
+    let report: Json = text.parse().expect("the report is JSON");
+    for (design, synchronous) in [("asynchronous", false), ("synchronous", true)] {
+        assert_eq!(
+            field(&report, &[design, "all_passed"]),
+            &Json::Bool(true),
+            "{design}"
+        );
+        assert_eq!(
+            field(&report, &[design, "setup", "synchronous"]),
+            &Json::Bool(synchronous)
+        );
+        let count = |path: &[&str]| field(&report, path).as_u64().expect("a count");
+        assert_eq!(
+            count(&[design, "refused_at_once"]) + count(&[design, "accepted"]),
+            200,
+            "{design}: every buyer was refused at once or accepted"
+        );
+        field(&report, &[design, "send_to_decision_ms", "p99"]);
+    }
+    for ratio in [
+        "create_order_p50_ratio",
+        "create_order_p99_ratio",
+        "attempts_per_sec_ratio",
+    ] {
+        assert!(field(&report, &[ratio]).as_f64().is_some(), "{ratio}");
+    }
+}

@@ -44,6 +44,7 @@ async fn create(
             tier_id,
             quantity: 1,
             request_id: "r".into(),
+            wait_for_decision: false,
         })
         .await
         .map(tonic::Response::into_inner)

@@ -88,6 +88,7 @@ async fn buy(system: Arc<ProcessSystem>, tier: i64, i: usize) -> Buyer {
                     tier_id: tier,
                     quantity: 1,
                     request_id: "fault".into(),
+                    wait_for_decision: false,
                 })
                 .await
         }

@@ -829,6 +829,7 @@ fn create_req(user: &str, tier: i64, quantity: i32, request_id: &str) -> pb::Cre
         tier_id: tier,
         quantity,
         request_id: request_id.into(),
+        wait_for_decision: false,
     }
 }
 

@@ -102,6 +102,41 @@ async fn a_paid_order_is_confirmed_and_the_buyer_notified_over_grpc() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_who_waits_for_the_decision_gets_it_in_the_answer_over_the_synchronous_chain() {
+    let system = System::start(settings(Duration::from_secs(300)), Transport::Grpc).await;
+    let tier = system.stock().tier(10, 2).await.tier_id;
+    let decided = |request_id: &'static str, quantity: i32| {
+        let mut orders = system.order.orders();
+        async move {
+            orders
+                .create_order(pb::CreateOrderRequest {
+                    user_id: "alice".into(),
+                    tier_id: tier,
+                    quantity,
+                    request_id: request_id.into(),
+                    wait_for_decision: true,
+                })
+                .await
+                .expect("decided")
+                .into_inner()
+        }
+    };
+    let reserved = decided("sync-1", 2).await;
+    assert_eq!(reserved.status(), OrderStatus::AwaitingPayment);
+    assert_eq!(reserved.total_cents, 25_000, "{reserved:?}");
+    // Alice holds her limit: her next order is decided as cancelled, and the answer says why.
+    let refused = decided("sync-2", 1).await;
+    assert_eq!(
+        (refused.status(), refused.cancel_reason()),
+        (OrderStatus::Cancelled, CancelReason::LimitReached)
+    );
+    // A repeat of a decided request answers with the order as it is.
+    assert_eq!(decided("sync-1", 2).await.order_no, reserved.order_no);
+    let stock = system.stock().stock_of(tier).await;
+    assert_eq!((stock.available, stock.deducted), (8, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_beyond_the_stock_is_cancelled_as_sold_out_and_deducts_nothing() {
     let system = System::start(settings(Duration::from_secs(300)), Transport::RocketMq).await;
     let tier = system.stock().tier(3, 4).await.tier_id;

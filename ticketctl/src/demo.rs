@@ -88,6 +88,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                             tier_id,
                             quantity: if i % 4 == 0 { 2 } else { 1 },
                             request_id: format!("demo-{}-{i}", tier_id),
+                            wait_for_decision: false,
                         })
                         .await
                         .map(tonic::Response::into_inner);

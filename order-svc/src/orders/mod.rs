@@ -136,13 +136,7 @@ pub async fn create(conn: &impl ConnectionTrait, new: &NewOrder) -> Result<(Orde
             topic::ORDER,
             tag::ORDER_CREATED,
             &order.order_no,
-            &OrderCreated {
-                order_no: order.order_no.clone(),
-                user_id: order.user_id.clone(),
-                tier_id: order.tier_id,
-                quantity: order.quantity,
-                created_at: Some(timestamp(order.created_at)),
-            },
+            &created_event(&order),
         );
         announce(conn, &order, Some(event)).await?;
         return Ok((order, true));
@@ -157,6 +151,17 @@ pub async fn create(conn: &impl ConnectionTrait, new: &NewOrder) -> Result<(Orde
         .await?
         .ok_or_else(|| Error::NotFound("the order of this request id vanished".into()))?;
     Ok((order, false))
+}
+
+/// The `ORDER_CREATED` event of `order`.
+pub fn created_event(order: &Order) -> OrderCreated {
+    OrderCreated {
+        order_no: order.order_no.clone(),
+        user_id: order.user_id.clone(),
+        tier_id: order.tier_id,
+        quantity: order.quantity,
+        created_at: Some(timestamp(order.created_at)),
+    }
 }
 
 /// `UPDATE ... SET status = to WHERE order_no = $1 AND status IN from [AND extra]`: the order

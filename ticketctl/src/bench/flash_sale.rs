@@ -25,12 +25,13 @@ use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
 use tonic::transport::Channel;
 
 use self::crowd::{Buyer, Crowd, micros, warm_up};
-use self::report::{Check, OverAcceptance, Percentiles, Report, ServiceResources, Setup};
+pub use self::report::Report;
+use self::report::{Check, OverAcceptance, Percentiles, ServiceResources, Setup};
 use self::spawn::{Service, Settings, System};
 use crate::buyers::{self, Plans, connect};
 use crate::catalog::{Sale, put_on_sale, stock_at_end};
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Args {
     /// order-svc's gRPC address (ignored with --spawn).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -69,7 +70,7 @@ pub struct Args {
     payment_window_secs: u64,
     /// Also write the report as JSON here.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     /// How long a buyer waits for the decision, and how long to wait, past the last payment
     /// deadline, for every order and saga to be final.
     #[arg(long, default_value_t = 300)]
@@ -77,19 +78,35 @@ pub struct Args {
     /// Start the four services (the binaries beside this one) on fresh databases, a fresh
     /// RocketMQ namespace and Redis keys of their own, and stop them at the end.
     #[arg(long)]
-    spawn: bool,
+    pub spawn: bool,
     /// Postgres server of the spawned services.
     #[arg(long, default_value = "postgres://postgres:postgres@127.0.0.1:5432")]
-    postgres: String,
+    pub postgres: String,
     /// RocketMQ name server of the spawned services.
     #[arg(long, default_value = "127.0.0.1:9876")]
-    name_server: String,
+    pub name_server: String,
     /// Redis of the spawned services.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis: String,
+    pub redis: String,
+    /// The synchronous chain the design replaces: the spawned orchestrator drives every saga
+    /// over gRPC (`transport = grpc`) and each buyer's CreateOrder answers only with the
+    /// decision (`wait_for_decision`).
+    #[arg(long)]
+    pub synchronous: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let report = sale(&args).await?;
+    let failed = report.checks.iter().filter(|c| !c.passed).count();
+    if failed > 0 {
+        bail!("{failed} check(s) failed");
+    }
+    Ok(())
+}
+
+/// The sale `args` describe, its report printed (and written as JSON with `--json`); the
+/// spawned services stopped and their databases dropped whatever happened.
+pub async fn sale(args: &Args) -> anyhow::Result<Report> {
     let plans = Plans::new(args.pay, args.cancel)?;
     let mut system = if args.spawn {
         let settings = Settings {
@@ -98,6 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             redis: &args.redis,
             admin_token: &args.token,
             payment_window: Duration::from_secs(args.payment_window_secs),
+            transport: if args.synchronous { "grpc" } else { "rocketmq" },
         };
         let system = System::start(&settings).await?;
         println!("spawned the services: {}", describe(&system));
@@ -107,7 +125,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     // Ctrl-C ends the sale, and still stops the services and drops their databases.
     let measured = tokio::select! {
-        measured = measure(&args, plans, system.as_ref()) => measured,
+        measured = measure(args, plans, system.as_ref()) => measured,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     let written = match &measured {
@@ -129,11 +147,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(system);
     let report = measured?;
     written?;
-    let failed = report.checks.iter().filter(|c| !c.passed).count();
-    if failed > 0 {
-        bail!("{failed} check(s) failed");
-    }
-    Ok(())
+    Ok(report)
 }
 
 fn describe(system: &System) -> String {
@@ -144,7 +158,7 @@ fn describe(system: &System) -> String {
         .join(", ")
 }
 
-fn write_json(report: &Report, path: &Path) -> anyhow::Result<()> {
+pub fn write_json(report: &impl serde::Serialize, path: &Path) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(report)?;
     std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
 }
@@ -184,6 +198,7 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         on_sale.tier_id,
         plans,
         Duration::from_secs(args.wait_secs),
+        args.synchronous,
     );
     let buyers = crowd.buy(args.buyers, args.concurrency).await?;
 
@@ -348,6 +363,7 @@ fn report(
             pay_percent: args.pay,
             cancel_percent: args.cancel,
             spawned: args.spawn,
+            synchronous: args.synchronous,
             payment_window_secs: args.spawn.then_some(args.payment_window_secs),
         },
         attempts_per_sec: args.buyers as f64 / decided_in.as_secs_f64(),
@@ -356,6 +372,13 @@ fn report(
         refused_at_once: buyers.iter().filter(|b| b.refused_at_once).count(),
         accepted: finals.len(),
         decision_ms: Percentiles::of(buyers.iter().filter_map(|b| b.decision_us).collect()),
+        send_to_decision_ms: Percentiles::of(
+            buyers
+                .iter()
+                .filter(|b| b.decided_at.is_some())
+                .map(|b| b.create_us + b.decision_us.unwrap_or(0))
+                .collect(),
+        ),
         paid,
         paid_to_confirmed_ms: Percentiles::of(
             buyers

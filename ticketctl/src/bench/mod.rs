@@ -1,5 +1,6 @@
 //! `ticketctl bench ...`: measurements whose figures go into `docs/BENCHMARKS.md`.
 
+mod compare;
 mod flash_sale;
 mod mq;
 mod stock;
@@ -16,6 +17,9 @@ pub enum Target {
     /// A flash sale end to end: throughput, latencies, messages per saga, the services'
     /// memory and CPU, and whether it sold correctly.
     FlashSale(flash_sale::Args),
+    /// The same flash sale as the asynchronous design and as the synchronous chain it
+    /// replaces, side by side, then the broker's and Redis' own ceilings.
+    Compare(compare::CompareArgs),
 }
 
 pub async fn run(target: Target) -> anyhow::Result<()> {
@@ -23,6 +27,7 @@ pub async fn run(target: Target) -> anyhow::Result<()> {
         Target::Mq(args) => mq::run(args).await,
         Target::Stock(args) => stock::run(args).await,
         Target::FlashSale(args) => flash_sale::run(args).await,
+        Target::Compare(args) => compare::run(args).await,
     }
 }
 

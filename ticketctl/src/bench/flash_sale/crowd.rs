@@ -42,6 +42,8 @@ pub struct Crowd {
     plans: Arc<Plans>,
     started: Instant,
     within: Duration,
+    /// The synchronous chain: CreateOrder answers with the decision.
+    wait_for_decision: bool,
     progress: ProgressBar,
 }
 
@@ -50,12 +52,14 @@ pub fn micros(elapsed: Duration) -> u64 {
 }
 
 impl Crowd {
-    /// Buyers of `tier_id`; each waits at most `within` for each change of its order.
+    /// Buyers of `tier_id`; each waits at most `within` for each change of its order. With
+    /// `wait_for_decision`, CreateOrder itself answers with the saga's decision.
     pub fn new(
         orders: OrderServiceClient<Channel>,
         tier_id: i64,
         plans: Plans,
         within: Duration,
+        wait_for_decision: bool,
     ) -> Self {
         Self {
             orders,
@@ -63,6 +67,7 @@ impl Crowd {
             plans: Arc::new(plans),
             started: Instant::now(),
             within,
+            wait_for_decision,
             progress: ProgressBar::hidden(),
         }
     }
@@ -107,6 +112,7 @@ impl Crowd {
                 tier_id: self.tier_id,
                 quantity: 1,
                 request_id: format!("flash-{}-{i}", self.tier_id),
+                wait_for_decision: self.wait_for_decision,
             })
             .await;
         buyer.create_us = micros(sent.elapsed());
@@ -121,9 +127,12 @@ impl Crowd {
         };
         let accepted = Instant::now();
         let order_no = order.order_no.clone();
-        buyer.order = Some(order);
-        let order =
-            buyers::watch_until(&mut orders, &order_no, buyers::is_decided, self.within).await?;
+        buyer.order = Some(order.clone());
+        let order = if buyers::is_decided(order.status()) {
+            order
+        } else {
+            buyers::watch_until(&mut orders, &order_no, buyers::is_decided, self.within).await?
+        };
         buyer.decision_us = Some(micros(accepted.elapsed()));
         self.decided(buyer);
         let reserved = order.status() == pb::OrderStatus::AwaitingPayment;
@@ -181,6 +190,7 @@ pub async fn warm_up(
             tier_id: tier.tier_id,
             quantity: 1,
             request_id: format!("flash-warm-up-{}", tier.tier_id),
+            wait_for_decision: false,
         })
         .await
         .context("warm-up CreateOrder")?

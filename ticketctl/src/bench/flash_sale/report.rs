@@ -21,6 +21,9 @@ pub struct Report {
     pub accepted: usize,
     /// CreateOrder answered to the saga's decision (AWAITING_PAYMENT or CANCELLED) seen.
     pub decision_ms: Percentiles,
+    /// CreateOrder sent to the decision known, every buyer (a refusal at once is its answer):
+    /// how long a buyer waits to know whether they have tickets.
+    pub send_to_decision_ms: Percentiles,
     /// Buyers whose payment was confirmed.
     pub paid: usize,
     /// PayOrder answered to CONFIRMED seen.
@@ -51,6 +54,8 @@ pub struct Setup {
     pub pay_percent: usize,
     pub cancel_percent: usize,
     pub spawned: bool,
+    /// The synchronous chain: sagas over gRPC and CreateOrder answering with the decision.
+    pub synchronous: bool,
     /// The sagas' payment window, when this run chose it (`--spawn`).
     pub payment_window_secs: Option<u64>,
 }
@@ -172,6 +177,10 @@ impl Report {
         );
         row("accepted", self.accepted.to_string());
         row("create → decision ms", spread(&self.decision_ms));
+        row(
+            "sent → decision known ms",
+            spread(&self.send_to_decision_ms),
+        );
         row("paid → confirmed ms", spread(&self.paid_to_confirmed_ms));
         row(
             "completed sagas per second",

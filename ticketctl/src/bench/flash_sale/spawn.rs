@@ -74,6 +74,9 @@ pub struct Settings<'a> {
     pub redis: &'a str,
     pub admin_token: &'a str,
     pub payment_window: Duration,
+    /// The orchestrator's `transport`: `rocketmq` (the design) or `grpc` (the synchronous
+    /// chain it replaces).
+    pub transport: &'a str,
 }
 
 /// The running services; stopped, and their databases dropped, when dropped.
@@ -184,6 +187,7 @@ impl System {
                     "SAGA__PAYMENT_WINDOW_MS",
                     settings.payment_window.as_millis().to_string(),
                 ),
+                ("TRANSPORT", settings.transport.to_owned()),
             ]),
             Service::Notify => {}
         }
