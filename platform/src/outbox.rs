@@ -138,6 +138,7 @@ pub async fn relay_once(
     publisher: &Publisher,
     batch: u64,
 ) -> Result<usize, RelayError> {
+    let began = std::time::Instant::now();
     let txn = db.begin().await?;
     let rows = entity::Entity::find()
         .filter(entity::Column::SentAt.is_null())
@@ -170,10 +171,12 @@ pub async fn relay_once(
             }
         }
     }
+    let claimed = began.elapsed();
     let messages: Vec<OutgoingMessage> = publishable.iter().map(|(_, m)| m.clone()).collect();
     if !messages.is_empty() {
         publisher.publish_batch(&messages).await?;
     }
+    let published = began.elapsed();
     let ids: Vec<i64> = publishable.iter().map(|(id, _)| *id).collect();
     txn.execute_raw(Statement::from_sql_and_values(
         db.get_database_backend(),
@@ -182,6 +185,13 @@ pub async fn relay_once(
     ))
     .await?;
     txn.commit().await?;
+    tracing::debug!(
+        rows = rows.len(),
+        claimed_ms = claimed.as_secs_f64() * 1e3,
+        published_ms = published.as_secs_f64() * 1e3,
+        committed_ms = began.elapsed().as_secs_f64() * 1e3,
+        "relay round"
+    );
     Ok(rows.len())
 }
 

@@ -73,6 +73,8 @@ async fn a_spawned_flash_sale_sells_correctly_and_reports_every_figure() {
         &["messages", "per_saga"],
         &["messages", "consume_delay_p50_ms"],
         &["messages", "consume_delay_p99_ms"],
+        &["messages", "relay_delay_p50_ms"],
+        &["messages", "relay_delay_p99_ms"],
     ] {
         field(&report, path);
     }

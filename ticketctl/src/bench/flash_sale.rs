@@ -93,6 +93,10 @@ pub struct Args {
     /// decision (`wait_for_decision`).
     #[arg(long)]
     pub synchronous: bool,
+    /// Keep the spawned services' logs even when every check passed (they are kept when one
+    /// fails); `RUST_LOG=info,ticket_platform::outbox=debug` logs every relay round's timings.
+    #[arg(long)]
+    pub keep_logs: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -140,6 +144,7 @@ pub async fn sale(args: &Args) -> anyhow::Result<Report> {
     };
     if let (Some(system), Ok(report)) = (system.as_mut(), &measured)
         && report.all_passed
+        && !args.keep_logs
     {
         system.forget_logs();
     }

@@ -14,7 +14,7 @@
 //! participants keep an inbox (the orchestrator deduplicates order events and replies in its
 //! saga log), so the delays are those of the orchestrator's commands to the participants.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
@@ -40,12 +40,18 @@ pub struct MessageFigures {
     pub consume_delay_samples: usize,
     pub consume_delay_p50_ms: f64,
     pub consume_delay_p99_ms: f64,
+    /// Outbox row written (in its transaction) to the relay's round that published it began.
+    pub relay_delay_p50_ms: f64,
+    pub relay_delay_p99_ms: f64,
+    /// The same per service whose outbox it is: (p50, p99) ms.
+    pub relay_delay_by_service_ms: BTreeMap<String, (f64, f64)>,
 }
 
 /// One outbox row: its message id, its key, and when it was marked sent (µs since the epoch).
 struct Sent {
     message_id: String,
     key: String,
+    created_us: i64,
     sent_us: Option<i64>,
 }
 
@@ -101,6 +107,23 @@ pub async fn count(
         })
         .collect();
     delays_us.sort_unstable();
+    let relay = |of: Option<Service>| {
+        let mut relay_us: Vec<u64> = sent
+            .iter()
+            .filter(|(service, _)| of.is_none_or(|s| s == *service))
+            .filter_map(|(_, row)| u64::try_from(row.sent_us? - row.created_us).ok())
+            .collect();
+        relay_us.sort_unstable();
+        (
+            percentile_ms(&relay_us, 50.0),
+            percentile_ms(&relay_us, 99.0),
+        )
+    };
+    let (relay_p50, relay_p99) = relay(None);
+    let relay_by_service = databases
+        .iter()
+        .map(|(service, _)| (service.binary().to_owned(), relay(Some(*service))))
+        .collect();
     Ok(MessageFigures {
         outbox_rows,
         outbox_rows_of_paid_orders: of_paid,
@@ -109,6 +132,9 @@ pub async fn count(
         consume_delay_samples: delays_us.len(),
         consume_delay_p50_ms: percentile_ms(&delays_us, 50.0),
         consume_delay_p99_ms: percentile_ms(&delays_us, 99.0),
+        relay_delay_p50_ms: relay_p50,
+        relay_delay_p99_ms: relay_p99,
+        relay_delay_by_service_ms: relay_by_service,
     })
 }
 
@@ -117,6 +143,7 @@ async fn outbox(conn: &DatabaseConnection) -> anyhow::Result<Vec<Sent>> {
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
             "SELECT message_id::text AS message_id, message_key, \
+             (EXTRACT(EPOCH FROM created_at) * 1000000)::int8 AS created_us, \
              (EXTRACT(EPOCH FROM sent_at) * 1000000)::int8 AS sent_us FROM outbox",
         ))
         .await
@@ -126,6 +153,7 @@ async fn outbox(conn: &DatabaseConnection) -> anyhow::Result<Vec<Sent>> {
             Ok(Sent {
                 message_id: row.try_get("", "message_id")?,
                 key: row.try_get("", "message_key")?,
+                created_us: row.try_get("", "created_us")?,
                 sent_us: row.try_get("", "sent_us")?,
             })
         })

@@ -229,6 +229,21 @@ impl Report {
                         m.consume_delay_samples
                     ),
                 );
+                row(
+                    "relay delay ms (outbox row written → its relay round began)",
+                    format!(
+                        "p50 {} / p99 {} ({})",
+                        num(m.relay_delay_p50_ms, 1),
+                        num(m.relay_delay_p99_ms, 1),
+                        m.relay_delay_by_service_ms
+                            .iter()
+                            .map(|(service, (p50, p99))| {
+                                format!("{service} {} / {}", num(*p50, 0), num(*p99, 0))
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
             }
             None => row(
                 "messages, consume delay",
