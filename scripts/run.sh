@@ -2,8 +2,9 @@
 # Brings up the stack, builds and starts the four services, runs a short demo flash sale
 # (`ticketctl demo`: a few hundred tickets, a few thousand buyers, some paying, some cancelling,
 # some letting the payment deadline pass) and prints what happened. The services keep running
-# for you to explore until Ctrl-C; with `--exit` they stop after the demo. The stack keeps
-# running either way (`scripts/stack.sh down` stops it).
+# for you to explore until Ctrl-C; with `--exit` they stop after the demo. With `--release`
+# the services and the demo are release builds (the figures in the README come from one). The
+# stack keeps running either way (`scripts/stack.sh down` stops it).
 #
 # The demo's payment deadline is 20 s (TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS), so the
 # buyers who let it pass are cancelled within the run.
@@ -11,8 +12,22 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+exit_after=false
+profile=debug
+for arg in "$@"; do
+  case "$arg" in
+    --exit) exit_after=true ;;
+    --release) profile=release ;;
+    *) echo "usage: scripts/run.sh [--release] [--exit]" >&2; exit 2 ;;
+  esac
+done
+
 scripts/stack.sh up
-cargo build --workspace --bins
+if [ "$profile" = release ]; then
+  cargo build --release --workspace --bins
+else
+  cargo build --workspace --bins
+fi
 LOGS="$ROOT/.stack/logs"
 mkdir -p "$LOGS"
 pids=()
@@ -24,7 +39,7 @@ stop() {
 trap stop INT TERM EXIT
 export TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS=${TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS:-20000}
 for svc in order-svc stock-svc orchestrator notify-svc; do
-  "target/debug/$svc" >"$LOGS/$svc.log" 2>&1 &
+  "target/$profile/$svc" >"$LOGS/$svc.log" 2>&1 &
   pids+=($!)
 done
 for port in 50051 50052 50053 50054; do
@@ -34,8 +49,8 @@ for port in 50051 50052 50053 50054; do
   done
 done
 echo "demo flash sale:"
-target/debug/ticketctl demo
-[ "${1:-}" = "--exit" ] && exit 0
+"target/$profile/ticketctl" demo
+"$exit_after" && exit 0
 cat <<INFO
 order-svc     grpc://127.0.0.1:50051   (log: .stack/logs/order-svc.log)
 stock-svc     grpc://127.0.0.1:50052   (log: .stack/logs/stock-svc.log)

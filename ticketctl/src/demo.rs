@@ -11,6 +11,7 @@ use anyhow::bail;
 use futures::StreamExt;
 use ticket_proto::order::v1 as order_pb;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
+use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
 
 use crate::bench::percentile_ms;
 use crate::buyers::{self, Plans, connect};
@@ -22,6 +23,8 @@ pub struct Args {
     order: String,
     #[arg(long, default_value = "http://127.0.0.1:50052")]
     stock: String,
+    #[arg(long, default_value = "http://127.0.0.1:50053")]
+    orchestrator: String,
     /// Tickets on sale.
     #[arg(long, default_value_t = 300)]
     tickets: i64,
@@ -151,9 +154,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("reserved buyers: {chosen:?}; waiting for every order to be final");
 
-    // Every order ends confirmed or cancelled.
-    let order_nos = created.iter().map(|o| o.order_no.clone()).collect();
-    let finals = buyers::wait_until_final(&orders, order_nos, args.concurrency, within).await?;
+    // Every order ends confirmed or cancelled, and every saga with it: a cancelled order's
+    // tickets go back after the cancel, in the saga's last step.
+    let order_nos: Vec<String> = created.iter().map(|o| o.order_no.clone()).collect();
+    let finals =
+        buyers::wait_until_final(&orders, order_nos.clone(), args.concurrency, within).await?;
+    let mut sagas = SagaAdminClient::new(connect(&args.orchestrator).await?);
+    let settled = crate::saga::wait_until_settled(&mut sagas, token, &order_nos, within).await?;
+    let moving: Vec<&String> = order_nos
+        .iter()
+        .filter(|o| {
+            !settled
+                .get(*o)
+                .is_some_and(|s| s == "COMPLETED" || s == "COMPENSATED")
+        })
+        .collect();
+    if !moving.is_empty() {
+        bail!(
+            "{} saga(s) not completed or compensated within {within:?}, e.g. {}",
+            moving.len(),
+            moving[0]
+        );
+    }
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     let mut tickets_sold = 0;
     for order in &finals {
@@ -163,7 +185,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         *tally.entry(buyers::ending(order)).or_default() += 1;
     }
     println!(
-        "after {:.1} s every order is final:",
+        "after {:.1} s every order and saga is final:",
         started.elapsed().as_secs_f64()
     );
     for (what, count) in &tally {

@@ -1,6 +1,10 @@
 //! `ticketctl saga list|show|retry|compensate|skip`: the orchestrator's `SagaAdmin` from a
 //! terminal.
 
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 use ticket_proto::saga::v1 as pb;
 use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
 use tonic::transport::Channel;
@@ -181,4 +185,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The state of the saga of each of `order_nos`, once none is still moving (each COMPLETED,
+/// COMPENSATED or PARKED) or `within` has passed.
+pub async fn wait_until_settled(
+    sagas: &mut SagaAdminClient<Channel>,
+    token: &str,
+    order_nos: &[String],
+    within: Duration,
+) -> anyhow::Result<HashMap<String, String>> {
+    let ours: HashSet<&str> = order_nos.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + within;
+    loop {
+        let states: HashMap<String, String> = all(sagas, token)
+            .await
+            .context("list the sagas")?
+            .into_iter()
+            .filter(|s| ours.contains(s.order_no.as_str()))
+            .map(|s| (s.order_no, s.state))
+            .collect();
+        let settled = states.len() == ours.len()
+            && states
+                .values()
+                .all(|s| matches!(s.as_str(), "COMPLETED" | "COMPENSATED" | "PARKED"));
+        if settled || Instant::now() > deadline {
+            return Ok(states);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

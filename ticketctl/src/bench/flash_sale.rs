@@ -16,13 +16,12 @@ mod usage;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ticket_proto::order::v1 as pb;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
 use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
-use tonic::transport::Channel;
 
 use self::crowd::{Buyer, Crowd, micros, warm_up};
 pub use self::report::Report;
@@ -233,7 +232,8 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         .collect();
     let finals =
         buyers::wait_until_final(&orders, order_nos.clone(), args.concurrency, within).await?;
-    let saga_states = wait_for_sagas(&mut sagas, &args.token, &order_nos, within).await?;
+    let saga_states =
+        crate::saga::wait_until_settled(&mut sagas, &args.token, &order_nos, within).await?;
     let stock = stock_at_end(stock_channel, on_sale.tier_id).await?;
     let resources = match (system, idle) {
         (Some(system), Some(idle)) => Some(resources(&idle, &system.usage())),
@@ -269,35 +269,6 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         resources,
         checks,
     ))
-}
-
-/// The state of the saga of each of `order_nos`, once none is still moving (each COMPLETED,
-/// COMPENSATED or PARKED) or `within` has passed.
-async fn wait_for_sagas(
-    sagas: &mut SagaAdminClient<Channel>,
-    token: &str,
-    order_nos: &[String],
-    within: Duration,
-) -> anyhow::Result<HashMap<String, String>> {
-    let ours: HashSet<&str> = order_nos.iter().map(String::as_str).collect();
-    let deadline = Instant::now() + within;
-    loop {
-        let states: HashMap<String, String> = crate::saga::all(sagas, token)
-            .await
-            .context("list the sagas")?
-            .into_iter()
-            .filter(|s| ours.contains(s.order_no.as_str()))
-            .map(|s| (s.order_no, s.state))
-            .collect();
-        let settled = states.len() == ours.len()
-            && states
-                .values()
-                .all(|s| matches!(s.as_str(), "COMPLETED" | "COMPENSATED" | "PARKED"));
-        if settled || Instant::now() > deadline {
-            return Ok(states);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 fn mib(kib: u64) -> f64 {
