@@ -78,6 +78,7 @@ write_broker_config() {
 namesrvAddr = "127.0.0.1:$NAMESRV_PORT"
 brokerIp1 = "127.0.0.1"
 listenPort = $BROKER_PORT
+brokerFastFailureEnable = ${TICKET_BROKER_FAST_FAILURE:-true}
 storePathRootDir = "$BROKER_STORE"
 
 [broker.brokerServerConfig]

@@ -55,6 +55,28 @@ pub fn binary(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// Runs this build's `ticketctl` with `args` as an operator would, prints its output, and
+/// returns its stdout; fails the test when it exits non-zero.
+pub fn ticketctl<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = std::process::Command::new(binary("ticketctl"))
+        .args(args)
+        .output()
+        .expect("run ticketctl");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "ticketctl failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
 /// A short unique name, usable in database, topic and group names.
 pub fn unique(prefix: &str) -> String {
     format!(

@@ -2,8 +2,6 @@
 //! binaries on the shared stack, sells a small flash sale, stops them, and its JSON report
 //! holds every figure and says every correctness check passed. Timings are not asserted.
 
-use std::process::Command;
-
 // serde_json's `Value`, as sea-orm re-exports it (this crate has no JSON dependency of its own).
 use sea_orm::entity::prelude::Json;
 
@@ -19,25 +17,30 @@ fn field<'a>(report: &'a Json, path: &[&str]) -> &'a Json {
 #[tokio::test]
 async fn a_spawned_flash_sale_sells_correctly_and_reports_every_figure() {
     let json = std::env::temp_dir().join(format!("{}.json", e2e::unique("bench-flash-sale-")));
-    let output = Command::new(e2e::binary("ticketctl"))
-        .args(["bench", "flash-sale", "--spawn"])
-        .args(["--buyers", "300", "--tickets", "50", "--concurrency", "50"])
-        .args(["--payment-window-secs", "5", "--token", e2e::stock::TOKEN])
-        .args(["--name-server", &e2e::name_server()])
-        .args(["--postgres", &e2e::postgres_server()])
-        .args(["--redis", &e2e::redis_url()])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run ticketctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "ticketctl bench flash-sale failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    let json_arg = json.display().to_string();
+    e2e::ticketctl([
+        "bench",
+        "flash-sale",
+        "--spawn",
+        "--buyers",
+        "300",
+        "--tickets",
+        "50",
+        "--concurrency",
+        "50",
+        "--payment-window-secs",
+        "5",
+        "--token",
+        e2e::stock::TOKEN,
+        "--name-server",
+        &e2e::name_server(),
+        "--postgres",
+        &e2e::postgres_server(),
+        "--redis",
+        &e2e::redis_url(),
+        "--json",
+        &json_arg,
+    ]);
     let text = std::fs::read_to_string(&json).expect("the JSON report");
     let _ = std::fs::remove_file(&json);
     let report: Json = text.parse().expect("the report is JSON");
@@ -90,25 +93,30 @@ async fn a_spawned_flash_sale_sells_correctly_and_reports_every_figure() {
 #[tokio::test]
 async fn a_compare_sells_the_same_sale_both_ways_correctly_and_reports_the_ratios() {
     let json = std::env::temp_dir().join(format!("{}.json", e2e::unique("bench-compare-")));
-    let output = Command::new(e2e::binary("ticketctl"))
-        .args(["bench", "compare", "--no-ceilings"])
-        .args(["--buyers", "200", "--tickets", "40", "--concurrency", "40"])
-        .args(["--payment-window-secs", "5", "--token", e2e::stock::TOKEN])
-        .args(["--name-server", &e2e::name_server()])
-        .args(["--postgres", &e2e::postgres_server()])
-        .args(["--redis", &e2e::redis_url()])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run ticketctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "ticketctl bench compare failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    let json_arg = json.display().to_string();
+    e2e::ticketctl([
+        "bench",
+        "compare",
+        "--no-ceilings",
+        "--buyers",
+        "200",
+        "--tickets",
+        "40",
+        "--concurrency",
+        "40",
+        "--payment-window-secs",
+        "5",
+        "--token",
+        e2e::stock::TOKEN,
+        "--name-server",
+        &e2e::name_server(),
+        "--postgres",
+        &e2e::postgres_server(),
+        "--redis",
+        &e2e::redis_url(),
+        "--json",
+        &json_arg,
+    ]);
     let text = std::fs::read_to_string(&json).expect("the JSON report");
     let _ = std::fs::remove_file(&json);
     let report: Json = text.parse().expect("the report is JSON");

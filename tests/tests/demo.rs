@@ -4,7 +4,6 @@
 //! step, after the order shows CANCELLED: a demo that checked the stock once the orders were
 //! final (and not the sagas) failed now and then with tickets still held.
 
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::processes::{Dependencies, ProcessSystem, Service};
@@ -12,30 +11,28 @@ use e2e::processes::{Dependencies, ProcessSystem, Service};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_sells_waits_for_every_saga_and_finds_the_stock_matching() {
     let system = ProcessSystem::start(Dependencies::shared(16), Duration::from_secs(5)).await;
-    let output = Command::new(e2e::binary("ticketctl"))
-        .args([
-            "demo",
-            "--tickets",
-            "60",
-            "--buyers",
-            "600",
-            "--concurrency",
-            "100",
-        ])
-        .args(["--order", &system.url(Service::Order)])
-        .args(["--stock", &system.url(Service::Stock)])
-        .args(["--orchestrator", &system.url(Service::Orchestrator)])
-        .args(["--token", e2e::stock::TOKEN])
-        .output()
-        .expect("run ticketctl");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "ticketctl demo failed ({}):\n{stdout}\n{stderr}",
-        output.status
+    let (order, stock, orchestrator) = (
+        system.url(Service::Order),
+        system.url(Service::Stock),
+        system.url(Service::Orchestrator),
     );
+    let stdout = e2e::ticketctl([
+        "demo",
+        "--tickets",
+        "60",
+        "--buyers",
+        "600",
+        "--concurrency",
+        "100",
+        "--order",
+        &order,
+        "--stock",
+        &stock,
+        "--orchestrator",
+        &orchestrator,
+        "--token",
+        e2e::stock::TOKEN,
+    ]);
     assert!(stdout.contains("every order and saga is final"), "{stdout}");
     assert!(stdout.contains("Redis and the ledger agree"), "{stdout}");
     system.stop().await;
