@@ -9,6 +9,9 @@ pub struct PrivateBroker {
     dir: PathBuf,
     namesrv_port: u16,
     broker_port: u16,
+    /// The broker's ports, held while it lives (killed or not), so no other test's broker
+    /// takes them from under its clients.
+    _ports: crate::PortReservation,
 }
 
 fn script() -> PathBuf {
@@ -19,27 +22,28 @@ fn free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// A port `p` with `p - 2 ..= p + 1` free (the broker listens on p - 2, p and p + 1).
-fn free_broker_port() -> u16 {
+/// A port `p` with `p - 2 ..= p + 1` free and reserved (the broker listens on p - 2, p and
+/// p + 1).
+fn free_broker_port() -> (u16, crate::PortReservation) {
     (0..200)
         .map(|i| {
             21_000 + (u16::try_from(std::process::id() % 200).unwrap_or(0) * 40 + i * 7) % 20_000
         })
-        .find(|p| (p - 2..=p + 1).all(free))
+        .filter(|p| (p - 2..=p + 1).all(free))
+        .find_map(|p| crate::reserve_ports(p - 2..=p + 1).map(|held| (p, held)))
         .expect("a free port range for the broker")
 }
 
 impl PrivateBroker {
     pub fn start() -> Self {
         let dir = std::env::temp_dir().join(crate::unique("ticket-broker-"));
-        let namesrv_port = TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let namesrv_port = crate::free_port();
+        let (broker_port, ports) = free_broker_port();
         let broker = Self {
             dir,
             namesrv_port,
-            broker_port: free_broker_port(),
+            broker_port,
+            _ports: ports,
         };
         broker.up();
         broker

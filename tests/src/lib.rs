@@ -236,12 +236,47 @@ pub fn order_config(
 }
 
 /// A free port on 127.0.0.1 (for a service that others must know the address of before it
-/// starts).
+/// starts), reserved for this test process until it ends (see [`reserve_ports`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+    static HELD: std::sync::Mutex<Vec<PortReservation>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("a free port");
+        if let Some(reserved) = reserve_ports([port]) {
+            HELD.lock().expect("the reserved ports").push(reserved);
+            return port;
+        }
+    }
+    panic!("no free port that no other test holds");
+}
+
+/// Ports held by one test process (an advisory lock on a file per port), released when
+/// dropped or when the process ends.
+pub struct PortReservation {
+    _locks: Vec<std::fs::File>,
+}
+
+/// Reserves `ports` across the test processes of a run, or `None` when another holds one of
+/// them. A dependency a test kills (a broker, Redis, Postgres) frees its ports at the OS level
+/// while its clients still know them: another test's dependency started on those ports would
+/// take those clients (a broker there once carried a "broker down" test's messages).
+pub fn reserve_ports(ports: impl IntoIterator<Item = u16>) -> Option<PortReservation> {
+    let dir = std::env::temp_dir().join("ticket-test-ports");
+    std::fs::create_dir_all(&dir).ok()?;
+    let mut held = Vec::new();
+    for port in ports {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{port}.lock")))
+            .ok()?;
+        file.try_lock().ok()?;
+        held.push(file);
+    }
+    Some(PortReservation { _locks: held })
 }
 
 /// orchestrator settings for a test: participants at the given gRPC addresses, the test's
