@@ -1,12 +1,12 @@
 //! `OrderService`: what buyers call. Every request is checked at the edge (`INVALID_ARGUMENT`
 //! and nothing written); every change runs in one transaction with its event.
 
+use std::time::Duration;
+
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
-use std::time::Duration;
-
 use ticket_proto::order::v1 as pb;
 use ticket_proto::saga::v1::order_event::Event;
 use tokio_stream::wrappers::ReceiverStream;
@@ -90,7 +90,7 @@ impl OrderApi {
             .await?;
         let promised = match admitted {
             Admitted::SoldOut => return Err(sold_out(&tier)),
-            Admitted::Promised(_) => true,
+            Admitted::Promised => true,
             Admitted::Unloaded => false,
             // A repeated request gets its order, even once the tier has sold out since; when
             // the first one's write was lost, it is written now under the admitted number.
@@ -125,12 +125,7 @@ impl OrderApi {
         {
             tracing::warn!(error = %err, "a promise was not withdrawn; it lapses after the hold");
         }
-        let (order, created) = written?;
-        if created {
-            Ok(order)
-        } else {
-            same_request(order, request.tier_id, request.quantity)
-        }
+        answer(written?, &new)
     }
 
     /// Creates the order with admission off: a repeated request gets its order, even once the
@@ -151,12 +146,7 @@ impl OrderApi {
         if self.tiers.is_sold_out(tier).await? {
             return Err(sold_out(tier));
         }
-        let (order, created) = self.write(&new).await?;
-        if created {
-            Ok(order)
-        } else {
-            same_request(order, new.tier_id, new.quantity)
-        }
+        answer(self.write(&new).await?, &new)
     }
 
     /// Writes the order and its event in one transaction; `false` with the order that
@@ -170,9 +160,9 @@ impl OrderApi {
 
     /// The synchronous chain: hands a new order to the orchestrator over gRPC and answers once
     /// the saga has decided it (it left `PENDING`).
-    async fn decided(&self, order: orders::Order) -> Result<orders::Order, Status> {
+    async fn decided(&self, order: orders::Order) -> Result<pb::Order, Status> {
         if orders::status_of(&order)? != orders::Status::Pending {
-            return Ok(order);
+            return Ok(orders::message(&order));
         }
         let order_no = order.order_no.clone();
         let mut changes = self.changes.watch(self.db.clone(), order.clone());
@@ -193,18 +183,14 @@ impl OrderApi {
             }
             Err(Status::unavailable("the order's changes ended; watch it"))
         };
-        let now = tokio::time::timeout(self.decision_wait, decision)
+        tokio::time::timeout(self.decision_wait, decision)
             .await
             .map_err(|_| {
                 Status::deadline_exceeded(format!(
                     "order {order_no} was not decided within {:?}; it stands, watch it",
                     self.decision_wait
                 ))
-            })??;
-        orders::find(&self.db, &now.order_no)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Status::not_found(format!("order {order_no} vanished")))
+            })?
     }
 
     async fn in_transaction<F, Fut>(&self, change: F) -> Result<orders::Order, Error>
@@ -217,6 +203,16 @@ impl OrderApi {
         let order = result?;
         txn.commit().await?;
         Ok(order)
+    }
+}
+
+/// A written order, or the one its (user, request id) already had, unless the request asked
+/// for something else.
+fn answer((order, created): (orders::Order, bool), new: &NewOrder) -> Result<orders::Order, Error> {
+    if created {
+        Ok(order)
+    } else {
+        same_request(order, new.tier_id, new.quantity)
     }
 }
 
@@ -251,10 +247,10 @@ impl pb::order_service_server::OrderService for OrderApi {
     ) -> Result<Response<pb::Order>, Status> {
         let request = request.into_inner();
         let wait = request.wait_for_decision;
-        let mut order = self.create(request).await?;
+        let order = self.create(request).await?;
         tracing::Span::current().record("order_no", order.order_no.as_str());
         if wait {
-            order = self.decided(order).await?;
+            return Ok(Response::new(self.decided(order).await?));
         }
         Ok(Response::new(orders::message(&order)))
     }

@@ -20,8 +20,8 @@ use crate::tiers::TierInfo;
 /// What the admission script said of a new order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admitted {
-    /// `quantity` tickets are promised to this (new) order number.
-    Promised(String),
+    /// `quantity` tickets are promised to the new order number.
+    Promised,
     /// The request was admitted before, as this order number.
     Repeat(String),
     /// Every ticket left is sold or promised.
@@ -98,7 +98,7 @@ impl Admission {
             .evalsha_with_reload(self.redis.next(), self.keys(tier), args)
             .await?;
         Ok(match word.as_str() {
-            "ADMITTED" => Admitted::Promised(order_no),
+            "ADMITTED" => Admitted::Promised,
             "REPEAT" => Admitted::Repeat(order_no),
             "SOLD_OUT" => Admitted::SoldOut,
             "UNLOADED" => Admitted::Unloaded,
