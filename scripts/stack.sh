@@ -12,6 +12,11 @@
 # it: test messages need not outlive the machine, and a store in memory is not refused when the
 # disk fills up). The broker refuses every write once the disk holding its store is 90% used;
 # `up` says so before it starts a broker there.
+#
+# TICKET_STACK_PARTS names what `up` starts (default "postgres redis rocketmq"); a private test
+# broker sets "rocketmq", so starting one never waits on a busy Postgres.
+# TICKET_PG_MAX_CONNECTIONS (default 400) is written to the cluster's conf.d before `up` starts
+# Postgres: the tests run up to two systems of four services side by side, each with its pools.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +27,10 @@ BROKER_PORT=${TICKET_BROKER_PORT:-10911}
 PG_PORT=5432
 REDIS_PORT=6379
 PG_PASSWORD=postgres
+PG_MAX_CONNECTIONS=${TICKET_PG_MAX_CONNECTIONS:-400}
 DATABASES=(ticket_order ticket_stock ticket_orchestrator ticket_notify)
+PARTS=" ${TICKET_STACK_PARTS:-postgres redis rocketmq} "
+wants() { [[ $PARTS == *" $1 "* ]]; }
 CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
 if [ "${TICKET_BROKER_STORE_TMPFS:-0}" = 1 ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
   # One store per stack folder, so a private test broker never shares the main one's.
@@ -162,10 +170,19 @@ start_postgres() {
     fi
     local version; version=$(pg_cluster)
     [ -n "$version" ] || die "no Postgres cluster under /etc/postgresql after installing postgresql"
-    log "starting Postgres $version on 127.0.0.1:$PG_PORT"
+    # Room for the connections of the services under test (Debian's default is 100).
+    printf 'max_connections = %s\n' "$PG_MAX_CONNECTIONS" |
+      as_root tee "/etc/postgresql/$version/main/conf.d/ticket.conf" >/dev/null
+    log "starting Postgres $version on 127.0.0.1:$PG_PORT (max_connections $PG_MAX_CONNECTIONS)"
     as_root pg_ctlcluster "$version" main start
     echo "$version" >"$STACK_DIR/postgres.started"
     wait_port "Postgres" "$PG_PORT" 30
+  else
+    local have
+    have=$(PGPASSWORD=$PG_PASSWORD psql -h 127.0.0.1 -U postgres -d postgres -tAc 'show max_connections' 2>/dev/null || true)
+    if [ -n "$have" ] && [ "$have" -lt "$PG_MAX_CONNECTIONS" ]; then
+      log "note: the running Postgres allows $have connections (want $PG_MAX_CONNECTIONS); the test suite may run out — restart it through this script"
+    fi
   fi
   local i
   for ((i = 0; i < 100; i++)); do
@@ -217,11 +234,15 @@ status_line() { if port_open "$2"; then echo "$1: up on 127.0.0.1:$2"; else echo
 case "${1:-}" in
   up)
     mkdir -p "$STACK_DIR/logs"
-    command -v psql >/dev/null || apt_install postgresql-client
-    start_postgres
-    start_redis
-    install_rocketmq
-    start_rocketmq
+    if wants postgres; then
+      command -v psql >/dev/null || apt_install postgresql-client
+      start_postgres
+    fi
+    if wants redis; then start_redis; fi
+    if wants rocketmq; then
+      install_rocketmq
+      start_rocketmq
+    fi
     log "ready: name server 127.0.0.1:$NAMESRV_PORT, broker 127.0.0.1:$BROKER_PORT, Postgres 127.0.0.1:$PG_PORT, Redis 127.0.0.1:$REDIS_PORT"
     ;;
   down)

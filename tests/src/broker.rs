@@ -59,6 +59,7 @@ impl PrivateBroker {
             .arg(script())
             .arg(command)
             .env("TICKET_STACK_DIR", &self.dir)
+            .env("TICKET_STACK_PARTS", "rocketmq")
             .env("TICKET_NAMESRV_PORT", self.namesrv_port.to_string())
             .env("TICKET_BROKER_PORT", self.broker_port.to_string())
             .output()
