@@ -38,6 +38,8 @@ pub async fn connect(url: &str, connections: usize) -> Result<Pool, Error> {
             // A command is sent at most twice: once, and again if its connection closed
             // while it was in flight. Its timeout bounds both.
             connection.max_command_attempts = 2;
+            // Commands go out at once rather than behind the previous one's ACK (Nagle).
+            connection.tcp.nodelay = Some(true);
             connection.unresponsive = UnresponsiveConfig {
                 max_timeout: Some(COMMAND_TIMEOUT),
                 interval: Duration::from_millis(500),
