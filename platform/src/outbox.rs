@@ -104,7 +104,8 @@ pub async fn pending(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
 pub struct RelaySettings {
     /// Rows claimed (and published) per round.
     pub batch: u64,
-    /// Wait between rounds when the outbox is empty.
+    /// Wait after a round that found the outbox empty (a round that published goes again at
+    /// once).
     pub idle_poll: Duration,
     /// Wait after a failed round (broker or database down).
     pub error_backoff: Duration,
@@ -267,7 +268,9 @@ async fn run(
         let wait = match relay_once(&db, &publisher, settings.batch).await {
             Ok(n) => {
                 published.fetch_add(n as u64, Ordering::Relaxed);
-                if n as u64 >= settings.batch {
+                // Rows written while a round published wait for the next one: it starts at
+                // once. Only a round that found nothing waits for the next poll.
+                if n > 0 {
                     Duration::ZERO
                 } else {
                     settings.idle_poll

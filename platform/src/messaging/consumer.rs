@@ -176,51 +176,84 @@ impl<H: MessageHandler> MessageListenerConcurrently for Listener<H> {
     }
 }
 
-/// Runs the handler on each message of a batch in order; `false` asks for redelivery.
+/// Runs the handler on each message of a batch: the messages of one key (an order) one after
+/// another in their order, different keys at once, so a message does not wait behind the
+/// handlers of other orders' messages pulled with it. `false` asks for redelivery.
 async fn handle_batch<H: MessageHandler>(
     handler: &H,
     batch: Vec<IncomingMessage>,
     group: &str,
     dead_letters: Option<&DatabaseConnection>,
 ) -> bool {
-    let mut all_done = true;
-    for message in batch {
-        let span = tracing::info_span!(
-            "consume",
-            group,
-            topic = %message.topic,
-            tag = %message.tag,
-            order_no = %message.key,
-            message_id = %message.message_id,
-            attempt = message.reconsume_times,
-        );
-        if let Some(traceparent) = &message.traceparent {
-            crate::telemetry::set_parent(&span, traceparent);
+    let lanes = by_key(batch).into_iter().map(|lane| async move {
+        let mut all_done = true;
+        for message in lane {
+            all_done &= handle_one(handler, message, group, dead_letters).await;
         }
-        let result = handler
-            .handle(message.clone())
-            .instrument(span.clone())
-            .await;
-        match result {
-            Ok(()) => {}
-            Err(HandleError::Retry(reason)) => {
-                tracing::warn!(parent: &span, %reason, "handler failed; the broker will redeliver");
-                all_done = false;
-            }
-            Err(HandleError::Reject(reason)) => {
-                tracing::error!(parent: &span, %reason, "message rejected; publishing it as a dead letter");
-                let Some(db) = dead_letters else { continue };
-                if let Err(err) = dead_letter::reject(db, group, &message, &reason)
-                    .instrument(span.clone())
-                    .await
-                {
+        all_done
+    });
+    futures::future::join_all(lanes)
+        .await
+        .into_iter()
+        .all(|done| done)
+}
+
+/// The batch split by message key, each key's messages in their order.
+fn by_key(batch: Vec<IncomingMessage>) -> Vec<Vec<IncomingMessage>> {
+    let mut lanes: Vec<Vec<IncomingMessage>> = Vec::new();
+    for message in batch {
+        match lanes.iter_mut().find(|lane| lane[0].key == message.key) {
+            Some(lane) => lane.push(message),
+            None => lanes.push(vec![message]),
+        }
+    }
+    lanes
+}
+
+/// Runs the handler on one message; `false` asks for redelivery.
+async fn handle_one<H: MessageHandler>(
+    handler: &H,
+    message: IncomingMessage,
+    group: &str,
+    dead_letters: Option<&DatabaseConnection>,
+) -> bool {
+    let span = tracing::info_span!(
+        "consume",
+        group,
+        topic = %message.topic,
+        tag = %message.tag,
+        order_no = %message.key,
+        message_id = %message.message_id,
+        attempt = message.reconsume_times,
+    );
+    if let Some(traceparent) = &message.traceparent {
+        crate::telemetry::set_parent(&span, traceparent);
+    }
+    let result = handler
+        .handle(message.clone())
+        .instrument(span.clone())
+        .await;
+    match result {
+        Ok(()) => true,
+        Err(HandleError::Retry(reason)) => {
+            tracing::warn!(parent: &span, %reason, "handler failed; the broker will redeliver");
+            false
+        }
+        Err(HandleError::Reject(reason)) => {
+            tracing::error!(parent: &span, %reason, "message rejected; publishing it as a dead letter");
+            let Some(db) = dead_letters else { return true };
+            match dead_letter::reject(db, group, &message, &reason)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(()) => true,
+                Err(err) => {
                     tracing::warn!(parent: &span, error = %err, "cannot record the dead letter; the broker will redeliver");
-                    all_done = false;
+                    false
                 }
             }
         }
     }
-    all_done
 }
 
 fn incoming(namespace: &Namespace, msg: &MessageExt) -> IncomingMessage {
@@ -244,5 +277,44 @@ fn incoming(namespace: &Namespace, msg: &MessageExt) -> IncomingMessage {
         broker_message_id: msg.msg_id().to_string(),
         queue_id: msg.queue_id(),
         delivered_from: namespace.strip(msg.topic().as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(key: &str, id: &str) -> IncomingMessage {
+        IncomingMessage {
+            topic: "T".into(),
+            tag: "X".into(),
+            key: key.into(),
+            message_id: id.into(),
+            saga_id: None,
+            step: None,
+            attempt: 0,
+            traceparent: None,
+            body: Default::default(),
+            reconsume_times: 0,
+            broker_message_id: id.into(),
+            queue_id: 0,
+            delivered_from: "T".into(),
+        }
+    }
+
+    #[test]
+    fn a_batch_splits_by_key_and_keeps_each_keys_order() {
+        let batch = ["a1", "b1", "a2", "c1", "b2", "a3"]
+            .iter()
+            .map(|id| message(&id[..1], id))
+            .collect();
+        let lanes: Vec<Vec<String>> = by_key(batch)
+            .into_iter()
+            .map(|lane| lane.into_iter().map(|m| m.message_id).collect())
+            .collect();
+        assert_eq!(
+            lanes,
+            [vec!["a1", "a2", "a3"], vec!["b1", "b2"], vec!["c1"]]
+        );
     }
 }

@@ -58,6 +58,11 @@ pub struct Args {
     /// Buyers at once.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// HTTP/2 connections to order-svc the buyers are spread over (buyers of a real sale come
+    /// on connections of their own; one connection carries every frame through one task at
+    /// each end).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    connections: u16,
     /// Percent of reserved buyers who pay.
     #[arg(long, default_value_t = 60)]
     pay: usize,
@@ -197,8 +202,12 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
     println!("warmed up: one order paid and confirmed in {warming:.1?}");
     let idle = system.map(System::usage);
 
+    let mut lanes = vec![orders.clone()];
+    for _ in 1..args.connections {
+        lanes.push(OrderServiceClient::new(connect(&order_addr).await?));
+    }
     let crowd = Crowd::new(
-        orders.clone(),
+        lanes,
         on_sale.tier_id,
         plans,
         Duration::from_secs(args.wait_secs),
@@ -336,6 +345,7 @@ fn report(
             tickets: args.tickets,
             buyers: args.buyers,
             concurrency: args.concurrency,
+            connections: args.connections,
             pay_percent: args.pay,
             cancel_percent: args.cancel,
             spawned: args.spawn,

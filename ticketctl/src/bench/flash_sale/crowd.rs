@@ -37,7 +37,8 @@ pub struct Buyer {
 /// What every buyer of the crowd shares.
 #[derive(Clone)]
 pub struct Crowd {
-    orders: OrderServiceClient<Channel>,
+    /// Clients on connections of their own; buyer `i` uses `i % len`.
+    orders: Arc<[OrderServiceClient<Channel>]>,
     tier_id: i64,
     plans: Arc<Plans>,
     started: Instant,
@@ -52,17 +53,19 @@ pub fn micros(elapsed: Duration) -> u64 {
 }
 
 impl Crowd {
-    /// Buyers of `tier_id`; each waits at most `within` for each change of its order. With
-    /// `wait_for_decision`, CreateOrder itself answers with the saga's decision.
+    /// Buyers of `tier_id`, spread over the connections of `orders`; each waits at most
+    /// `within` for each change of its order. With `wait_for_decision`, CreateOrder itself
+    /// answers with the saga's decision.
     pub fn new(
-        orders: OrderServiceClient<Channel>,
+        orders: Vec<OrderServiceClient<Channel>>,
         tier_id: i64,
         plans: Plans,
         within: Duration,
         wait_for_decision: bool,
     ) -> Self {
+        assert!(!orders.is_empty(), "a crowd needs a connection");
         Self {
-            orders,
+            orders: orders.into(),
             tier_id,
             plans: Arc::new(plans),
             started: Instant::now(),
@@ -104,7 +107,7 @@ impl Crowd {
     }
 
     async fn follow(&self, i: usize, buyer: &mut Buyer) -> anyhow::Result<()> {
-        let mut orders = self.orders.clone();
+        let mut orders = self.orders[i % self.orders.len()].clone();
         let sent = Instant::now();
         let created = orders
             .create_order(pb::CreateOrderRequest {

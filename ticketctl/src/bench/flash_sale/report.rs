@@ -51,6 +51,8 @@ pub struct Setup {
     pub tickets: i64,
     pub buyers: usize,
     pub concurrency: usize,
+    /// HTTP/2 connections to order-svc.
+    pub connections: u16,
     pub pay_percent: usize,
     pub cancel_percent: usize,
     pub spawned: bool,
@@ -147,11 +149,12 @@ impl Report {
     pub fn print(&self) {
         let s = &self.setup;
         println!(
-            "\nflash sale: {} tickets, {} buyers, {} at once; reserved buyers pay {}%, cancel {}%, \
+            "\nflash sale: {} tickets, {} buyers, {} at once over {} connection(s); reserved buyers pay {}%, cancel {}%, \
              let the deadline pass {}%{}",
             s.tickets,
             s.buyers,
             s.concurrency,
+            s.connections,
             s.pay_percent,
             s.cancel_percent,
             100 - s.pay_percent - s.cancel_percent,
