@@ -111,9 +111,7 @@ impl Bootstrap {
         // Accepted connections send at once (TCP_NODELAY): with Nagle on, a response's later
         // frames waited for the client's delayed ACK, ~40 ms per call at low load.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        router
-            .serve_with_incoming_shutdown(incoming, stop)
-            .await?;
+        router.serve_with_incoming_shutdown(incoming, stop).await?;
         Ok(())
     }
 }
