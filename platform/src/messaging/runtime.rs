@@ -96,6 +96,9 @@ impl MessagingConfig {
             poll_name_server_interval: millis_u32(self.route_refresh),
             heartbeat_broker_interval: 10_000,
             persist_consumer_offset_interval: 1_000,
+            // Pull answers are handed on through this many permits; the client's default, one
+            // per CPU, made pulled messages wait under load (docs/BENCHMARKS.md).
+            client_callback_executor_threads: 8,
             ..ClientConfig::default()
         };
         config.instance_name = format!(
