@@ -18,8 +18,10 @@ use super::{MessagingError, MessagingRuntime};
 
 /// How long a topic's queue list is trusted before it is fetched again.
 const QUEUE_CACHE_TTL: Duration = Duration::from_secs(10);
-/// Queues per topic when the publisher creates a topic.
-const TOPIC_QUEUES: i32 = 8;
+/// Queues per topic when the publisher creates a topic. A relay round sends one request per
+/// queue it touches, and the broker admits `min(CPUs, 8)` sends at once: fewer queues, fewer
+/// requests waiting there (docs/BENCHMARKS.md). A topic that exists keeps its queues.
+const TOPIC_QUEUES: i32 = 4;
 /// A single send request carries at most this many messages.
 const MAX_BATCH: usize = 64;
 
