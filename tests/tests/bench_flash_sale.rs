@@ -14,36 +14,50 @@ fn field<'a>(report: &'a Json, path: &[&str]) -> &'a Json {
     })
 }
 
-#[tokio::test]
-async fn a_spawned_flash_sale_sells_correctly_and_reports_every_figure() {
-    let json = std::env::temp_dir().join(format!("{}.json", e2e::unique("bench-flash-sale-")));
+/// Runs `ticketctl bench <args>` against the shared stack (its admin token, name server,
+/// Postgres and Redis) and returns the JSON report it wrote.
+fn bench_report(prefix: &str, args: &[&str]) -> Json {
+    let json = std::env::temp_dir().join(format!("{}.json", e2e::unique(prefix)));
     let json_arg = json.display().to_string();
-    e2e::ticketctl([
-        "bench",
-        "flash-sale",
-        "--spawn",
-        "--buyers",
-        "300",
-        "--tickets",
-        "50",
-        "--concurrency",
-        "50",
-        "--payment-window-secs",
-        "5",
+    let (name_server, postgres, redis) =
+        (e2e::name_server(), e2e::postgres_server(), e2e::redis_url());
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
         "--token",
         e2e::stock::TOKEN,
         "--name-server",
-        &e2e::name_server(),
+        &name_server,
         "--postgres",
-        &e2e::postgres_server(),
+        &postgres,
         "--redis",
-        &e2e::redis_url(),
+        &redis,
         "--json",
         &json_arg,
     ]);
+    e2e::ticketctl(all);
     let text = std::fs::read_to_string(&json).expect("the JSON report");
     let _ = std::fs::remove_file(&json);
-    let report: Json = text.parse().expect("the report is JSON");
+    text.parse().expect("the report is JSON")
+}
+
+#[tokio::test]
+async fn a_spawned_flash_sale_sells_correctly_and_reports_every_figure() {
+    let report = bench_report(
+        "bench-flash-sale-",
+        &[
+            "flash-sale",
+            "--spawn",
+            "--buyers",
+            "300",
+            "--tickets",
+            "50",
+            "--concurrency",
+            "50",
+            "--payment-window-secs",
+            "5",
+        ],
+    );
 
     let checks = field(&report, &["checks"]).as_array().expect("a list");
     assert!(checks.len() >= 5, "{checks:?}");
@@ -92,34 +106,21 @@ async fn a_spawned_flash_sale_sells_correctly_and_reports_every_figure() {
 
 #[tokio::test]
 async fn a_compare_sells_the_same_sale_both_ways_correctly_and_reports_the_ratios() {
-    let json = std::env::temp_dir().join(format!("{}.json", e2e::unique("bench-compare-")));
-    let json_arg = json.display().to_string();
-    e2e::ticketctl([
-        "bench",
-        "compare",
-        "--no-ceilings",
-        "--buyers",
-        "200",
-        "--tickets",
-        "40",
-        "--concurrency",
-        "40",
-        "--payment-window-secs",
-        "5",
-        "--token",
-        e2e::stock::TOKEN,
-        "--name-server",
-        &e2e::name_server(),
-        "--postgres",
-        &e2e::postgres_server(),
-        "--redis",
-        &e2e::redis_url(),
-        "--json",
-        &json_arg,
-    ]);
-    let text = std::fs::read_to_string(&json).expect("the JSON report");
-    let _ = std::fs::remove_file(&json);
-    let report: Json = text.parse().expect("the report is JSON");
+    let report = bench_report(
+        "bench-compare-",
+        &[
+            "compare",
+            "--no-ceilings",
+            "--buyers",
+            "200",
+            "--tickets",
+            "40",
+            "--concurrency",
+            "40",
+            "--payment-window-secs",
+            "5",
+        ],
+    );
     for (design, synchronous) in [("asynchronous", false), ("synchronous", true)] {
         assert_eq!(
             field(&report, &[design, "all_passed"]),
