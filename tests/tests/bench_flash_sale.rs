@@ -95,6 +95,23 @@ async fn a_spawned_flash_sale_sells_correctly_and_reports_every_figure() {
     ] {
         field(&report, path);
     }
+    // Every accepted order's decision, stage by stage, adds up to the whole.
+    let stages = field(&report, &["messages", "decision_stages"]);
+    let measured = field(stages, &["orders"]).as_u64().expect("a count");
+    assert!(
+        measured > 0 && measured <= count(&["accepted"]),
+        "{measured} orders' stages of {} accepted",
+        count(&["accepted"])
+    );
+    let stages = field(stages, &["stages"]).as_array().expect("a list");
+    let mean = |stage: &Json| field(stage, &["mean_ms"]).as_f64().expect("a mean");
+    let (whole, parts) = stages.split_last().expect("stages");
+    let sum: f64 = parts.iter().map(mean).sum();
+    assert!(
+        parts.len() == 9 && (sum - mean(whole)).abs() < 1.0,
+        "the stages' means add up to {sum} ms, the whole is {} ms: {stages:?}",
+        mean(whole)
+    );
     let services = field(&report, &["resources"]).as_array().expect("a list");
     assert_eq!(services.len(), 4, "every spawned service measured");
     for service in services {

@@ -12,6 +12,7 @@ mod crowd;
 mod messages;
 mod report;
 mod spawn;
+mod stages;
 mod usage;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -256,7 +257,11 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
     let messages = match system {
         Some(system) => {
             let sale: HashSet<String> = order_nos.iter().cloned().collect();
-            Some(messages::count(system.databases(), &sale, &paid).await?)
+            let decided: HashMap<String, i64> = buyers
+                .iter()
+                .filter_map(|b| Some((b.order.as_ref()?.order_no.clone(), b.decided_wall_us?)))
+                .collect();
+            Some(messages::count(system.databases(), &sale, &paid, &decided).await?)
         }
         None => None,
     };

@@ -27,6 +27,9 @@ pub struct Buyer {
     pub decided_at: Option<Duration>,
     /// CreateOrder answered to the decision seen.
     pub decision_us: Option<u64>,
+    /// When the saga's decision was seen, µs since the epoch (to set beside the services'
+    /// own times).
+    pub decided_wall_us: Option<i64>,
     /// When PayOrder answered, and when CONFIRMED was seen, since the sale started.
     pub paid_at: Option<Duration>,
     pub confirmed_at: Option<Duration>,
@@ -137,6 +140,10 @@ impl Crowd {
             buyers::watch_until(&mut orders, &order_no, buyers::is_decided, self.within).await?
         };
         buyer.decision_us = Some(micros(accepted.elapsed()));
+        buyer.decided_wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|since| i64::try_from(since.as_micros()).ok());
         self.decided(buyer);
         let reserved = order.status() == pb::OrderStatus::AwaitingPayment;
         buyer.order = Some(order.clone());

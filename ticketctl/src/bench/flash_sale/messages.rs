@@ -22,6 +22,7 @@ use serde::Serialize;
 use ticket_platform::db::{self, DatabaseConfig};
 
 use super::spawn::Service;
+use super::stages::{self, DecisionStages};
 use crate::bench::percentile_ms;
 
 /// The broker figures of a sale.
@@ -45,6 +46,8 @@ pub struct MessageFigures {
     pub relay_delay_p99_ms: f64,
     /// The same per service whose outbox it is: (p50, p99) ms.
     pub relay_delay_by_service_ms: BTreeMap<String, (f64, f64)>,
+    /// Where the accepted orders' decisions spent their time.
+    pub decision_stages: DecisionStages,
 }
 
 /// One outbox row: its message id, its key, and when it was marked sent (µs since the epoch).
@@ -56,24 +59,19 @@ struct Sent {
 }
 
 /// Reads every service's outbox and inbox and counts the messages of the sale's orders
-/// (`sale`, one saga each); `paid` are the order numbers of its confirmed orders.
+/// (`sale`, one saga each); `paid` are the order numbers of its confirmed orders, `decided`
+/// when each accepted order's buyer saw the decision (µs since the epoch).
 pub async fn count(
     databases: &[(Service, String)],
     sale: &HashSet<String>,
     paid: &HashSet<String>,
+    decided: &HashMap<String, i64>,
 ) -> anyhow::Result<MessageFigures> {
     let mut sent: Vec<(Service, Sent)> = Vec::new();
     // message id -> (the service that handled it, when, µs since the epoch)
     let mut handled: HashMap<String, Vec<(Service, i64)>> = HashMap::new();
     for (service, url) in databases {
-        let conn = db::connect(&DatabaseConfig {
-            url: url.clone(),
-            max_connections: 1,
-            migrate_on_start: false,
-            acquire_timeout: std::time::Duration::from_secs(10),
-        })
-        .await
-        .with_context(|| format!("connect to the database of {}", service.binary()))?;
+        let conn = open(*service, url).await?;
         for row in outbox(&conn).await? {
             if sale.contains(&row.key) {
                 sent.push((*service, row));
@@ -135,7 +133,20 @@ pub async fn count(
         relay_delay_p50_ms: relay_p50,
         relay_delay_p99_ms: relay_p99,
         relay_delay_by_service_ms: relay_by_service,
+        decision_stages: stages::measure(databases, decided).await?,
     })
+}
+
+/// One connection to the database of a spawned service.
+pub(super) async fn open(service: Service, url: &str) -> anyhow::Result<DatabaseConnection> {
+    db::connect(&DatabaseConfig {
+        url: url.to_owned(),
+        max_connections: 1,
+        migrate_on_start: false,
+        acquire_timeout: std::time::Duration::from_secs(10),
+    })
+    .await
+    .with_context(|| format!("connect to the database of {}", service.binary()))
 }
 
 async fn outbox(conn: &DatabaseConnection) -> anyhow::Result<Vec<Sent>> {

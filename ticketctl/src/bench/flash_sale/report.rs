@@ -247,6 +247,20 @@ impl Report {
                             .join(", ")
                     ),
                 );
+                let stages = &m.decision_stages;
+                // None over the synchronous chain: its commands leave no outbox rows.
+                for stage in stages.stages.iter().filter(|_| stages.orders > 0) {
+                    row(
+                        &format!("decision stage: {}", stage.name),
+                        format!(
+                            "p50 {} / p99 {} / mean {} ms ({} orders)",
+                            num(stage.p50_ms, 1),
+                            num(stage.p99_ms, 1),
+                            num(stage.mean_ms, 1),
+                            stages.orders
+                        ),
+                    );
+                }
             }
             None => row(
                 "messages, consume delay",

@@ -13,16 +13,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use ticket_platform::messaging::OutgoingMessage;
 use ticket_platform::outbox;
 use ticket_proto::saga::v1::{Command, Reply};
 
 use super::definition::{SagaType, StepKind, StepName};
-use super::log::{self, Action, SagaRow, Timer};
-use super::machine::{Effect, Machine, Refused, Saga, Signal, State, TimerKind};
+use super::log::{self, Action, SagaRow};
+use super::machine::{Effect, Machine, Refused, Saga, Signal, State};
 use crate::dispatch::{Calls, Dispatcher};
 use crate::error::Error;
+
+mod row;
+mod timers;
 
 type SagaOf<T> = Saga<<T as SagaType>::Step, <T as SagaType>::Data>;
 
@@ -109,7 +112,7 @@ impl<T: SagaType> Engine<T> {
         };
         self.atomically(async |txn, calls| {
             if let Some(row) = log::insert(txn, &new).await? {
-                let mut saga = self.read(&row)?;
+                let mut saga = row::read::<T>(&row)?;
                 let mut machine = Machine::new(self.saga_type(), Utc::now());
                 machine.start(&mut saga);
                 self.write(txn, calls, row, saga, machine.effects).await?;
@@ -145,7 +148,7 @@ impl<T: SagaType> Engine<T> {
                 &reply.detail,
             )
             .await?;
-            let mut saga = self.read(&row)?;
+            let mut saga = row::read::<T>(&row)?;
             let current = saga.step.as_str() == reply.step && saga.attempt == attempt;
             let awaited = matches!(saga.state, State::Running | State::Compensating);
             if first && current && awaited {
@@ -166,84 +169,12 @@ impl<T: SagaType> Engine<T> {
             let Some(row) = log::lock_by_order(txn, order_no).await? else {
                 return Ok(());
             };
-            let mut saga = self.read(&row)?;
+            let mut saga = row::read::<T>(&row)?;
             let mut machine = Machine::new(self.saga_type(), Utc::now());
             if machine.signal(&mut saga, signal) {
                 self.write(txn, calls, row, saga, machine.effects).await?;
             }
             Ok(())
-        })
-        .await
-    }
-
-    /// Claims up to `limit` due timers for this replica, for `lease`.
-    pub async fn claim_timers(
-        &self,
-        limit: usize,
-        lease: std::time::Duration,
-    ) -> Result<Vec<Timer>, Error> {
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-        let saga_type = self.saga_type().declaration().name;
-        Ok(
-            log::claim_due_timers(&self.inner.db, saga_type, limit, lease_ms, self.replica())
-                .await?,
-        )
-    }
-
-    /// Fires one claimed timer ([`Engine::fire`]); a timer that could not fire goes back to the
-    /// poll a second later, and one whose saga the engine cannot act on parks that saga.
-    pub async fn fire_or_release(&self, timer: &Timer) -> Result<bool, Error> {
-        match self.fire(timer).await {
-            Err(Error::Corrupt(what)) => {
-                tracing::error!(saga_id = %timer.saga_id, error = %what, "a saga the engine cannot act on; parked for an operator");
-                let txn = self.inner.db.begin().await?;
-                log::park_broken(
-                    &txn,
-                    &timer.saga_id,
-                    &format!("the engine cannot act on it: {what}"),
-                )
-                .await?;
-                log::mark_fired(&txn, timer.id, self.replica()).await?;
-                txn.commit().await?;
-                Ok(true)
-            }
-            Err(err) => {
-                log::release_timer(&self.inner.db, timer.id, 1_000).await?;
-                Err(err)
-            }
-            fired => fired,
-        }
-    }
-
-    /// Fires one claimed timer in a transaction of its own; `false` when another replica had
-    /// fired it already.
-    #[tracing::instrument(skip_all, fields(saga_id = %timer.saga_id, kind = %timer.kind))]
-    pub async fn fire(&self, timer: &Timer) -> Result<bool, Error> {
-        self.atomically(async |txn, calls| {
-            // A saga another transaction holds longer than this is left for the next poll; the
-            // timer does not hold a connection and a poller's place meanwhile.
-            txn.execute_unprepared("SET LOCAL lock_timeout = '5s'").await?;
-            let row = log::lock(txn, &timer.saga_id).await?;
-            if !log::mark_fired(txn, timer.id, self.replica()).await? {
-                return Ok(false);
-            }
-            let Some(row) = row.filter(|r| r.saga_type == self.saga_type().declaration().name)
-            else {
-                return Ok(true);
-            };
-            let kind = TimerKind::parse(&timer.kind)
-                .ok_or_else(|| Error::Corrupt(format!("timer kind {}", timer.kind)))?;
-            let step = parse_step::<T::Step>(&timer.step)?;
-            let mut saga = self.read(&row)?;
-            let mut machine = Machine::new(self.saga_type(), Utc::now());
-            if machine.timer(&mut saga, kind, step, timer.attempt) {
-                if kind == TimerKind::StepTimeout {
-                    tracing::warn!(saga_id = %row.saga_id, step = %timer.step, attempt = timer.attempt, "step timed out");
-                }
-                self.write(txn, calls, row, saga, machine.effects).await?;
-            }
-            Ok(true)
         })
         .await
     }
@@ -261,7 +192,7 @@ impl<T: SagaType> Engine<T> {
             let Some(row) = log::lock(txn, saga_id).await? else {
                 return Err(Error::NotFound(format!("saga {saga_id} does not exist")));
             };
-            let mut saga = self.read(&row)?;
+            let mut saga = row::read::<T>(&row)?;
             let step = saga.step.as_str();
             let mut machine = Machine::new(self.saga_type(), Utc::now());
             let (done, recorded) = match action {
@@ -338,30 +269,6 @@ impl<T: SagaType> Engine<T> {
         })
     }
 
-    /// The machine's view of a log row.
-    fn read(&self, row: &SagaRow) -> Result<SagaOf<T>, Error> {
-        let corrupt = |what: String| Error::Corrupt(format!("saga {}: {what}", row.saga_id));
-        let compensations: Vec<String> = serde_json::from_value(row.compensations.clone())
-            .map_err(|err| corrupt(format!("compensations: {err}")))?;
-        Ok(Saga {
-            state: State::parse(&row.state)
-                .ok_or_else(|| corrupt(format!("state {}", row.state)))?,
-            step: parse_step(&row.step)?,
-            attempt: row.attempt,
-            attempt_base: row.attempt_base,
-            compensations: compensations
-                .iter()
-                .map(|s| parse_step(s))
-                .collect::<Result<_, _>>()?,
-            passed_pivot: row.passed_pivot,
-            abort_requested: row.abort_requested,
-            deadline: row.deadline,
-            incident: row.incident.clone(),
-            data: serde_json::from_value(row.data.clone())
-                .map_err(|err| corrupt(format!("data: {err}")))?,
-        })
-    }
-
     /// Saves the saga and carries out the machine's effects, in `txn`.
     async fn write(
         &self,
@@ -398,22 +305,7 @@ impl<T: SagaType> Engine<T> {
                 }
             }
         }
-        row.state = saga.state.as_str().to_owned();
-        row.step = saga.step.as_str().to_owned();
-        row.attempt = saga.attempt;
-        row.attempt_base = saga.attempt_base;
-        row.compensations = serde_json::json!(
-            saga.compensations
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-        );
-        row.passed_pivot = saga.passed_pivot;
-        row.abort_requested = saga.abort_requested;
-        row.deadline = saga.deadline;
-        row.incident = saga.incident;
-        row.data = serde_json::to_value(&saga.data)
-            .map_err(|err| Error::Corrupt(format!("saga data: {err}")))?;
+        row::apply::<T>(&mut row, &saga)?;
         log::save(txn, &row).await?;
         Ok(())
     }
@@ -470,10 +362,6 @@ impl<T: SagaType> Engine<T> {
         outbox::enqueue(txn, &[message]).await?;
         Ok(())
     }
-}
-
-fn parse_step<S: StepName>(text: &str) -> Result<S, Error> {
-    S::parse(text).ok_or_else(|| Error::Corrupt(format!("unknown step {text}")))
 }
 
 /// A command in a line, for the step history.
