@@ -161,11 +161,34 @@ impl<H: MessageHandler> MessageListenerConcurrently for Listener<H> {
     ) -> ClientResult<ConsumeConcurrentlyStatus> {
         let batch: Vec<IncomingMessage> =
             msgs.iter().map(|m| incoming(&self.namespace, m)).collect();
+        let listened = std::time::Instant::now();
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            // How long the batch took from the broker's store to this listener (the broker's
+            // pull and the client), for `ticketctl bench flash-sale --keep-logs`.
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let waited = msgs.iter().map(|m| now_ms - m.store_timestamp());
+            let sent = msgs
+                .iter()
+                .map(|m| m.store_timestamp() - m.born_timestamp());
+            tracing::debug!(
+                group = %self.group,
+                messages = msgs.len(),
+                born_to_store_max_ms = sent.max().unwrap_or(0),
+                store_to_listener_max_ms = waited.clone().max().unwrap_or(0),
+                store_to_listener_min_ms = waited.min().unwrap_or(0),
+                "batch pulled"
+            );
+        }
         let handler = Arc::clone(&self.handler);
         let dead_letters = self.dead_letters.clone();
         let group = self.group.clone();
         let (done, outcome) = tokio::sync::oneshot::channel();
         self.app.spawn(async move {
+            tracing::debug!(
+                %group,
+                listener_to_handlers_ms = listened.elapsed().as_secs_f64() * 1000.0,
+                "batch handed to the handlers"
+            );
             let _ = done.send(handle_batch(&*handler, batch, &group, dead_letters.as_ref()).await);
         });
         // An unanswered oneshot means the service's runtime is shutting down: redeliver later.

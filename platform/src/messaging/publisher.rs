@@ -18,10 +18,6 @@ use super::{MessagingError, MessagingRuntime};
 
 /// How long a topic's queue list is trusted before it is fetched again.
 const QUEUE_CACHE_TTL: Duration = Duration::from_secs(10);
-/// Queues per topic when the publisher creates a topic. A relay round sends one request per
-/// queue it touches, and the broker admits `min(CPUs, 8)` sends at once: fewer queues, fewer
-/// requests waiting there (docs/BENCHMARKS.md). A topic that exists keeps its queues.
-const TOPIC_QUEUES: i32 = 4;
 /// A single send request carries at most this many messages.
 const MAX_BATCH: usize = 64;
 
@@ -47,7 +43,7 @@ impl Publisher {
             .producer_group(group_name.clone())
             .send_msg_timeout(u32::try_from(config.send_timeout.as_millis()).unwrap_or(u32::MAX))
             .retry_times_when_send_failed(1)
-            .default_topic_queue_nums(TOPIC_QUEUES as u32)
+            .default_topic_queue_nums(config.topic_queues)
             .build();
         producer
             .start()
@@ -75,7 +71,7 @@ impl Publisher {
         let mut producer = self.producer.write().await;
         for topic in topics {
             let name = self.runtime.config().namespace.qualify(topic);
-            create_topic(&mut producer, &name).await?;
+            create_topic(&mut producer, &name, self.runtime.config().topic_queues).await?;
         }
         Ok(())
     }
@@ -170,7 +166,8 @@ impl Publisher {
                     Ok(queues) if !queues.is_empty() => queues,
                     // A topic nobody created yet: create it, then ask again.
                     _ => {
-                        if let Err(err) = create_topic(&mut producer, topic).await {
+                        let queues = self.runtime.config().topic_queues;
+                        if let Err(err) = create_topic(&mut producer, topic, queues).await {
                             tracing::warn!(error = %err, "publishing to a topic that did not exist");
                         }
                         producer
@@ -208,11 +205,20 @@ impl Publisher {
     }
 }
 
-/// Creates a (qualified) topic through the broker's auto-create topic; an existing topic is
-/// left as it is.
-async fn create_topic(producer: &mut DefaultMQProducer, name: &str) -> Result<(), MessagingError> {
+/// Creates a (qualified) topic of `queues` queues through the broker's auto-create topic; an
+/// existing topic is left as it is.
+async fn create_topic(
+    producer: &mut DefaultMQProducer,
+    name: &str,
+    queues: u32,
+) -> Result<(), MessagingError> {
     producer
-        .create_topic("TBW102", name, TOPIC_QUEUES, HashMap::new())
+        .create_topic(
+            "TBW102",
+            name,
+            i32::try_from(queues).unwrap_or(i32::MAX),
+            HashMap::new(),
+        )
         .await
         .map_err(|err| MessagingError::Publish {
             topic: name.to_owned(),

@@ -29,6 +29,12 @@ pub struct MessagingConfig {
     pub consume_batch: u32,
     /// Concurrent listener calls per consumer.
     pub consume_threads: u32,
+    /// Queues of a topic the publisher creates (a topic that exists keeps its own). A relay
+    /// round sends one request per queue it touches and the broker admits `min(CPUs, 8)` sends
+    /// at once, so fewer queues mean fewer requests waiting there; a consumer group's replicas
+    /// share a topic's queues, so a topic needs at least as many queues as replicas consume it
+    /// (docs/BENCHMARKS.md).
+    pub topic_queues: u32,
     /// Per-send timeout.
     pub send_timeout: Duration,
     /// How often clients refresh topic routes: short, so producers find a restarted broker
@@ -44,6 +50,7 @@ impl Default for MessagingConfig {
             max_reconsume_times: 16,
             consume_batch: 32,
             consume_threads: 16,
+            topic_queues: 4,
             send_timeout: Duration::from_secs(3),
             route_refresh: Duration::from_secs(10),
         }
@@ -65,6 +72,7 @@ impl MessagingConfig {
             max_reconsume_times: source.get("messaging.max_reconsume_times", d.max_reconsume_times),
             consume_batch: source.get("messaging.consume_batch", d.consume_batch),
             consume_threads: source.get("messaging.consume_threads", d.consume_threads),
+            topic_queues: source.get("messaging.topic_queues", d.topic_queues),
             send_timeout: source.millis("messaging.send_timeout_ms", d.send_timeout),
             route_refresh: source.millis("messaging.route_refresh_ms", d.route_refresh),
         };
@@ -76,6 +84,9 @@ impl MessagingConfig {
         }
         if !(1..=256).contains(&config.consume_threads) {
             source.invalid("messaging.consume_threads", "must be between 1 and 256");
+        }
+        if !(1..=64).contains(&config.topic_queues) {
+            source.invalid("messaging.topic_queues", "must be between 1 and 64");
         }
         if !(Duration::from_secs(10)..=Duration::from_secs(600)).contains(&config.route_refresh) {
             source.invalid(
@@ -190,5 +201,34 @@ impl Drop for MessagingRuntime {
         if let Some(owner) = owner {
             let _ = owner.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> (MessagingConfig, Result<(), String>) {
+        let vars: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut source = ConfigSource::from_pairs("T", vars);
+        let config = MessagingConfig::load(&mut source);
+        (config, source.finish().map_err(|err| err.to_string()))
+    }
+
+    #[test]
+    fn topic_queues_are_a_setting_with_bounds() {
+        let (config, checked) = load(&[]);
+        assert_eq!((config.topic_queues, checked), (4, Ok(())));
+        let (config, checked) = load(&[("T_MESSAGING__TOPIC_QUEUES", "2")]);
+        assert_eq!((config.topic_queues, checked), (2, Ok(())));
+        let (_, checked) = load(&[("T_MESSAGING__TOPIC_QUEUES", "0")]);
+        let error = checked.expect_err("0 queues");
+        assert!(
+            error.contains("T_MESSAGING__TOPIC_QUEUES") && error.contains("between 1 and 64"),
+            "{error}"
+        );
     }
 }
