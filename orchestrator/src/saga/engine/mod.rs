@@ -225,7 +225,12 @@ impl<T: SagaType> Engine<T> {
         &self,
         change: impl AsyncFnOnce(&DatabaseTransaction, &mut Calls) -> Result<R, Error>,
     ) -> Result<R, Error> {
+        let asked = std::time::Instant::now();
         let txn = self.inner.db.begin().await?;
+        tracing::debug!(
+            begin_ms = asked.elapsed().as_secs_f64() * 1000.0,
+            "saga transaction begun"
+        );
         let mut calls = Calls::new();
         let value = change(&txn, &mut calls).await?;
         txn.commit().await?;
