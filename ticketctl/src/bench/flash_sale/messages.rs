@@ -50,12 +50,15 @@ pub struct MessageFigures {
     pub decision_stages: DecisionStages,
 }
 
-/// One outbox row: its message id, its key, and when it was marked sent (µs since the epoch).
-struct Sent {
-    message_id: String,
-    key: String,
-    created_us: i64,
-    sent_us: Option<i64>,
+/// One outbox row: its message id, key, tag and attempt, when it was written and when it was
+/// marked sent (µs since the epoch).
+pub(super) struct Sent {
+    pub message_id: String,
+    pub key: String,
+    pub tag: String,
+    pub attempt: i32,
+    pub created_us: i64,
+    pub sent_us: Option<i64>,
 }
 
 /// Reads every service's outbox and inbox and counts the messages of the sale's orders
@@ -70,8 +73,12 @@ pub async fn count(
     let mut sent: Vec<(Service, Sent)> = Vec::new();
     // message id -> (the service that handled it, when, µs since the epoch)
     let mut handled: HashMap<String, Vec<(Service, i64)>> = HashMap::new();
+    let mut sagas = HashMap::new();
     for (service, url) in databases {
         let conn = open(*service, url).await?;
+        if *service == Service::Orchestrator {
+            sagas = stages::saga_times(&conn).await?;
+        }
         for row in outbox(&conn).await? {
             if sale.contains(&row.key) {
                 sent.push((*service, row));
@@ -133,12 +140,12 @@ pub async fn count(
         relay_delay_p50_ms: relay_p50,
         relay_delay_p99_ms: relay_p99,
         relay_delay_by_service_ms: relay_by_service,
-        decision_stages: stages::measure(databases, decided).await?,
+        decision_stages: stages::measure(&sent, &handled, &sagas, decided),
     })
 }
 
 /// One connection to the database of a spawned service.
-pub(super) async fn open(service: Service, url: &str) -> anyhow::Result<DatabaseConnection> {
+async fn open(service: Service, url: &str) -> anyhow::Result<DatabaseConnection> {
     db::connect(&DatabaseConfig {
         url: url.to_owned(),
         max_connections: 1,
@@ -153,7 +160,7 @@ async fn outbox(conn: &DatabaseConnection) -> anyhow::Result<Vec<Sent>> {
     let rows = conn
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT message_id::text AS message_id, message_key, \
+            "SELECT message_id::text AS message_id, message_key, tag, attempt, \
              (EXTRACT(EPOCH FROM created_at) * 1000000)::int8 AS created_us, \
              (EXTRACT(EPOCH FROM sent_at) * 1000000)::int8 AS sent_us FROM outbox",
         ))
@@ -164,6 +171,8 @@ async fn outbox(conn: &DatabaseConnection) -> anyhow::Result<Vec<Sent>> {
             Ok(Sent {
                 message_id: row.try_get("", "message_id")?,
                 key: row.try_get("", "message_key")?,
+                tag: row.try_get("", "tag")?,
+                attempt: row.try_get("", "attempt")?,
                 created_us: row.try_get("", "created_us")?,
                 sent_us: row.try_get("", "sent_us")?,
             })

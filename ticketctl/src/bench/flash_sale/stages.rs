@@ -1,5 +1,6 @@
-//! Where an accepted order's decision spends its time, stage by stage, read from the spawned
-//! services' databases and the buyer's own clock (one host, one clock). The decision runs:
+//! Where an accepted order's decision spends its time, stage by stage, from the outbox and
+//! inbox rows `super::messages` read, the orchestrator's saga log and the buyer's own clock
+//! (one host, one clock). The decision runs:
 //!
 //! 1. order-svc writes ORDER_CREATED with the order; its relay round begins;
 //! 2. the orchestrator starts the saga on it, writing STOCK_DEDUCT; its relay round begins;
@@ -19,8 +20,9 @@ use std::collections::HashMap;
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::Serialize;
+use ticket_platform::messaging::tag;
 
-use super::messages::open;
+use super::messages::Sent;
 use super::spawn::Service;
 use crate::bench::percentile_ms;
 
@@ -54,127 +56,85 @@ const NAMES: [&str; 10] = [
     "all: ORDER_CREATED written → decision seen",
 ];
 
-/// One row of a query: a key (an order number or a message id), maybe a message id, and up to
-/// two times in µs since the epoch.
-struct Row {
-    key: String,
-    id: Option<String>,
-    a: Option<i64>,
-    b: Option<i64>,
+/// A saga's start and its deduct's first reply, as the orchestrator's log has them (µs since
+/// the epoch).
+pub struct SagaTimes {
+    pub started_us: i64,
+    pub deduct_replied_us: Option<i64>,
 }
 
-async fn rows(conn: &DatabaseConnection, sql: &str) -> anyhow::Result<Vec<Row>> {
-    let found = conn
-        .query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+/// Every saga's times, by order number, from the orchestrator's database.
+pub async fn saga_times(conn: &DatabaseConnection) -> anyhow::Result<HashMap<String, SagaTimes>> {
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT s.order_no, \
+             (EXTRACT(EPOCH FROM s.created_at) * 1000000)::int8 AS started_us, \
+             (EXTRACT(EPOCH FROM t.replied_at) * 1000000)::int8 AS replied_us \
+             FROM saga s LEFT JOIN saga_step t ON t.saga_id = s.saga_id \
+               AND t.step = 'STOCK_DEDUCT' AND t.attempt = 1",
+        ))
         .await
-        .with_context(|| format!("read {sql}"))?;
-    found
-        .into_iter()
+        .context("read the saga log")?;
+    rows.into_iter()
         .map(|row| {
-            Ok(Row {
-                key: row.try_get("", "k")?,
-                id: row.try_get("", "id")?,
-                a: row.try_get("", "a")?,
-                b: row.try_get("", "b")?,
-            })
+            Ok((
+                row.try_get("", "order_no")?,
+                SagaTimes {
+                    started_us: row.try_get("", "started_us")?,
+                    deduct_replied_us: row.try_get("", "replied_us")?,
+                },
+            ))
         })
         .collect::<Result<_, sea_orm::DbErr>>()
-        .context("a row of the stages")
-}
-
-fn us(column: &str) -> String {
-    format!("(EXTRACT(EPOCH FROM {column}) * 1000000)::int8")
-}
-
-/// First-attempt outbox rows with `tag`: order number → (message id, written, round began).
-fn outbox_sql(tag: &str) -> String {
-    format!(
-        "SELECT message_key AS k, message_id::text AS id, {} AS a, {} AS b FROM outbox \
-         WHERE tag = '{tag}' AND attempt <= 1",
-        us("created_at"),
-        us("sent_at")
-    )
-}
-
-fn inbox_sql() -> String {
-    format!(
-        "SELECT message_id AS k, NULL::text AS id, {} AS a, NULL::int8 AS b FROM inbox",
-        us("handled_at")
-    )
-}
-
-/// Order number (or message id) → the row.
-fn by_key(found: Vec<Row>) -> HashMap<String, Row> {
-    found
-        .into_iter()
-        .map(|row| (row.key.clone(), row))
-        .collect()
+        .context("a saga row")
 }
 
 /// The stages of the orders in `decided` (order number → when the buyer saw the decision, µs
-/// since the epoch).
-pub async fn measure(
-    databases: &[(Service, String)],
+/// since the epoch), from the sale's outbox rows (`sent`, by the service whose outbox), the
+/// inbox rows (`handled`: message id → the services that handled it, when) and the sagas.
+pub fn measure(
+    sent: &[(Service, Sent)],
+    handled: &HashMap<String, Vec<(Service, i64)>>,
+    sagas: &HashMap<String, SagaTimes>,
     decided: &HashMap<String, i64>,
-) -> anyhow::Result<DecisionStages> {
-    let conn = |service: Service| {
-        let url = databases
+) -> DecisionStages {
+    // The first attempt of each (service, tag, order).
+    let first: HashMap<(Service, &str, &str), &Sent> = sent
+        .iter()
+        .filter(|(_, row)| row.attempt <= 1)
+        .map(|(service, row)| ((*service, row.tag.as_str(), row.key.as_str()), row))
+        .collect();
+    let handled_by = |row: &Sent, service: Service| {
+        handled
+            .get(&row.message_id)?
             .iter()
-            .find(|(s, _)| *s == service)
-            .map(|(_, url)| url.clone());
-        async move {
-            let url = url.with_context(|| format!("no database of {}", service.binary()))?;
-            open(service, &url).await
-        }
+            .find(|(by, _)| *by == service)
+            .map(|(_, at)| *at)
     };
-    let order = conn(Service::Order).await?;
-    let created = by_key(rows(&order, &outbox_sql("ORDER_CREATED")).await?);
-    let order_inbox = by_key(rows(&order, &inbox_sql()).await?);
-    order.close().await?;
-    let orchestrator = conn(Service::Orchestrator).await?;
-    let sagas = by_key(
-        rows(
-            &orchestrator,
-            &format!(
-                "SELECT s.order_no AS k, NULL::text AS id, {} AS a, {} AS b FROM saga s \
-                 LEFT JOIN saga_step t ON t.saga_id = s.saga_id \
-                   AND t.step = 'STOCK_DEDUCT' AND t.attempt = 1",
-                us("s.created_at"),
-                us("t.replied_at")
-            ),
-        )
-        .await?,
-    );
-    let deducts = by_key(rows(&orchestrator, &outbox_sql("STOCK_DEDUCT")).await?);
-    let reserves = by_key(rows(&orchestrator, &outbox_sql("ORDER_RESERVE")).await?);
-    orchestrator.close().await?;
-    let stock = conn(Service::Stock).await?;
-    let stock_inbox = by_key(rows(&stock, &inbox_sql()).await?);
-    let replies = by_key(rows(&stock, &outbox_sql("STOCK_DEDUCT")).await?);
-    stock.close().await?;
-
     let mut samples: Vec<Vec<u64>> = vec![Vec::new(); NAMES.len()];
     for (order_no, seen) in decided {
-        let point = || -> Option<[i64; 10]> {
-            let created = created.get(order_no)?;
+        let points = || -> Option<[i64; 10]> {
+            let at = |service, tag| first.get(&(service, tag, order_no.as_str())).copied();
+            let created = at(Service::Order, tag::ORDER_CREATED)?;
             let saga = sagas.get(order_no)?;
-            let deduct = deducts.get(order_no)?;
-            let reply = replies.get(order_no)?;
-            let reserve = reserves.get(order_no)?;
+            let deduct = at(Service::Orchestrator, tag::STOCK_DEDUCT)?;
+            let reply = at(Service::Stock, tag::STOCK_DEDUCT)?;
+            let reserve = at(Service::Orchestrator, tag::ORDER_RESERVE)?;
             Some([
-                created.a?,
-                created.b?,
-                saga.a?,
-                deduct.b?,
-                stock_inbox.get(deduct.id.as_deref()?)?.a?,
-                reply.b?,
-                saga.b?,
-                reserve.b?,
-                order_inbox.get(reserve.id.as_deref()?)?.a?,
+                created.created_us,
+                created.sent_us?,
+                saga.started_us,
+                deduct.sent_us?,
+                handled_by(deduct, Service::Stock)?,
+                reply.sent_us?,
+                saga.deduct_replied_us?,
+                reserve.sent_us?,
+                handled_by(reserve, Service::Order)?,
                 *seen,
             ])
         };
-        let Some(points) = point() else { continue };
+        let Some(points) = points() else { continue };
         for (i, pair) in points.windows(2).enumerate() {
             samples[i].push(u64::try_from(pair[1] - pair[0]).unwrap_or(0));
         }
@@ -195,5 +155,58 @@ pub async fn measure(
             }
         })
         .collect();
-    Ok(DecisionStages { orders, stages })
+    DecisionStages { orders, stages }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(message_id: &str, tag: &str, attempt: i32, created_us: i64, sent_us: i64) -> Sent {
+        Sent {
+            message_id: message_id.into(),
+            key: "T1".into(),
+            tag: tag.into(),
+            attempt,
+            created_us,
+            sent_us: Some(sent_us),
+        }
+    }
+
+    #[test]
+    fn an_order_is_split_at_every_relay_round_and_handler_and_adds_up() {
+        let sent = vec![
+            (Service::Order, row("c", "ORDER_CREATED", 0, 0, 1_000)),
+            (
+                Service::Orchestrator,
+                row("d", "STOCK_DEDUCT", 1, 3_000, 6_000),
+            ),
+            // A retried deduct is not the decision's path.
+            (
+                Service::Orchestrator,
+                row("d2", "STOCK_DEDUCT", 2, 4_000, 5_000),
+            ),
+            (Service::Stock, row("r", "STOCK_DEDUCT", 1, 10_000, 15_000)),
+            (
+                Service::Orchestrator,
+                row("o", "ORDER_RESERVE", 1, 21_000, 28_000),
+            ),
+        ];
+        let handled = HashMap::from([
+            ("d".to_owned(), vec![(Service::Stock, 10_000)]),
+            ("o".to_owned(), vec![(Service::Order, 36_000)]),
+        ]);
+        let sagas = HashMap::from([(
+            "T1".to_owned(),
+            SagaTimes {
+                started_us: 3_000,
+                deduct_replied_us: Some(21_000),
+            },
+        )]);
+        let decided = HashMap::from([("T1".to_owned(), 45_000), ("T2".to_owned(), 1)]);
+        let measured = measure(&sent, &handled, &sagas, &decided);
+        assert_eq!(measured.orders, 1, "T2 has no stage on record");
+        let means: Vec<f64> = measured.stages.iter().map(|s| s.mean_ms).collect();
+        assert_eq!(means, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 45.0]);
+    }
 }
