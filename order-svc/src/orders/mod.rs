@@ -111,14 +111,17 @@ async fn announce(
 }
 
 /// Saves a new `PENDING` order unless the buyer's request id was used already; returns the
-/// order and whether this call created it.
+/// order and whether this call created it. Two calls of one request may race here with the
+/// same order number (admission hands a repeat the number it admitted first), so a conflict on
+/// either unique key does nothing: naming only (user, request id) made the loser of that race
+/// fail on the order number instead.
 pub async fn create(conn: &impl ConnectionTrait, new: &NewOrder) -> Result<(Order, bool), Error> {
     let inserted = entity::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             conn.get_database_backend(),
             "INSERT INTO orders (order_no, user_id, request_id, show_id, session_id, tier_id, \
              quantity, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING') \
-             ON CONFLICT (user_id, request_id) DO NOTHING RETURNING *",
+             ON CONFLICT DO NOTHING RETURNING *",
             [
                 new.order_no.clone().into(),
                 new.user_id.clone().into(),
