@@ -134,7 +134,12 @@ pub fn measure(
                 *seen,
             ])
         };
-        let Some(points) = points() else { continue };
+        let Some(mut points) = points() else { continue };
+        // A stage starts when the one before it ended, or later: a relay round's `sent_at` is
+        // the start of its transaction, which may claim a row committed after it began.
+        for i in 1..points.len() {
+            points[i] = points[i].max(points[i - 1]);
+        }
         for (i, pair) in points.windows(2).enumerate() {
             samples[i].push(u64::try_from(pair[1] - pair[0]).unwrap_or(0));
         }
@@ -208,5 +213,37 @@ mod tests {
         assert_eq!(measured.orders, 1, "T2 has no stage on record");
         let means: Vec<f64> = measured.stages.iter().map(|s| s.mean_ms).collect();
         assert_eq!(means, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 45.0]);
+    }
+
+    #[test]
+    fn a_relay_round_that_began_before_its_row_was_written_waited_nothing() {
+        // The order-svc round's transaction began 500 µs before the row it claimed.
+        let sent = vec![
+            (Service::Order, row("c", "ORDER_CREATED", 0, 1_000, 500)),
+            (
+                Service::Orchestrator,
+                row("d", "STOCK_DEDUCT", 1, 3_000, 6_000),
+            ),
+            (Service::Stock, row("r", "STOCK_DEDUCT", 1, 10_000, 15_000)),
+            (
+                Service::Orchestrator,
+                row("o", "ORDER_RESERVE", 1, 21_000, 28_000),
+            ),
+        ];
+        let handled = HashMap::from([
+            ("d".to_owned(), vec![(Service::Stock, 10_000)]),
+            ("o".to_owned(), vec![(Service::Order, 36_000)]),
+        ]);
+        let sagas = HashMap::from([(
+            "T1".to_owned(),
+            SagaTimes {
+                started_us: 3_000,
+                deduct_replied_us: Some(21_000),
+            },
+        )]);
+        let decided = HashMap::from([("T1".to_owned(), 45_000)]);
+        let measured = measure(&sent, &handled, &sagas, &decided);
+        let means: Vec<f64> = measured.stages.iter().map(|s| s.mean_ms).collect();
+        assert_eq!(means, [0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 44.0]);
     }
 }
