@@ -18,6 +18,24 @@ pub enum Error {
     /// step or timer kind, or data of another shape).
     #[error("the saga log is inconsistent: {0}")]
     Corrupt(String),
+    /// A batch this call was part of failed, or the engine is stopping; the call may be
+    /// retried.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl Error {
+    /// The same error for another caller: each item of a batch that failed as a whole gets
+    /// one (a database failure becomes [`Error::Unavailable`], still worth a retry).
+    pub fn shared(&self) -> Self {
+        match self {
+            Self::Database(_) | Self::Unavailable(_) => Self::Unavailable(self.to_string()),
+            Self::NotFound(what) => Self::NotFound(what.clone()),
+            Self::Invalid(what) => Self::Invalid(what.clone()),
+            Self::Precondition(what) => Self::Precondition(what.clone()),
+            Self::Corrupt(what) => Self::Corrupt(what.clone()),
+        }
+    }
 }
 
 impl From<Error> for Status {
@@ -33,6 +51,10 @@ impl From<Error> for Status {
             Error::Corrupt(what) => {
                 tracing::error!(error = %what, "saga log inconsistent");
                 Status::internal(format!("the saga log is inconsistent: {what}"))
+            }
+            Error::Unavailable(what) => {
+                tracing::error!(error = %what, "saga batch failed");
+                Status::unavailable("the saga log is unavailable; retry later")
             }
         }
     }
@@ -59,10 +81,24 @@ mod tests {
                 tonic::Code::FailedPrecondition,
             ),
             (Error::Corrupt("step X".into()), tonic::Code::Internal),
+            (
+                Error::Unavailable("stopping".into()),
+                tonic::Code::Unavailable,
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(Status::from(err).code(), code);
         }
+    }
+
+    #[test]
+    fn a_shared_database_failure_stays_worth_a_retry() {
+        let err = Error::Database(sea_orm::DbErr::Custom("down".into()));
+        assert!(matches!(err.shared(), Error::Unavailable(text) if text.contains("down")));
+        assert!(matches!(
+            Error::Corrupt("step X".into()).shared(),
+            Error::Corrupt(text) if text == "step X"
+        ));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! take them, the same events over gRPC: `SagaEvents.Deliver`) start and steer purchases;
 //! participants' replies on `SAGA_REPLY_TOPIC` move them on. Both are idempotent in the engine
 //! (a saga per order number; replies deduplicated by saga, step and attempt), so a message that
-//! arrives twice, or both ways, changes nothing.
+//! arrives twice, or both ways, changes nothing. New orders and replies that arrive together
+//! are handled together, a batch per engine transaction ([`GroupCommit`]).
+
+use std::sync::Arc;
 
 use ticket_platform::grpc::require_admin;
 use ticket_platform::messaging::{HandleError, IncomingMessage, MessageHandler, tag};
@@ -12,7 +15,9 @@ use ticket_proto::saga::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::Batches;
 use crate::error::Error;
+use crate::group_commit::GroupCommit;
 use crate::saga::engine::Engine;
 use crate::saga::machine::Signal;
 use crate::saga::purchase::{CancelReason, Purchase, PurchaseData};
@@ -21,8 +26,30 @@ pub const EVENTS_GROUP: &str = "orchestrator-events";
 pub const REPLIES_GROUP: &str = "orchestrator-replies";
 pub const EVENT_TAGS: &[&str] = &[tag::ORDER_CREATED, tag::ORDER_PAID, tag::ORDER_CANCELLED];
 
-/// Acts on one order event, however it arrived.
-async fn apply(engine: &Engine<Purchase>, event: Event) -> Result<(), Error> {
+/// Where order events go in, however they arrived: new orders start their sagas in batches.
+#[derive(Clone)]
+pub struct Intake {
+    engine: Engine<Purchase>,
+    starts: Arc<GroupCommit<(String, PurchaseData)>>,
+}
+
+impl Intake {
+    pub fn new(engine: Engine<Purchase>, batches: Batches) -> Self {
+        let starter = engine.clone();
+        let starts = GroupCommit::start(batches.max, batches.concurrency, move |orders| {
+            let engine = starter.clone();
+            async move { engine.start_many(orders).await }
+        });
+        Self {
+            engine,
+            starts: Arc::new(starts),
+        }
+    }
+}
+
+/// Acts on one order event.
+async fn apply(intake: &Intake, event: Event) -> Result<(), Error> {
+    let engine = &intake.engine;
     match event {
         Event::Created(created) => {
             if created.order_no.is_empty() || created.quantity <= 0 || created.tier_id <= 0 {
@@ -37,7 +64,7 @@ async fn apply(engine: &Engine<Purchase>, event: Event) -> Result<(), Error> {
                 unit_price_cents: None,
                 cancel_reason: None,
             };
-            engine.start(&created.order_no, data).await
+            intake.starts.submit((created.order_no, data)).await
         }
         Event::Paid(paid) => engine.signal(&paid.order_no, Signal::PivotPassed).await,
         Event::Cancelled(cancelled) => {
@@ -52,13 +79,19 @@ async fn apply(engine: &Engine<Purchase>, event: Event) -> Result<(), Error> {
 
 fn handle_error(err: Error) -> HandleError {
     match err {
-        Error::Database(_) => HandleError::Retry(err.to_string()),
+        Error::Database(_) | Error::Unavailable(_) => HandleError::Retry(err.to_string()),
         other => HandleError::Reject(other.to_string()),
     }
 }
 
 pub struct OrderEvents {
-    pub engine: Engine<Purchase>,
+    intake: Intake,
+}
+
+impl OrderEvents {
+    pub fn new(intake: Intake) -> Self {
+        Self { intake }
+    }
 }
 
 impl MessageHandler for OrderEvents {
@@ -69,12 +102,22 @@ impl MessageHandler for OrderEvents {
             tag::ORDER_CANCELLED => Event::Cancelled(message.decode::<OrderCancelled>()?),
             other => return Err(HandleError::Reject(format!("unexpected tag {other}"))),
         };
-        apply(&self.engine, event).await.map_err(handle_error)
+        apply(&self.intake, event).await.map_err(handle_error)
     }
 }
 
 pub struct Replies {
-    pub engine: Engine<Purchase>,
+    batches: GroupCommit<Reply>,
+}
+
+impl Replies {
+    pub fn new(engine: Engine<Purchase>, batches: Batches) -> Self {
+        let batches = GroupCommit::start(batches.max, batches.concurrency, move |replies| {
+            let engine = engine.clone();
+            async move { engine.on_replies(&replies).await }
+        });
+        Self { batches }
+    }
 }
 
 impl MessageHandler for Replies {
@@ -85,13 +128,13 @@ impl MessageHandler for Replies {
                 "a reply without saga or step: {reply:?}"
             )));
         }
-        self.engine.on_reply(&reply).await.map_err(handle_error)
+        self.batches.submit(reply).await.map_err(handle_error)
     }
 }
 
 /// `SagaEvents`: the same events over gRPC.
 pub struct SagaEventsApi {
-    pub engine: Engine<Purchase>,
+    pub intake: Intake,
     pub token: String,
 }
 
@@ -106,7 +149,7 @@ impl ticket_proto::saga::v1::saga_events_server::SagaEvents for SagaEventsApi {
             .into_inner()
             .event
             .ok_or_else(|| Error::Invalid("the event is empty".into()))?;
-        apply(&self.engine, event).await?;
+        apply(&self.intake, event).await?;
         Ok(Response::new(EventAccepted {}))
     }
 }

@@ -4,7 +4,7 @@
 //!   step machine, `engine` its transactions, `log` the saga log) and the `purchase` saga;
 //! - `dispatch`: how commands reach participants (RocketMQ, or gRPC calls after the commit);
 //! - `timers`: due timers claimed and fired one transaction each;
-//! - `events`: order events and replies from RocketMQ;
+//! - `events`: order events and replies from RocketMQ, handled in batches (`group_commit`);
 //! - `admin`: `SagaAdmin` for operators; `error`: the one error → `Status` mapping.
 //!
 //! A library with a thin `main`: `Application::build(config)` then `run_until_stopped()`;
@@ -16,6 +16,7 @@ pub mod dead_letters;
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod group_commit;
 pub mod migration;
 pub mod saga;
 pub mod timers;
@@ -36,7 +37,7 @@ use ticket_proto::saga::v1::saga_events_server::SagaEventsServer;
 use crate::admin::SagaAdminApi;
 use crate::dead_letters::DeadLetters;
 use crate::dispatch::{CommandHandover, Dispatcher, ParticipantAddrs, Transport};
-use crate::events::{OrderEvents, Replies, SagaEventsApi};
+use crate::events::{Intake, OrderEvents, Replies, SagaEventsApi};
 use crate::saga::definition::RetryPolicy;
 use crate::saga::engine::Engine;
 use crate::saga::purchase::{Purchase, SagaSettings};
@@ -73,6 +74,10 @@ pub struct Config {
     pub saga: SagaSettings,
     /// How often due timers are looked for (`timers.poll_ms`).
     pub timer_poll: Duration,
+    /// How many consumed orders or replies one engine transaction takes at most
+    /// (`saga.batch_max`), and how many such transactions run at once per consumer
+    /// (`saga.batch_concurrency`).
+    pub batches: Batches,
     /// How old an unpublished outbox row makes the broker count as down
     /// (`transport.fallback_after_ms`; 0 never falls back).
     pub fallback_after: Duration,
@@ -121,6 +126,16 @@ impl Config {
             source.invalid("saga.step_timeout_ms", "must be above 0");
         }
         let timer_poll = source.millis("timers.poll_ms", Duration::from_millis(200));
+        let batches = Batches {
+            max: source.get("saga.batch_max", Batches::default().max),
+            concurrency: source.get("saga.batch_concurrency", Batches::default().concurrency),
+        };
+        if !(1..=1024).contains(&batches.max) {
+            source.invalid("saga.batch_max", "must be between 1 and 1024");
+        }
+        if !(1..=64).contains(&batches.concurrency) {
+            source.invalid("saga.batch_concurrency", "must be between 1 and 64");
+        }
         let fallback_after = source.millis("transport.fallback_after_ms", Duration::from_secs(3));
         let groups = source.string(
             "dead_letters.groups",
@@ -147,8 +162,25 @@ impl Config {
             participants,
             saga,
             timer_poll,
+            batches,
             fallback_after,
             dead_letter_groups,
+        }
+    }
+}
+
+/// The consumers' group commit ([`group_commit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batches {
+    pub max: usize,
+    pub concurrency: usize,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Self {
+            max: 128,
+            concurrency: 4,
         }
     }
 }
@@ -185,14 +217,13 @@ impl Application {
             Purchase::new(&config.saga),
             dispatcher.clone(),
         );
+        let intake = Intake::new(engine.clone(), config.batches);
         let replies = Consumer::start(
             Arc::clone(&service.messaging),
             ConsumerSettings::new(events::REPLIES_GROUP)
                 .subscribe(topic::SAGA_REPLY, &["*"])
                 .dead_letters(service.db.clone()),
-            Replies {
-                engine: engine.clone(),
-            },
+            Replies::new(engine.clone(), config.batches),
         )
         .await?;
         service.add_consumer(replies);
@@ -201,9 +232,7 @@ impl Application {
             ConsumerSettings::new(events::EVENTS_GROUP)
                 .subscribe(topic::ORDER, events::EVENT_TAGS)
                 .dead_letters(service.db.clone()),
-            OrderEvents {
-                engine: engine.clone(),
-            },
+            OrderEvents::new(intake.clone()),
         )
         .await?;
         service.add_consumer(order_events);
@@ -252,7 +281,7 @@ impl Application {
             admin_token: config.service.admin_token.clone(),
         };
         let events = SagaEventsApi {
-            engine: engine.clone(),
+            intake,
             token: config.participants.token.clone(),
         };
         let service = service.router(|router| {
@@ -283,5 +312,48 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartError> {
         self.service.run_until_stopped(shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> (Config, Result<(), String>) {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let mut source = ConfigSource::from_pairs("T", vars);
+        let config = Config::load(&mut source);
+        (config, source.finish().map_err(|err| err.to_string()))
+    }
+
+    #[test]
+    fn batches_are_settings_with_bounds() {
+        let (config, checked) = load(&[]);
+        assert_eq!((config.batches, checked), (Batches::default(), Ok(())));
+        let (config, _) = load(&[
+            ("T_SAGA__BATCH_MAX", "1"),
+            ("T_SAGA__BATCH_CONCURRENCY", "2"),
+        ]);
+        assert_eq!(
+            config.batches,
+            Batches {
+                max: 1,
+                concurrency: 2
+            }
+        );
+        let (_, checked) = load(&[
+            ("T_SAGA__BATCH_MAX", "0"),
+            ("T_SAGA__BATCH_CONCURRENCY", "65"),
+        ]);
+        let error = checked.expect_err("out of bounds");
+        for expected in [
+            "T_SAGA__BATCH_MAX",
+            "between 1 and 1024",
+            "T_SAGA__BATCH_CONCURRENCY",
+        ] {
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
     }
 }

@@ -293,6 +293,7 @@ pub fn orchestrator_config(
         participants,
         saga,
         timer_poll: Duration::from_millis(100),
+        batches: orchestrator::Batches::default(),
         fallback_after: Duration::from_secs(1),
         dead_letter_groups: orchestrator::dead_letters::SYSTEM_GROUPS
             .iter()

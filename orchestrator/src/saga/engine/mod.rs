@@ -1,9 +1,11 @@
-//! The saga engine: runs sagas of one declared type. Every event, reply, timer and operator
-//! action is one transaction that locks the saga's row, runs the step machine, records what
-//! happened in the log and writes the commands it decided to the outbox (or, over gRPC, hands
-//! them to the dispatcher once the transaction committed: no network call is made while the
-//! row is locked). A crash at any point resumes from the log: an unanswered step times out and
-//! is sent again under the same idempotency key (the order number) with the next attempt.
+//! The saga engine: runs sagas of one declared type. Every change is one transaction that
+//! locks the sagas it moves, runs the step machine on each, records what happened in the log
+//! and writes the commands it decided to the outbox (or, over gRPC, hands them to the
+//! dispatcher once the transaction committed: no network call is made while a row is locked).
+//! New sagas and replies come in batches (`intake`: one transaction for all the orders or
+//! replies the consumers hold at once); a timer, a signal and an operator's action move one
+//! saga. A crash at any point resumes from the log: an unanswered step times out and is sent
+//! again under the same idempotency key (the order number) with the next attempt.
 //!
 //! Replies are deduplicated by (saga, step, attempt); a reply of an attempt that is not the
 //! saga's current one is recorded and changes nothing.
@@ -15,17 +17,21 @@ use std::sync::Arc;
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use ticket_platform::messaging::OutgoingMessage;
-use ticket_platform::outbox;
 use ticket_proto::saga::v1::{Command, Reply};
 
 use super::definition::{SagaType, StepKind, StepName};
-use super::log::{self, Action, SagaRow};
+use super::log::{self, Action, NewTimer, SagaRow, Sent};
 use super::machine::{Effect, Machine, Refused, Saga, Signal, State};
-use crate::dispatch::{Calls, Dispatcher};
+use crate::dispatch::Dispatcher;
 use crate::error::Error;
 
+mod intake;
+mod pending;
 mod row;
 mod timers;
+
+pub use intake::Results;
+use pending::Pending;
 
 type SagaOf<T> = Saga<<T as SagaType>::Step, <T as SagaType>::Data>;
 
@@ -79,100 +85,18 @@ impl<T: SagaType> Engine<T> {
         &self.inner.replica
     }
 
-    /// A new saga for `order_no`; a repeated start changes nothing.
-    #[tracing::instrument(skip_all, fields(order_no))]
-    pub async fn start(&self, order_no: &str, data: T::Data) -> Result<(), Error> {
-        tracing::Span::current().record("order_no", order_no);
-        let first = self
-            .saga_type()
-            .declaration()
-            .forward
-            .first()
-            .ok_or_else(|| Error::Corrupt("the saga type declares no step".into()))?
-            .name;
-        let now = Utc::now();
-        let new = SagaRow {
-            saga_id: uuid::Uuid::now_v7().to_string(),
-            order_no: order_no.to_owned(),
-            saga_type: self.saga_type().declaration().name.to_owned(),
-            state: State::Running.as_str().to_owned(),
-            step: first.as_str().to_owned(),
-            attempt: 0,
-            attempt_base: 0,
-            compensations: serde_json::json!([]),
-            passed_pivot: false,
-            abort_requested: false,
-            deadline: None,
-            incident: None,
-            data: serde_json::to_value(&data)
-                .map_err(|err| Error::Corrupt(format!("saga data: {err}")))?,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        self.atomically(async |txn, calls| {
-            if let Some(row) = log::insert(txn, &new).await? {
-                let mut saga = row::read::<T>(&row)?;
-                let mut machine = Machine::new(self.saga_type(), Utc::now());
-                machine.start(&mut saga);
-                self.write(txn, calls, row, saga, machine.effects).await?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    /// A participant's reply.
-    #[tracing::instrument(skip_all, fields(saga_id = %reply.saga_id, step = %reply.step))]
-    pub async fn on_reply(&self, reply: &Reply) -> Result<(), Error> {
-        self.atomically(async |txn, calls| {
-            let Some(row) = log::lock(txn, &reply.saga_id).await? else {
-                tracing::warn!("a reply for an unknown saga; ignored");
-                return Ok(());
-            };
-            if row.saga_type != self.saga_type().declaration().name {
-                return Ok(());
-            }
-            let attempt = i32::try_from(reply.attempt).unwrap_or(i32::MAX);
-            let outcome = reply
-                .outcome()
-                .as_str_name()
-                .trim_start_matches("REPLY_OUTCOME_");
-            let first = log::record_reply(
-                txn,
-                &row.saga_id,
-                &reply.step,
-                attempt,
-                outcome,
-                &reply.reason,
-                &reply.detail,
-            )
-            .await?;
-            let mut saga = row::read::<T>(&row)?;
-            let current = saga.step.as_str() == reply.step && saga.attempt == attempt;
-            let awaited = matches!(saga.state, State::Running | State::Compensating);
-            if first && current && awaited {
-                let mut machine = Machine::new(self.saga_type(), Utc::now());
-                machine.reply(&mut saga, reply);
-                self.write(txn, calls, row, saga, machine.effects).await?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
     /// A business event for the saga of `order_no`.
     #[tracing::instrument(skip_all, fields(order_no))]
     pub async fn signal(&self, order_no: &str, signal: Signal) -> Result<(), Error> {
         tracing::Span::current().record("order_no", order_no);
-        self.atomically(async |txn, calls| {
+        self.atomically(async |txn, pending| {
             let Some(row) = log::lock_by_order(txn, order_no).await? else {
                 return Ok(());
             };
             let mut saga = row::read::<T>(&row)?;
             let mut machine = Machine::new(self.saga_type(), Utc::now());
             if machine.signal(&mut saga, signal) {
-                self.write(txn, calls, row, saga, machine.effects).await?;
+                self.write(pending, row, saga, machine.effects)?;
             }
             Ok(())
         })
@@ -188,7 +112,7 @@ impl<T: SagaType> Engine<T> {
         action: OperatorAction,
         reason: &str,
     ) -> Result<Result<(), Refused>, Error> {
-        self.atomically(async |txn, calls| {
+        self.atomically(async |txn, pending| {
             let Some(row) = log::lock(txn, saga_id).await? else {
                 return Err(Error::NotFound(format!("saga {saga_id} does not exist")));
             };
@@ -213,17 +137,18 @@ impl<T: SagaType> Engine<T> {
                 reason,
                 "operator action"
             );
-            self.write(txn, calls, row, saga, machine.effects).await?;
+            self.write(pending, row, saga, machine.effects)?;
             Ok(Ok(()))
         })
         .await
     }
 
-    /// Runs `change` in one transaction, with a list of participant calls it may add to. The
-    /// calls are made once the transaction committed: none for a change that failed.
+    /// Runs `change` in one transaction, then writes what it gathered in its [`Pending`] and
+    /// commits. The participant calls it gathered are made once the transaction committed:
+    /// none for a change that failed.
     async fn atomically<R>(
         &self,
-        change: impl AsyncFnOnce(&DatabaseTransaction, &mut Calls) -> Result<R, Error>,
+        change: impl AsyncFnOnce(&DatabaseTransaction, &mut Pending) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let asked = std::time::Instant::now();
         let txn = self.inner.db.begin().await?;
@@ -231,9 +156,11 @@ impl<T: SagaType> Engine<T> {
             begin_ms = asked.elapsed().as_secs_f64() * 1000.0,
             "saga transaction begun"
         );
-        let mut calls = Calls::new();
-        let value = change(&txn, &mut calls).await?;
+        let mut pending = Pending::default();
+        let value = change(&txn, &mut pending).await?;
+        pending.write(&txn).await?;
         txn.commit().await?;
+        let calls = pending.calls;
         if !calls.is_empty() {
             let engine = self.clone();
             self.inner
@@ -274,11 +201,10 @@ impl<T: SagaType> Engine<T> {
         })
     }
 
-    /// Saves the saga and carries out the machine's effects, in `txn`.
-    async fn write(
+    /// Gathers the saga's new row and the machine's effects in `pending`.
+    fn write(
         &self,
-        txn: &DatabaseTransaction,
-        calls: &mut Calls,
+        pending: &mut Pending,
         mut row: SagaRow,
         saga: SagaOf<T>,
         effects: Vec<Effect<T::Step>>,
@@ -288,39 +214,32 @@ impl<T: SagaType> Engine<T> {
         }
         for effect in effects {
             match effect {
-                Effect::Send { step, attempt } => {
-                    self.send(txn, calls, &row, &saga, step, attempt).await?;
-                }
-                Effect::Announce { step } => self.send(txn, calls, &row, &saga, step, 1).await?,
+                Effect::Send { step, attempt } => self.send(pending, &row, &saga, step, attempt)?,
+                Effect::Announce { step } => self.send(pending, &row, &saga, step, 1)?,
                 Effect::Timer {
                     kind,
                     step,
                     attempt,
                     due,
-                } => {
-                    log::add_timer(
-                        txn,
-                        &row.saga_id,
-                        kind.as_str(),
-                        step.as_str(),
-                        attempt,
-                        due,
-                    )
-                    .await?;
-                }
+                } => pending.timers.push(NewTimer {
+                    saga_id: row.saga_id.clone(),
+                    kind: kind.as_str().to_owned(),
+                    step: step.as_str().to_owned(),
+                    attempt,
+                    due_at: due,
+                }),
             }
         }
         row::apply::<T>(&mut row, &saga)?;
-        log::save(txn, &row).await?;
+        pending.sagas.push(row);
         Ok(())
     }
 
     /// Records a step's command in the history and sends it: to the outbox, or to the calls
     /// made over gRPC after the commit.
-    async fn send(
+    fn send(
         &self,
-        txn: &DatabaseTransaction,
-        calls: &mut Calls,
+        pending: &mut Pending,
         row: &SagaRow,
         saga: &SagaOf<T>,
         step: T::Step,
@@ -349,22 +268,24 @@ impl<T: SagaType> Engine<T> {
             body: Some(body),
         };
         let dispatcher = &self.inner.dispatcher;
-        log::record_sent(
-            txn,
-            &row.saga_id,
-            step.as_str(),
+        pending.sent.push(Sent {
+            saga_id: row.saga_id.clone(),
+            step: step.as_str().to_owned(),
             attempt,
-            &describe(&command),
-            dispatcher.transport_name(),
-        )
-        .await?;
+            command: describe(&command),
+            transport: dispatcher.transport_name().to_owned(),
+        });
         if dispatcher.over_grpc() {
-            calls.push((participant, command));
+            pending.calls.push((participant, command));
             return Ok(());
         }
         let message = OutgoingMessage::new(participant.topic(), tag, &command.order_no, &command)
             .with_saga(&command.saga_id, &command.step, command.attempt);
-        outbox::enqueue(txn, &[message]).await?;
+        // A message the broker would refuse fails this saga alone, not the transaction.
+        message
+            .validate()
+            .map_err(|err| Error::Corrupt(format!("{}: {err}", step.as_str())))?;
+        pending.messages.push(message);
         Ok(())
     }
 }

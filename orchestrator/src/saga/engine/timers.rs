@@ -56,7 +56,7 @@ impl<T: SagaType> Engine<T> {
     /// fired it already.
     #[tracing::instrument(skip_all, fields(saga_id = %timer.saga_id, kind = %timer.kind))]
     pub async fn fire(&self, timer: &Timer) -> Result<bool, Error> {
-        self.atomically(async |txn, calls| {
+        self.atomically(async |txn, pending| {
             // A saga another transaction holds longer than this is left for the next poll; the
             // timer does not hold a connection and a poller's place meanwhile.
             txn.execute_unprepared("SET LOCAL lock_timeout = '5s'").await?;
@@ -77,7 +77,7 @@ impl<T: SagaType> Engine<T> {
                 if kind == TimerKind::StepTimeout {
                     tracing::warn!(saga_id = %row.saga_id, step = %timer.step, attempt = timer.attempt, "step timed out");
                 }
-                self.write(txn, calls, row, saga, machine.effects).await?;
+                self.write(pending, row, saga, machine.effects)?;
             }
             Ok(true)
         })

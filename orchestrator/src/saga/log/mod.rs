@@ -3,15 +3,20 @@
 //! reply, attempt, times), the operators' actions on it, and its durable timers. Every function
 //! runs on the caller's connection or transaction.
 
-use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
 
 mod entity;
+mod many;
 
 pub use action::Model as ActionRecord;
 pub use entity::{action, saga, step};
 pub use saga::Model as SagaRow;
 pub use step::Model as Step;
+
+pub use many::{
+    Answer, NewTimer, Sent, StepKey, add_timers, insert, lock as lock_many, record_replies,
+    record_sent, save, unanswered,
+};
 
 /// What an operator did to a saga.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,28 +58,6 @@ fn one_saga(
             [key.into()],
         ))
         .one(conn)
-}
-
-/// A new saga, unless the order has one already.
-pub async fn insert(conn: &impl ConnectionTrait, new: &SagaRow) -> Result<Option<SagaRow>, DbErr> {
-    saga::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (order_no) DO NOTHING RETURNING *",
-            [
-                new.saga_id.clone().into(),
-                new.order_no.clone().into(),
-                new.saga_type.clone().into(),
-                new.state.clone().into(),
-                new.step.clone().into(),
-                new.attempt.into(),
-                new.data.clone().into(),
-            ],
-        ))
-        .one(conn)
-        .await
 }
 
 /// The saga, locked until the transaction ends.
@@ -130,56 +113,6 @@ pub async fn page(
         .await
 }
 
-/// Writes the saga's mutable fields and bumps its version.
-pub async fn save(conn: &impl ConnectionTrait, saga: &SagaRow) -> Result<(), DbErr> {
-    conn.execute_raw(Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        "UPDATE saga SET state = $2, step = $3, attempt = $4, attempt_base = $5, \
-         compensations = $6, passed_pivot = $7, abort_requested = $8, deadline = $9, \
-         incident = $10, data = $11, version = version + 1, updated_at = now() \
-         WHERE saga_id = $1",
-        [
-            saga.saga_id.clone().into(),
-            saga.state.clone().into(),
-            saga.step.clone().into(),
-            saga.attempt.into(),
-            saga.attempt_base.into(),
-            saga.compensations.clone().into(),
-            saga.passed_pivot.into(),
-            saga.abort_requested.into(),
-            saga.deadline.into(),
-            saga.incident.clone().into(),
-            saga.data.clone().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-pub async fn record_sent(
-    conn: &impl ConnectionTrait,
-    saga_id: &str,
-    step: &str,
-    attempt: i32,
-    command: &str,
-    transport: &str,
-) -> Result<(), DbErr> {
-    conn.execute_raw(Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        "INSERT INTO saga_step (saga_id, step, attempt, command, transport) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (saga_id, step, attempt) DO NOTHING",
-        [
-            saga_id.into(),
-            step.into(),
-            attempt.into(),
-            command.into(),
-            transport.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
 /// Records how a sent command travelled in the end.
 pub async fn record_transport(
     conn: &impl ConnectionTrait,
@@ -202,36 +135,6 @@ pub async fn record_transport(
     Ok(())
 }
 
-/// Records a reply; `false` when this (saga, step, attempt) was answered already (or never
-/// sent): a duplicate that changes nothing.
-pub async fn record_reply(
-    conn: &impl ConnectionTrait,
-    saga_id: &str,
-    step: &str,
-    attempt: i32,
-    outcome: &str,
-    reason: &str,
-    detail: &str,
-) -> Result<bool, DbErr> {
-    let updated = conn
-        .execute_raw(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            "UPDATE saga_step SET outcome = $4, reason = $5, detail = $6, replied_at = now() \
-             WHERE saga_id = $1 AND step = $2 AND attempt = $3 AND replied_at IS NULL",
-            [
-                saga_id.into(),
-                step.into(),
-                attempt.into(),
-                outcome.into(),
-                reason.into(),
-                detail.into(),
-            ],
-        ))
-        .await?
-        .rows_affected();
-    Ok(updated == 1)
-}
-
 pub async fn record_action(
     conn: &impl ConnectionTrait,
     saga_id: &str,
@@ -247,29 +150,6 @@ pub async fn record_action(
             action.as_str().into(),
             step.into(),
             reason.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-pub async fn add_timer(
-    conn: &impl ConnectionTrait,
-    saga_id: &str,
-    kind: &str,
-    step: &str,
-    attempt: i32,
-    due_at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    conn.execute_raw(Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        "INSERT INTO saga_timer (saga_id, kind, step, attempt, due_at) VALUES ($1, $2, $3, $4, $5)",
-        [
-            saga_id.into(),
-            kind.into(),
-            step.into(),
-            attempt.into(),
-            due_at.into(),
         ],
     ))
     .await?;

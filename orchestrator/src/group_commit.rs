@@ -1,0 +1,139 @@
+//! Group commit for the consumers' handlers: each handler hands in its one item (an order to
+//! start, a reply) and waits for its result; a task takes every item waiting, up to a batch's
+//! size, and runs them as one batch (one engine transaction), with at most a few batches at
+//! once. Under a burst a few hundred messages cost a few transactions instead of a pool
+//! connection each; an item that arrives alone waits for nobody.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::Error;
+use crate::saga::engine::Results;
+
+type Waiting<I> = (I, oneshot::Sender<Result<(), Error>>);
+
+/// Hands items to batches; cheap to share, stops when the last handle is dropped.
+pub struct GroupCommit<I> {
+    queue: mpsc::UnboundedSender<Waiting<I>>,
+}
+
+impl<I: Send + 'static> GroupCommit<I> {
+    /// Runs batches of up to `max` items with `run` (one result per item, in order), at most
+    /// `concurrent` at a time.
+    pub fn start<F, Fut>(max: usize, concurrent: usize, run: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Results, Error>> + Send + 'static,
+    {
+        let (queue, mut waiting) = mpsc::unbounded_channel::<Waiting<I>>();
+        let permits = Arc::new(Semaphore::new(concurrent.max(1)));
+        let run = Arc::new(run);
+        tokio::spawn(async move {
+            loop {
+                // A permit first: while every batch is running, items gather for the next.
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    return;
+                };
+                let Some(first) = waiting.recv().await else {
+                    return;
+                };
+                let mut batch = vec![first];
+                while batch.len() < max.max(1) {
+                    match waiting.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let run = Arc::clone(&run);
+                tokio::spawn(async move {
+                    let (items, waiters): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
+                    let outcome = run(items).await;
+                    drop(permit);
+                    match outcome {
+                        Ok(results) => {
+                            for (waiter, result) in waiters.into_iter().zip(results) {
+                                let _ = waiter.send(result);
+                            }
+                        }
+                        Err(err) => {
+                            for waiter in waiters {
+                                let _ = waiter.send(Err(err.shared()));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { queue }
+    }
+
+    /// Runs `item` in the next batch and returns its result.
+    pub async fn submit(&self, item: I) -> Result<(), Error> {
+        let (done, result) = oneshot::channel();
+        self.queue
+            .send((item, done))
+            .map_err(|_| Error::Unavailable("the orchestrator is stopping".into()))?;
+        result
+            .await
+            .unwrap_or_else(|_| Err(Error::Unavailable("the batch did not finish".into())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_items_share_batches_and_each_gets_its_own_result() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&sizes);
+        let batches = Arc::new(GroupCommit::start(8, 1, move |items: Vec<u32>| {
+            seen.lock().expect("not poisoned").push(items.len());
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok(items
+                    .into_iter()
+                    .map(|i| {
+                        if i % 5 == 0 {
+                            Err(Error::Invalid(format!("{i}")))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .collect())
+            }
+        }));
+        let calls = (1..=20u32).map(|i| {
+            let batches = Arc::clone(&batches);
+            tokio::spawn(async move { (i, batches.submit(i).await) })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            let (i, result) = call.await.expect("the call ran");
+            match result {
+                Err(Error::Invalid(text)) => assert!(i % 5 == 0 && text == i.to_string()),
+                Ok(()) => assert!(i % 5 != 0, "{i}"),
+                other => panic!("{i}: {other:?}"),
+            }
+        }
+        let sizes = sizes.lock().expect("not poisoned").clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 20);
+        assert!(sizes.iter().all(|&n| n <= 8), "{sizes:?}");
+        assert!(sizes.len() < 20, "no two items shared a batch: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_each_of_its_items() {
+        let batches = GroupCommit::start(8, 2, |_: Vec<u32>| async {
+            Err(Error::Database(sea_orm::DbErr::Custom("down".into())))
+        });
+        let result = batches.submit(1).await;
+        assert!(
+            matches!(&result, Err(Error::Unavailable(text)) if text.contains("down")),
+            "{result:?}"
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! What one engine transaction writes, gathered while the step machine moves its sagas and
+//! written at its end with one statement per table: the sagas' rows, their history, their
+//! timers and the outbox's commands; plus the gRPC calls made once it committed.
+
+use sea_orm::DatabaseTransaction;
+use ticket_platform::messaging::OutgoingMessage;
+use ticket_platform::outbox;
+
+use crate::dispatch::Calls;
+use crate::error::Error;
+use crate::saga::log::{self, NewTimer, SagaRow, Sent};
+
+#[derive(Default)]
+pub(super) struct Pending {
+    pub calls: Calls,
+    pub sent: Vec<Sent>,
+    pub messages: Vec<OutgoingMessage>,
+    pub timers: Vec<NewTimer>,
+    pub sagas: Vec<SagaRow>,
+}
+
+impl Pending {
+    /// Takes on what `other` gathered (a saga moved on its own, then kept).
+    pub fn append(&mut self, other: Pending) {
+        self.calls.extend(other.calls);
+        self.sent.extend(other.sent);
+        self.messages.extend(other.messages);
+        self.timers.extend(other.timers);
+        self.sagas.extend(other.sagas);
+    }
+
+    /// Writes what was gathered in `txn`; the calls stay for after the commit.
+    pub async fn write(&mut self, txn: &DatabaseTransaction) -> Result<(), Error> {
+        log::save(txn, &std::mem::take(&mut self.sagas)).await?;
+        log::record_sent(txn, &std::mem::take(&mut self.sent)).await?;
+        log::add_timers(txn, &std::mem::take(&mut self.timers)).await?;
+        outbox::enqueue(txn, &std::mem::take(&mut self.messages)).await?;
+        Ok(())
+    }
+}

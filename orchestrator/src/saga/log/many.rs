@@ -1,0 +1,310 @@
+//! The saga log's statements over many sagas at once: the engine moves every saga a batch of
+//! events or replies touches in one transaction, with one statement per table, so a burst of a
+//! few hundred replies costs a few statements rather than a few per reply.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, Value};
+
+use super::{SagaRow, saga};
+
+/// A command recorded in a step's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub saga_id: String,
+    pub step: String,
+    pub attempt: i32,
+    pub command: String,
+    pub transport: String,
+}
+
+/// A reply recorded in a step's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub saga_id: String,
+    pub step: String,
+    pub attempt: i32,
+    pub outcome: String,
+    pub reason: String,
+    pub detail: String,
+}
+
+/// A durable timer to set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTimer {
+    pub saga_id: String,
+    pub kind: String,
+    pub step: String,
+    pub attempt: i32,
+    pub due_at: DateTime<Utc>,
+}
+
+/// A step's attempt: (saga, step, attempt).
+pub type StepKey = (String, String, i32);
+
+/// `($1::a, $2::b), ($3::a, $4::b)` for `rows` rows of columns of `types`.
+fn placeholders(rows: usize, types: &[&str]) -> String {
+    (0..rows)
+        .map(|row| {
+            let cells: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(col, ty)| format!("${}::{ty}", row * types.len() + col + 1))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn statement(conn: &impl ConnectionTrait, sql: String, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(conn.get_database_backend(), sql, values)
+}
+
+/// New sagas, but for orders that have one already (and but for a second saga of an order
+/// named twice in `new`): the rows inserted.
+pub async fn insert(conn: &impl ConnectionTrait, new: &[SagaRow]) -> Result<Vec<SagaRow>, DbErr> {
+    let mut seen = HashSet::new();
+    let new: Vec<&SagaRow> = new.iter().filter(|n| seen.insert(&n.order_no)).collect();
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let types = ["text", "text", "text", "text", "text", "int4", "jsonb"];
+    let values = new
+        .iter()
+        .flat_map(|n| {
+            [
+                n.saga_id.clone().into(),
+                n.order_no.clone().into(),
+                n.saga_type.clone().into(),
+                n.state.clone().into(),
+                n.step.clone().into(),
+                n.attempt.into(),
+                n.data.clone().into(),
+            ]
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data) VALUES {} \
+         ON CONFLICT (order_no) DO NOTHING RETURNING *",
+        placeholders(new.len(), &types)
+    );
+    saga::Entity::find()
+        .from_raw_sql(statement(conn, sql, values))
+        .all(conn)
+        .await
+}
+
+/// The sagas of `saga_ids` that exist, locked until the transaction ends. They are locked in
+/// the order of their ids, so two transactions locking overlapping sets do not deadlock.
+pub async fn lock(conn: &impl ConnectionTrait, saga_ids: &[&str]) -> Result<Vec<SagaRow>, DbErr> {
+    if saga_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = (1..=saga_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT * FROM saga WHERE saga_id IN ({}) ORDER BY saga_id FOR UPDATE",
+        list.join(", ")
+    );
+    let values = saga_ids.iter().map(|id| (*id).into()).collect();
+    saga::Entity::find()
+        .from_raw_sql(statement(conn, sql, values))
+        .all(conn)
+        .await
+}
+
+/// Which of `keys` were sent and are not answered yet.
+pub async fn unanswered(
+    conn: &impl ConnectionTrait,
+    keys: &[StepKey],
+) -> Result<HashSet<StepKey>, DbErr> {
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let values = keys
+        .iter()
+        .flat_map(|(saga_id, step, attempt)| {
+            [
+                saga_id.clone().into(),
+                step.clone().into(),
+                (*attempt).into(),
+            ]
+        })
+        .collect();
+    let sql = format!(
+        "SELECT saga_id, step, attempt FROM saga_step \
+         WHERE replied_at IS NULL AND (saga_id, step, attempt) IN (VALUES {})",
+        placeholders(keys.len(), &["text", "text", "int4"])
+    );
+    let rows = conn.query_all_raw(statement(conn, sql, values)).await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "saga_id")?,
+                row.try_get("", "step")?,
+                row.try_get("", "attempt")?,
+            ))
+        })
+        .collect()
+}
+
+/// Records replies in their steps' history (each step's first reply only).
+pub async fn record_replies(conn: &impl ConnectionTrait, answers: &[Answer]) -> Result<(), DbErr> {
+    if answers.is_empty() {
+        return Ok(());
+    }
+    let values = answers
+        .iter()
+        .flat_map(|a| {
+            [
+                a.saga_id.clone().into(),
+                a.step.clone().into(),
+                a.attempt.into(),
+                a.outcome.clone().into(),
+                a.reason.clone().into(),
+                a.detail.clone().into(),
+            ]
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE saga_step s SET outcome = v.outcome, reason = v.reason, detail = v.detail, \
+           replied_at = now() \
+         FROM (VALUES {}) AS v (saga_id, step, attempt, outcome, reason, detail) \
+         WHERE s.saga_id = v.saga_id AND s.step = v.step AND s.attempt = v.attempt \
+           AND s.replied_at IS NULL",
+        placeholders(
+            answers.len(),
+            &["text", "text", "int4", "text", "text", "text"]
+        )
+    );
+    conn.execute_raw(statement(conn, sql, values)).await?;
+    Ok(())
+}
+
+/// Records commands in their steps' history; one recorded already is left as it is.
+pub async fn record_sent(conn: &impl ConnectionTrait, sent: &[Sent]) -> Result<(), DbErr> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let values = sent
+        .iter()
+        .flat_map(|s| {
+            [
+                s.saga_id.clone().into(),
+                s.step.clone().into(),
+                s.attempt.into(),
+                s.command.clone().into(),
+                s.transport.clone().into(),
+            ]
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO saga_step (saga_id, step, attempt, command, transport) VALUES {} \
+         ON CONFLICT (saga_id, step, attempt) DO NOTHING",
+        placeholders(sent.len(), &["text", "text", "int4", "text", "text"])
+    );
+    conn.execute_raw(statement(conn, sql, values)).await?;
+    Ok(())
+}
+
+pub async fn add_timers(conn: &impl ConnectionTrait, timers: &[NewTimer]) -> Result<(), DbErr> {
+    if timers.is_empty() {
+        return Ok(());
+    }
+    let values = timers
+        .iter()
+        .flat_map(|t| {
+            [
+                t.saga_id.clone().into(),
+                t.kind.clone().into(),
+                t.step.clone().into(),
+                t.attempt.into(),
+                t.due_at.into(),
+            ]
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO saga_timer (saga_id, kind, step, attempt, due_at) VALUES {}",
+        placeholders(
+            timers.len(),
+            &["text", "text", "text", "int4", "timestamptz"]
+        )
+    );
+    conn.execute_raw(statement(conn, sql, values)).await?;
+    Ok(())
+}
+
+/// Writes the sagas' mutable fields and bumps their versions (each saga once: the last of its
+/// rows in `sagas` wins).
+pub async fn save(conn: &impl ConnectionTrait, sagas: &[SagaRow]) -> Result<(), DbErr> {
+    let mut seen = HashSet::new();
+    let mut last_first: Vec<&SagaRow> = sagas
+        .iter()
+        .rev()
+        .filter(|s| seen.insert(&s.saga_id))
+        .collect();
+    if last_first.is_empty() {
+        return Ok(());
+    }
+    // In the order of their ids, as they were locked.
+    last_first.sort_by(|a, b| a.saga_id.cmp(&b.saga_id));
+    let types = [
+        "text",
+        "text",
+        "text",
+        "int4",
+        "int4",
+        "jsonb",
+        "bool",
+        "bool",
+        "timestamptz",
+        "text",
+        "jsonb",
+    ];
+    let values = last_first
+        .iter()
+        .flat_map(|s| {
+            [
+                s.saga_id.clone().into(),
+                s.state.clone().into(),
+                s.step.clone().into(),
+                s.attempt.into(),
+                s.attempt_base.into(),
+                s.compensations.clone().into(),
+                s.passed_pivot.into(),
+                s.abort_requested.into(),
+                s.deadline.into(),
+                s.incident.clone().into(),
+                s.data.clone().into(),
+            ]
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE saga s SET state = v.state, step = v.step, attempt = v.attempt, \
+           attempt_base = v.attempt_base, compensations = v.compensations, \
+           passed_pivot = v.passed_pivot, abort_requested = v.abort_requested, \
+           deadline = v.deadline, incident = v.incident, data = v.data, \
+           version = s.version + 1, updated_at = now() \
+         FROM (VALUES {}) AS v (saga_id, state, step, attempt, attempt_base, compensations, \
+           passed_pivot, abort_requested, deadline, incident, data) \
+         WHERE s.saga_id = v.saga_id",
+        placeholders(last_first.len(), &types)
+    );
+    conn.execute_raw(statement(conn, sql, values)).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_every_cell_row_by_row() {
+        assert_eq!(
+            placeholders(2, &["text", "int4"]),
+            "($1::text, $2::int4), ($3::text, $4::int4)"
+        );
+        assert_eq!(placeholders(0, &["text"]), "");
+    }
+}

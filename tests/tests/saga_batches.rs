@@ -1,0 +1,234 @@
+//! The orchestrator's batches: many orders started, and many replies handled, in one engine
+//! transaction. A batch holds what the consumers pulled together, so it can hold the same
+//! message twice, a reply for a saga that does not exist, a stale attempt, or a saga the
+//! engine cannot read: each saga moves once, and a bad one fails its own items alone. Two
+//! replicas handling overlapping batches at once move each saga once.
+//! Postgres only: the commands the sagas decide stay in the outbox.
+
+use std::time::Duration;
+
+use orchestrator::dispatch::{Dispatcher, ParticipantAddrs, Transport};
+use orchestrator::error::Error;
+use orchestrator::saga::engine::Engine;
+use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm_migration::MigratorTrait;
+use ticket_proto::saga::v1::{Reply, ReplyOutcome, StockDeducted, reply};
+
+const SAGAS: usize = 60;
+
+async fn engine(db: &DatabaseConnection) -> Engine<Purchase> {
+    let addrs = ParticipantAddrs {
+        stock: "http://127.0.0.1:9".into(),
+        order: "http://127.0.0.1:9".into(),
+        notify: "http://127.0.0.1:9".into(),
+        token: e2e::stock::TOKEN.into(),
+    };
+    let dispatcher = Dispatcher::start(db.clone(), Transport::RocketMq, &addrs, Duration::ZERO)
+        .expect("dispatcher");
+    Engine::new(
+        db.clone(),
+        Purchase::new(&SagaSettings::default()),
+        dispatcher,
+    )
+}
+
+async fn fresh_saga_log() -> DatabaseConnection {
+    let config = e2e::fresh_database_config("t_batch_").await;
+    let db = ticket_platform::db::connect(&config)
+        .await
+        .expect("connect");
+    orchestrator::migration::Migrator::up(&db, None)
+        .await
+        .expect("migrate");
+    db
+}
+
+fn order(i: usize) -> (String, PurchaseData) {
+    let data = PurchaseData {
+        user_id: format!("buyer{i}"),
+        tier_id: 1,
+        quantity: 1,
+        unit_price_cents: None,
+        cancel_reason: None,
+    };
+    (format!("B{i:020}"), data)
+}
+
+async fn number(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get("", "n").expect("n")
+}
+
+/// The sagas' ids by order number, in order.
+async fn saga_ids(db: &DatabaseConnection) -> Vec<String> {
+    db.query_all_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT saga_id FROM saga ORDER BY order_no",
+    ))
+    .await
+    .expect("sagas")
+    .into_iter()
+    .map(|row| row.try_get("", "saga_id").expect("saga_id"))
+    .collect()
+}
+
+fn deducted(saga_id: &str, attempt: u32) -> Reply {
+    Reply {
+        saga_id: saga_id.to_owned(),
+        order_no: String::new(),
+        step: "STOCK_DEDUCT".into(),
+        attempt,
+        outcome: ReplyOutcome::Ok as i32,
+        reason: String::new(),
+        detail: String::new(),
+        body: Some(reply::Body::StockDeducted(StockDeducted {
+            unit_price_cents: 4_200,
+            available: 1,
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_moves_each_saga_once_and_a_bad_saga_fails_alone() {
+    let db = fresh_saga_log().await;
+    let engine = engine(&db).await;
+
+    // One order started before; the batch names it again, and names another one twice.
+    engine
+        .start_many(vec![order(0)])
+        .await
+        .expect("first start")
+        .into_iter()
+        .for_each(|r| r.expect("started"));
+    let mut orders: Vec<_> = (0..SAGAS).map(order).collect();
+    orders.push(order(7));
+    let results = engine.start_many(orders).await.expect("batch start");
+    assert_eq!(results.len(), SAGAS + 1);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        number(&db, "SELECT count(*) AS n FROM saga").await,
+        SAGAS as i64
+    );
+    let sent = "SELECT count(*) AS n FROM outbox WHERE step = 'STOCK_DEDUCT'";
+    assert_eq!(
+        number(&db, sent).await,
+        SAGAS as i64,
+        "one command per saga"
+    );
+    let timers = "SELECT count(*) AS n FROM saga_timer WHERE step = 'STOCK_DEDUCT'";
+    assert_eq!(
+        number(&db, timers).await,
+        SAGAS as i64,
+        "one step timeout per saga"
+    );
+
+    // One saga's data is of a shape this version cannot read.
+    let ids = saga_ids(&db).await;
+    let broken = ids[3].clone();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "UPDATE saga SET data = '{\"who\": 1}'::jsonb WHERE saga_id = $1",
+        [broken.clone().into()],
+    ))
+    .await
+    .expect("break a saga");
+
+    // Every reply twice, a stale attempt, and a reply for a saga that does not exist.
+    let mut replies: Vec<Reply> = ids.iter().map(|id| deducted(id, 1)).collect();
+    replies.extend(ids.iter().rev().map(|id| deducted(id, 1)));
+    replies.push(deducted(&ids[5], 9));
+    replies.push(deducted("no-such-saga", 1));
+    let results = engine.on_replies(&replies).await.expect("batch of replies");
+    assert_eq!(results.len(), replies.len());
+    for (reply, result) in replies.iter().zip(&results) {
+        if reply.saga_id == broken {
+            assert!(matches!(result, Err(Error::Corrupt(_))), "{result:?}");
+        } else {
+            assert!(result.is_ok(), "{}: {result:?}", reply.saga_id);
+        }
+    }
+
+    let moved = "SELECT count(*) AS n FROM saga WHERE step = 'ORDER_RESERVE' AND attempt = 1 \
+                 AND (data->>'unit_price_cents')::bigint = 4200";
+    assert_eq!(
+        number(&db, moved).await,
+        SAGAS as i64 - 1,
+        "every readable saga moved once"
+    );
+    let reserve = "SELECT count(*) AS n FROM outbox WHERE step = 'ORDER_RESERVE'";
+    assert_eq!(
+        number(&db, reserve).await,
+        SAGAS as i64 - 1,
+        "one command each"
+    );
+    let answered = "SELECT count(*) AS n FROM saga_step \
+                    WHERE step = 'STOCK_DEDUCT' AND replied_at IS NOT NULL";
+    assert_eq!(number(&db, answered).await, SAGAS as i64 - 1);
+    let untouched = format!(
+        "SELECT count(*) AS n FROM saga s JOIN saga_step t USING (saga_id) \
+         WHERE s.saga_id = '{broken}' AND s.step = 'STOCK_DEDUCT' AND s.version = 2 \
+           AND t.replied_at IS NULL"
+    );
+    assert_eq!(
+        number(&db, &untouched).await,
+        1,
+        "the broken saga is as it was, its reply not recorded"
+    );
+
+    // The same batch delivered again changes nothing.
+    let again = engine.on_replies(&replies).await.expect("again");
+    assert_eq!(
+        again.iter().filter(|r| r.is_err()).count(),
+        2,
+        "the broken saga's two"
+    );
+    assert_eq!(number(&db, reserve).await, SAGAS as i64 - 1);
+    let versions = "SELECT sum(version)::bigint AS n FROM saga";
+    let before = number(&db, versions).await;
+    engine.on_replies(&replies).await.expect("third time");
+    assert_eq!(number(&db, versions).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_overlapping_batches_move_each_saga_once() {
+    let db = fresh_saga_log().await;
+    let (first, second) = (engine(&db).await, engine(&db).await);
+    first
+        .start_many((0..SAGAS).map(order).collect())
+        .await
+        .expect("start");
+    let ids = saga_ids(&db).await;
+    // Each replica gets every reply, in opposite orders and cut into batches of different
+    // sizes, so their transactions want the same rows at once.
+    let forward: Vec<Reply> = ids.iter().map(|id| deducted(id, 1)).collect();
+    let backward: Vec<Reply> = forward.iter().rev().cloned().collect();
+    let run = |engine: Engine<Purchase>, replies: Vec<Reply>, size: usize| {
+        tokio::spawn(async move {
+            let batches = replies.chunks(size).map(|batch| {
+                let (engine, batch) = (engine.clone(), batch.to_vec());
+                tokio::spawn(async move { engine.on_replies(&batch).await })
+            });
+            for batch in batches.collect::<Vec<_>>() {
+                for result in batch.await.expect("batch ran").expect("batch committed") {
+                    result.expect("reply handled");
+                }
+            }
+        })
+    };
+    let (a, b) = tokio::join!(run(first, forward, 7), run(second, backward, 11));
+    a.expect("replica a");
+    b.expect("replica b");
+    let moved = "SELECT count(*) AS n FROM saga WHERE step = 'ORDER_RESERVE' AND version = 3";
+    assert_eq!(
+        number(&db, moved).await,
+        SAGAS as i64,
+        "each saga moved once"
+    );
+    let reserve = "SELECT count(*) AS n FROM outbox WHERE step = 'ORDER_RESERVE'";
+    assert_eq!(number(&db, reserve).await, SAGAS as i64);
+}
