@@ -56,7 +56,6 @@ pub mod tier {
         pub total: i64,
         /// The tier's own cap per buyer, within the session's limit; 0 = none.
         pub per_user_limit: i32,
-        pub sold: i64,
         pub created_at: DateTimeUtc,
     }
 

@@ -23,6 +23,7 @@ use ticket_platform::grpc::require_admin;
 
 use crate::error::Error;
 use crate::gate::{StockGate, TierRef};
+use crate::ledger;
 use crate::rebuild::load_session;
 use crate::tiers::buyer_limit;
 
@@ -38,9 +39,12 @@ impl Catalog {
             session_id: tier.session_id,
             tier_id: tier.id,
         };
+        // Sold tickets are the tier's confirmed ledger rows; a tier Redis does not hold (not
+        // loaded yet) has what the ledger does not hold.
+        let ledger = ledger::totals(&self.db, tier.id).await?;
         let available = match self.gate.counters(tier_ref).await? {
             Some(counters) => counters.available,
-            None => tier.total - tier.sold,
+            None => tier.total - ledger.deducted - ledger.confirmed,
         };
         let Some(session) = session::Entity::find_by_id(tier.session_id)
             .one(&self.db)
@@ -62,7 +66,7 @@ impl Catalog {
             price_cents: tier.price_cents,
             total: tier.total,
             available,
-            sold: tier.sold,
+            sold: ledger.confirmed,
             per_user_limit: i32::try_from(per_user_limit).unwrap_or(session.per_user_limit),
             show_id: session.show_id,
             tier_limit: tier.per_user_limit,
@@ -196,7 +200,6 @@ impl pb::catalog_service_server::CatalogService for Catalog {
             price_cents: Set(new.price_cents),
             total: Set(new.total),
             per_user_limit: Set(new.per_user_limit),
-            sold: Set(0),
             created_at: Set(Utc::now()),
             ..Default::default()
         }

@@ -4,11 +4,12 @@
 //!
 //! One row per order. A fence change is a compare-and-set on the row's state (absent or
 //! `D`educted → `C`onfirmed or `R`olled back), so replaying a command writes nothing twice and
-//! a confirm adds to the tier's `sold` exactly once.
+//! a confirm counts once. A tier's `sold` is the sum of its confirmed rows ([`totals`]): no
+//! counter row that every confirm of a tier would queue on.
 
 mod writer;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use sea_orm::{ConnectionTrait, DbErr, Statement, Value};
@@ -40,56 +41,43 @@ ON CONFLICT (order_no) DO UPDATE SET
     rolled_back_at = COALESCE(EXCLUDED.rolled_back_at, l.rolled_back_at)
 WHERE l.state = 'D' AND EXCLUDED.state <> 'D'";
 
-/// What the statement returns when confirmations are among its entries (they add to `sold`).
-const RETURNING: &str = " RETURNING l.tier_id, l.quantity, l.state";
-
 /// Records fence changes in the caller's transaction. Each is written at most once: a change
-/// the ledger already holds (a replay) writes nothing. Confirmations add to their tier's `sold`.
-/// Returns how many entries changed the ledger.
+/// the ledger already holds (a replay) writes nothing. Returns how many entries changed the
+/// ledger.
 pub async fn record(conn: &impl ConnectionTrait, entries: &[LedgerEntry]) -> Result<usize, DbErr> {
-    let mut sold: BTreeMap<i64, i64> = BTreeMap::new();
     let mut changed = 0;
     // One statement per run of distinct orders: a statement may not touch a row twice.
     let mut chunk: Vec<&LedgerEntry> = Vec::new();
     let mut orders: HashSet<&str> = HashSet::new();
     for entry in entries {
         if !orders.insert(entry.fence.order_no.as_str()) {
-            changed += record_distinct(conn, &chunk, &mut sold).await?;
+            changed += record_distinct(conn, &chunk).await?;
             chunk.clear();
             orders.clear();
             orders.insert(entry.fence.order_no.as_str());
         }
         chunk.push(entry);
     }
-    changed += record_distinct(conn, &chunk, &mut sold).await?;
-    // In tier order, so concurrent writers never wait on each other in a cycle.
-    for (tier_id, quantity) in sold {
-        conn.execute_raw(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            "UPDATE tier SET sold = sold + $2 WHERE id = $1",
-            [tier_id.into(), quantity.into()],
-        ))
-        .await?;
-    }
+    changed += record_distinct(conn, &chunk).await?;
     Ok(changed)
 }
 
-/// The statement of [`record_unconfirmed`]: [`ON_CONFLICT`] over rows that travel as arrays.
-static RECORD_UNCONFIRMED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The statement of [`record_distinct_orders`]: [`ON_CONFLICT`] over rows that travel as arrays.
+static RECORD_DISTINCT_ORDERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "INSERT INTO stock_ledger AS l \
          (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at) \
          SELECT o, t, u, q, s, \
-                CASE WHEN s = 'D' THEN now() END, NULL, CASE WHEN s = 'R' THEN now() END \
+                CASE WHEN s = 'D' THEN now() END, CASE WHEN s = 'C' THEN now() END, \
+                CASE WHEN s = 'R' THEN now() END \
          FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[]) AS e(o, t, u, q, s) \
          {ON_CONFLICT}"
     )
 });
 
-/// [`record`] for entries of distinct orders, none a confirmation, as one statement that
-/// commits on its own. The entries travel as arrays, so the statement is the same whatever
+/// [`record`] for entries of distinct orders, as one statement that commits on its own. The entries travel as arrays, so the statement is the same whatever
 /// their number and Postgres plans it once per connection. Returns how many changed the ledger.
-pub async fn record_unconfirmed(
+pub async fn record_distinct_orders(
     pool: &sqlx::PgPool,
     entries: &[LedgerEntry],
 ) -> Result<u64, DbErr> {
@@ -100,19 +88,13 @@ pub async fn record_unconfirmed(
     let mut states = Vec::with_capacity(entries.len());
     for entry in entries {
         let fence = &entry.fence;
-        if fence.state == FenceState::Confirmed {
-            return Err(DbErr::Custom(format!(
-                "a confirmation ({}) adds to the tier's sold: record it with `record`",
-                fence.order_no
-            )));
-        }
         orders.push(fence.order_no.as_str());
         tiers.push(entry.tier_id);
         users.push(fence.user_id.as_str());
         quantities.push(fence.quantity);
         states.push(fence.state.code());
     }
-    let done = sqlx::query(sqlx::AssertSqlSafe(RECORD_UNCONFIRMED.as_str()))
+    let done = sqlx::query(sqlx::AssertSqlSafe(RECORD_DISTINCT_ORDERS.as_str()))
         .bind(orders)
         .bind(tiers)
         .bind(users)
@@ -128,7 +110,6 @@ pub async fn record_unconfirmed(
 async fn record_distinct(
     conn: &impl ConnectionTrait,
     entries: &[&LedgerEntry],
-    sold: &mut BTreeMap<i64, i64>,
 ) -> Result<usize, DbErr> {
     if entries.is_empty() {
         return Ok(0);
@@ -169,37 +150,15 @@ async fn record_distinct(
     }
     sql.push(' ');
     sql.push_str(ON_CONFLICT);
-    if !entries
-        .iter()
-        .any(|e| e.fence.state == FenceState::Confirmed)
-    {
-        let changed = conn
-            .execute_raw(Statement::from_sql_and_values(
-                conn.get_database_backend(),
-                sql,
-                values,
-            ))
-            .await?
-            .rows_affected();
-        return Ok(usize::try_from(changed).unwrap_or(usize::MAX));
-    }
-    sql.push_str(RETURNING);
-    let rows = conn
-        .query_all_raw(Statement::from_sql_and_values(
+    let changed = conn
+        .execute_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
             sql,
             values,
         ))
-        .await?;
-    for row in &rows {
-        let state: String = row.try_get("", "state")?;
-        if FenceState::from_code(state.trim()) == Some(FenceState::Confirmed) {
-            let tier_id: i64 = row.try_get("", "tier_id")?;
-            let quantity: i64 = row.try_get("", "quantity")?;
-            *sold.entry(tier_id).or_default() += quantity;
-        }
-    }
-    Ok(rows.len())
+        .await?
+        .rows_affected();
+    Ok(usize::try_from(changed).unwrap_or(usize::MAX))
 }
 
 /// Every fence of a tier (to rebuild Redis, and to reconcile).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{LedgerEntry, record, record_unconfirmed};
+use super::{LedgerEntry, record, record_distinct_orders};
 
 /// Entries recorded per transaction at most.
 const BATCH: usize = 256;
@@ -68,7 +68,7 @@ async fn run(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::Receiver<Pending>
 async fn commit(db: &DatabaseConnection, entries: &[LedgerEntry]) -> Result<(), DbErr> {
     if single_statement(entries) {
         // One statement commits on its own: no BEGIN and COMMIT round trips.
-        record_unconfirmed(db.get_postgres_connection_pool(), entries).await?;
+        record_distinct_orders(db.get_postgres_connection_pool(), entries).await?;
         return Ok(());
     }
     let txn = db.begin().await?;
@@ -76,12 +76,11 @@ async fn commit(db: &DatabaseConnection, entries: &[LedgerEntry]) -> Result<(), 
     txn.commit().await
 }
 
-/// Whether `record` writes `entries` with one statement: distinct orders, none a confirmation
-/// (which also updates the tier's `sold`).
+/// Whether `record` writes `entries` with one statement: distinct orders (a statement may not
+/// change a row twice).
 fn single_statement(entries: &[LedgerEntry]) -> bool {
     let mut orders = std::collections::HashSet::new();
-    entries.iter().all(|e| {
-        e.fence.state != crate::gate::FenceState::Confirmed
-            && orders.insert(e.fence.order_no.as_str())
-    })
+    entries
+        .iter()
+        .all(|e| orders.insert(e.fence.order_no.as_str()))
 }
