@@ -19,7 +19,7 @@ pub struct GroupCommit<I> {
     queue: mpsc::UnboundedSender<Waiting<I>>,
 }
 
-impl<I: Send + 'static> GroupCommit<I> {
+impl<I: Clone + Send + 'static> GroupCommit<I> {
     /// Runs batches of up to `max` items with `run` (one result per item, in order), at most
     /// `concurrent` at a time.
     pub fn start<F, Fut>(max: usize, concurrent: usize, run: F) -> Self
@@ -49,19 +49,10 @@ impl<I: Send + 'static> GroupCommit<I> {
                 let run = Arc::clone(&run);
                 tokio::spawn(async move {
                     let (items, waiters): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
-                    let outcome = run(items).await;
+                    let results = run_batch(&*run, items).await;
                     drop(permit);
-                    match outcome {
-                        Ok(results) => {
-                            for (waiter, result) in waiters.into_iter().zip(results) {
-                                let _ = waiter.send(result);
-                            }
-                        }
-                        Err(err) => {
-                            for waiter in waiters {
-                                let _ = waiter.send(Err(err.shared()));
-                            }
-                        }
+                    for (waiter, result) in waiters.into_iter().zip(results) {
+                        let _ = waiter.send(result);
                     }
                 });
             }
@@ -79,6 +70,32 @@ impl<I: Send + 'static> GroupCommit<I> {
             .await
             .unwrap_or_else(|_| Err(Error::Unavailable("the batch did not finish".into())))
     }
+}
+
+/// Runs a batch; when it fails as a whole, each of its items again on its own, so an item
+/// that makes every statement fail (or a batch that lost a deadlock) fails alone and the
+/// others are not redelivered with it.
+async fn run_batch<I, F, Fut>(run: &F, items: Vec<I>) -> Results
+where
+    I: Clone,
+    F: Fn(Vec<I>) -> Fut,
+    Fut: Future<Output = Result<Results, Error>>,
+{
+    let count = items.len();
+    let err = match run(items.clone()).await {
+        Ok(results) => return results,
+        Err(err) if count == 1 => return vec![Err(err)],
+        Err(err) => err,
+    };
+    tracing::warn!(error = %err, items = count, "a batch failed; its items run one by one");
+    let mut results = Vec::with_capacity(count);
+    for item in items {
+        results.push(match run(vec![item]).await {
+            Ok(mut one) => one.pop().unwrap_or(Ok(())),
+            Err(err) => Err(err),
+        });
+    }
+    results
 }
 
 #[cfg(test)]
@@ -126,13 +143,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_item_that_fails_its_whole_batch_fails_alone() {
+        let batches = Arc::new(GroupCommit::start(64, 1, |items: Vec<u32>| async move {
+            // Item 13 fails every statement of a batch it is in.
+            if items.contains(&13) {
+                return Err(Error::Database(sea_orm::DbErr::Custom(
+                    "invalid byte".into(),
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            Ok(items.iter().map(|_| Ok(())).collect())
+        }));
+        let calls: Vec<_> = (1..=30u32)
+            .map(|i| {
+                let batches = Arc::clone(&batches);
+                tokio::spawn(async move { (i, batches.submit(i).await) })
+            })
+            .collect();
+        for call in calls {
+            let (i, result) = call.await.expect("the call ran");
+            if i == 13 {
+                assert!(matches!(result, Err(Error::Database(_))), "{result:?}");
+            } else {
+                assert!(result.is_ok(), "{i}: {result:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn a_failed_batch_fails_each_of_its_items() {
         let batches = GroupCommit::start(8, 2, |_: Vec<u32>| async {
             Err(Error::Database(sea_orm::DbErr::Custom("down".into())))
         });
         let result = batches.submit(1).await;
         assert!(
-            matches!(&result, Err(Error::Unavailable(text)) if text.contains("down")),
+            matches!(&result, Err(err @ Error::Database(_)) if err.to_string().contains("down")),
             "{result:?}"
         );
     }

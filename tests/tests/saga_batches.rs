@@ -2,13 +2,16 @@
 //! transaction. A batch holds what the consumers pulled together, so it can hold the same
 //! message twice, a reply for a saga that does not exist, a stale attempt, or a saga the
 //! engine cannot read: each saga moves once, and a bad one fails its own items alone. Two
-//! replicas handling overlapping batches at once move each saga once.
+//! replicas handling overlapping batches at once move each saga once; a reply that makes
+//! every statement of its batch fail (Postgres refuses it) fails alone.
 //! Postgres only: the commands the sagas decide stay in the outbox.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator::dispatch::{Dispatcher, ParticipantAddrs, Transport};
 use orchestrator::error::Error;
+use orchestrator::group_commit::GroupCommit;
 use orchestrator::saga::engine::Engine;
 use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -231,4 +234,59 @@ async fn two_replicas_with_overlapping_batches_move_each_saga_once() {
     );
     let reserve = "SELECT count(*) AS n FROM outbox WHERE step = 'ORDER_RESERVE'";
     assert_eq!(number(&db, reserve).await, SAGAS as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_postgres_refuses_fails_alone_and_the_rest_of_its_batch_moves_on() {
+    let db = fresh_saga_log().await;
+    let engine = engine(&db).await;
+    engine
+        .start_many((0..SAGAS).map(order).collect())
+        .await
+        .expect("start");
+    let ids = saga_ids(&db).await;
+    // Postgres refuses a NUL byte in text: every statement of a batch holding this reply
+    // fails, whatever the other replies in it.
+    let mut poisoned = deducted(&ids[10], 1);
+    poisoned.detail = "held\u{0}".into();
+    let batches = Arc::new(GroupCommit::start(128, 1, {
+        let engine = engine.clone();
+        move |replies: Vec<Reply>| {
+            let engine = engine.clone();
+            async move { engine.on_replies(&replies).await }
+        }
+    }));
+    let replies = ids
+        .iter()
+        .map(|id| {
+            if *id == ids[10] {
+                poisoned.clone()
+            } else {
+                deducted(id, 1)
+            }
+        })
+        .map(|reply| {
+            let batches = Arc::clone(&batches);
+            tokio::spawn(async move { (reply.saga_id.clone(), batches.submit(reply).await) })
+        })
+        .collect::<Vec<_>>();
+    for handled in replies {
+        let (saga_id, result) = handled.await.expect("the reply ran");
+        if saga_id == ids[10] {
+            assert!(result.is_err(), "the poisoned reply failed");
+        } else {
+            assert!(result.is_ok(), "{saga_id}: {result:?}");
+        }
+    }
+    let moved = "SELECT count(*) AS n FROM saga WHERE step = 'ORDER_RESERVE'";
+    assert_eq!(number(&db, moved).await, SAGAS as i64 - 1);
+    let waiting = format!(
+        "SELECT count(*) AS n FROM saga WHERE saga_id = '{}' AND step = 'STOCK_DEDUCT'",
+        ids[10]
+    );
+    assert_eq!(
+        number(&db, &waiting).await,
+        1,
+        "the poisoned reply changed nothing"
+    );
 }

@@ -56,6 +56,10 @@ pub mod tier {
         pub total: i64,
         /// The tier's own cap per buyer, within the session's limit; 0 = none.
         pub per_user_limit: i32,
+        // The table's `sold` column is a counter earlier versions kept up to date with every
+        // confirm; tickets sold are now the tier's confirmed ledger rows (`ledger::totals`).
+        // The column stays (unread) while replicas of the earlier version may still run
+        // beside this one during a rolling deploy; a later release drops it.
         pub created_at: DateTimeUtc,
     }
 

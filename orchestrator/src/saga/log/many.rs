@@ -66,7 +66,10 @@ fn statement(conn: &impl ConnectionTrait, sql: String, values: Vec<Value>) -> St
 /// named twice in `new`): the rows inserted.
 pub async fn insert(conn: &impl ConnectionTrait, new: &[SagaRow]) -> Result<Vec<SagaRow>, DbErr> {
     let mut seen = HashSet::new();
-    let new: Vec<&SagaRow> = new.iter().filter(|n| seen.insert(&n.order_no)).collect();
+    let mut new: Vec<&SagaRow> = new.iter().filter(|n| seen.insert(&n.order_no)).collect();
+    // In the order of their order numbers: an insert waits on another transaction's insert of
+    // the same order, so two batches naming the same orders must take them in the same order.
+    new.sort_by(|a, b| a.order_no.cmp(&b.order_no));
     if new.is_empty() {
         return Ok(Vec::new());
     }
