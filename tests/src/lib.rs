@@ -10,6 +10,7 @@ pub mod processes;
 pub mod redis;
 pub mod running;
 pub mod saga;
+pub mod saga_log;
 pub mod stock;
 pub mod system;
 

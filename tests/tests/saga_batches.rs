@@ -7,44 +7,23 @@
 //! Postgres only: the commands the sagas decide stay in the outbox.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use orchestrator::dispatch::{Dispatcher, ParticipantAddrs, Transport};
+use e2e::saga_log::{self, number};
 use orchestrator::error::Error;
 use orchestrator::group_commit::GroupCommit;
 use orchestrator::saga::engine::Engine;
 use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use sea_orm_migration::MigratorTrait;
 use ticket_proto::saga::v1::{Reply, ReplyOutcome, StockDeducted, reply};
 
 const SAGAS: usize = 60;
 
-async fn engine(db: &DatabaseConnection) -> Engine<Purchase> {
-    let addrs = ParticipantAddrs {
-        stock: "http://127.0.0.1:9".into(),
-        order: "http://127.0.0.1:9".into(),
-        notify: "http://127.0.0.1:9".into(),
-        token: e2e::stock::TOKEN.into(),
-    };
-    let dispatcher = Dispatcher::start(db.clone(), Transport::RocketMq, &addrs, Duration::ZERO)
-        .expect("dispatcher");
-    Engine::new(
-        db.clone(),
-        Purchase::new(&SagaSettings::default()),
-        dispatcher,
-    )
+fn engine(db: &DatabaseConnection) -> Engine<Purchase> {
+    saga_log::engine(db, &SagaSettings::default())
 }
 
 async fn fresh_saga_log() -> DatabaseConnection {
-    let config = e2e::fresh_database_config("t_batch_").await;
-    let db = ticket_platform::db::connect(&config)
-        .await
-        .expect("connect");
-    orchestrator::migration::Migrator::up(&db, None)
-        .await
-        .expect("migrate");
-    db
+    saga_log::fresh("t_batch_").await.1
 }
 
 fn order(i: usize) -> (String, PurchaseData) {
@@ -56,15 +35,6 @@ fn order(i: usize) -> (String, PurchaseData) {
         cancel_reason: None,
     };
     (format!("B{i:020}"), data)
-}
-
-async fn number(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .expect("query")
-        .expect("a row");
-    row.try_get("", "n").expect("n")
 }
 
 /// The sagas' ids by order number, in order.
@@ -99,7 +69,7 @@ fn deducted(saga_id: &str, attempt: u32) -> Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_moves_each_saga_once_and_a_bad_saga_fails_alone() {
     let db = fresh_saga_log().await;
-    let engine = engine(&db).await;
+    let engine = engine(&db);
 
     // One order started before; the batch names it again, and names another one twice.
     engine
@@ -200,7 +170,7 @@ async fn a_batch_moves_each_saga_once_and_a_bad_saga_fails_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_with_overlapping_batches_move_each_saga_once() {
     let db = fresh_saga_log().await;
-    let (first, second) = (engine(&db).await, engine(&db).await);
+    let (first, second) = (engine(&db), engine(&db));
     first
         .start_many((0..SAGAS).map(order).collect())
         .await
@@ -239,7 +209,7 @@ async fn two_replicas_with_overlapping_batches_move_each_saga_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_postgres_refuses_fails_alone_and_the_rest_of_its_batch_moves_on() {
     let db = fresh_saga_log().await;
-    let engine = engine(&db).await;
+    let engine = engine(&db);
     engine
         .start_many((0..SAGAS).map(order).collect())
         .await

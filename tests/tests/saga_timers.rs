@@ -5,38 +5,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use orchestrator::dispatch::{Dispatcher, ParticipantAddrs, Transport};
+use e2e::saga_log;
 use orchestrator::saga::definition::RetryPolicy;
 use orchestrator::saga::engine::Engine;
 use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use sea_orm_migration::MigratorTrait;
+use sea_orm::{ConnectionTrait, Statement};
 
 const SAGAS: usize = 300;
-
-async fn replica(db: &DatabaseConnection, settings: &SagaSettings) -> Engine<Purchase> {
-    let addrs = ParticipantAddrs {
-        stock: "http://127.0.0.1:9".into(),
-        order: "http://127.0.0.1:9".into(),
-        notify: "http://127.0.0.1:9".into(),
-        token: e2e::stock::TOKEN.into(),
-    };
-    let dispatcher = Dispatcher::start(db.clone(), Transport::RocketMq, &addrs, Duration::ZERO)
-        .expect("dispatcher");
-    Engine::new(db.clone(), Purchase::new(settings), dispatcher)
-}
-
-/// A saga log of the test's own, migrated.
-async fn fresh_saga_log() -> (ticket_platform::db::DatabaseConfig, DatabaseConnection) {
-    let config = e2e::fresh_database_config("t_orch_").await;
-    let db = ticket_platform::db::connect(&config)
-        .await
-        .expect("connect");
-    orchestrator::migration::Migrator::up(&db, None)
-        .await
-        .expect("migrate");
-    (config, db)
-}
 
 /// `count` purchases, one ticket each, started on `engine`.
 async fn start_sagas(engine: &Engine<Purchase>, count: usize) {
@@ -85,18 +60,9 @@ async fn fire_until_quiet(engine: Engine<Purchase>) -> Vec<i64> {
     fired
 }
 
-async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .expect("query")
-        .expect("a row");
-    row.try_get("", "n").expect("n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
-    let (config, db) = fresh_saga_log().await;
+    let (config, db) = saga_log::fresh("t_orch_").await;
     // Every step times out at once and has two attempts: each saga runs through six timers
     // (deduct: timeout, retry, timeout; then its compensation's cancel: the same) and parks.
     let settings = SagaSettings {
@@ -109,9 +75,9 @@ async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
         payment_window: Duration::from_secs(60),
         expiry_margin: Duration::ZERO,
     };
-    let first = replica(&db, &settings).await;
+    let first = saga_log::engine(&db, &settings);
     start_sagas(&first, SAGAS).await;
-    let second = replica(&db, &settings).await;
+    let second = saga_log::engine(&db, &settings);
     assert_ne!(first.replica(), second.replica());
     let (a, b) = tokio::join!(
         tokio::spawn(fire_until_quiet(first.clone())),
@@ -126,7 +92,7 @@ async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
     assert_eq!(b_set.len(), b.len(), "replica b fired a timer twice");
     assert!(a_set.is_disjoint(&b_set), "a timer fired on both replicas");
     assert!(!a.is_empty() && !b.is_empty(), "both replicas took part");
-    let timers = count(&db, "SELECT count(*) AS n FROM saga_timer").await;
+    let timers = saga_log::number(&db, "SELECT count(*) AS n FROM saga_timer").await;
     assert_eq!(timers, i64::try_from(SAGAS * 6).expect("count"));
     assert_eq!(
         i64::try_from(a.len() + b.len()).expect("count"),
@@ -134,7 +100,7 @@ async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
         "every timer fired"
     );
     assert_eq!(
-        count(
+        saga_log::number(
             &db,
             "SELECT count(*) AS n FROM saga_timer WHERE fired_at IS NULL"
         )
@@ -142,14 +108,14 @@ async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
         0
     );
     assert_eq!(
-        count(&db, "SELECT count(DISTINCT fired_by) AS n FROM saga_timer").await,
+        saga_log::number(&db, "SELECT count(DISTINCT fired_by) AS n FROM saga_timer").await,
         2
     );
 
     // Each saga acted once per timer: two attempts of each command, one outbox row each, and
     // parked at its compensation.
     assert_eq!(
-        count(
+        saga_log::number(
             &db,
             "SELECT count(*) AS n FROM saga WHERE state = 'PARKED' AND step = 'ORDER_CANCEL'"
         )
@@ -180,12 +146,12 @@ async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fired_by_another() {
-    let (config, db) = fresh_saga_log().await;
+    let (config, db) = saga_log::fresh("t_orch_").await;
     let settings = SagaSettings {
         step_timeout: Duration::from_millis(1),
         ..SagaSettings::default()
     };
-    let crashed = replica(&db, &settings).await;
+    let crashed = saga_log::engine(&db, &settings);
     start_sagas(&crashed, 20).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     // A replica claims every due timer for two seconds, then dies before firing any.
@@ -194,7 +160,7 @@ async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fi
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 20);
-    let survivor = replica(&db, &settings).await;
+    let survivor = saga_log::engine(&db, &settings);
     let meanwhile = survivor
         .claim_timers(100, Duration::from_secs(30))
         .await
@@ -213,7 +179,7 @@ async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fi
         assert!(survivor.fire(timer).await.expect("fire"));
     }
     assert_eq!(
-        count(
+        saga_log::number(
             &db,
             "SELECT count(*) AS n FROM saga_timer WHERE kind = 'STEP_TIMEOUT' AND fired_at IS NULL"
         )
@@ -221,7 +187,7 @@ async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fi
         0
     );
     assert_eq!(
-        count(
+        saga_log::number(
             &db,
             "SELECT count(DISTINCT fired_by) AS n FROM saga_timer WHERE fired_at IS NOT NULL"
         )

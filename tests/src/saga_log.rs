@@ -1,0 +1,47 @@
+//! A saga log of a test's own and orchestrator engines on it, without the rest of the system:
+//! Postgres only, the commands the sagas decide stay in the outbox (the participants' gRPC
+//! addresses lead nowhere).
+
+use std::time::Duration;
+
+use orchestrator::dispatch::{Dispatcher, ParticipantAddrs, Transport};
+use orchestrator::saga::engine::Engine;
+use orchestrator::saga::purchase::{Purchase, SagaSettings};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm_migration::MigratorTrait;
+use ticket_platform::db::DatabaseConfig;
+
+/// A fresh database (named `<prefix><12 hex>`) with the orchestrator's schema.
+pub async fn fresh(prefix: &str) -> (DatabaseConfig, DatabaseConnection) {
+    let config = crate::fresh_database_config(prefix).await;
+    let db = ticket_platform::db::connect(&config)
+        .await
+        .expect("connect");
+    orchestrator::migration::Migrator::up(&db, None)
+        .await
+        .expect("migrate");
+    (config, db)
+}
+
+/// An engine (a replica of the orchestrator) on `db`.
+pub fn engine(db: &DatabaseConnection, settings: &SagaSettings) -> Engine<Purchase> {
+    let addrs = ParticipantAddrs {
+        stock: "http://127.0.0.1:9".into(),
+        order: "http://127.0.0.1:9".into(),
+        notify: "http://127.0.0.1:9".into(),
+        token: crate::stock::TOKEN.into(),
+    };
+    let dispatcher = Dispatcher::start(db.clone(), Transport::RocketMq, &addrs, Duration::ZERO)
+        .expect("dispatcher");
+    Engine::new(db.clone(), Purchase::new(settings), dispatcher)
+}
+
+/// The number a query returns in its column `n`.
+pub async fn number(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get("", "n").expect("n")
+}
