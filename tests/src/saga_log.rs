@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use orchestrator::dispatch::{Dispatcher, ParticipantAddrs, Transport};
 use orchestrator::saga::engine::Engine;
-use orchestrator::saga::purchase::{Purchase, SagaSettings};
+use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sea_orm_migration::MigratorTrait;
 use ticket_platform::db::DatabaseConfig;
@@ -44,4 +44,17 @@ pub async fn number(db: &DatabaseConnection, sql: &str) -> i64 {
         .expect("query")
         .expect("a row");
     row.try_get("", "n").expect("n")
+}
+
+/// Purchase `i` of one ticket of tier 1 by `buyer<i>`: its order number (`<prefix>` and `i`
+/// in 20 digits) and the saga's data.
+pub fn order(prefix: &str, i: usize) -> (String, PurchaseData) {
+    let data = PurchaseData {
+        user_id: format!("buyer{i}"),
+        tier_id: 1,
+        quantity: 1,
+        unit_price_cents: None,
+        cancel_reason: None,
+    };
+    (format!("{prefix}{i:020}"), data)
 }

@@ -27,14 +27,7 @@ async fn fresh_saga_log() -> DatabaseConnection {
 }
 
 fn order(i: usize) -> (String, PurchaseData) {
-    let data = PurchaseData {
-        user_id: format!("buyer{i}"),
-        tier_id: 1,
-        quantity: 1,
-        unit_price_cents: None,
-        cancel_reason: None,
-    };
-    (format!("B{i:020}"), data)
+    saga_log::order("B", i)
 }
 
 /// The sagas' ids by order number, in order.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use e2e::saga_log;
 use orchestrator::saga::definition::RetryPolicy;
 use orchestrator::saga::engine::Engine;
-use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
+use orchestrator::saga::purchase::{Purchase, SagaSettings};
 use sea_orm::{ConnectionTrait, Statement};
 
 const SAGAS: usize = 300;
@@ -16,17 +16,8 @@ const SAGAS: usize = 300;
 /// `count` purchases, one ticket each, started on `engine`.
 async fn start_sagas(engine: &Engine<Purchase>, count: usize) {
     for i in 0..count {
-        let data = PurchaseData {
-            user_id: format!("buyer{i}"),
-            tier_id: 1,
-            quantity: 1,
-            unit_price_cents: None,
-            cancel_reason: None,
-        };
-        engine
-            .start(&format!("T{i:020}"), data)
-            .await
-            .expect("start");
+        let (order_no, data) = saga_log::order("T", i);
+        engine.start(&order_no, data).await.expect("start");
     }
 }
 
