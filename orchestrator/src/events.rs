@@ -5,8 +5,6 @@
 //! arrives twice, or both ways, changes nothing. New orders and replies that arrive together
 //! are handled together, a batch per engine transaction ([`GroupCommit`]).
 
-use std::sync::Arc;
-
 use ticket_platform::grpc::require_admin;
 use ticket_platform::messaging::{HandleError, IncomingMessage, MessageHandler, tag};
 use ticket_proto::saga::v1::order_event::Event;
@@ -30,7 +28,7 @@ pub const EVENT_TAGS: &[&str] = &[tag::ORDER_CREATED, tag::ORDER_PAID, tag::ORDE
 #[derive(Clone)]
 pub struct Intake {
     engine: Engine<Purchase>,
-    starts: Arc<GroupCommit<(String, PurchaseData)>>,
+    starts: GroupCommit<(String, PurchaseData)>,
 }
 
 impl Intake {
@@ -40,10 +38,7 @@ impl Intake {
             let engine = starter.clone();
             async move { engine.start_many(orders).await }
         });
-        Self {
-            engine,
-            starts: Arc::new(starts),
-        }
+        Self { engine, starts }
     }
 }
 

@@ -14,9 +14,17 @@ use crate::saga::engine::Results;
 
 type Waiting<I> = (I, oneshot::Sender<Result<(), Error>>);
 
-/// Hands items to batches; cheap to share, stops when the last handle is dropped.
+/// Hands items to batches; a handle, cheap to clone: the task stops when the last is dropped.
 pub struct GroupCommit<I> {
     queue: mpsc::UnboundedSender<Waiting<I>>,
+}
+
+impl<I> Clone for GroupCommit<I> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
 }
 
 impl<I: Clone + Send + 'static> GroupCommit<I> {
