@@ -24,6 +24,12 @@ pub enum Error {
     Unavailable(String),
 }
 
+impl From<ticket_platform::group_commit::Closed> for Error {
+    fn from(closed: ticket_platform::group_commit::Closed) -> Self {
+        Self::Unavailable(closed.to_string())
+    }
+}
+
 impl Error {
     /// The same error for another caller: each item of a batch that failed as a whole gets
     /// one (a database failure becomes [`Error::Unavailable`], still worth a retry).

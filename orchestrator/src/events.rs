@@ -5,6 +5,7 @@
 //! arrives twice, or both ways, changes nothing. New orders and replies that arrive together
 //! are handled together, a batch per engine transaction ([`GroupCommit`]).
 
+use ticket_platform::group_commit::GroupCommit;
 use ticket_platform::grpc::require_admin;
 use ticket_platform::messaging::{HandleError, IncomingMessage, MessageHandler, tag};
 use ticket_proto::saga::v1::order_event::Event;
@@ -15,7 +16,6 @@ use tonic::{Request, Response, Status};
 
 use crate::Batches;
 use crate::error::Error;
-use crate::group_commit::GroupCommit;
 use crate::saga::engine::Engine;
 use crate::saga::machine::Signal;
 use crate::saga::purchase::{CancelReason, Purchase, PurchaseData};
@@ -28,7 +28,7 @@ pub const EVENT_TAGS: &[&str] = &[tag::ORDER_CREATED, tag::ORDER_PAID, tag::ORDE
 #[derive(Clone)]
 pub struct Intake {
     engine: Engine<Purchase>,
-    starts: GroupCommit<(String, PurchaseData)>,
+    starts: GroupCommit<(String, PurchaseData), Error>,
 }
 
 impl Intake {
@@ -102,7 +102,7 @@ impl MessageHandler for OrderEvents {
 }
 
 pub struct Replies {
-    batches: GroupCommit<Reply>,
+    batches: GroupCommit<Reply, Error>,
 }
 
 impl Replies {

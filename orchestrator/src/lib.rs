@@ -4,7 +4,7 @@
 //!   step machine, `engine` its transactions, `log` the saga log) and the `purchase` saga;
 //! - `dispatch`: how commands reach participants (RocketMQ, or gRPC calls after the commit);
 //! - `timers`: due timers claimed and fired one transaction each;
-//! - `events`: order events and replies from RocketMQ, handled in batches (`group_commit`);
+//! - `events`: order events and replies from RocketMQ, handled in batches (the platform's `group_commit`);
 //! - `admin`: `SagaAdmin` for operators; `error`: the one error → `Status` mapping.
 //!
 //! A library with a thin `main`: `Application::build(config)` then `run_until_stopped()`;
@@ -16,7 +16,6 @@ pub mod dead_letters;
 pub mod dispatch;
 pub mod error;
 pub mod events;
-pub mod group_commit;
 pub mod migration;
 pub mod saga;
 pub mod timers;
@@ -169,7 +168,7 @@ impl Config {
     }
 }
 
-/// The consumers' group commit ([`group_commit`]).
+/// The consumers' group commit ([`ticket_platform::group_commit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Batches {
     pub max: usize,

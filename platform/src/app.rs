@@ -19,7 +19,7 @@ use ticket_proto::saga::v1::participant_server::ParticipantServer;
 
 use crate::messaging::{Consumer, ConsumerSettings, MessagingError, MessagingRuntime, Publisher};
 use crate::outbox::{self, Relay, RelaySettings};
-use crate::participant::{CommandConsumer, CommandHandler, ParticipantService};
+use crate::participant::{CommandBatches, CommandConsumer, CommandHandler, ParticipantService};
 use crate::readiness::Dependency;
 use crate::service::ServiceConfig;
 
@@ -182,7 +182,15 @@ impl Service {
             ConsumerSettings::new(group)
                 .subscribe(topic, tags)
                 .dead_letters(self.db.clone()),
-            CommandConsumer::new(Arc::clone(&handler), self.db.clone(), group),
+            CommandConsumer::new(
+                Arc::clone(&handler),
+                self.db.clone(),
+                group,
+                CommandBatches {
+                    max: self.messaging.config().command_batch_max,
+                    concurrency: self.messaging.config().command_batch_concurrency,
+                },
+            ),
         )
         .await?;
         self.add_consumer(consumer);

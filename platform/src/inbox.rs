@@ -5,8 +5,11 @@
 //! of the same message finds the row and is skipped; a concurrent one waits on the row's lock
 //! and is skipped when the first commits (or proceeds if the first rolled back).
 
+use std::collections::HashSet;
+
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait,
+    Value,
 };
 
 /// A transaction holding a fresh inbox row, or `None` when the message was already handled.
@@ -16,20 +19,52 @@ pub async fn begin(
     message_id: &str,
 ) -> Result<Option<DatabaseTransaction>, DbErr> {
     let txn = db.begin().await?;
-    let inserted = txn
-        .execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "INSERT INTO inbox (consumer_group, message_id, handled_at) VALUES ($1, $2, now()) \
-             ON CONFLICT DO NOTHING",
-            [consumer_group.into(), message_id.into()],
-        ))
-        .await?
-        .rows_affected();
-    if inserted == 0 {
+    if claim(&txn, consumer_group, &[message_id]).await?.is_empty() {
         txn.rollback().await?;
         return Ok(None);
     }
     Ok(Some(txn))
+}
+
+/// Inserts the inbox rows of `message_ids` in `txn` (one statement; an id named twice counts
+/// once) and returns the ids that were not handled before: the caller handles those, in the same transaction. A message some
+/// other transaction is handling right now waits for it, and is fresh only if it rolled back.
+pub async fn claim(
+    txn: &DatabaseTransaction,
+    consumer_group: &str,
+    message_ids: &[&str],
+) -> Result<HashSet<String>, DbErr> {
+    let mut unique = HashSet::with_capacity(message_ids.len());
+    let message_ids: Vec<&str> = message_ids
+        .iter()
+        .copied()
+        .filter(|id| unique.insert(*id))
+        .collect();
+    if message_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = (0..message_ids.len())
+        .map(|i| format!("(${}, now())", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut values: Vec<Value> = Vec::with_capacity(message_ids.len() + 1);
+    values.push(consumer_group.into());
+    values.extend(message_ids.iter().map(|id| Value::from(*id)));
+    let inserted = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            format!(
+                "INSERT INTO inbox (consumer_group, message_id, handled_at) \
+                 SELECT $1, v.id, v.at FROM (VALUES {rows}) AS v (id, at) \
+                 ON CONFLICT DO NOTHING RETURNING message_id"
+            ),
+            values,
+        ))
+        .await?;
+    inserted
+        .into_iter()
+        .map(|row| row.try_get::<String>("", "message_id"))
+        .collect()
 }
 
 /// Whether a message was handled by a group (for tests and operators).

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod dead_letter;
 pub mod fields;
+pub mod group_commit;
 pub mod grpc;
 pub mod handover;
 pub mod inbox;

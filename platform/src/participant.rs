@@ -3,7 +3,11 @@
 //!
 //! - [`CommandConsumer`]: a command arriving over RocketMQ runs in a transaction that holds its
 //!   inbox row and the outbox row of its reply (on `SAGA_REPLY_TOPIC`, tagged with the step), so
-//!   its effect and its reply commit together, once per `message_id`;
+//!   its effect and its reply commit together, once per `message_id`. Commands consumed together
+//!   share that transaction ([`GroupCommit`], up to `messaging.command_batch_max`): one inbox
+//!   statement, each command's effect in order-number order, one outbox statement, one commit.
+//!   A batch that fails as a whole (a command's passing failure, a lost deadlock) runs its
+//!   commands again one per transaction, so only the failing one is redelivered;
 //! - [`ParticipantService`]: `Participant.Execute` over gRPC, the orchestrator's synchronous
 //!   path, answers the same reply directly (admin token required).
 //!
@@ -20,7 +24,9 @@ use std::sync::Arc;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use ticket_proto::saga::v1::{Command, Reply, ReplyOutcome, reply};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
+use crate::group_commit::{GroupCommit, Results};
 use crate::grpc::require_admin;
 use crate::inbox;
 use crate::messaging::{HandleError, IncomingMessage, MessageHandler, OutgoingMessage, topic};
@@ -118,27 +124,101 @@ fn check<H: CommandHandler>(
 }
 
 /// The RocketMQ door: a consumer's message handler.
-pub struct CommandConsumer<H> {
+pub struct CommandConsumer<H: CommandHandler> {
     handler: Arc<H>,
-    db: DatabaseConnection,
-    group: String,
+    batches: GroupCommit<Arc<Consumed<H::Checked>>, HandleError>,
+}
+
+/// A checked command waiting for its batch.
+struct Consumed<C> {
+    message_id: String,
+    command: Command,
+    checked: C,
+    traceparent: Option<String>,
+}
+
+/// How a participant's consumer batches its commands (`messaging.command_batch_max`,
+/// `messaging.command_batch_concurrency`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandBatches {
+    pub max: usize,
+    pub concurrency: usize,
 }
 
 impl<H: CommandHandler> CommandConsumer<H> {
     /// `group` is the consumer group's logical name (its inbox rows carry it).
-    pub fn new(handler: Arc<H>, db: DatabaseConnection, group: &str) -> Self {
-        Self {
-            handler,
-            db,
-            group: group.to_owned(),
-        }
+    pub fn new(
+        handler: Arc<H>,
+        db: DatabaseConnection,
+        group: &str,
+        batches: CommandBatches,
+    ) -> Self {
+        let group: Arc<str> = group.into();
+        let runner = Arc::clone(&handler);
+        let batches = GroupCommit::start(batches.max, batches.concurrency, move |commands| {
+            let (handler, db, group) = (Arc::clone(&runner), db.clone(), Arc::clone(&group));
+            async move { run_batch(handler.as_ref(), &db, &group, commands).await }
+        });
+        Self { handler, batches }
     }
+}
+
+/// Runs a batch of consumed commands in one transaction: the inbox claims them, each fresh
+/// command runs (in order-number order, so two batches touching the same orders lock them in
+/// one order), the replies go to the outbox, and all of it commits together. A command
+/// delivered before (or twice in the batch) is acknowledged without running again.
+async fn run_batch<H: CommandHandler>(
+    handler: &H,
+    db: &DatabaseConnection,
+    group: &str,
+    commands: Vec<Arc<Consumed<H::Checked>>>,
+) -> Result<Results<HandleError>, HandleError> {
+    let retry = |err: &dyn std::fmt::Display| HandleError::Retry(err.to_string());
+    let txn = db.begin().await.map_err(|err| retry(&err))?;
+    let ids: Vec<&str> = commands.iter().map(|c| c.message_id.as_str()).collect();
+    let mut fresh = inbox::claim(&txn, group, &ids)
+        .await
+        .map_err(|err| retry(&err))?;
+    let mut in_order: Vec<&Consumed<H::Checked>> = commands.iter().map(Arc::as_ref).collect();
+    in_order.sort_by(|a, b| a.command.order_no.cmp(&b.command.order_no));
+    let mut replies = Vec::with_capacity(fresh.len());
+    for consumed in in_order {
+        if !fresh.remove(&consumed.message_id) {
+            continue;
+        }
+        let command = &consumed.command;
+        let span = tracing::info_span!(
+            "command",
+            order_no = %command.order_no,
+            saga_id = %command.saga_id,
+            step = %command.step
+        );
+        let answer = handler
+            .run(&consumed.checked, &txn)
+            .instrument(span)
+            .await
+            .map_err(|err| retry(&err))?;
+        replies.push(
+            OutgoingMessage::new(
+                topic::SAGA_REPLY,
+                &command.step,
+                &command.order_no,
+                &reply(command, answer),
+            )
+            .with_saga(&command.saga_id, &command.step, command.attempt)
+            .with_traceparent(consumed.traceparent.clone()),
+        );
+    }
+    outbox::enqueue(&txn, &replies)
+        .await
+        .map_err(|err| retry(&err))?;
+    txn.commit().await.map_err(|err| retry(&err))?;
+    Ok(commands.iter().map(|_| Ok(())).collect())
 }
 
 impl<H: CommandHandler> MessageHandler for CommandConsumer<H> {
     #[tracing::instrument(skip_all, fields(order_no = %message.key, saga_id, step))]
     async fn handle(&self, message: IncomingMessage) -> Result<(), HandleError> {
-        let retry = |err: &dyn std::fmt::Display| HandleError::Retry(err.to_string());
         let command: Command = message.decode()?;
         let span = tracing::Span::current();
         span.record("saga_id", command.saga_id.as_str());
@@ -150,30 +230,14 @@ impl<H: CommandHandler> MessageHandler for CommandConsumer<H> {
                 message.tag
             )));
         }
-        let Some(txn) = inbox::begin(&self.db, &self.group, &message.message_id)
+        self.batches
+            .submit(Arc::new(Consumed {
+                message_id: message.message_id,
+                command,
+                checked,
+                traceparent: message.traceparent,
+            }))
             .await
-            .map_err(|err| retry(&err))?
-        else {
-            return Ok(());
-        };
-        let answer = self
-            .handler
-            .run(&checked, &txn)
-            .await
-            .map_err(|err| retry(&err))?;
-        let out = OutgoingMessage::new(
-            topic::SAGA_REPLY,
-            &command.step,
-            &command.order_no,
-            &reply(&command, answer),
-        )
-        .with_saga(&command.saga_id, &command.step, command.attempt)
-        .with_traceparent(message.traceparent.clone());
-        outbox::enqueue(&txn, &[out])
-            .await
-            .map_err(|err| retry(&err))?;
-        txn.commit().await.map_err(|err| retry(&err))?;
-        Ok(())
     }
 }
 

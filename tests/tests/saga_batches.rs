@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use e2e::saga_log::{self, number};
 use orchestrator::error::Error;
-use orchestrator::group_commit::GroupCommit;
 use orchestrator::saga::engine::Engine;
 use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use ticket_platform::group_commit::GroupCommit;
 use ticket_proto::saga::v1::{Reply, ReplyOutcome, StockDeducted, reply};
 
 const SAGAS: usize = 60;

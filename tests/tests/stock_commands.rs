@@ -362,3 +362,113 @@ async fn participant_execute_answers_like_the_consumer_and_refuses_bad_commands(
     );
     app.stop(&[tier]).await;
 }
+
+/// Commands consumed together run in shared transactions (one inbox statement, one outbox
+/// statement, one commit for many); each is still handled and answered once, however often it
+/// is delivered, and a command that fails every time fails alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_commands_shares_transactions_and_a_failing_command_fails_alone() {
+    const GOOD: usize = 60;
+    let app = StockApp::start().await;
+    let tier = app.tier(100, 4).await.tier_id;
+    let runtime = MessagingRuntime::start(app.messaging.clone()).expect("client runtime");
+    let (sender, mut replies) = mpsc::unbounded_channel();
+    let consumer = Consumer::start(
+        Arc::clone(&runtime),
+        ConsumerSettings::new("orchestrator-replies").subscribe(topic::SAGA_REPLY, &["*"]),
+        Replies(sender),
+    )
+    .await
+    .expect("reply consumer");
+    let publisher = Publisher::start(Arc::clone(&runtime), "test-orchestrator")
+        .await
+        .expect("publisher");
+
+    // Sixty buyers and one command Postgres refuses each time it runs (a user id with a NUL
+    // byte: Redis takes it, the ledger row cannot hold it), all sent at once, each twice.
+    let mut burst: Vec<OutgoingMessage> = (0..GOOD)
+        .map(|i| {
+            let order = format!("ORD-BURST-{i:02}");
+            message(
+                tag::STOCK_DEDUCT,
+                &command(&order, "STOCK_DEDUCT", 1, deduct(tier, &format!("u{i}"), 1)),
+            )
+        })
+        .collect();
+    burst.insert(
+        GOOD / 2,
+        message(
+            tag::STOCK_DEDUCT,
+            &command(
+                "ORD-BURST-POISON",
+                "STOCK_DEDUCT",
+                1,
+                deduct(tier, "bad\0user", 1),
+            ),
+        ),
+    );
+    let good_ids: Vec<String> = burst
+        .iter()
+        .filter(|m| m.key != "ORD-BURST-POISON")
+        .map(|m| m.message_id.to_string())
+        .collect();
+    publisher.set_duplicate_deliveries(true);
+    for _ in 0..10 {
+        if publisher.publish_batch(&burst).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    publisher.set_duplicate_deliveries(false);
+
+    let mut answered = std::collections::BTreeMap::new();
+    while answered.len() < GOOD {
+        let (envelope, reply) = next_reply(&mut replies).await;
+        assert_eq!(reply.outcome(), ReplyOutcome::Ok, "{reply:?}");
+        assert_ne!(envelope.key, "ORD-BURST-POISON", "{reply:?}");
+        *answered.entry(reply.order_no).or_insert(0) += 1;
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), replies.recv())
+            .await
+            .is_err(),
+        "each good command answered once, the failing one not at all"
+    );
+    assert!(answered.values().all(|&n| n == 1), "{answered:?}");
+    for i in 0..GOOD {
+        assert_eq!(
+            ledger_rows(&app, &format!("ORD-BURST-{i:02}")).await,
+            vec![("D".to_owned(), 1)]
+        );
+    }
+    assert_eq!(ledger_rows(&app, "ORD-BURST-POISON").await, vec![]);
+
+    // The good commands' inbox rows were written by fewer transactions than commands.
+    let row = app
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            "SELECT count(*) AS rows, count(DISTINCT xmin::text) AS transactions FROM inbox \
+             WHERE consumer_group = $1 AND message_id = ANY(string_to_array($2, ','))",
+            [
+                stock_svc::commands::CONSUMER_GROUP.into(),
+                good_ids.join(",").into(),
+            ],
+        ))
+        .await
+        .expect("inbox")
+        .expect("a row");
+    let rows: i64 = row.try_get("", "rows").expect("rows");
+    let transactions: i64 = row.try_get("", "transactions").expect("transactions");
+    assert_eq!(rows, i64::try_from(GOOD).expect("small"));
+    assert!(
+        transactions < rows,
+        "{rows} commands took {transactions} transactions"
+    );
+    eprintln!("{rows} commands consumed in {transactions} transactions");
+
+    consumer.shutdown().await;
+    publisher.shutdown().await;
+    runtime.shutdown().await;
+    app.stop(&[tier]).await;
+}

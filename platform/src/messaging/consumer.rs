@@ -39,6 +39,12 @@ pub enum HandleError {
     Reject(String),
 }
 
+impl From<crate::group_commit::Closed> for HandleError {
+    fn from(closed: crate::group_commit::Closed) -> Self {
+        Self::Retry(closed.to_string())
+    }
+}
+
 /// What a service does with one message.
 pub trait MessageHandler: Send + Sync + 'static {
     fn handle(

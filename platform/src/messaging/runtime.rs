@@ -35,6 +35,11 @@ pub struct MessagingConfig {
     /// share a topic's queues, so a topic needs at least as many queues as replicas consume it
     /// (docs/BENCHMARKS.md).
     pub topic_queues: u32,
+    /// The most consumed commands a participant runs in one transaction (its inbox rows, every
+    /// command's effect and the replies' outbox rows commit together).
+    pub command_batch_max: usize,
+    /// Such transactions one participant consumer runs at once.
+    pub command_batch_concurrency: usize,
     /// Per-send timeout.
     pub send_timeout: Duration,
     /// How often clients refresh topic routes: short, so producers find a restarted broker
@@ -51,6 +56,8 @@ impl Default for MessagingConfig {
             consume_batch: 32,
             consume_threads: 16,
             topic_queues: 4,
+            command_batch_max: 128,
+            command_batch_concurrency: 4,
             send_timeout: Duration::from_secs(3),
             route_refresh: Duration::from_secs(10),
         }
@@ -73,6 +80,11 @@ impl MessagingConfig {
             consume_batch: source.get("messaging.consume_batch", d.consume_batch),
             consume_threads: source.get("messaging.consume_threads", d.consume_threads),
             topic_queues: source.get("messaging.topic_queues", d.topic_queues),
+            command_batch_max: source.get("messaging.command_batch_max", d.command_batch_max),
+            command_batch_concurrency: source.get(
+                "messaging.command_batch_concurrency",
+                d.command_batch_concurrency,
+            ),
             send_timeout: source.millis("messaging.send_timeout_ms", d.send_timeout),
             route_refresh: source.millis("messaging.route_refresh_ms", d.route_refresh),
         };
@@ -87,6 +99,15 @@ impl MessagingConfig {
         }
         if !(1..=64).contains(&config.topic_queues) {
             source.invalid("messaging.topic_queues", "must be between 1 and 64");
+        }
+        if !(1..=1024).contains(&config.command_batch_max) {
+            source.invalid("messaging.command_batch_max", "must be between 1 and 1024");
+        }
+        if !(1..=64).contains(&config.command_batch_concurrency) {
+            source.invalid(
+                "messaging.command_batch_concurrency",
+                "must be between 1 and 64",
+            );
         }
         if !(Duration::from_secs(10)..=Duration::from_secs(600)).contains(&config.route_refresh) {
             source.invalid(
@@ -230,5 +251,47 @@ mod tests {
             error.contains("T_MESSAGING__TOPIC_QUEUES") && error.contains("between 1 and 64"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn command_batches_are_settings_with_bounds() {
+        let (config, checked) = load(&[]);
+        assert_eq!(
+            (
+                config.command_batch_max,
+                config.command_batch_concurrency,
+                checked
+            ),
+            (128, 4, Ok(()))
+        );
+        let (config, checked) = load(&[
+            ("T_MESSAGING__COMMAND_BATCH_MAX", "1"),
+            ("T_MESSAGING__COMMAND_BATCH_CONCURRENCY", "8"),
+        ]);
+        assert_eq!(
+            (
+                config.command_batch_max,
+                config.command_batch_concurrency,
+                checked
+            ),
+            (1, 8, Ok(()))
+        );
+        for (key, value, bounds) in [
+            ("T_MESSAGING__COMMAND_BATCH_MAX", "0", "between 1 and 1024"),
+            (
+                "T_MESSAGING__COMMAND_BATCH_MAX",
+                "1025",
+                "between 1 and 1024",
+            ),
+            (
+                "T_MESSAGING__COMMAND_BATCH_CONCURRENCY",
+                "0",
+                "between 1 and 64",
+            ),
+        ] {
+            let (_, checked) = load(&[(key, value)]);
+            let error = checked.expect_err(value);
+            assert!(error.contains(key) && error.contains(bounds), "{error}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::saga::log::{self, Answer, SagaRow, StepKey};
 use crate::saga::machine::{Machine, State};
 
 /// One result per item of a batch, in the batch's order.
-pub type Results = Vec<Result<(), Error>>;
+pub type Results = ticket_platform::group_commit::Results<Error>;
 
 impl<T: SagaType> Engine<T> {
     /// A new saga for `order_no`; a repeated start changes nothing.

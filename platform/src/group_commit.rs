@@ -1,6 +1,6 @@
-//! Group commit for the consumers' handlers: each handler hands in its one item (an order to
-//! start, a reply) and waits for its result; a task takes every item waiting, up to a batch's
-//! size, and runs them as one batch (one engine transaction), with at most a few batches at
+//! Group commit for consumers' handlers: each handler hands in its one item (a command, a
+//! reply, an order to start) and waits for its result; a task takes every item waiting, up to
+//! a batch's size, and runs them as one batch (one transaction), with at most a few batches at
 //! once. Under a burst a few hundred messages cost a few transactions instead of a pool
 //! connection each; an item that arrives alone waits for nobody.
 
@@ -9,17 +9,23 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::error::Error;
-use crate::saga::engine::Results;
+/// One result per item of a batch, in the batch's order.
+pub type Results<E> = Vec<Result<(), E>>;
 
-type Waiting<I> = (I, oneshot::Sender<Result<(), Error>>);
+/// Why an item got no result from its batch: the group commit stopped (the service is
+/// stopping) or its batch's task ended without answering.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Closed(pub &'static str);
+
+type Waiting<I, E> = (I, oneshot::Sender<Result<(), E>>);
 
 /// Hands items to batches; a handle, cheap to clone: the task stops when the last is dropped.
-pub struct GroupCommit<I> {
-    queue: mpsc::UnboundedSender<Waiting<I>>,
+pub struct GroupCommit<I, E> {
+    queue: mpsc::UnboundedSender<Waiting<I, E>>,
 }
 
-impl<I> Clone for GroupCommit<I> {
+impl<I, E> Clone for GroupCommit<I, E> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
@@ -27,15 +33,19 @@ impl<I> Clone for GroupCommit<I> {
     }
 }
 
-impl<I: Clone + Send + 'static> GroupCommit<I> {
+impl<I, E> GroupCommit<I, E>
+where
+    I: Clone + Send + 'static,
+    E: From<Closed> + std::fmt::Display + Send + 'static,
+{
     /// Runs batches of up to `max` items with `run` (one result per item, in order), at most
     /// `concurrent` at a time.
     pub fn start<F, Fut>(max: usize, concurrent: usize, run: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Results, Error>> + Send + 'static,
+        Fut: Future<Output = Result<Results<E>, E>> + Send + 'static,
     {
-        let (queue, mut waiting) = mpsc::unbounded_channel::<Waiting<I>>();
+        let (queue, mut waiting) = mpsc::unbounded_channel::<Waiting<I, E>>();
         let permits = Arc::new(Semaphore::new(concurrent.max(1)));
         let run = Arc::new(run);
         tokio::spawn(async move {
@@ -69,25 +79,26 @@ impl<I: Clone + Send + 'static> GroupCommit<I> {
     }
 
     /// Runs `item` in the next batch and returns its result.
-    pub async fn submit(&self, item: I) -> Result<(), Error> {
+    pub async fn submit(&self, item: I) -> Result<(), E> {
         let (done, result) = oneshot::channel();
         self.queue
             .send((item, done))
-            .map_err(|_| Error::Unavailable("the orchestrator is stopping".into()))?;
+            .map_err(|_| Closed("the service is stopping"))?;
         result
             .await
-            .unwrap_or_else(|_| Err(Error::Unavailable("the batch did not finish".into())))
+            .unwrap_or_else(|_| Err(Closed("the batch did not finish").into()))
     }
 }
 
 /// Runs a batch; when it fails as a whole, each of its items again on its own, so an item
 /// that makes every statement fail (or a batch that lost a deadlock) fails alone and the
 /// others are not redelivered with it.
-async fn run_batch<I, F, Fut>(run: &F, items: Vec<I>) -> Results
+async fn run_batch<I, E, F, Fut>(run: &F, items: Vec<I>) -> Results<E>
 where
     I: Clone,
+    E: std::fmt::Display,
     F: Fn(Vec<I>) -> Fut,
-    Fut: Future<Output = Result<Results, Error>>,
+    Fut: Future<Output = Result<Results<E>, E>>,
 {
     let count = items.len();
     let err = match run(items.clone()).await {
@@ -111,6 +122,25 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Error {
+        Invalid(String),
+        Database(String),
+        Closed,
+    }
+
+    impl From<Closed> for Error {
+        fn from(_: Closed) -> Self {
+            Self::Closed
+        }
+    }
+
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{self:?}")
+        }
+    }
 
     #[tokio::test]
     async fn concurrent_items_share_batches_and_each_gets_its_own_result() {
@@ -155,9 +185,7 @@ mod tests {
         let batches = Arc::new(GroupCommit::start(64, 1, |items: Vec<u32>| async move {
             // Item 13 fails every statement of a batch it is in.
             if items.contains(&13) {
-                return Err(Error::Database(sea_orm::DbErr::Custom(
-                    "invalid byte".into(),
-                )));
+                return Err(Error::Database("invalid byte".into()));
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             Ok(items.iter().map(|_| Ok(())).collect())
@@ -181,11 +209,11 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_fails_each_of_its_items() {
         let batches = GroupCommit::start(8, 2, |_: Vec<u32>| async {
-            Err(Error::Database(sea_orm::DbErr::Custom("down".into())))
+            Err(Error::Database("down".into()))
         });
         let result = batches.submit(1).await;
         assert!(
-            matches!(&result, Err(err @ Error::Database(_)) if err.to_string().contains("down")),
+            matches!(&result, Err(Error::Database(text)) if text == "down"),
             "{result:?}"
         );
     }
