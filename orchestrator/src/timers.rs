@@ -16,6 +16,8 @@ use crate::saga::engine::Engine;
 
 /// Timers fired at once by one replica.
 const IN_FLIGHT: usize = 32;
+/// Answered step timeouts settled per poll, at most.
+const SETTLE_LIMIT: u64 = 5_000;
 /// How long a claim keeps other replicas off a timer.
 pub const LEASE: Duration = Duration::from_secs(30);
 
@@ -27,6 +29,9 @@ pub fn spawn<T: SagaType>(
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(IN_FLIGHT));
         loop {
+            if let Err(err) = engine.settle_answered_timeouts(SETTLE_LIMIT).await {
+                tracing::warn!(error = %err, "answered step timeouts could not be settled; they fire one by one");
+            }
             let free = permits.available_permits();
             let claimed = if free == 0 {
                 Vec::new()

@@ -1,5 +1,6 @@
 //! The orchestrator's durable timers shared by replicas: several hundred timers due at once,
-//! claimed and fired by two engines on one saga log, each fired exactly once. Postgres only:
+//! claimed and fired by two engines on one saga log, each fired exactly once; answered step
+//! timeouts settled without their sagas. Postgres only:
 //! the commands the timers send stay in the outbox.
 
 use std::collections::{HashMap, HashSet};
@@ -9,7 +10,9 @@ use e2e::saga_log;
 use orchestrator::saga::definition::RetryPolicy;
 use orchestrator::saga::engine::Engine;
 use orchestrator::saga::purchase::{Purchase, SagaSettings};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+use ticket_proto::saga::v1::{Reply, ReplyOutcome, StockDeducted, reply};
+use tokio_util::sync::CancellationToken;
 
 const SAGAS: usize = 300;
 
@@ -185,6 +188,121 @@ async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fi
         .await,
         1
     );
+    ticket_platform::db::drop_database(&config.url)
+        .await
+        .expect("drop");
+}
+
+/// The OK reply to a saga's first deduct.
+fn deducted(saga_id: &str) -> Reply {
+    Reply {
+        saga_id: saga_id.to_owned(),
+        order_no: String::new(),
+        step: "STOCK_DEDUCT".into(),
+        attempt: 1,
+        outcome: ReplyOutcome::Ok as i32,
+        reason: String::new(),
+        detail: String::new(),
+        body: Some(reply::Body::StockDeducted(StockDeducted {
+            unit_price_cents: 4_200,
+            available: 1,
+        })),
+    }
+}
+
+async fn fired(db: &DatabaseConnection, step: &str) -> i64 {
+    saga_log::number(
+        db,
+        &format!(
+            "SELECT count(*) AS n FROM saga_timer \
+             WHERE kind = 'STEP_TIMEOUT' AND step = '{step}' AND fired_at IS NOT NULL"
+        ),
+    )
+    .await
+}
+
+/// A step timeout whose attempt was answered has nothing to act on: the poll settles such
+/// timeouts in one statement, without taking their sagas, instead of firing each in a
+/// transaction of its own. Here every saga is held by another transaction while the poll runs:
+/// the answered timeouts are settled all the same, the unanswered ones wait for their sagas and
+/// act once they are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_step_timeouts_are_settled_without_their_sagas_and_unanswered_ones_still_act() {
+    const COUNT: usize = 40;
+    let (config, db) = saga_log::fresh("t_orch_").await;
+    let settings = SagaSettings {
+        step_timeout: Duration::from_millis(300),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        },
+        payment_window: Duration::from_secs(60),
+        expiry_margin: Duration::ZERO,
+    };
+    let engine = saga_log::engine(&db, &settings);
+    start_sagas(&engine, COUNT).await;
+    // Each saga's deduct is answered; the reservation that follows is not.
+    let sagas = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT saga_id FROM saga",
+        ))
+        .await
+        .expect("sagas");
+    let replies: Vec<Reply> = sagas
+        .iter()
+        .map(|row| deducted(&row.try_get::<String>("", "saga_id").expect("saga_id")))
+        .collect();
+    for result in engine.on_replies(&replies).await.expect("replies") {
+        result.expect("the saga moved on");
+    }
+
+    let holder = db.begin().await.expect("begin");
+    holder
+        .execute_unprepared("SELECT saga_id FROM saga FOR UPDATE")
+        .await
+        .expect("hold every saga");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stop = CancellationToken::new();
+    let poller =
+        orchestrator::timers::spawn(engine.clone(), Duration::from_millis(50), stop.clone());
+    let count = i64::try_from(COUNT).expect("count");
+    e2e::eventually(
+        Duration::from_secs(4),
+        "the answered timeouts settled",
+        || {
+            let db = db.clone();
+            async move { (fired(&db, "STOCK_DEDUCT").await == count).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        fired(&db, "ORDER_RESERVE").await,
+        0,
+        "an unanswered timeout waits for its saga"
+    );
+
+    holder.rollback().await.expect("release the sagas");
+    e2e::eventually(
+        Duration::from_secs(30),
+        "the unanswered timeouts acted",
+        || {
+            let db = db.clone();
+            async move {
+                let retries = saga_log::number(
+                    &db,
+                    "SELECT count(*) AS n FROM saga_timer \
+                 WHERE kind = 'RETRY' AND step = 'ORDER_RESERVE' AND attempt = 2",
+                )
+                .await;
+                (fired(&db, "ORDER_RESERVE").await >= count && retries == count).then_some(())
+            }
+        },
+    )
+    .await;
+    stop.cancel();
+    poller.await.expect("the poller stopped");
     ticket_platform::db::drop_database(&config.url)
         .await
         .expect("drop");
