@@ -2,8 +2,8 @@
 //! take them, the same events over gRPC: `SagaEvents.Deliver`) start and steer purchases;
 //! participants' replies on `SAGA_REPLY_TOPIC` move them on. Both are idempotent in the engine
 //! (a saga per order number; replies deduplicated by saga, step and attempt), so a message that
-//! arrives twice, or both ways, changes nothing. New orders and replies that arrive together
-//! are handled together, a batch per engine transaction ([`GroupCommit`]).
+//! arrives twice, or both ways, changes nothing. New orders, payments, cancels and replies that
+//! arrive together are handled together, a batch per engine transaction ([`GroupCommit`]).
 
 use ticket_platform::group_commit::GroupCommit;
 use ticket_platform::grpc::require_admin;
@@ -24,11 +24,12 @@ pub const EVENTS_GROUP: &str = "orchestrator-events";
 pub const REPLIES_GROUP: &str = "orchestrator-replies";
 pub const EVENT_TAGS: &[&str] = &[tag::ORDER_CREATED, tag::ORDER_PAID, tag::ORDER_CANCELLED];
 
-/// Where order events go in, however they arrived: new orders start their sagas in batches.
+/// Where order events go in, however they arrived: new orders start their sagas in batches,
+/// payments and buyers' cancels reach theirs in batches.
 #[derive(Clone)]
 pub struct Intake {
-    engine: Engine<Purchase>,
     starts: GroupCommit<(String, PurchaseData), Error>,
+    signals: GroupCommit<(String, Signal), Error>,
 }
 
 impl Intake {
@@ -38,13 +39,16 @@ impl Intake {
             let engine = starter.clone();
             async move { engine.start_many(orders).await }
         });
-        Self { engine, starts }
+        let signals = GroupCommit::start(batches.max, batches.concurrency, move |signals| {
+            let engine = engine.clone();
+            async move { engine.signal_many(&signals).await }
+        });
+        Self { starts, signals }
     }
 }
 
 /// Acts on one order event.
 async fn apply(intake: &Intake, event: Event) -> Result<(), Error> {
-    let engine = &intake.engine;
     match event {
         Event::Created(created) => {
             if created.order_no.is_empty() || created.quantity <= 0 || created.tier_id <= 0 {
@@ -61,13 +65,21 @@ async fn apply(intake: &Intake, event: Event) -> Result<(), Error> {
             };
             intake.starts.submit((created.order_no, data)).await
         }
-        Event::Paid(paid) => engine.signal(&paid.order_no, Signal::PivotPassed).await,
+        Event::Paid(paid) => {
+            intake
+                .signals
+                .submit((paid.order_no, Signal::PivotPassed))
+                .await
+        }
         Event::Cancelled(cancelled) => {
             // Cancellations the saga made itself change nothing; the buyer's undo it.
             if CancelReason::parse(&cancelled.reason) != Some(CancelReason::UserCancelled) {
                 return Ok(());
             }
-            engine.signal(&cancelled.order_no, Signal::Abort).await
+            intake
+                .signals
+                .submit((cancelled.order_no, Signal::Abort))
+                .await
         }
     }
 }

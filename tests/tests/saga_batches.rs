@@ -11,6 +11,7 @@ use std::sync::Arc;
 use e2e::saga_log::{self, number};
 use orchestrator::error::Error;
 use orchestrator::saga::engine::Engine;
+use orchestrator::saga::machine::Signal;
 use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use ticket_platform::group_commit::GroupCommit;
@@ -251,5 +252,101 @@ async fn a_reply_postgres_refuses_fails_alone_and_the_rest_of_its_batch_moves_on
         number(&db, &waiting).await,
         1,
         "the poisoned reply changed nothing"
+    );
+}
+
+/// The OK reply to a saga's first ORDER_RESERVE.
+fn reserved(saga_id: &str) -> Reply {
+    Reply {
+        saga_id: saga_id.to_owned(),
+        order_no: String::new(),
+        step: "ORDER_RESERVE".into(),
+        attempt: 1,
+        outcome: ReplyOutcome::Ok as i32,
+        reason: String::new(),
+        detail: String::new(),
+        body: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_in_one_batch_pass_each_pivot_once_and_a_bad_saga_fails_alone() {
+    let db = fresh_saga_log().await;
+    let engine = engine(&db);
+    let orders: Vec<_> = (0..SAGAS).map(order).collect();
+    let numbers: Vec<String> = orders.iter().map(|(n, _)| n.clone()).collect();
+    for result in engine.start_many(orders).await.expect("start") {
+        result.expect("started");
+    }
+    let ids = saga_ids(&db).await;
+    let replies: Vec<Reply> = ids.iter().map(|id| deducted(id, 1)).collect();
+    for result in engine.on_replies(&replies).await.expect("deducted") {
+        result.expect("moved");
+    }
+    let replies: Vec<Reply> = ids.iter().map(|id| reserved(id)).collect();
+    for result in engine.on_replies(&replies).await.expect("reserved") {
+        result.expect("moved");
+    }
+    let waiting =
+        "SELECT count(*) AS n FROM saga WHERE state = 'WAITING' AND step = 'AWAIT_PAYMENT'";
+    assert_eq!(number(&db, waiting).await, SAGAS as i64);
+
+    // One saga's data is of a shape this version cannot read.
+    let broken = numbers[3].clone();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "UPDATE saga SET data = '{\"who\": 1}'::jsonb WHERE order_no = $1",
+        [broken.clone().into()],
+    ))
+    .await
+    .expect("break a saga");
+
+    // Every order paid twice, one buyer's cancel after the payment, an order without a saga.
+    let mut signals: Vec<(String, Signal)> = numbers
+        .iter()
+        .map(|n| (n.clone(), Signal::PivotPassed))
+        .collect();
+    signals.push((numbers[5].clone(), Signal::Abort));
+    signals.extend(
+        numbers
+            .iter()
+            .rev()
+            .map(|n| (n.clone(), Signal::PivotPassed)),
+    );
+    signals.push(("no-such-order".into(), Signal::PivotPassed));
+    let results = engine
+        .signal_many(&signals)
+        .await
+        .expect("batch of signals");
+    assert_eq!(results.len(), signals.len());
+    for ((order_no, _), result) in signals.iter().zip(&results) {
+        if *order_no == broken {
+            assert!(matches!(result, Err(Error::Corrupt(_))), "{result:?}");
+        } else {
+            assert!(result.is_ok(), "{order_no}: {result:?}");
+        }
+    }
+
+    let confirming = "SELECT count(*) AS n FROM saga WHERE state = 'RUNNING' \
+                      AND step = 'STOCK_CONFIRM' AND passed_pivot AND NOT abort_requested";
+    assert_eq!(
+        number(&db, confirming).await,
+        SAGAS as i64 - 1,
+        "every readable saga passed its pivot once; a cancel after it changes nothing"
+    );
+    let sent = "SELECT count(*) AS n FROM outbox WHERE step = 'STOCK_CONFIRM'";
+    assert_eq!(
+        number(&db, sent).await,
+        SAGAS as i64 - 1,
+        "one command each"
+    );
+    let untouched = format!(
+        "SELECT count(*) AS n FROM saga WHERE order_no = '{broken}' \
+         AND state = 'WAITING' AND NOT passed_pivot"
+    );
+    assert_eq!(
+        number(&db, &untouched).await,
+        1,
+        "the bad saga is as it was"
     );
 }

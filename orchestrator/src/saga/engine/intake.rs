@@ -1,5 +1,6 @@
-//! New sagas and participants' replies, many in one transaction: a batch of orders is inserted
-//! with one statement, a batch of replies locks its sagas with one, and what the machine
+//! New sagas, participants' replies and business signals, many in one transaction: a batch of
+//! orders is inserted with one statement, a batch of replies or signals locks its sagas with
+//! one, and what the machine
 //! decided for all of them is written with one statement per table. Each saga is moved on its
 //! own first (pure): one the engine cannot act on fails its own items, not the batch.
 
@@ -13,7 +14,7 @@ use super::{Engine, row};
 use crate::error::Error;
 use crate::saga::definition::{SagaType, StepName};
 use crate::saga::log::{self, Answer, SagaRow, StepKey};
-use crate::saga::machine::{Machine, State};
+use crate::saga::machine::{Machine, Signal, State};
 
 /// One result per item of a batch, in the batch's order.
 pub type Results = ticket_platform::group_commit::Results<Error>;
@@ -150,6 +151,47 @@ impl<T: SagaType> Engine<T> {
                 }
             }
             log::record_replies(txn, &answers).await?;
+            Ok(results)
+        })
+        .await
+    }
+
+    /// Business events (an order paid, a buyer's cancel) for the sagas of their orders, in
+    /// one transaction: each saga takes its orders' signals in their order. An order without
+    /// a saga (of this type) is ignored.
+    pub async fn signal_many(&self, signals: &[(String, Signal)]) -> Result<Results, Error> {
+        let mut orders: Vec<&str> = signals.iter().map(|(order, _)| order.as_str()).collect();
+        orders.sort_unstable();
+        orders.dedup();
+        self.atomically(async |txn, pending| {
+            let name = self.saga_type().declaration().name;
+            let rows = log::lock_by_orders(txn, &orders).await?;
+            let mut results: Results = signals.iter().map(|_| Ok(())).collect();
+            for row in rows.into_iter().filter(|r| r.saga_type == name) {
+                let mine: Vec<usize> = (0..signals.len())
+                    .filter(|&i| signals[i].0 == row.order_no)
+                    .collect();
+                let moved = row::read::<T>(&row).and_then(|mut saga| {
+                    let mut machine = Machine::new(self.saga_type(), Utc::now());
+                    let mut changed = false;
+                    for &i in &mine {
+                        changed |= machine.signal(&mut saga, signals[i].1);
+                    }
+                    let mut own = Pending::default();
+                    if changed {
+                        self.write(&mut own, row, saga, machine.effects)?;
+                    }
+                    Ok(own)
+                });
+                match moved {
+                    Ok(own) => pending.append(own),
+                    Err(err) => {
+                        for &i in &mine {
+                            results[i] = Err(err.shared());
+                        }
+                    }
+                }
+            }
             Ok(results)
         })
         .await

@@ -89,18 +89,8 @@ impl<T: SagaType> Engine<T> {
     #[tracing::instrument(skip_all, fields(order_no))]
     pub async fn signal(&self, order_no: &str, signal: Signal) -> Result<(), Error> {
         tracing::Span::current().record("order_no", order_no);
-        self.atomically(async |txn, pending| {
-            let Some(row) = log::lock_by_order(txn, order_no).await? else {
-                return Ok(());
-            };
-            let mut saga = row::read::<T>(&row)?;
-            let mut machine = Machine::new(self.saga_type(), Utc::now());
-            if machine.signal(&mut saga, signal) {
-                self.write(pending, row, saga, machine.effects)?;
-            }
-            Ok(())
-        })
-        .await
+        let mut results = self.signal_many(&[(order_no.to_owned(), signal)]).await?;
+        results.pop().unwrap_or(Ok(()))
     }
 
     /// An operator's action on a saga, recorded in its history with `reason`. `Ok(Err)` when

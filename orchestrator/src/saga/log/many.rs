@@ -102,15 +102,32 @@ pub async fn insert(conn: &impl ConnectionTrait, new: &[SagaRow]) -> Result<Vec<
 /// The sagas of `saga_ids` that exist, locked until the transaction ends. They are locked in
 /// the order of their ids, so two transactions locking overlapping sets do not deadlock.
 pub async fn lock(conn: &impl ConnectionTrait, saga_ids: &[&str]) -> Result<Vec<SagaRow>, DbErr> {
-    if saga_ids.is_empty() {
+    lock_where(conn, "saga_id", saga_ids).await
+}
+
+/// The sagas of the orders `order_numbers` that exist, locked like [`lock`]'s (in the order
+/// of their saga ids, whichever column found them).
+pub async fn lock_by_orders(
+    conn: &impl ConnectionTrait,
+    order_numbers: &[&str],
+) -> Result<Vec<SagaRow>, DbErr> {
+    lock_where(conn, "order_no", order_numbers).await
+}
+
+async fn lock_where(
+    conn: &impl ConnectionTrait,
+    column: &str,
+    keys: &[&str],
+) -> Result<Vec<SagaRow>, DbErr> {
+    if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let list: Vec<String> = (1..=saga_ids.len()).map(|i| format!("${i}")).collect();
+    let list: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
-        "SELECT * FROM saga WHERE saga_id IN ({}) ORDER BY saga_id FOR UPDATE",
+        "SELECT * FROM saga WHERE {column} IN ({}) ORDER BY saga_id FOR UPDATE",
         list.join(", ")
     );
-    let values = saga_ids.iter().map(|id| (*id).into()).collect();
+    let values = keys.iter().map(|key| (*key).into()).collect();
     saga::Entity::find()
         .from_raw_sql(statement(conn, sql, values))
         .all(conn)

@@ -14,8 +14,8 @@ pub use saga::Model as SagaRow;
 pub use step::Model as Step;
 
 pub use many::{
-    Answer, NewTimer, Sent, StepKey, add_timers, insert, lock as lock_many, record_replies,
-    record_sent, save, unanswered,
+    Answer, NewTimer, Sent, StepKey, add_timers, insert, lock as lock_many, lock_by_orders,
+    record_replies, record_sent, save, unanswered,
 };
 
 /// What an operator did to a saga.
@@ -66,18 +66,6 @@ pub async fn lock(conn: &impl ConnectionTrait, saga_id: &str) -> Result<Option<S
         conn,
         "SELECT * FROM saga WHERE saga_id = $1 FOR UPDATE",
         saga_id,
-    )
-    .await
-}
-
-pub async fn lock_by_order(
-    conn: &impl ConnectionTrait,
-    order_no: &str,
-) -> Result<Option<SagaRow>, DbErr> {
-    one_saga(
-        conn,
-        "SELECT * FROM saga WHERE order_no = $1 FOR UPDATE",
-        order_no,
     )
     .await
 }
