@@ -10,6 +10,7 @@ use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sea_orm_migration::MigratorTrait;
 use ticket_platform::db::DatabaseConfig;
+use ticket_proto::saga::v1::{Reply, ReplyOutcome, StockDeducted, reply};
 
 /// A fresh database (named `<prefix><12 hex>`) with the orchestrator's schema.
 pub async fn fresh(prefix: &str) -> (DatabaseConfig, DatabaseConnection) {
@@ -57,4 +58,35 @@ pub fn order(prefix: &str, i: usize) -> (String, PurchaseData) {
         cancel_reason: None,
     };
     (format!("{prefix}{i:020}"), data)
+}
+
+/// The OK reply to `attempt` of a saga's STOCK_DEDUCT (at 42.00 a ticket).
+pub fn deducted(saga_id: &str, attempt: u32) -> Reply {
+    ok_reply(
+        saga_id,
+        "STOCK_DEDUCT",
+        attempt,
+        Some(reply::Body::StockDeducted(StockDeducted {
+            unit_price_cents: 4_200,
+            available: 1,
+        })),
+    )
+}
+
+/// The OK reply to a saga's first ORDER_RESERVE.
+pub fn reserved(saga_id: &str) -> Reply {
+    ok_reply(saga_id, "ORDER_RESERVE", 1, None)
+}
+
+fn ok_reply(saga_id: &str, step: &str, attempt: u32, body: Option<reply::Body>) -> Reply {
+    Reply {
+        saga_id: saga_id.to_owned(),
+        order_no: String::new(),
+        step: step.into(),
+        attempt,
+        outcome: ReplyOutcome::Ok as i32,
+        reason: String::new(),
+        detail: String::new(),
+        body,
+    }
 }

@@ -8,14 +8,14 @@
 
 use std::sync::Arc;
 
-use e2e::saga_log::{self, number};
+use e2e::saga_log::{self, deducted, number, reserved};
 use orchestrator::error::Error;
 use orchestrator::saga::engine::Engine;
 use orchestrator::saga::machine::Signal;
 use orchestrator::saga::purchase::{Purchase, PurchaseData, SagaSettings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use ticket_platform::group_commit::GroupCommit;
-use ticket_proto::saga::v1::{Reply, ReplyOutcome, StockDeducted, reply};
+use ticket_proto::saga::v1::Reply;
 
 const SAGAS: usize = 60;
 
@@ -42,22 +42,6 @@ async fn saga_ids(db: &DatabaseConnection) -> Vec<String> {
     .into_iter()
     .map(|row| row.try_get("", "saga_id").expect("saga_id"))
     .collect()
-}
-
-fn deducted(saga_id: &str, attempt: u32) -> Reply {
-    Reply {
-        saga_id: saga_id.to_owned(),
-        order_no: String::new(),
-        step: "STOCK_DEDUCT".into(),
-        attempt,
-        outcome: ReplyOutcome::Ok as i32,
-        reason: String::new(),
-        detail: String::new(),
-        body: Some(reply::Body::StockDeducted(StockDeducted {
-            unit_price_cents: 4_200,
-            available: 1,
-        })),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,20 +237,6 @@ async fn a_reply_postgres_refuses_fails_alone_and_the_rest_of_its_batch_moves_on
         1,
         "the poisoned reply changed nothing"
     );
-}
-
-/// The OK reply to a saga's first ORDER_RESERVE.
-fn reserved(saga_id: &str) -> Reply {
-    Reply {
-        saga_id: saga_id.to_owned(),
-        order_no: String::new(),
-        step: "ORDER_RESERVE".into(),
-        attempt: 1,
-        outcome: ReplyOutcome::Ok as i32,
-        reason: String::new(),
-        detail: String::new(),
-        body: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

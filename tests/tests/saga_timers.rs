@@ -11,7 +11,7 @@ use orchestrator::saga::definition::RetryPolicy;
 use orchestrator::saga::engine::Engine;
 use orchestrator::saga::purchase::{Purchase, SagaSettings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
-use ticket_proto::saga::v1::{Reply, ReplyOutcome, StockDeducted, reply};
+use ticket_proto::saga::v1::Reply;
 use tokio_util::sync::CancellationToken;
 
 const SAGAS: usize = 300;
@@ -193,23 +193,6 @@ async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fi
         .expect("drop");
 }
 
-/// The OK reply to a saga's first deduct.
-fn deducted(saga_id: &str) -> Reply {
-    Reply {
-        saga_id: saga_id.to_owned(),
-        order_no: String::new(),
-        step: "STOCK_DEDUCT".into(),
-        attempt: 1,
-        outcome: ReplyOutcome::Ok as i32,
-        reason: String::new(),
-        detail: String::new(),
-        body: Some(reply::Body::StockDeducted(StockDeducted {
-            unit_price_cents: 4_200,
-            available: 1,
-        })),
-    }
-}
-
 async fn fired(db: &DatabaseConnection, step: &str) -> i64 {
     saga_log::number(
         db,
@@ -252,7 +235,7 @@ async fn answered_step_timeouts_are_settled_without_their_sagas_and_unanswered_o
         .expect("sagas");
     let replies: Vec<Reply> = sagas
         .iter()
-        .map(|row| deducted(&row.try_get::<String>("", "saga_id").expect("saga_id")))
+        .map(|row| saga_log::deducted(&row.try_get::<String>("", "saga_id").expect("saga_id"), 1))
         .collect();
     for result in engine.on_replies(&replies).await.expect("replies") {
         result.expect("the saga moved on");

@@ -61,6 +61,45 @@ fn message(tag: &str, command: &Command) -> OutgoingMessage {
     )
 }
 
+/// The orchestrator's side, played by the test: a publisher of commands and a consumer of
+/// the replies on `SAGA_REPLY_TOPIC`.
+struct Orchestrator {
+    runtime: Arc<MessagingRuntime>,
+    consumer: Consumer,
+    publisher: Publisher,
+}
+
+impl Orchestrator {
+    async fn start(app: &StockApp) -> (Self, mpsc::UnboundedReceiver<(IncomingMessage, Reply)>) {
+        let runtime = MessagingRuntime::start(app.messaging.clone()).expect("client runtime");
+        let (sender, replies) = mpsc::unbounded_channel();
+        let consumer = Consumer::start(
+            Arc::clone(&runtime),
+            ConsumerSettings::new("orchestrator-replies").subscribe(topic::SAGA_REPLY, &["*"]),
+            Replies(sender),
+        )
+        .await
+        .expect("reply consumer");
+        let publisher = Publisher::start(Arc::clone(&runtime), "test-orchestrator")
+            .await
+            .expect("publisher");
+        (
+            Self {
+                runtime,
+                consumer,
+                publisher,
+            },
+            replies,
+        )
+    }
+
+    async fn stop(self) {
+        self.consumer.shutdown().await;
+        self.publisher.shutdown().await;
+        self.runtime.shutdown().await;
+    }
+}
+
 async fn next_reply(
     replies: &mut mpsc::UnboundedReceiver<(IncomingMessage, Reply)>,
 ) -> (IncomingMessage, Reply) {
@@ -93,22 +132,12 @@ async fn ledger_rows(app: &StockApp, order_no: &str) -> Vec<(String, i64)> {
 async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply_and_no_effect() {
     let app = StockApp::start().await;
     let tier = app.tier(5, 4).await.tier_id;
-    let runtime = MessagingRuntime::start(app.messaging.clone()).expect("client runtime");
-    let (sender, mut replies) = mpsc::unbounded_channel();
-    let consumer = Consumer::start(
-        Arc::clone(&runtime),
-        ConsumerSettings::new("orchestrator-replies").subscribe(topic::SAGA_REPLY, &["*"]),
-        Replies(sender),
-    )
-    .await
-    .expect("reply consumer");
-    let publisher = Publisher::start(Arc::clone(&runtime), "test-orchestrator")
-        .await
-        .expect("publisher");
+    let (orchestrator, mut replies) = Orchestrator::start(&app).await;
+    let publisher = &orchestrator.publisher;
 
     // STOCK_DEDUCT: OK, with the server's price.
     let first = command("ORD-MQ-1", "STOCK_DEDUCT", 1, deduct(tier, "buyer", 2));
-    e2e::send(&publisher, &message(tag::STOCK_DEDUCT, &first)).await;
+    e2e::send(publisher, &message(tag::STOCK_DEDUCT, &first)).await;
     let (envelope, reply) = next_reply(&mut replies).await;
     assert_eq!(
         envelope.tag, "STOCK_DEDUCT",
@@ -125,7 +154,7 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
 
     // The same command sent again (a new message, as a retry of the step would be): the same
     // reply, and no second effect.
-    e2e::send(&publisher, &message(tag::STOCK_DEDUCT, &first)).await;
+    e2e::send(publisher, &message(tag::STOCK_DEDUCT, &first)).await;
     let (_, again) = next_reply(&mut replies).await;
     assert_eq!(
         (again.outcome(), &again.reason, &again.body),
@@ -149,7 +178,7 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
         1,
         Body::StockConfirm(StockConfirm { tier_id: tier }),
     );
-    e2e::send(&publisher, &message(tag::STOCK_CONFIRM, &confirm)).await;
+    e2e::send(publisher, &message(tag::STOCK_CONFIRM, &confirm)).await;
     publisher.set_duplicate_deliveries(false);
     let (envelope, confirmed) = next_reply(&mut replies).await;
     assert_eq!(envelope.tag, "STOCK_CONFIRM");
@@ -162,7 +191,7 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
 
     // A business refusal is a REFUSED reply with its reason.
     let greedy = command("ORD-MQ-2", "STOCK_DEDUCT", 1, deduct(tier, "other", 4));
-    e2e::send(&publisher, &message(tag::STOCK_DEDUCT, &greedy)).await;
+    e2e::send(publisher, &message(tag::STOCK_DEDUCT, &greedy)).await;
     let (_, refused) = next_reply(&mut replies).await;
     assert_eq!(
         (refused.outcome(), refused.reason.as_str()),
@@ -177,14 +206,14 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
         ..message(tag::STOCK_DEDUCT, &greedy)
     };
     let garbage_id = garbage.message_id.to_string();
-    e2e::send(&publisher, &garbage).await;
+    e2e::send(publisher, &garbage).await;
     let no_body = Command {
         body: None,
         ..command("ORD-MQ-3", "STOCK_DEDUCT", 1, deduct(tier, "x", 1))
     };
     let no_body = message(tag::STOCK_DEDUCT, &no_body);
     let no_body_id = no_body.message_id.to_string();
-    e2e::send(&publisher, &no_body).await;
+    e2e::send(publisher, &no_body).await;
     let reasons = e2e::eventually(WAIT, "the dead letters", || {
         let db = app.db.clone();
         let ids = [garbage_id.clone(), no_body_id.clone()];
@@ -208,9 +237,7 @@ async fn a_command_over_rocketmq_gets_its_reply_and_a_repeat_gets_the_same_reply
     );
     assert_eq!(ledger_rows(&app, "ORD-MQ-2").await, vec![]);
 
-    consumer.shutdown().await;
-    publisher.shutdown().await;
-    runtime.shutdown().await;
+    orchestrator.stop().await;
     app.stop(&[tier]).await;
 }
 
@@ -371,18 +398,8 @@ async fn a_burst_of_commands_shares_transactions_and_a_failing_command_fails_alo
     const GOOD: usize = 60;
     let app = StockApp::start().await;
     let tier = app.tier(100, 4).await.tier_id;
-    let runtime = MessagingRuntime::start(app.messaging.clone()).expect("client runtime");
-    let (sender, mut replies) = mpsc::unbounded_channel();
-    let consumer = Consumer::start(
-        Arc::clone(&runtime),
-        ConsumerSettings::new("orchestrator-replies").subscribe(topic::SAGA_REPLY, &["*"]),
-        Replies(sender),
-    )
-    .await
-    .expect("reply consumer");
-    let publisher = Publisher::start(Arc::clone(&runtime), "test-orchestrator")
-        .await
-        .expect("publisher");
+    let (orchestrator, mut replies) = Orchestrator::start(&app).await;
+    let publisher = &orchestrator.publisher;
 
     // Sixty buyers and one command Postgres refuses each time it runs (a user id with a NUL
     // byte: Redis takes it, the ledger row cannot hold it), all sent at once, each twice.
@@ -467,8 +484,6 @@ async fn a_burst_of_commands_shares_transactions_and_a_failing_command_fails_alo
     );
     eprintln!("{rows} commands consumed in {transactions} transactions");
 
-    consumer.shutdown().await;
-    publisher.shutdown().await;
-    runtime.shutdown().await;
+    orchestrator.stop().await;
     app.stop(&[tier]).await;
 }

@@ -36,7 +36,9 @@ pub struct MessagingConfig {
     /// (docs/BENCHMARKS.md).
     pub topic_queues: u32,
     /// The most consumed commands a participant runs in one transaction (its inbox rows, every
-    /// command's effect and the replies' outbox rows commit together).
+    /// command's effect and the replies' outbox rows commit together). The commands of a batch
+    /// run one after another, and a change is seen only at its batch's commit: 32 decided sales
+    /// sooner than 128 (docs/BENCHMARKS.md, sixth reading).
     pub command_batch_max: usize,
     /// Such transactions one participant consumer runs at once.
     pub command_batch_concurrency: usize,
@@ -56,7 +58,7 @@ impl Default for MessagingConfig {
             consume_batch: 32,
             consume_threads: 16,
             topic_queues: 4,
-            command_batch_max: 128,
+            command_batch_max: 32,
             command_batch_concurrency: 4,
             send_timeout: Duration::from_secs(3),
             route_refresh: Duration::from_secs(10),
@@ -262,7 +264,7 @@ mod tests {
                 config.command_batch_concurrency,
                 checked
             ),
-            (128, 4, Ok(()))
+            (32, 4, Ok(()))
         );
         let (config, checked) = load(&[
             ("T_MESSAGING__COMMAND_BATCH_MAX", "1"),
