@@ -24,9 +24,9 @@ pub enum Error {
     Unavailable(String),
 }
 
-impl From<ticket_platform::group_commit::Closed> for Error {
-    fn from(closed: ticket_platform::group_commit::Closed) -> Self {
-        Self::Unavailable(closed.to_string())
+impl From<ticket_platform::group_commit::NotRun> for Error {
+    fn from(not_run: ticket_platform::group_commit::NotRun) -> Self {
+        Self::Unavailable(not_run.to_string())
     }
 }
 

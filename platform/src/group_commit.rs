@@ -12,11 +12,14 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 /// One result per item of a batch, in the batch's order.
 pub type Results<E> = Vec<Result<(), E>>;
 
-/// Why an item got no result from its batch: the group commit stopped (the service is
-/// stopping) or its batch's task ended without answering.
+/// Why an item was not run: the group commit stopped (the service is stopping), its batch's
+/// task ended without answering, or the items before it failed (a cause they likely share).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Closed(pub &'static str);
+pub struct NotRun(pub &'static str);
+
+/// Items of a failed batch that failed alone in a row before the rest are not run.
+const FAILURES_IN_A_ROW: usize = 2;
 
 type Waiting<I, E> = (I, oneshot::Sender<Result<(), E>>);
 
@@ -36,7 +39,7 @@ impl<I, E> Clone for GroupCommit<I, E> {
 impl<I, E> GroupCommit<I, E>
 where
     I: Clone + Send + 'static,
-    E: From<Closed> + std::fmt::Display + Send + 'static,
+    E: From<NotRun> + std::fmt::Display + Send + 'static,
 {
     /// Runs batches of up to `max` items with `run` (one result per item, in order), at most
     /// `concurrent` at a time.
@@ -83,20 +86,22 @@ where
         let (done, result) = oneshot::channel();
         self.queue
             .send((item, done))
-            .map_err(|_| Closed("the service is stopping"))?;
+            .map_err(|_| NotRun("the service is stopping"))?;
         result
             .await
-            .unwrap_or_else(|_| Err(Closed("the batch did not finish").into()))
+            .unwrap_or_else(|_| Err(NotRun("the batch did not finish").into()))
     }
 }
 
 /// Runs a batch; when it fails as a whole, each of its items again on its own, so an item
 /// that makes every statement fail (or a batch that lost a deadlock) fails alone and the
-/// others are not redelivered with it.
+/// others are not redelivered with it. Once two items in a row failed alone as well, the
+/// cause is likely theirs all (a database or Redis down): the rest fail without running, so
+/// a batch does not spend a timeout per item.
 async fn run_batch<I, E, F, Fut>(run: &F, items: Vec<I>) -> Results<E>
 where
     I: Clone,
-    E: std::fmt::Display,
+    E: From<NotRun> + std::fmt::Display,
     F: Fn(Vec<I>) -> Fut,
     Fut: Future<Output = Result<Results<E>, E>>,
 {
@@ -108,11 +113,25 @@ where
     };
     tracing::warn!(error = %err, items = count, "a batch failed; its items run one by one");
     let mut results = Vec::with_capacity(count);
+    let mut failed_in_a_row = 0;
     for item in items {
-        results.push(match run(vec![item]).await {
+        if failed_in_a_row >= FAILURES_IN_A_ROW {
+            results.push(Err(NotRun(
+                "not run: the items before it in its batch failed one after another",
+            )
+            .into()));
+            continue;
+        }
+        let result = match run(vec![item]).await {
             Ok(mut one) => one.pop().unwrap_or(Ok(())),
             Err(err) => Err(err),
-        });
+        };
+        failed_in_a_row = if result.is_err() {
+            failed_in_a_row + 1
+        } else {
+            0
+        };
+        results.push(result);
     }
     results
 }
@@ -123,16 +142,16 @@ mod tests {
 
     use super::*;
 
-    #[derive(Debug, PartialEq, Eq)]
+    #[derive(Clone, Debug, PartialEq, Eq)]
     enum Error {
         Invalid(String),
         Database(String),
-        Closed,
+        NotRun,
     }
 
-    impl From<Closed> for Error {
-        fn from(_: Closed) -> Self {
-            Self::Closed
+    impl From<NotRun> for Error {
+        fn from(_: NotRun) -> Self {
+            Self::NotRun
         }
     }
 
@@ -215,6 +234,29 @@ mod tests {
         assert!(
             matches!(&result, Err(Error::Database(text)) if text == "down"),
             "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_two_items_in_a_row_fail_alone_the_rest_of_the_batch_is_not_run() {
+        let runs = Arc::new(Mutex::new(0usize));
+        let counted = Arc::clone(&runs);
+        // Every run fails, as with the database down.
+        let run = move |_: Vec<u32>| {
+            *counted.lock().expect("not poisoned") += 1;
+            async { Err(Error::Database("down".into())) }
+        };
+        let results = run_batch(&run, (1..=10).collect()).await;
+        assert_eq!(
+            *runs.lock().expect("not poisoned"),
+            3,
+            "the batch, then two alone"
+        );
+        let down = Err(Error::Database("down".into()));
+        assert_eq!(results[..2], [down.clone(), down]);
+        assert!(
+            results[2..].iter().all(|r| *r == Err(Error::NotRun)),
+            "{results:?}"
         );
     }
 }

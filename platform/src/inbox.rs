@@ -27,19 +27,19 @@ pub async fn begin(
 }
 
 /// Inserts the inbox rows of `message_ids` in `txn` (one statement; an id named twice counts
-/// once) and returns the ids that were not handled before: the caller handles those, in the same transaction. A message some
-/// other transaction is handling right now waits for it, and is fresh only if it rolled back.
+/// once) and returns the ids that were not handled before: the caller handles those, in the
+/// same transaction. A message another transaction is handling right now waits for it, and is
+/// fresh only if that one rolled back.
 pub async fn claim(
     txn: &DatabaseTransaction,
     consumer_group: &str,
     message_ids: &[&str],
 ) -> Result<HashSet<String>, DbErr> {
-    let mut unique = HashSet::with_capacity(message_ids.len());
-    let message_ids: Vec<&str> = message_ids
-        .iter()
-        .copied()
-        .filter(|id| unique.insert(*id))
-        .collect();
+    // Each id once, in one order: two transactions claiming the same ids wait on each other's
+    // rows, so they take them in the same order.
+    let mut message_ids: Vec<&str> = message_ids.to_vec();
+    message_ids.sort_unstable();
+    message_ids.dedup();
     if message_ids.is_empty() {
         return Ok(HashSet::new());
     }

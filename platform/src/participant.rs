@@ -135,6 +135,9 @@ struct Consumed<C> {
     command: Command,
     checked: C,
     traceparent: Option<String>,
+    /// The span of the message's handling (in the trace the message carried): the command's
+    /// run in its batch is recorded under it.
+    span: tracing::Span,
 }
 
 /// How a participant's consumer batches its commands (`messaging.command_batch_max`,
@@ -157,7 +160,12 @@ impl<H: CommandHandler> CommandConsumer<H> {
         let runner = Arc::clone(&handler);
         let batches = GroupCommit::start(batches.max, batches.concurrency, move |commands| {
             let (handler, db, group) = (Arc::clone(&runner), db.clone(), Arc::clone(&group));
-            async move { run_batch(handler.as_ref(), &db, &group, commands).await }
+            async move {
+                let span = tracing::debug_span!("command batch", %group, commands = commands.len());
+                run_batch(handler.as_ref(), &db, &group, commands)
+                    .instrument(span)
+                    .await
+            }
         });
         Self { handler, batches }
     }
@@ -188,6 +196,7 @@ async fn run_batch<H: CommandHandler>(
         }
         let command = &consumed.command;
         let span = tracing::info_span!(
+            parent: &consumed.span,
             "command",
             order_no = %command.order_no,
             saga_id = %command.saga_id,
@@ -236,6 +245,7 @@ impl<H: CommandHandler> MessageHandler for CommandConsumer<H> {
                 command,
                 checked,
                 traceparent: message.traceparent,
+                span,
             }))
             .await
     }

@@ -401,8 +401,22 @@ async fn a_burst_of_commands_shares_transactions_and_a_failing_command_fails_alo
     let (orchestrator, mut replies) = Orchestrator::start(&app).await;
     let publisher = &orchestrator.publisher;
 
-    // Sixty buyers and one command Postgres refuses each time it runs (a user id with a NUL
-    // byte: Redis takes it, the ledger row cannot hold it), all sent at once, each twice.
+    // Sixty buyers and one whose command Postgres refuses each time it runs (a trigger refuses
+    // its ledger row, after Redis took the deduct), all sent at once, each twice.
+    app.db
+        .execute_unprepared(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN \
+               IF NEW.order_no = 'ORD-BURST-POISON' THEN \
+                 RAISE EXCEPTION 'the ledger refuses this order'; \
+               END IF; \
+               RETURN NEW; \
+             END $$; \
+             CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON stock_ledger \
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+        )
+        .await
+        .expect("the trigger");
     let mut burst: Vec<OutgoingMessage> = (0..GOOD)
         .map(|i| {
             let order = format!("ORD-BURST-{i:02}");
@@ -420,7 +434,7 @@ async fn a_burst_of_commands_shares_transactions_and_a_failing_command_fails_alo
                 "ORD-BURST-POISON",
                 "STOCK_DEDUCT",
                 1,
-                deduct(tier, "bad\0user", 1),
+                deduct(tier, "poisoned", 1),
             ),
         ),
     );
@@ -459,6 +473,24 @@ async fn a_burst_of_commands_shares_transactions_and_a_failing_command_fails_alo
         );
     }
     assert_eq!(ledger_rows(&app, "ORD-BURST-POISON").await, vec![]);
+    let poison_id = burst
+        .iter()
+        .find(|m| m.key == "ORD-BURST-POISON")
+        .expect("the poison")
+        .message_id
+        .to_string();
+    assert_eq!(
+        dead_letter::reasons(&app.db, &poison_id)
+            .await
+            .expect("dead letters"),
+        Vec::<String>::new(),
+        "the failing command passed its checks: it fails in its run, and is redelivered"
+    );
+    assert_eq!(
+        app.stock_of(tier).await.deducted,
+        i64::try_from(GOOD + 1).expect("small"),
+        "Redis took the failing command's deduct before the ledger refused it"
+    );
 
     // The good commands' inbox rows were written by fewer transactions than commands.
     let row = app

@@ -39,9 +39,9 @@ pub enum HandleError {
     Reject(String),
 }
 
-impl From<crate::group_commit::Closed> for HandleError {
-    fn from(closed: crate::group_commit::Closed) -> Self {
-        Self::Retry(closed.to_string())
+impl From<crate::group_commit::NotRun> for HandleError {
+    fn from(not_run: crate::group_commit::NotRun) -> Self {
+        Self::Retry(not_run.to_string())
     }
 }
 

@@ -21,7 +21,7 @@ use ticket_proto::saga::v1::{Command, Reply};
 
 use super::definition::{SagaType, StepKind, StepName};
 use super::log::{self, Action, NewTimer, SagaRow, Sent};
-use super::machine::{Effect, Machine, Refused, Saga, Signal, State};
+use super::machine::{Effect, Machine, Refused, Saga, State};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 
@@ -83,14 +83,6 @@ impl<T: SagaType> Engine<T> {
     /// This replica's name (in the timers it fires).
     pub fn replica(&self) -> &str {
         &self.inner.replica
-    }
-
-    /// A business event for the saga of `order_no`.
-    #[tracing::instrument(skip_all, fields(order_no))]
-    pub async fn signal(&self, order_no: &str, signal: Signal) -> Result<(), Error> {
-        tracing::Span::current().record("order_no", order_no);
-        let mut results = self.signal_many(&[(order_no.to_owned(), signal)]).await?;
-        results.pop().unwrap_or(Ok(()))
     }
 
     /// An operator's action on a saga, recorded in its history with `reason`. `Ok(Err)` when
