@@ -106,6 +106,14 @@ pub trait CommandHandler: Send + Sync + 'static {
     /// travels under. An error means the command can never succeed.
     fn check(&self, command: &Command) -> Result<(Self::Checked, &'static str), String>;
 
+    /// Whether commands consumed together may share one transaction. A handler that reads
+    /// what its own commands write through another connection while it runs (stock-svc checks
+    /// Redis against the committed ledger when Redis started anew) must say no: a batch's
+    /// earlier commands are not committed yet, so such a check would miss them.
+    fn batches(&self) -> bool {
+        true
+    }
+
     /// Runs the command in `txn`, which the caller commits with the reply. An error is a passing
     /// failure: the command is retried.
     fn run(
@@ -126,7 +134,10 @@ fn check<H: CommandHandler>(
 /// The RocketMQ door: a consumer's message handler.
 pub struct CommandConsumer<H: CommandHandler> {
     handler: Arc<H>,
-    batches: GroupCommit<Arc<Consumed<H::Checked>>, HandleError>,
+    db: DatabaseConnection,
+    group: Arc<str>,
+    /// `None` when the handler does not batch: each command is its own transaction.
+    batches: Option<GroupCommit<Arc<Consumed<H::Checked>>, HandleError>>,
 }
 
 /// A checked command waiting for its batch.
@@ -158,16 +169,25 @@ impl<H: CommandHandler> CommandConsumer<H> {
     ) -> Self {
         let group: Arc<str> = group.into();
         let runner = Arc::clone(&handler);
-        let batches = GroupCommit::start(batches.max, batches.concurrency, move |commands| {
-            let (handler, db, group) = (Arc::clone(&runner), db.clone(), Arc::clone(&group));
-            async move {
-                let span = tracing::debug_span!("command batch", %group, commands = commands.len());
-                run_batch(handler.as_ref(), &db, &group, commands)
-                    .instrument(span)
-                    .await
-            }
+        let (pool, name) = (db.clone(), Arc::clone(&group));
+        let batches = handler.batches().then(|| {
+            GroupCommit::start(batches.max, batches.concurrency, move |commands| {
+                let (handler, db, group) = (Arc::clone(&runner), pool.clone(), Arc::clone(&name));
+                async move {
+                    let span =
+                        tracing::debug_span!("command batch", %group, commands = commands.len());
+                    run_batch(handler.as_ref(), &db, &group, commands)
+                        .instrument(span)
+                        .await
+                }
+            })
         });
-        Self { handler, batches }
+        Self {
+            handler,
+            db,
+            group,
+            batches,
+        }
     }
 }
 
@@ -239,15 +259,20 @@ impl<H: CommandHandler> MessageHandler for CommandConsumer<H> {
                 message.tag
             )));
         }
-        self.batches
-            .submit(Arc::new(Consumed {
-                message_id: message.message_id,
-                command,
-                checked,
-                traceparent: message.traceparent,
-                span,
-            }))
-            .await
+        let consumed = Arc::new(Consumed {
+            message_id: message.message_id,
+            command,
+            checked,
+            traceparent: message.traceparent,
+            span,
+        });
+        match &self.batches {
+            Some(batches) => batches.submit(consumed).await,
+            None => run_batch(self.handler.as_ref(), &self.db, &self.group, vec![consumed])
+                .await?
+                .pop()
+                .unwrap_or(Ok(())),
+        }
     }
 }
 

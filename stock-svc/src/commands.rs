@@ -166,6 +166,13 @@ impl CommandHandler for StockCommands {
         stock_request(command).map_err(|err| err.to_string())
     }
 
+    /// One transaction per command: when Redis started anew, a command checks it against the
+    /// committed ledger (`Stock::verify_session`) and rebuilds what differs, which would drop
+    /// the deducts of a batch's earlier, not yet committed commands.
+    fn batches(&self) -> bool {
+        false
+    }
+
     async fn run(
         &self,
         request: &StockRequest,
