@@ -4,10 +4,11 @@
 //! - [`CommandConsumer`]: a command arriving over RocketMQ runs in a transaction that holds its
 //!   inbox row and the outbox row of its reply (on `SAGA_REPLY_TOPIC`, tagged with the step), so
 //!   its effect and its reply commit together, once per `message_id`. Commands consumed together
-//!   share that transaction ([`GroupCommit`], up to `messaging.command_batch_max`): one inbox
-//!   statement, each command's effect in order-number order, one outbox statement, one commit.
-//!   A batch that fails as a whole (a command's passing failure, a lost deadlock) runs its
-//!   commands again one per transaction, so only the failing one is redelivered;
+//!   share that transaction ([`GroupCommit`], up to `messaging.command_batch_max`) unless the
+//!   handler says they may not ([`CommandHandler::batches`]): one inbox statement, each
+//!   command's effect in order-number order, one outbox statement, one commit. A batch that
+//!   fails as a whole (a command's passing failure, a lost deadlock) runs its commands again
+//!   one per transaction, so only the failing one is redelivered;
 //! - [`ParticipantService`]: `Participant.Execute` over gRPC, the orchestrator's synchronous
 //!   path, answers the same reply directly (admin token required).
 //!
