@@ -3,6 +3,9 @@
 //! own on a task of its own: a timer that fails (its transaction rolls back, and it is claimed
 //! again once its lease ran out) or waits on a busy saga holds up no other. A timer is marked
 //! fired in the transaction that acts on it, so a restart loses none and none fires twice.
+//! Timers that can do nothing are marked fired when that becomes so, mostly long before they
+//! fall due: a reply marks its attempt's timeout fired and a saga that ends marks its timers
+//! fired, in the statements that record them (`saga::log::record_replies`, `saga::log::save`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +19,6 @@ use crate::saga::engine::Engine;
 
 /// Timers fired at once by one replica.
 const IN_FLIGHT: usize = 32;
-/// Answered step timeouts settled per poll, at most.
-const SETTLE_LIMIT: u64 = 5_000;
 /// How long a claim keeps other replicas off a timer.
 pub const LEASE: Duration = Duration::from_secs(30);
 
@@ -29,9 +30,6 @@ pub fn spawn<T: SagaType>(
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(IN_FLIGHT));
         loop {
-            if let Err(err) = engine.settle_answered_timeouts(SETTLE_LIMIT).await {
-                tracing::warn!(error = %err, "answered step timeouts could not be settled; they fire one by one");
-            }
             let free = permits.available_permits();
             let claimed = if free == 0 {
                 Vec::new()

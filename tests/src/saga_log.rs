@@ -75,7 +75,12 @@ pub fn deducted(saga_id: &str, attempt: u32) -> Reply {
 
 /// The OK reply to a saga's first ORDER_RESERVE.
 pub fn reserved(saga_id: &str) -> Reply {
-    ok_reply(saga_id, "ORDER_RESERVE", 1, None)
+    answered(saga_id, "ORDER_RESERVE", 1)
+}
+
+/// The OK reply, without a body, to `attempt` of a saga's `step`.
+pub fn answered(saga_id: &str, step: &str, attempt: u32) -> Reply {
+    ok_reply(saga_id, step, attempt, None)
 }
 
 fn ok_reply(saga_id: &str, step: &str, attempt: u32, body: Option<reply::Body>) -> Reply {

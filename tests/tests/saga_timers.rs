@@ -1,6 +1,6 @@
 //! The orchestrator's durable timers shared by replicas: several hundred timers due at once,
-//! claimed and fired by two engines on one saga log, each fired exactly once; answered step
-//! timeouts settled without their sagas. Postgres only:
+//! claimed and fired by two engines on one saga log, each fired exactly once; a step timeout
+//! marked fired by its reply and an ended saga's timers by its end. Postgres only:
 //! the commands the timers send stay in the outbox.
 
 use std::collections::{HashMap, HashSet};
@@ -9,6 +9,7 @@ use std::time::Duration;
 use e2e::saga_log;
 use orchestrator::saga::definition::RetryPolicy;
 use orchestrator::saga::engine::Engine;
+use orchestrator::saga::machine::Signal;
 use orchestrator::saga::purchase::{Purchase, SagaSettings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use ticket_proto::saga::v1::Reply;
@@ -193,6 +194,118 @@ async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fi
         .expect("drop");
 }
 
+/// A saga that ended (paid and finished, or cancelled and undone) leaves timers that can do
+/// nothing, its payment deadline among them: its end marks them fired, so none fires later as
+/// a no-op in a transaction of its own. Once the deadlines are past, the poll finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_that_ends_marks_its_timers_fired() {
+    const COUNT: usize = 40;
+    let (config, db) = saga_log::fresh("t_orch_").await;
+    let settings = SagaSettings {
+        step_timeout: Duration::from_secs(60),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        },
+        payment_window: Duration::from_millis(300),
+        expiry_margin: Duration::ZERO,
+    };
+    let engine = saga_log::engine(&db, &settings);
+    start_sagas(&engine, COUNT).await;
+    let ids = saga_ids(&db, "SELECT saga_id FROM saga").await;
+    for replies in [
+        ids.iter().map(|id| saga_log::deducted(id, 1)).collect::<Vec<_>>(),
+        ids.iter().map(|id| saga_log::reserved(id)).collect(),
+    ] {
+        for result in engine.on_replies(&replies).await.expect("replies") {
+            result.expect("the saga moved on");
+        }
+    }
+    // Half the buyers pay, half cancel; then every step the sagas take is answered.
+    let signals: Vec<(String, Signal)> = (0..COUNT)
+        .map(|i| {
+            let signal = if i % 2 == 0 { Signal::PivotPassed } else { Signal::Abort };
+            (saga_log::order("T", i).0, signal)
+        })
+        .collect();
+    for result in engine.signal_many(&signals).await.expect("signals") {
+        result.expect("the saga heard it");
+    }
+    loop {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT saga_id, step, attempt FROM saga WHERE state IN ('RUNNING', 'COMPENSATING')",
+            ))
+            .await
+            .expect("sagas under way");
+        if rows.is_empty() {
+            break;
+        }
+        let replies: Vec<Reply> = rows
+            .iter()
+            .map(|row| {
+                let saga_id: String = row.try_get("", "saga_id").expect("saga_id");
+                let step: String = row.try_get("", "step").expect("step");
+                let attempt: i32 = row.try_get("", "attempt").expect("attempt");
+                saga_log::answered(&saga_id, &step, u32::try_from(attempt).expect("attempt"))
+            })
+            .collect();
+        for result in engine.on_replies(&replies).await.expect("replies") {
+            result.expect("the saga moved on");
+        }
+    }
+    let ended = "SELECT count(*) AS n FROM saga WHERE state = 'COMPLETED' \
+                 UNION ALL SELECT count(*) FROM saga WHERE state = 'COMPENSATED'";
+    let count = i64::try_from(COUNT).expect("count");
+    let states = || async {
+        db.query_all_raw(Statement::from_string(db.get_database_backend(), ended))
+            .await
+            .expect("states")
+            .iter()
+            .map(|row| row.try_get::<i64>("", "n").expect("n"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(states().await, vec![count / 2, count / 2]);
+    assert_eq!(
+        saga_log::number(
+            &db,
+            "SELECT count(*) AS n FROM saga_timer WHERE kind = 'DEADLINE' AND fired_at IS NOT NULL"
+        )
+        .await,
+        count,
+        "every saga's deadline is marked fired"
+    );
+    assert_eq!(
+        saga_log::number(&db, "SELECT count(*) AS n FROM saga_timer WHERE fired_at IS NULL").await,
+        0,
+        "an ended saga leaves no timer to fire"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        engine
+            .claim_timers(32, Duration::ZERO)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "nothing is due once the deadlines are past"
+    );
+    assert_eq!(states().await, vec![count / 2, count / 2], "no saga changed");
+    ticket_platform::db::drop_database(&config.url)
+        .await
+        .expect("drop");
+}
+
+async fn saga_ids(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("sagas")
+        .iter()
+        .map(|row| row.try_get("", "saga_id").expect("saga_id"))
+        .collect()
+}
+
 async fn fired(db: &DatabaseConnection, step: &str) -> i64 {
     saga_log::number(
         db,
@@ -204,13 +317,12 @@ async fn fired(db: &DatabaseConnection, step: &str) -> i64 {
     .await
 }
 
-/// A step timeout whose attempt was answered has nothing to act on: the poll settles such
-/// timeouts in one statement, without taking their sagas, instead of firing each in a
-/// transaction of its own. Here every saga is held by another transaction while the poll runs:
-/// the answered timeouts are settled all the same, the unanswered ones wait for their sagas and
-/// act once they are free.
+/// A step timeout whose attempt was answered has nothing to act on: the reply marks it fired
+/// in the statement that records the reply, long before it falls due. Here every saga is then
+/// held by another transaction while the poll runs: the unanswered timeouts wait for their
+/// sagas and act once they are free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answered_step_timeouts_are_settled_without_their_sagas_and_unanswered_ones_still_act() {
+async fn a_reply_marks_its_timeout_fired_and_unanswered_timeouts_still_act() {
     const COUNT: usize = 40;
     let (config, db) = saga_log::fresh("t_orch_").await;
     let settings = SagaSettings {
@@ -240,6 +352,12 @@ async fn answered_step_timeouts_are_settled_without_their_sagas_and_unanswered_o
     for result in engine.on_replies(&replies).await.expect("replies") {
         result.expect("the saga moved on");
     }
+    let count = i64::try_from(COUNT).expect("count");
+    assert_eq!(
+        fired(&db, "STOCK_DEDUCT").await,
+        count,
+        "each answered timeout is marked fired with its reply, before it falls due"
+    );
 
     let holder = db.begin().await.expect("begin");
     holder
@@ -250,16 +368,7 @@ async fn answered_step_timeouts_are_settled_without_their_sagas_and_unanswered_o
     let stop = CancellationToken::new();
     let poller =
         orchestrator::timers::spawn(engine.clone(), Duration::from_millis(50), stop.clone());
-    let count = i64::try_from(COUNT).expect("count");
-    e2e::eventually(
-        Duration::from_secs(4),
-        "the answered timeouts settled",
-        || {
-            let db = db.clone();
-            async move { (fired(&db, "STOCK_DEDUCT").await == count).then_some(()) }
-        },
-    )
-    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         fired(&db, "ORDER_RESERVE").await,
         0,

@@ -4,6 +4,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000301_create_saga_log;
 mod m20261126_000302_typed_saga_log;
+mod m20261127_000303_open_timers_by_saga;
 
 pub struct Migrator;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = ticket_platform::migration::platform_migrations();
         migrations.push(Box::new(m20261125_000301_create_saga_log::Migration));
         migrations.push(Box::new(m20261126_000302_typed_saga_log::Migration));
+        migrations.push(Box::new(m20261127_000303_open_timers_by_saga::Migration));
         migrations
     }
 }

@@ -150,7 +150,7 @@ impl<T: SagaType> Engine<T> {
                     }
                 }
             }
-            log::record_replies(txn, &answers).await?;
+            log::record_replies(txn, &answers, self.replica()).await?;
             Ok(results)
         })
         .await

@@ -140,7 +140,7 @@ impl<T: SagaType> Engine<T> {
         );
         let mut pending = Pending::default();
         let value = change(&txn, &mut pending).await?;
-        pending.write(&txn).await?;
+        pending.write(&txn, self.replica()).await?;
         txn.commit().await?;
         let calls = pending.calls;
         if !calls.is_empty() {

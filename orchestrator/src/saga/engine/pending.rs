@@ -29,11 +29,12 @@ impl Pending {
         self.sagas.extend(other.sagas);
     }
 
-    /// Writes what was gathered in `txn`; the calls stay for after the commit.
-    pub async fn write(&mut self, txn: &DatabaseTransaction) -> Result<(), Error> {
-        log::save(txn, &std::mem::take(&mut self.sagas)).await?;
+    /// Writes what was gathered in `txn` on behalf of `replica` (the timers an ended saga
+    /// leaves are marked fired by it); the calls stay for after the commit.
+    pub async fn write(&mut self, txn: &DatabaseTransaction, replica: &str) -> Result<(), Error> {
         log::record_sent(txn, &std::mem::take(&mut self.sent)).await?;
         log::add_timers(txn, &std::mem::take(&mut self.timers)).await?;
+        log::save(txn, &std::mem::take(&mut self.sagas), replica).await?;
         outbox::enqueue(txn, &std::mem::take(&mut self.messages)).await?;
         Ok(())
     }

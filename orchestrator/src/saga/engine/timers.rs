@@ -27,14 +27,6 @@ impl<T: SagaType> Engine<T> {
         )
     }
 
-    /// Marks fired up to `limit` due step timeouts whose attempt was answered
-    /// ([`log::settle_answered_timeouts`]), in one statement, so the poll does not fire each
-    /// as a no-op: under load, answered timeouts fall due faster than one transaction each
-    /// can fire them, and the timers that do act would wait behind them.
-    pub async fn settle_answered_timeouts(&self, limit: u64) -> Result<u64, Error> {
-        Ok(log::settle_answered_timeouts(&self.inner.db, limit, self.replica()).await?)
-    }
-
     /// Fires one claimed timer ([`Engine::fire`]); a timer that could not fire goes back to the
     /// poll a second later, and one whose saga the engine cannot act on parks that saga.
     pub async fn fire_or_release(&self, timer: &Timer) -> Result<bool, Error> {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, Value};
 
 use super::{SagaRow, saga};
+use crate::saga::state::{State, TimerKind};
 
 /// A command recorded in a step's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,12 +170,18 @@ pub async fn unanswered(
         .collect()
 }
 
-/// Records replies in their steps' history (each step's first reply only).
-pub async fn record_replies(conn: &impl ConnectionTrait, answers: &[Answer]) -> Result<(), DbErr> {
+/// Records replies in their steps' history (each step's first reply only), and marks fired,
+/// on behalf of `replica`, the timeout of each attempt answered: a step timeout acts only on
+/// an attempt still waiting for its reply, so once answered it would fire as a no-op.
+pub async fn record_replies(
+    conn: &impl ConnectionTrait,
+    answers: &[Answer],
+    replica: &str,
+) -> Result<(), DbErr> {
     if answers.is_empty() {
         return Ok(());
     }
-    let values = answers
+    let mut values: Vec<Value> = answers
         .iter()
         .flat_map(|a| {
             [
@@ -187,16 +194,24 @@ pub async fn record_replies(conn: &impl ConnectionTrait, answers: &[Answer]) -> 
             ]
         })
         .collect();
+    values.push(replica.into());
     let sql = format!(
-        "UPDATE saga_step s SET outcome = v.outcome, reason = v.reason, detail = v.detail, \
-           replied_at = now() \
-         FROM (VALUES {}) AS v (saga_id, step, attempt, outcome, reason, detail) \
-         WHERE s.saga_id = v.saga_id AND s.step = v.step AND s.attempt = v.attempt \
-           AND s.replied_at IS NULL",
+        "WITH answered AS ( \
+           UPDATE saga_step s SET outcome = v.outcome, reason = v.reason, detail = v.detail, \
+             replied_at = now() \
+           FROM (VALUES {}) AS v (saga_id, step, attempt, outcome, reason, detail) \
+           WHERE s.saga_id = v.saga_id AND s.step = v.step AND s.attempt = v.attempt \
+             AND s.replied_at IS NULL \
+           RETURNING s.saga_id, s.step, s.attempt) \
+         UPDATE saga_timer t SET fired_at = now(), fired_by = ${} FROM answered a \
+         WHERE t.saga_id = a.saga_id AND t.step = a.step AND t.attempt = a.attempt \
+           AND t.kind = '{}' AND t.fired_at IS NULL",
         placeholders(
             answers.len(),
             &["text", "text", "int4", "text", "text", "text"]
-        )
+        ),
+        values.len(),
+        TimerKind::StepTimeout.as_str(),
     );
     conn.execute_raw(statement(conn, sql, values)).await?;
     Ok(())
@@ -256,8 +271,14 @@ pub async fn add_timers(conn: &impl ConnectionTrait, timers: &[NewTimer]) -> Res
 }
 
 /// Writes the sagas' mutable fields and bumps their versions (each saga once: the last of its
-/// rows in `sagas` wins).
-pub async fn save(conn: &impl ConnectionTrait, sagas: &[SagaRow]) -> Result<(), DbErr> {
+/// rows in `sagas` wins). The timers of a saga that ended (COMPLETED or COMPENSATED, which
+/// nothing leaves) can do nothing: they are marked fired on behalf of `replica`, so a payment
+/// deadline does not fire as a no-op long after its saga was paid and finished.
+pub async fn save(
+    conn: &impl ConnectionTrait,
+    sagas: &[SagaRow],
+    replica: &str,
+) -> Result<(), DbErr> {
     let mut seen = HashSet::new();
     let mut last_first: Vec<&SagaRow> = sagas
         .iter()
@@ -282,7 +303,7 @@ pub async fn save(conn: &impl ConnectionTrait, sagas: &[SagaRow]) -> Result<(), 
         "text",
         "jsonb",
     ];
-    let values = last_first
+    let mut values: Vec<Value> = last_first
         .iter()
         .flat_map(|s| {
             [
@@ -300,16 +321,27 @@ pub async fn save(conn: &impl ConnectionTrait, sagas: &[SagaRow]) -> Result<(), 
             ]
         })
         .collect();
+    values.push(replica.into());
+    let ended = [State::Completed, State::Compensated]
+        .iter()
+        .map(|state| format!("'{}'", state.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
-        "UPDATE saga s SET state = v.state, step = v.step, attempt = v.attempt, \
-           attempt_base = v.attempt_base, compensations = v.compensations, \
-           passed_pivot = v.passed_pivot, abort_requested = v.abort_requested, \
-           deadline = v.deadline, incident = v.incident, data = v.data, \
-           version = s.version + 1, updated_at = now() \
-         FROM (VALUES {}) AS v (saga_id, state, step, attempt, attempt_base, compensations, \
-           passed_pivot, abort_requested, deadline, incident, data) \
-         WHERE s.saga_id = v.saga_id",
-        placeholders(last_first.len(), &types)
+        "WITH saved AS ( \
+           UPDATE saga s SET state = v.state, step = v.step, attempt = v.attempt, \
+             attempt_base = v.attempt_base, compensations = v.compensations, \
+             passed_pivot = v.passed_pivot, abort_requested = v.abort_requested, \
+             deadline = v.deadline, incident = v.incident, data = v.data, \
+             version = s.version + 1, updated_at = now() \
+           FROM (VALUES {}) AS v (saga_id, state, step, attempt, attempt_base, compensations, \
+             passed_pivot, abort_requested, deadline, incident, data) \
+           WHERE s.saga_id = v.saga_id \
+           RETURNING s.saga_id, s.state) \
+         UPDATE saga_timer t SET fired_at = now(), fired_by = ${} FROM saved \
+         WHERE t.saga_id = saved.saga_id AND saved.state IN ({ended}) AND t.fired_at IS NULL",
+        placeholders(last_first.len(), &types),
+        values.len(),
     );
     conn.execute_raw(statement(conn, sql, values)).await?;
     Ok(())

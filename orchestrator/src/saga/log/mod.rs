@@ -187,35 +187,6 @@ pub async fn claim_due_timers(
         .collect()
 }
 
-/// Marks fired, on behalf of `replica`, up to `limit` due step timeouts whose attempt was
-/// answered: a timeout acts only on an attempt still waiting for its reply, so these would fire
-/// as no-ops, one transaction and one saga lock each. Rows another transaction holds are left
-/// for it (`SKIP LOCKED`). Returns how many were settled.
-pub async fn settle_answered_timeouts(
-    conn: &impl ConnectionTrait,
-    limit: u64,
-    replica: &str,
-) -> Result<u64, DbErr> {
-    let settled = conn
-        .execute_raw(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            "UPDATE saga_timer SET fired_at = now(), fired_by = $2 \
-             WHERE id IN ( \
-               SELECT t.id FROM saga_timer t JOIN saga_step s \
-                 ON s.saga_id = t.saga_id AND s.step = t.step AND s.attempt = t.attempt \
-               WHERE t.fired_at IS NULL AND t.due_at <= now() AND t.kind = 'STEP_TIMEOUT' \
-                 AND s.replied_at IS NOT NULL \
-               LIMIT $1 FOR UPDATE OF t SKIP LOCKED)",
-            [
-                i64::try_from(limit).unwrap_or(i64::MAX).into(),
-                replica.into(),
-            ],
-        ))
-        .await?
-        .rows_affected();
-    Ok(settled)
-}
-
 /// Gives a claimed timer that could not fire back to the poll after `retry_ms`.
 pub async fn release_timer(
     conn: &impl ConnectionTrait,
