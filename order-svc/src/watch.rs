@@ -1,15 +1,22 @@
 //! Order changes as they happen, across replicas: every change is announced with `pg_notify`
 //! in its transaction (so only committed changes are heard), one listener connection per
-//! process fans them out to the `WatchOrder` streams of that process. A stream also re-reads
-//! its order every few seconds, so a notification lost while the listener reconnects delays an
-//! update and never loses it.
+//! process hands each to the `WatchOrder` streams of that order in that process, and to no
+//! other. The announcement carries the changed order ([`announcement`]), so a stream passes it
+//! on without reading the order back. A stream re-reads its order when it hears an
+//! announcement without one (from a replica of an older version), after the listener lost
+//! Postgres, and every few seconds, so a notification lost while the listener reconnects delays
+//! an update and never loses it.
 
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prost::Message;
 use sea_orm::DatabaseConnection;
 use sqlx::postgres::PgListener;
 use ticket_proto::order::v1 as pb;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -18,22 +25,104 @@ use crate::orders::{self, CHANGES_CHANNEL};
 /// How often a stream re-reads its order without a notification.
 const RESYNC: Duration = Duration::from_secs(2);
 
+/// What a stream heard about its order.
+#[derive(Clone, Debug, PartialEq)]
+enum Heard {
+    /// Nothing yet.
+    Nothing,
+    /// The order as a change left it, at its version.
+    Changed(i64, pb::Order),
+    /// Something may have changed: read the order.
+    Look,
+}
+
+type Streams = HashMap<String, Vec<watch::Sender<Heard>>>;
+
 /// The process's listener; dropping every handle does not stop it, [`Changes::stop`] does.
 #[derive(Clone)]
 pub struct Changes {
-    sender: broadcast::Sender<String>,
+    streams: Arc<Mutex<Streams>>,
     stop: CancellationToken,
+}
+
+/// The longest announcement that carries its order: Postgres refuses a `pg_notify` payload
+/// of 8,000 bytes or more, and the transaction with it.
+const MAX_ANNOUNCEMENT: usize = 7_000;
+
+/// The text `pg_notify` carries for a change that left `order`: its number, its version and
+/// the order as clients see it (protobuf, in hex), separated by tabs; the number alone when
+/// that would be too long (the streams then read the order).
+pub fn announcement(order: &orders::Order) -> String {
+    let bytes = orders::message(order).encode_to_vec();
+    if order.order_no.len() + 24 + 2 * bytes.len() > MAX_ANNOUNCEMENT {
+        return order.order_no.clone();
+    }
+    let mut text = String::with_capacity(order.order_no.len() + 24 + 2 * bytes.len());
+    let _ = write!(text, "{}\t{}\t", order.order_no, order.version);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+/// The order number an announcement names, and what it says of the order (`Look` when it
+/// carries no readable order: an older replica announces the number alone).
+fn heard(payload: &str) -> (&str, Heard) {
+    let mut fields = payload.splitn(3, '\t');
+    let order_no = fields.next().unwrap_or_default();
+    let carried = fields
+        .next()
+        .and_then(|version| version.parse().ok())
+        .zip(fields.next().and_then(unhex))
+        .and_then(|(version, bytes)| Some((version, pb::Order::decode(&bytes[..]).ok()?)));
+    match carried {
+        Some((version, order)) => (order_no, Heard::Changed(version, order)),
+        None => (order_no, Heard::Look),
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn lock(streams: &Mutex<Streams>) -> std::sync::MutexGuard<'_, Streams> {
+    streams.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A stream's place among the listener's streams, given up when the stream ends.
+struct Registered {
+    streams: Arc<Mutex<Streams>>,
+    order_no: String,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut streams = lock(&self.streams);
+        if let Some(senders) = streams.get_mut(&self.order_no) {
+            senders.retain(|sender| !sender.is_closed());
+            if senders.is_empty() {
+                streams.remove(&self.order_no);
+            }
+        }
+    }
 }
 
 impl Changes {
     /// Listens on `database_url`, reconnecting after a failure.
     pub fn start(database_url: &str) -> Self {
-        let (sender, _) = broadcast::channel(4096);
-        let stop = CancellationToken::new();
-        let changes = Self { sender, stop };
+        let changes = Self {
+            streams: Arc::default(),
+            stop: CancellationToken::new(),
+        };
         tokio::spawn(listen(
             database_url.to_owned(),
-            changes.sender.clone(),
+            Arc::clone(&changes.streams),
             changes.stop.clone(),
         ));
         changes
@@ -51,45 +140,62 @@ impl Changes {
         order: orders::Order,
     ) -> mpsc::Receiver<Result<pb::Order, Status>> {
         let (tx, rx) = mpsc::channel(16);
-        let mut heard = self.sender.subscribe();
+        let (sender, mut heard) = watch::channel(Heard::Nothing);
+        lock(&self.streams)
+            .entry(order.order_no.clone())
+            .or_default()
+            .push(sender);
+        let registered = Registered {
+            streams: Arc::clone(&self.streams),
+            order_no: order.order_no.clone(),
+        };
         let stop = self.stop.clone();
         tokio::spawn(async move {
+            let _registered = registered;
             let order_no = order.order_no.clone();
             let mut version = order.version;
             if tx.send(Ok(orders::message(&order))).await.is_err() || is_final(&order) {
                 return;
             }
             loop {
-                let look = tokio::select! {
-                    heard = heard.recv() => match heard {
-                        Ok(changed) => changed == order_no,
-                        Err(broadcast::error::RecvError::Lagged(_)) => true,
-                        Err(broadcast::error::RecvError::Closed) => return,
+                let now = tokio::select! {
+                    changed = heard.changed() => match changed {
+                        Ok(()) => heard.borrow_and_update().clone(),
+                        Err(_) => return,
                     },
-                    () = tokio::time::sleep(RESYNC) => true,
+                    () = tokio::time::sleep(RESYNC) => Heard::Look,
                     () = tx.closed() => return,
                     () = stop.cancelled() => return,
                 };
-                if !look {
-                    continue;
-                }
-                match orders::find(&db, &order_no).await {
-                    Ok(Some(now)) if now.version != version => {
-                        version = now.version;
-                        if tx.send(Ok(orders::message(&now))).await.is_err() || is_final(&now) {
+                let (seen, message) = match now {
+                    Heard::Nothing => continue,
+                    Heard::Changed(seen, message) => (seen, message),
+                    Heard::Look => match orders::find(&db, &order_no).await {
+                        Ok(Some(now)) => (now.version, orders::message(&now)),
+                        Ok(None) => continue,
+                        Err(err) => {
+                            tracing::warn!(error = %err, %order_no, "watch could not read the order");
+                            let _ = tx
+                                .send(Err(Status::unavailable(
+                                    "the order database is unavailable; watch again",
+                                )))
+                                .await;
                             return;
                         }
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(error = %err, %order_no, "watch could not read the order");
-                        let _ = tx
-                            .send(Err(Status::unavailable(
-                                "the order database is unavailable; watch again",
-                            )))
-                            .await;
-                        return;
-                    }
+                    },
+                };
+                // Versions only grow: an announcement older than what the stream sent (a
+                // re-read may have overtaken it) is not sent again.
+                if seen <= version {
+                    continue;
+                }
+                version = seen;
+                let done = matches!(
+                    message.status(),
+                    pb::OrderStatus::Confirmed | pb::OrderStatus::Cancelled
+                );
+                if tx.send(Ok(message)).await.is_err() || done {
+                    return;
                 }
             }
         });
@@ -101,14 +207,29 @@ fn is_final(order: &orders::Order) -> bool {
     orders::status_of(order).is_ok_and(orders::Status::is_final)
 }
 
-async fn listen(url: String, sender: broadcast::Sender<String>, stop: CancellationToken) {
+/// Hands `heard` to the streams of `order_no` (to every stream when `order_no` is `None`).
+fn tell(streams: &Mutex<Streams>, order_no: Option<&str>, heard: &Heard) {
+    let streams = lock(streams);
+    let senders: Box<dyn Iterator<Item = &watch::Sender<Heard>>> = match order_no {
+        Some(order_no) => Box::new(streams.get(order_no).into_iter().flatten()),
+        None => Box::new(streams.values().flatten()),
+    };
+    for sender in senders {
+        sender.send_replace(heard.clone());
+    }
+}
+
+async fn listen(url: String, streams: Arc<Mutex<Streams>>, stop: CancellationToken) {
     loop {
         let connected = async {
             let mut listener = PgListener::connect(&url).await?;
             listener.listen(CHANGES_CHANNEL).await?;
+            // What changed while no listener was connected was not heard: every stream looks.
+            tell(&streams, None, &Heard::Look);
             loop {
                 let notification = listener.recv().await?;
-                let _ = sender.send(notification.payload().to_owned());
+                let (order_no, heard) = heard(notification.payload());
+                tell(&streams, Some(order_no), &heard);
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
@@ -125,5 +246,66 @@ async fn listen(url: String, sender: broadcast::Sender<String>, stop: Cancellati
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             () = stop.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> orders::Order {
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("a time");
+        orders::Order {
+            id: 7,
+            order_no: "T0123456789ABCDEF0123".into(),
+            user_id: "buyer".into(),
+            request_id: "r1".into(),
+            show_id: 1,
+            session_id: 2,
+            tier_id: 3,
+            quantity: 2,
+            unit_price_cents: 4_200,
+            total_cents: 8_400,
+            status: "AWAITING_PAYMENT".into(),
+            cancel_reason: None,
+            cancel_note: None,
+            expire_at: Some(at),
+            payment_ref: None,
+            paid_at: None,
+            version: 3,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn an_announcement_carries_the_order_as_clients_see_it() {
+        let order = order();
+        let text = announcement(&order);
+        assert_eq!(
+            heard(&text),
+            (
+                order.order_no.as_str(),
+                Heard::Changed(3, orders::message(&order))
+            )
+        );
+    }
+
+    #[test]
+    fn an_order_too_long_to_carry_is_announced_by_its_number() {
+        let mut order = order();
+        order.payment_ref = Some("p".repeat(MAX_ANNOUNCEMENT));
+        let text = announcement(&order);
+        assert_eq!(text, order.order_no);
+        assert_eq!(heard(&text), (order.order_no.as_str(), Heard::Look));
+    }
+
+    #[test]
+    fn an_announcement_without_a_readable_order_asks_for_a_look() {
+        assert_eq!(heard("T1"), ("T1", Heard::Look));
+        assert_eq!(heard("T1\t3"), ("T1", Heard::Look));
+        assert_eq!(heard("T1\tx\t0a00"), ("T1", Heard::Look));
+        assert_eq!(heard("T1\t3\t0a0"), ("T1", Heard::Look));
+        assert_eq!(heard("T1\t3\tzz"), ("T1", Heard::Look));
     }
 }

@@ -23,7 +23,8 @@ pub use self::entity::Model as Order;
 pub use self::status::{CancelReason, Status};
 use crate::error::Error;
 
-/// The Postgres channel every order change is announced on (payload: the order number).
+/// The Postgres channel every order change is announced on (payload:
+/// [`crate::watch::announcement`], the order number and the changed order).
 pub const CHANGES_CHANNEL: &str = "order_changed";
 
 /// Where a new order's tickets come from.
@@ -104,7 +105,10 @@ async fn announce(
     conn.execute_raw(Statement::from_sql_and_values(
         conn.get_database_backend(),
         "SELECT pg_notify($1, $2)",
-        [CHANGES_CHANNEL.into(), order.order_no.clone().into()],
+        [
+            CHANGES_CHANNEL.into(),
+            crate::watch::announcement(order).into(),
+        ],
     ))
     .await?;
     Ok(())
