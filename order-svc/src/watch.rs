@@ -30,8 +30,8 @@ const RESYNC: Duration = Duration::from_secs(2);
 enum Heard {
     /// Nothing yet.
     Nothing,
-    /// The order as a change left it, at its version.
-    Changed(i64, pb::Order),
+    /// The order as a change left it, at its version (shared by the streams of the order).
+    Changed(i64, Arc<pb::Order>),
     /// Something may have changed: read the order.
     Look,
 }
@@ -76,7 +76,7 @@ fn heard(payload: &str) -> (&str, Heard) {
         .zip(fields.next().and_then(unhex))
         .and_then(|(version, bytes)| Some((version, pb::Order::decode(&bytes[..]).ok()?)));
     match carried {
-        Some((version, order)) => (order_no, Heard::Changed(version, order)),
+        Some((version, order)) => (order_no, Heard::Changed(version, Arc::new(order))),
         None => (order_no, Heard::Look),
     }
 }
@@ -169,7 +169,7 @@ impl Changes {
                 };
                 let (seen, message) = match now {
                     Heard::Nothing => continue,
-                    Heard::Changed(seen, message) => (seen, message),
+                    Heard::Changed(seen, message) => (seen, Arc::unwrap_or_clone(message)),
                     Heard::Look => match orders::find(&db, &order_no).await {
                         Ok(Some(now)) => (now.version, orders::message(&now)),
                         Ok(None) => continue,
@@ -286,7 +286,7 @@ mod tests {
             heard(&text),
             (
                 order.order_no.as_str(),
-                Heard::Changed(3, orders::message(&order))
+                Heard::Changed(3, Arc::new(orders::message(&order)))
             )
         );
     }

@@ -215,7 +215,9 @@ async fn a_saga_that_ends_marks_its_timers_fired() {
     start_sagas(&engine, COUNT).await;
     let ids = saga_ids(&db, "SELECT saga_id FROM saga").await;
     for replies in [
-        ids.iter().map(|id| saga_log::deducted(id, 1)).collect::<Vec<_>>(),
+        ids.iter()
+            .map(|id| saga_log::deducted(id, 1))
+            .collect::<Vec<_>>(),
         ids.iter().map(|id| saga_log::reserved(id)).collect(),
     ] {
         for result in engine.on_replies(&replies).await.expect("replies") {
@@ -225,7 +227,11 @@ async fn a_saga_that_ends_marks_its_timers_fired() {
     // Half the buyers pay, half cancel; then every step the sagas take is answered.
     let signals: Vec<(String, Signal)> = (0..COUNT)
         .map(|i| {
-            let signal = if i % 2 == 0 { Signal::PivotPassed } else { Signal::Abort };
+            let signal = if i % 2 == 0 {
+                Signal::PivotPassed
+            } else {
+                Signal::Abort
+            };
             (saga_log::order("T", i).0, signal)
         })
         .collect();
@@ -278,7 +284,11 @@ async fn a_saga_that_ends_marks_its_timers_fired() {
         "every saga's deadline is marked fired"
     );
     assert_eq!(
-        saga_log::number(&db, "SELECT count(*) AS n FROM saga_timer WHERE fired_at IS NULL").await,
+        saga_log::number(
+            &db,
+            "SELECT count(*) AS n FROM saga_timer WHERE fired_at IS NULL"
+        )
+        .await,
         0,
         "an ended saga leaves no timer to fire"
     );
@@ -291,7 +301,11 @@ async fn a_saga_that_ends_marks_its_timers_fired() {
             .is_empty(),
         "nothing is due once the deadlines are past"
     );
-    assert_eq!(states().await, vec![count / 2, count / 2], "no saga changed");
+    assert_eq!(
+        states().await,
+        vec![count / 2, count / 2],
+        "no saga changed"
+    );
     ticket_platform::db::drop_database(&config.url)
         .await
         .expect("drop");
