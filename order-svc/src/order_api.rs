@@ -7,6 +7,7 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
+use ticket_platform::contact::Contact;
 use ticket_proto::order::v1 as pb;
 use ticket_proto::saga::v1::order_event::Event;
 use tokio_stream::wrappers::ReceiverStream;
@@ -59,6 +60,14 @@ impl OrderApi {
                 request.quantity
             )));
         }
+        let contact = request.contact.unwrap_or_default();
+        let contact = Contact::parse(
+            "contact",
+            &contact.email,
+            &contact.phone,
+            &contact.push_token,
+        )
+        .map_err(Error::Invalid)?;
         let tier = self.tiers.get(request.tier_id).await?;
         if request.quantity > tier.per_user_limit {
             return Err(Error::Invalid(format!(
@@ -74,6 +83,7 @@ impl OrderApi {
             session_id: tier.session_id,
             tier_id: tier.tier_id,
             quantity: request.quantity,
+            contact,
         };
         if !self.admission.is_on() {
             return self.create_on_the_flag(&tier, new).await;

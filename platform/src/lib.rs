@@ -1,9 +1,11 @@
 //! What every ticket service shares: configuration, telemetry, RocketMQ messaging, the
-//! transactional outbox and inbox, dead letters, Postgres access and the gRPC bootstrap.
+//! transactional outbox and inbox, dead letters, Postgres access, the gRPC bootstrap and the
+//! checks of what clients send (identifiers, a buyer's contact).
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod config;
+pub mod contact;
 pub mod db;
 pub mod dead_letter;
 pub mod fields;

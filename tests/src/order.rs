@@ -108,6 +108,7 @@ impl OrderApp {
                 quantity,
                 request_id: request_id.into(),
                 wait_for_decision: false,
+                contact: None,
             })
             .await
             .map(tonic::Response::into_inner)

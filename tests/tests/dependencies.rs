@@ -45,6 +45,7 @@ async fn create(
             quantity: 1,
             request_id: "r".into(),
             wait_for_decision: false,
+            contact: None,
         })
         .await
         .map(tonic::Response::into_inner)

@@ -89,6 +89,7 @@ async fn buy(system: Arc<ProcessSystem>, tier: i64, i: usize) -> Buyer {
                     quantity: 1,
                     request_id: "fault".into(),
                     wait_for_decision: false,
+                    contact: None,
                 })
                 .await
         }

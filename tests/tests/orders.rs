@@ -12,6 +12,7 @@ use e2e::order::OrderApp;
 use e2e::stock::{StockApp, admin};
 use futures::StreamExt;
 use futures::future::join_all;
+use sea_orm::{ConnectionTrait, Statement};
 use ticket_platform::messaging::{
     Consumer, ConsumerSettings, HandleError, IncomingMessage, MessageHandler, MessagingRuntime,
     OutgoingMessage, Publisher, tag, topic,
@@ -606,6 +607,83 @@ async fn every_event_is_on_order_topic_once_per_transition_across_a_restart() {
     stock.stop(&[tier]).await;
 }
 
+/// A buyer's contact is kept with the order, apart from it: a repeated request keeps the first
+/// one's, an order without one has none, and no order message carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyers_contact_is_kept_with_the_order_and_nowhere_else() {
+    let stock = StockApp::start().await;
+    let orders = OrderApp::start(&stock).await;
+    let tier = stock.tier(100, 4).await.tier_id;
+    let given = with_contact(
+        create_req("reachable", tier, 1, "c1"),
+        "reachable@example.com",
+        "+14155550123",
+        "device-token-1",
+    );
+    let order = orders
+        .orders()
+        .create_order(given)
+        .await
+        .expect("create with a contact")
+        .into_inner();
+    let again = orders
+        .orders()
+        .create_order(with_contact(
+            create_req("reachable", tier, 1, "c1"),
+            "other@example.com",
+            "",
+            "",
+        ))
+        .await
+        .expect("the same request again")
+        .into_inner();
+    assert_eq!(again.order_no, order.order_no);
+    let none = orders
+        .create("unreachable", tier, 1, "c2")
+        .await
+        .expect("create without a contact");
+
+    let kept = order_svc::orders::contact(&orders.db, &order.order_no)
+        .await
+        .expect("read the contact")
+        .expect("a contact");
+    assert_eq!(kept.email.as_deref(), Some("reachable@example.com"));
+    assert_eq!(kept.phone.as_deref(), Some("+14155550123"));
+    assert_eq!(kept.push_token.as_deref(), Some("device-token-1"));
+    assert_eq!(
+        order_svc::orders::contact(&orders.db, &none.order_no)
+            .await
+            .expect("read"),
+        None
+    );
+    let count = |sql: &'static str| {
+        let db = orders.db.clone();
+        async move {
+            db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .expect("outbox")
+                .expect("a row")
+                .try_get::<i64>("", "n")
+                .expect("n")
+        }
+    };
+    assert_eq!(
+        count("SELECT count(*) AS n FROM outbox").await,
+        2,
+        "the two orders' ORDER_CREATED"
+    );
+    let carried = count(
+        "SELECT count(*) AS n FROM outbox \
+         WHERE position(convert_to('example.com', 'UTF8') IN payload) > 0 \
+            OR position(convert_to('4155550123', 'UTF8') IN payload) > 0 \
+            OR position(convert_to('device-token', 'UTF8') IN payload) > 0",
+    )
+    .await;
+    assert_eq!(carried, 0, "no order message carries the contact");
+    orders.stop().await;
+    stock.stop(&[tier]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_right_code_and_changes_nothing() {
     let stock = StockApp::start().await;
@@ -670,11 +748,34 @@ async fn bad_input_gets_the_right_code_and_changes_nothing() {
             create_req("careful", tier, 1, "req-careful"),
             Code::AlreadyExists,
         ),
+        (
+            "an e-mail address without a domain",
+            with_contact(create_req("u", tier, 1, "i"), "buyer@", "", ""),
+            Code::InvalidArgument,
+        ),
+        (
+            "a phone number that is not E.164",
+            with_contact(create_req("u", tier, 1, "j"), "", "0171 555 0123", ""),
+            Code::InvalidArgument,
+        ),
+        (
+            "a push token of two words",
+            with_contact(create_req("u", tier, 1, "k"), "", "", "two words"),
+            Code::InvalidArgument,
+        ),
+        (
+            "a good e-mail address with a bad phone number",
+            with_contact(create_req("u", tier, 1, "l"), "u@example.com", "+1", ""),
+            Code::InvalidArgument,
+        ),
     ];
     for (what, request, code) in creates {
         let status = orders.orders().create_order(request).await.expect_err(what);
         assert_eq!(status.code(), code, "{what}: {status:?}");
         assert!(!status.message().is_empty(), "{what} says why");
+        if what.contains("phone") {
+            assert!(status.message().starts_with("contact.phone"), "{status:?}");
+        }
     }
     let no = order.order_no.as_str();
     let pays: Vec<(&str, pb::PayOrderRequest, Code)> = vec![
@@ -830,7 +931,22 @@ fn create_req(user: &str, tier: i64, quantity: i32, request_id: &str) -> pb::Cre
         quantity,
         request_id: request_id.into(),
         wait_for_decision: false,
+        contact: None,
     }
+}
+
+fn with_contact(
+    mut request: pb::CreateOrderRequest,
+    email: &str,
+    phone: &str,
+    push_token: &str,
+) -> pb::CreateOrderRequest {
+    request.contact = Some(pb::Contact {
+        email: email.into(),
+        phone: phone.into(),
+        push_token: push_token.into(),
+    });
+    request
 }
 
 fn pay_req(order_no: &str, payment_ref: &str, amount: i64) -> pb::PayOrderRequest {

@@ -115,6 +115,7 @@ async fn a_buyer_who_waits_for_the_decision_gets_it_in_the_answer_over_the_synch
                     quantity,
                     request_id: request_id.into(),
                     wait_for_decision: true,
+                    contact: None,
                 })
                 .await
                 .expect("decided")

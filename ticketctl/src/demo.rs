@@ -92,6 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                             quantity: if i % 4 == 0 { 2 } else { 1 },
                             request_id: format!("demo-{}-{i}", tier_id),
                             wait_for_decision: false,
+                            contact: None,
                         })
                         .await
                         .map(tonic::Response::into_inner);

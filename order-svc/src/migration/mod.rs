@@ -4,6 +4,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000201_create_orders;
 mod m20261126_000202_pending_orders;
+mod m20261127_000203_order_contacts;
 
 pub struct Migrator;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = ticket_platform::migration::platform_migrations();
         migrations.push(Box::new(m20261125_000201_create_orders::Migration));
         migrations.push(Box::new(m20261126_000202_pending_orders::Migration));
+        migrations.push(Box::new(m20261127_000203_order_contacts::Migration));
         migrations
     }
 }

@@ -13,6 +13,7 @@ pub mod status;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, Value};
+use ticket_platform::contact::Contact;
 use ticket_platform::messaging::{OutgoingMessage, tag, topic};
 use ticket_platform::outbox;
 use ticket_platform::time::timestamp;
@@ -38,6 +39,8 @@ pub struct NewOrder {
     pub session_id: i64,
     pub tier_id: i64,
     pub quantity: i32,
+    /// Where the buyer's notifications go (kept in `order_contact`, not in the order's row).
+    pub contact: Contact,
 }
 
 /// A fresh order number: 80 random bits, nothing to guess from the previous one.
@@ -88,6 +91,29 @@ pub async fn find(conn: &impl ConnectionTrait, order_no: &str) -> Result<Option<
         .await
 }
 
+/// The contact the buyer gave with the order; `None` when the order has none (or does not
+/// exist).
+pub async fn contact(
+    conn: &impl ConnectionTrait,
+    order_no: &str,
+) -> Result<Option<Contact>, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT email, phone, push_token FROM order_contact WHERE order_no = $1",
+            [order_no.into()],
+        ))
+        .await?;
+    row.map(|row| {
+        Ok(Contact {
+            email: row.try_get("", "email")?,
+            phone: row.try_get("", "phone")?,
+            push_token: row.try_get("", "push_token")?,
+        })
+    })
+    .transpose()
+}
+
 async fn existing(conn: &impl ConnectionTrait, order_no: &str) -> Result<Order, Error> {
     find(conn, order_no)
         .await?
@@ -118,23 +144,41 @@ async fn announce(
 /// order and whether this call created it. Two calls of one request may race here with the
 /// same order number (admission hands a repeat the number it admitted first), so a conflict on
 /// either unique key does nothing: naming only (user, request id) made the loser of that race
-/// fail on the order number instead.
+/// fail on the order number instead. The buyer's contact, when given, is saved in the same
+/// statement, with the order it belongs to (a repeated request keeps the first one's).
 pub async fn create(conn: &impl ConnectionTrait, new: &NewOrder) -> Result<(Order, bool), Error> {
+    let insert = "INSERT INTO orders (order_no, user_id, request_id, show_id, session_id, \
+                  tier_id, quantity, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING') \
+                  ON CONFLICT DO NOTHING RETURNING *";
+    let mut values: Vec<Value> = vec![
+        new.order_no.clone().into(),
+        new.user_id.clone().into(),
+        new.request_id.clone().into(),
+        new.show_id.into(),
+        new.session_id.into(),
+        new.tier_id.into(),
+        new.quantity.into(),
+    ];
+    let sql = if new.contact.is_empty() {
+        insert.to_owned()
+    } else {
+        values.extend([
+            new.contact.email.clone().into(),
+            new.contact.phone.clone().into(),
+            new.contact.push_token.clone().into(),
+        ]);
+        format!(
+            "WITH created AS ({insert}), \
+               contact AS (INSERT INTO order_contact (order_no, email, phone, push_token) \
+                 SELECT order_no, $8, $9, $10 FROM created) \
+             SELECT * FROM created"
+        )
+    };
     let inserted = entity::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             conn.get_database_backend(),
-            "INSERT INTO orders (order_no, user_id, request_id, show_id, session_id, tier_id, \
-             quantity, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING') \
-             ON CONFLICT DO NOTHING RETURNING *",
-            [
-                new.order_no.clone().into(),
-                new.user_id.clone().into(),
-                new.request_id.clone().into(),
-                new.show_id.into(),
-                new.session_id.into(),
-                new.tier_id.into(),
-                new.quantity.into(),
-            ],
+            sql,
+            values,
         ))
         .one(conn)
         .await?;

@@ -119,6 +119,7 @@ impl Crowd {
                 quantity: 1,
                 request_id: format!("flash-{}-{i}", self.tier_id),
                 wait_for_decision: self.wait_for_decision,
+                contact: None,
             })
             .await;
         buyer.create_us = micros(sent.elapsed());
@@ -201,6 +202,7 @@ pub async fn warm_up(
             quantity: 1,
             request_id: format!("flash-warm-up-{}", tier.tier_id),
             wait_for_decision: false,
+            contact: None,
         })
         .await
         .context("warm-up CreateOrder")?
