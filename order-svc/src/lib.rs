@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod commands;
+pub mod contacts;
 pub mod error;
 pub mod migration;
 pub mod order_api;
@@ -24,10 +25,12 @@ use ticket_platform::messaging::topic;
 use ticket_platform::readiness::Dependency;
 use ticket_platform::service::ServiceConfig;
 use ticket_platform::stock_keys;
+use ticket_proto::order::v1::contact_service_server::ContactServiceServer;
 use ticket_proto::order::v1::order_service_server::OrderServiceServer;
 
 use crate::admission::Admission;
 use crate::commands::OrderCommands;
+use crate::contacts::ContactApi;
 use crate::order_api::OrderApi;
 use crate::order_events::{EventHandover, Orchestrator};
 use crate::tiers::Tiers;
@@ -38,7 +41,11 @@ pub const ENV_PREFIX: &str = "TICKET_ORDER";
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50051;
 /// The gRPC services this process serves, as reflection lists them.
-pub const SERVICES: &[&str] = &["ticket.order.v1.OrderService", "ticket.saga.v1.Participant"];
+pub const SERVICES: &[&str] = &[
+    "ticket.order.v1.OrderService",
+    "ticket.order.v1.ContactService",
+    "ticket.saga.v1.Participant",
+];
 
 /// Why order-svc did not start.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +189,10 @@ impl Application {
             &config.redis_key_prefix,
             config.admission_hold,
         );
+        let contacts = ContactApi {
+            db: service.db.clone(),
+            admin_token: config.service.admin_token.clone(),
+        };
         let api = OrderApi {
             db: service.db.clone(),
             tiers,
@@ -193,6 +204,7 @@ impl Application {
         let service = service.router(|router| {
             router
                 .add_service(OrderServiceServer::new(api))
+                .add_service(ContactServiceServer::new(contacts))
                 .add_service(participant)
         });
         Ok(Self { service, changes })

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use ticket_platform::db::DatabaseConfig;
 use ticket_proto::order::v1 as pb;
+use ticket_proto::order::v1::contact_service_client::ContactServiceClient;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
 use ticket_proto::saga::v1::participant_client::ParticipantClient;
 use tonic::transport::Channel;
@@ -88,6 +89,10 @@ impl OrderApp {
 
     pub fn orders(&self) -> OrderServiceClient<Channel> {
         OrderServiceClient::new(self.channel.clone())
+    }
+
+    pub fn contacts(&self) -> ContactServiceClient<Channel> {
+        ContactServiceClient::new(self.channel.clone())
     }
 
     pub fn participant(&self) -> ParticipantClient<Channel> {

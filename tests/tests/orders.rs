@@ -608,7 +608,8 @@ async fn every_event_is_on_order_topic_once_per_transition_across_a_restart() {
 }
 
 /// A buyer's contact is kept with the order, apart from it: a repeated request keeps the first
-/// one's, an order without one has none, and no order message carries it.
+/// one's, an order without one has none, no order message carries it, and `GetContact` hands it
+/// out with the admin token only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buyers_contact_is_kept_with_the_order_and_nowhere_else() {
     let stock = StockApp::start().await;
@@ -643,19 +644,44 @@ async fn a_buyers_contact_is_kept_with_the_order_and_nowhere_else() {
         .await
         .expect("create without a contact");
 
-    let kept = order_svc::orders::contact(&orders.db, &order.order_no)
+    let contact_of = |order_no: &str| {
+        let mut client = orders.contacts();
+        let request = pb::GetContactRequest {
+            order_no: order_no.into(),
+        };
+        async move { client.get_contact(admin(request)).await }
+    };
+    let kept = contact_of(&order.order_no)
         .await
-        .expect("read the contact")
-        .expect("a contact");
-    assert_eq!(kept.email.as_deref(), Some("reachable@example.com"));
-    assert_eq!(kept.phone.as_deref(), Some("+14155550123"));
-    assert_eq!(kept.push_token.as_deref(), Some("device-token-1"));
+        .expect("the contact, with the admin token")
+        .into_inner();
     assert_eq!(
-        order_svc::orders::contact(&orders.db, &none.order_no)
-            .await
-            .expect("read"),
-        None
+        kept.contact,
+        Some(pb::Contact {
+            email: "reachable@example.com".into(),
+            phone: "+14155550123".into(),
+            push_token: "device-token-1".into(),
+        }),
+        "the first request's contact"
     );
+    assert_eq!(
+        kept.order.map(|o| (o.order_no, o.user_id)),
+        Some((order.order_no.clone(), "reachable".to_owned()))
+    );
+    let nothing = contact_of(&none.order_no).await.expect("read").into_inner();
+    assert_eq!(nothing.contact, Some(pb::Contact::default()));
+    let unknown = contact_of("T00000000000000000000")
+        .await
+        .expect_err("an unknown order");
+    assert_eq!(unknown.code(), Code::NotFound);
+    let anyone = orders
+        .contacts()
+        .get_contact(pb::GetContactRequest {
+            order_no: order.order_no.clone(),
+        })
+        .await
+        .expect_err("without the admin token");
+    assert_eq!(anyone.code(), Code::Unauthenticated);
     let count = |sql: &'static str| {
         let db = orders.db.clone();
         async move {
