@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,12 +37,14 @@ enum Heard {
     Look,
 }
 
-type Streams = HashMap<String, Vec<watch::Sender<Heard>>>;
+/// The streams of each watched order, each under an id of its own.
+type Streams = HashMap<String, Vec<(u64, watch::Sender<Heard>)>>;
 
 /// The process's listener; dropping every handle does not stop it, [`Changes::stop`] does.
 #[derive(Clone)]
 pub struct Changes {
     streams: Arc<Mutex<Streams>>,
+    next_id: Arc<AtomicU64>,
     stop: CancellationToken,
 }
 
@@ -99,13 +102,14 @@ fn lock(streams: &Mutex<Streams>) -> std::sync::MutexGuard<'_, Streams> {
 struct Registered {
     streams: Arc<Mutex<Streams>>,
     order_no: String,
+    id: u64,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         let mut streams = lock(&self.streams);
         if let Some(senders) = streams.get_mut(&self.order_no) {
-            senders.retain(|sender| !sender.is_closed());
+            senders.retain(|(id, _)| *id != self.id);
             if senders.is_empty() {
                 streams.remove(&self.order_no);
             }
@@ -116,16 +120,26 @@ impl Drop for Registered {
 impl Changes {
     /// Listens on `database_url`, reconnecting after a failure.
     pub fn start(database_url: &str) -> Self {
-        let changes = Self {
-            streams: Arc::default(),
-            stop: CancellationToken::new(),
-        };
+        let changes = Self::unlistened();
         tokio::spawn(listen(
             database_url.to_owned(),
             Arc::clone(&changes.streams),
             changes.stop.clone(),
         ));
         changes
+    }
+
+    fn unlistened() -> Self {
+        Self {
+            streams: Arc::default(),
+            next_id: Arc::default(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// How many orders have streams open in this process.
+    pub fn watched(&self) -> usize {
+        lock(&self.streams).len()
     }
 
     /// Ends the listener and every stream (the service is stopping).
@@ -141,13 +155,15 @@ impl Changes {
     ) -> mpsc::Receiver<Result<pb::Order, Status>> {
         let (tx, rx) = mpsc::channel(16);
         let (sender, mut heard) = watch::channel(Heard::Nothing);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.streams)
             .entry(order.order_no.clone())
             .or_default()
-            .push(sender);
+            .push((id, sender));
         let registered = Registered {
             streams: Arc::clone(&self.streams),
             order_no: order.order_no.clone(),
+            id,
         };
         let stop = self.stop.clone();
         tokio::spawn(async move {
@@ -210,11 +226,11 @@ fn is_final(order: &orders::Order) -> bool {
 /// Hands `heard` to the streams of `order_no` (to every stream when `order_no` is `None`).
 fn tell(streams: &Mutex<Streams>, order_no: Option<&str>, heard: &Heard) {
     let streams = lock(streams);
-    let senders: Box<dyn Iterator<Item = &watch::Sender<Heard>>> = match order_no {
+    let senders: Box<dyn Iterator<Item = &(u64, watch::Sender<Heard>)>> = match order_no {
         Some(order_no) => Box::new(streams.get(order_no).into_iter().flatten()),
         None => Box::new(streams.values().flatten()),
     };
-    for sender in senders {
+    for (_, sender) in senders {
         sender.send_replace(heard.clone());
     }
 }
@@ -289,6 +305,41 @@ mod tests {
                 Heard::Changed(3, Arc::new(orders::message(&order)))
             )
         );
+    }
+
+    /// Every stream leaves the listener's map when it ends, whichever way it ends: at a final
+    /// state, or when its client goes away.
+    #[tokio::test]
+    async fn a_stream_that_ends_leaves_no_trace() {
+        let changes = Changes::unlistened();
+        let db = DatabaseConnection::default();
+        let mut first = changes.watch(db.clone(), order());
+        let second = changes.watch(db.clone(), order());
+        let mut other = order();
+        other.order_no = "T99999999999999999999".into();
+        let third = changes.watch(db, other);
+        assert_eq!(changes.watched(), 2);
+        assert!(first.recv().await.is_some_and(|o| o.is_ok()));
+
+        let mut confirmed = orders::message(&order());
+        confirmed.status = pb::OrderStatus::Confirmed as i32;
+        tell(
+            &changes.streams,
+            Some("T0123456789ABCDEF0123"),
+            &Heard::Changed(4, Arc::new(confirmed)),
+        );
+        let last = first.recv().await.expect("the final state").expect("ok");
+        assert_eq!(last.status(), pb::OrderStatus::Confirmed);
+        assert!(first.recv().await.is_none(), "the stream ended");
+        drop(second);
+        drop(third);
+        for _ in 0..100 {
+            if changes.watched() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} orders still watched", changes.watched());
     }
 
     #[test]

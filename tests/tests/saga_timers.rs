@@ -413,3 +413,66 @@ async fn a_reply_marks_its_timeout_fired_and_unanswered_timeouts_still_act() {
         .await
         .expect("drop");
 }
+
+/// Timers a previous version left open that can do nothing are marked fired by the upgrade,
+/// so they do not fire one transaction each after it: an answered attempt's timeout and an
+/// ended saga's deadline. A timeout still waiting for its reply stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_marks_fired_what_an_older_version_left_open_for_nothing() {
+    use orchestrator::migration::Migrator;
+    use sea_orm_migration::MigratorTrait;
+
+    let config = e2e::fresh_database_config("t_orch_").await;
+    let db = ticket_platform::db::connect(&config)
+        .await
+        .expect("connect");
+    let before = u32::try_from(Migrator::migrations().len() - 1).expect("a count");
+    Migrator::up(&db, Some(before))
+        .await
+        .expect("the older schema");
+    db.execute_unprepared(
+        "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data) VALUES
+           ('s-done', 'T1', 'purchase', 'COMPLETED', 'NOTIFY_PUSH', 1, '{}'),
+           ('s-running', 'T2', 'purchase', 'RUNNING', 'ORDER_RESERVE', 1, '{}');
+         INSERT INTO saga_step (saga_id, step, attempt, command, transport, replied_at) VALUES
+           ('s-running', 'STOCK_DEDUCT', 1, 'deduct', 'rocketmq', now()),
+           ('s-running', 'ORDER_RESERVE', 1, 'reserve', 'rocketmq', NULL);
+         INSERT INTO saga_timer (saga_id, kind, step, attempt, due_at) VALUES
+           ('s-done', 'DEADLINE', 'AWAIT_PAYMENT', 1, now() + interval '1 minute'),
+           ('s-running', 'STEP_TIMEOUT', 'STOCK_DEDUCT', 1, now() - interval '1 minute'),
+           ('s-running', 'STEP_TIMEOUT', 'ORDER_RESERVE', 1, now() + interval '1 minute');",
+    )
+    .await
+    .expect("what the older version left");
+    Migrator::up(&db, None).await.expect("the upgrade");
+    let open = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT saga_id, step FROM saga_timer WHERE fired_at IS NULL",
+        ))
+        .await
+        .expect("open timers")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get::<String>("", "saga_id").expect("saga_id"),
+                row.try_get::<String>("", "step").expect("step"),
+            )
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        open,
+        vec![("s-running".to_owned(), "ORDER_RESERVE".to_owned())]
+    );
+    assert_eq!(
+        saga_log::number(
+            &db,
+            "SELECT count(*) AS n FROM saga_timer WHERE fired_by = 'migration'"
+        )
+        .await,
+        2
+    );
+    ticket_platform::db::drop_database(&config.url)
+        .await
+        .expect("drop");
+}

@@ -1,5 +1,7 @@
 //! The open timers of a saga, found by its id: a reply fires its step's timeout and a saga
-//! that ends fires the timers it left, in the statements that record them.
+//! that ends fires the timers it left, in the statements that record them. The timers a
+//! previous version left open that can do nothing (an answered attempt's timeout, an ended
+//! saga's timers) are marked fired here, so they do not fire one by one after the upgrade.
 
 use sea_orm_migration::async_trait;
 use sea_orm_migration::prelude::*;
@@ -13,7 +15,16 @@ impl MigrationTrait for Migration {
         manager
             .get_connection()
             .execute_unprepared(
-                "CREATE INDEX saga_timer_open ON saga_timer (saga_id) WHERE fired_at IS NULL",
+                "CREATE INDEX saga_timer_open ON saga_timer (saga_id) WHERE fired_at IS NULL;
+                UPDATE saga_timer t SET fired_at = now(), fired_by = 'migration'
+                    FROM saga_step s
+                    WHERE t.fired_at IS NULL AND t.kind = 'STEP_TIMEOUT'
+                      AND s.saga_id = t.saga_id AND s.step = t.step AND s.attempt = t.attempt
+                      AND s.replied_at IS NOT NULL;
+                UPDATE saga_timer t SET fired_at = now(), fired_by = 'migration'
+                    FROM saga s
+                    WHERE t.fired_at IS NULL AND s.saga_id = t.saga_id
+                      AND s.state IN ('COMPLETED', 'COMPENSATED');",
             )
             .await?;
         Ok(())
