@@ -17,6 +17,21 @@ use tokio_util::sync::CancellationToken;
 
 const SAGAS: usize = 300;
 
+/// Sagas whose steps time out after `step_timeout`, with `max_attempts` each a millisecond
+/// apart, and whose payment window is `payment_window`.
+fn settings(step_timeout: Duration, max_attempts: u32, payment_window: Duration) -> SagaSettings {
+    SagaSettings {
+        step_timeout,
+        retry: RetryPolicy {
+            max_attempts,
+            backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        },
+        payment_window,
+        expiry_margin: Duration::ZERO,
+    }
+}
+
 /// `count` purchases, one ticket each, started on `engine`.
 async fn start_sagas(engine: &Engine<Purchase>, count: usize) {
     for i in 0..count {
@@ -60,16 +75,7 @@ async fn two_replicas_fire_several_hundred_due_timers_each_exactly_once() {
     let (config, db) = saga_log::fresh("t_orch_").await;
     // Every step times out at once and has two attempts: each saga runs through six timers
     // (deduct: timeout, retry, timeout; then its compensation's cancel: the same) and parks.
-    let settings = SagaSettings {
-        step_timeout: Duration::from_millis(1),
-        retry: RetryPolicy {
-            max_attempts: 2,
-            backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(1),
-        },
-        payment_window: Duration::from_secs(60),
-        expiry_margin: Duration::ZERO,
-    };
+    let settings = settings(Duration::from_millis(1), 2, Duration::from_secs(60));
     let first = saga_log::engine(&db, &settings);
     start_sagas(&first, SAGAS).await;
     let second = saga_log::engine(&db, &settings);
@@ -201,16 +207,7 @@ async fn a_claimed_timer_is_left_to_its_replica_until_the_lease_runs_out_then_fi
 async fn a_saga_that_ends_marks_its_timers_fired() {
     const COUNT: usize = 40;
     let (config, db) = saga_log::fresh("t_orch_").await;
-    let settings = SagaSettings {
-        step_timeout: Duration::from_secs(60),
-        retry: RetryPolicy {
-            max_attempts: 3,
-            backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(1),
-        },
-        payment_window: Duration::from_millis(300),
-        expiry_margin: Duration::ZERO,
-    };
+    let settings = settings(Duration::from_secs(60), 3, Duration::from_millis(300));
     let engine = saga_log::engine(&db, &settings);
     start_sagas(&engine, COUNT).await;
     let ids = saga_ids(&db, "SELECT saga_id FROM saga").await;
@@ -339,16 +336,7 @@ async fn fired(db: &DatabaseConnection, step: &str) -> i64 {
 async fn a_reply_marks_its_timeout_fired_and_unanswered_timeouts_still_act() {
     const COUNT: usize = 40;
     let (config, db) = saga_log::fresh("t_orch_").await;
-    let settings = SagaSettings {
-        step_timeout: Duration::from_millis(300),
-        retry: RetryPolicy {
-            max_attempts: 3,
-            backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(1),
-        },
-        payment_window: Duration::from_secs(60),
-        expiry_margin: Duration::ZERO,
-    };
+    let settings = settings(Duration::from_millis(300), 3, Duration::from_secs(60));
     let engine = saga_log::engine(&db, &settings);
     start_sagas(&engine, COUNT).await;
     // Each saga's deduct is answered; the reservation that follows is not.
