@@ -4,6 +4,8 @@
 //! tests and `ticketctl` start the same library in-process on port 0.
 #![forbid(unsafe_code)]
 
+pub mod channels;
+pub mod delivery;
 pub mod error;
 pub mod migration;
 pub mod notifications;
@@ -11,10 +13,13 @@ pub mod notify_api;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use ticket_platform::messaging::topic;
 use ticket_proto::notify::v1::notification_service_server::NotificationServiceServer;
 
+use crate::channels::Channels;
+use crate::delivery::{Contacts, Delivery, DeliverySettings};
 use crate::notifications::NotifyCommands;
 use crate::notify_api::NotificationApi;
 
@@ -35,6 +40,16 @@ pub const SERVICES: &[&str] = &[
 #[derive(Clone, Debug)]
 pub struct Config {
     pub service: ServiceConfig,
+    /// Where each channel sends (`channels.*`).
+    pub channels: Channels,
+    /// How the delivery log is sent (`delivery.*`).
+    pub delivery: DeliverySettings,
+    /// order-svc's gRPC address, where the buyers' contacts are asked for (`orders.addr`;
+    /// empty: no contacts, every channel must be `log`, which then names the buyer's user id).
+    pub orders_addr: String,
+    /// The token presented to order-svc's `ContactService` (`orders.token`; the admin token by
+    /// default).
+    pub orders_token: String,
 }
 
 impl Config {
@@ -44,9 +59,41 @@ impl Config {
         source.finish().map(|()| config)
     }
 
-    pub fn load(source: &mut ConfigSource) -> Self {
+    /// The defaults of every setting but the service's own (tests start the library with it).
+    pub fn with_service(service: ServiceConfig) -> Self {
+        let mut source = ConfigSource::from_pairs(ENV_PREFIX, []);
         Self {
-            service: ServiceConfig::load(source, "notify-svc", DEFAULT_PORT, "ticket_notify"),
+            orders_token: service.admin_token.clone(),
+            service,
+            ..Self::load(&mut source)
+        }
+    }
+
+    pub fn load(source: &mut ConfigSource) -> Self {
+        let service = ServiceConfig::load(source, "notify-svc", DEFAULT_PORT, "ticket_notify");
+        let channels = Channels::load(source);
+        let delivery = DeliverySettings::load(source);
+        let orders_addr = source.string("orders.addr", "");
+        if !orders_addr.is_empty()
+            && (!(orders_addr.starts_with("http://") || orders_addr.starts_with("https://"))
+                || tonic::transport::Endpoint::from_shared(orders_addr.clone()).is_err())
+        {
+            source.invalid("orders.addr", "must be an http:// or https:// address");
+        }
+        if orders_addr.is_empty() && channels.need_contacts() {
+            source.invalid(
+                "orders.addr",
+                "must be order-svc's address: a channel other than log sends to the buyers' \
+                 contacts, which order-svc keeps",
+            );
+        }
+        let orders_token = source.string("orders.token", &service.admin_token);
+        Self {
+            service,
+            channels,
+            delivery,
+            orders_addr,
+            orders_token,
         }
     }
 }
@@ -71,8 +118,24 @@ impl Application {
                 &config.service.admin_token,
             )
             .await?;
+        let contacts = if config.orders_addr.is_empty() {
+            None
+        } else {
+            Some(
+                Contacts::new(&config.orders_addr, &config.orders_token)
+                    .map_err(StartError::Config)?,
+            )
+        };
+        let delivery = Delivery {
+            db: service.db.clone(),
+            channels: Arc::new(config.channels.clone()),
+            contacts,
+            settings: config.delivery.clone(),
+        };
+        service.spawn_background(|stop| delivery.spawn(stop));
         let api = NotificationApi {
             db: service.db.clone(),
+            admin_token: config.service.admin_token.clone(),
         };
         let service = service.router(|router| {
             router

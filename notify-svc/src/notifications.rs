@@ -1,10 +1,9 @@
 //! Notifications: the orchestrator's `SMS`, `EMAIL` and `PUSH` commands (over
 //! `NOTIFICATION_TOPIC` and `Participant.Execute`), rendered from their template and written to
-//! the delivery log once per (order, channel, template).
-//!
-//! Delivery itself goes through the `log` channel, the only one this build has: the rendered
-//! message is written to the service log and recorded with status `LOGGED`. A gateway (SMS
-//! provider, mail relay, push service) plugs in where [`deliver`] is.
+//! the delivery log once per (order, channel, template), `PENDING`, in the command's
+//! transaction. Nothing is sent there: `crate::delivery` sends the row after the commit,
+//! outside any transaction, and records its outcome. The command is answered once the row is
+//! written: a notification that cannot be sent never holds up or undoes a purchase.
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement};
 use ticket_platform::messaging::tag;
@@ -44,7 +43,8 @@ pub fn template_names() -> String {
 pub struct Notification {
     pub order_no: String,
     pub channel: &'static str,
-    pub recipient: String,
+    /// The buyer (the address comes from order-svc when the notification is sent).
+    pub user_id: String,
     pub template: String,
     pub body: String,
 }
@@ -66,7 +66,7 @@ fn notification(command: &Command) -> Result<(Notification, &'static str), Error
         "PUSH" => tag::PUSH,
         other => return Err(Error::UnknownChannel(other.to_owned())),
     };
-    let recipient = identifier("user_id", &notify.user_id, MAX_ID_LEN)?;
+    let user_id = identifier("user_id", &notify.user_id, MAX_ID_LEN)?;
     let text = TEMPLATES
         .iter()
         .find(|(name, _)| *name == notify.template)
@@ -77,61 +77,32 @@ fn notification(command: &Command) -> Result<(Notification, &'static str), Error
             body: text.replace("{order_no}", &order_no),
             order_no,
             channel,
-            recipient,
+            user_id,
             template: notify.template.clone(),
         },
         channel,
     ))
 }
 
-/// Sends a notification on its channel. This build has the log channel only.
-fn deliver(notification: &Notification) -> &'static str {
-    tracing::info!(
-        order_no = %notification.order_no,
-        channel = notification.channel,
-        recipient = %notification.recipient,
-        body = %notification.body,
-        "notification"
-    );
-    "LOGGED"
-}
-
-/// Writes `n` to the delivery log and delivers it, once per (order, channel, template): a
-/// repeated command finds its row and answers OK again without sending twice.
-async fn send_once(n: &Notification, txn: &DatabaseTransaction) -> Result<Answer, Error> {
-    let inserted = txn
-        .execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            "INSERT INTO notification (order_no, channel, recipient, template, body, status) \
-             VALUES ($1, $2, $3, $4, $5, 'PENDING') \
-             ON CONFLICT (order_no, channel, template) DO NOTHING",
-            [
-                n.order_no.clone().into(),
-                n.channel.into(),
-                n.recipient.clone().into(),
-                n.template.clone().into(),
-                n.body.clone().into(),
-            ],
-        ))
-        .await?
-        .rows_affected();
-    if inserted == 1 {
-        let status = deliver(n);
-        txn.execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            "UPDATE notification SET status = $4 \
-             WHERE order_no = $1 AND channel = $2 AND template = $3",
-            [
-                n.order_no.clone().into(),
-                n.channel.into(),
-                n.template.clone().into(),
-                status.into(),
-            ],
-        ))
-        .await?;
-    }
+/// Writes `n` to the delivery log, `PENDING`, once per (order, channel, template): a repeated
+/// command finds its row and answers OK again without queueing it twice.
+async fn queue(n: &Notification, txn: &DatabaseTransaction) -> Result<Answer, Error> {
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "INSERT INTO notification (order_no, channel, recipient, template, body, status, \
+           user_id) VALUES ($1, $2, '', $3, $4, 'PENDING', $5) \
+         ON CONFLICT (order_no, channel, template) DO NOTHING",
+        [
+            n.order_no.clone().into(),
+            n.channel.into(),
+            n.template.clone().into(),
+            n.body.clone().into(),
+            n.user_id.clone().into(),
+        ],
+    ))
+    .await?;
     Ok(Answer::ok(
-        format!("{} to {} for order {}", n.channel, n.recipient, n.order_no),
+        format!("{} for order {} queued", n.channel, n.order_no),
         None,
     ))
 }
@@ -149,7 +120,7 @@ impl CommandHandler for NotifyCommands {
     }
 
     async fn run(&self, n: &Notification, txn: &DatabaseTransaction) -> Result<Answer, String> {
-        send_once(n, txn).await.map_err(|err| err.to_string())
+        queue(n, txn).await.map_err(|err| err.to_string())
     }
 }
 
@@ -178,7 +149,7 @@ mod tests {
         let (n, tag) = notification(&command("T1", "EMAIL", "u1", "purchase_confirmed"))
             .expect("a valid notification");
         assert_eq!(tag, tag::EMAIL);
-        assert_eq!(n.recipient, "u1");
+        assert_eq!(n.user_id, "u1");
         assert_eq!(
             n.body,
             "Your tickets for order T1 are confirmed. Enjoy the show!"

@@ -47,6 +47,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// A setting the configuration check let through but the service could not use.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The parts of a running service that its own code uses.

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod http_receiver;
 pub mod order;
 pub mod postgres;
 pub mod processes;

@@ -67,13 +67,13 @@ impl System {
             Some(&format!("http://{orchestrator_addr}")),
         )
         .await;
-        let notify_config = notify_svc::Config {
-            service: crate::service_config(
-                "notify-svc",
-                fresh_database_config("t_notify_").await,
-                stock.messaging.clone(),
-            ),
-        };
+        let mut notify_config = notify_svc::Config::with_service(crate::service_config(
+            "notify-svc",
+            fresh_database_config("t_notify_").await,
+            stock.messaging.clone(),
+        ));
+        // The buyers' contacts come from order-svc, as in a deployment.
+        notify_config.orders_addr = format!("http://{}", order.addr);
         let notify_app = notify_svc::Application::build(notify_config)
             .await
             .expect("notify-svc starts");

@@ -180,7 +180,5 @@ async fn orchestrator_serves_health_and_reflection_and_stops_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_svc_serves_health_and_reflection_and_stops_cleanly() {
-    check_service!("notify-svc", notify_svc, |service| notify_svc::Config {
-        service
-    });
+    check_service!("notify-svc", notify_svc, notify_svc::Config::with_service);
 }

@@ -9,6 +9,7 @@ mod buyers;
 mod catalog;
 mod demo;
 mod dlq;
+mod notify;
 mod saga;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Demo(demo::Args),
     /// The system's dead letters (every consumer group's), through the orchestrator.
     Dlq(dlq::Args),
+    /// Notifications that spent their attempts, and sending one again, through notify-svc.
+    Notify(notify::Args),
 }
 
 /// Where the orchestrator's `SagaAdmin` answers, and the token it needs.
@@ -94,6 +97,7 @@ async fn main() -> std::process::ExitCode {
         Command::Saga(args) => saga::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Notify(args) => notify::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

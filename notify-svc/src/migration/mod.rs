@@ -3,6 +3,7 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000401_create_notifications;
+mod m20261127_000402_delivery_attempts;
 
 pub struct Migrator;
 
@@ -10,6 +11,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = ticket_platform::migration::platform_migrations();
         migrations.push(Box::new(m20261125_000401_create_notifications::Migration));
+        migrations.push(Box::new(m20261127_000402_delivery_attempts::Migration));
         migrations
     }
 }

@@ -1,0 +1,382 @@
+//! Sending the delivery log's notifications, once per (order, channel, template), outside any
+//! transaction:
+//! 1. a poll claims due rows `SENDING` for a lease, counting the attempt, in a statement of its
+//!    own that commits before anything is sent (`FOR UPDATE SKIP LOCKED`: replicas share rows);
+//! 2. each claimed row is sent on its channel, to the contact the buyer gave (asked of
+//!    order-svc's `ContactService` at the time of sending; never stored here in full);
+//! 3. the outcome is recorded: `SENT` with the provider's id, `PENDING` again after a doubling
+//!    backoff with the error, `FAILED` once its attempts are spent, `SKIPPED` when the buyer
+//!    gave nothing to send it to on that channel. A record is a compare-and-set on the claimed
+//!    attempt, so a worker whose lease ran out records nothing over a later attempt.
+//!
+//! The one window left: a crash after the provider accepted a message and before its outcome
+//! was recorded. The lease runs out, the row is claimed again and sent again with the same
+//! idempotency key (`<order>:<template>:<channel>`), which a provider that deduplicates drops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use ticket_platform::config::ConfigSource;
+use ticket_platform::contact::{mask_email, mask_phone, mask_token};
+use ticket_proto::order::v1 as order_pb;
+use ticket_proto::order::v1::contact_service_client::ContactServiceClient;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel as GrpcChannel, Endpoint};
+
+use crate::channels::{Channel, Channels, Message};
+
+/// How the poll sends.
+#[derive(Clone, Debug)]
+pub struct DeliverySettings {
+    /// Attempts before a notification is FAILED (`delivery.max_attempts`).
+    pub max_attempts: i32,
+    /// The wait after the first failed attempt, doubling after each (`delivery.backoff_ms`),
+    /// up to `delivery.max_backoff_ms`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// How often due rows are looked for when none was found (`delivery.poll_ms`).
+    pub poll: Duration,
+    /// How long a claim keeps other workers off a row (`delivery.lease_ms`).
+    pub lease: Duration,
+    /// Sends under way at once (`delivery.concurrency`).
+    pub concurrency: usize,
+}
+
+impl DeliverySettings {
+    pub fn load(source: &mut ConfigSource) -> Self {
+        let max_attempts = source.get("delivery.max_attempts", 5i32);
+        if !(1..=100).contains(&max_attempts) {
+            source.invalid("delivery.max_attempts", "must be between 1 and 100");
+        }
+        let concurrency = source.get("delivery.concurrency", 16usize);
+        if !(1..=256).contains(&concurrency) {
+            source.invalid("delivery.concurrency", "must be between 1 and 256");
+        }
+        let lease = source.millis("delivery.lease_ms", Duration::from_secs(60));
+        if lease < Duration::from_secs(1) {
+            source.invalid("delivery.lease_ms", "must be at least 1000");
+        }
+        Self {
+            max_attempts,
+            backoff: source.millis("delivery.backoff_ms", Duration::from_secs(1)),
+            max_backoff: source.millis("delivery.max_backoff_ms", Duration::from_secs(300)),
+            poll: source.millis("delivery.poll_ms", Duration::from_millis(200)),
+            lease,
+            concurrency,
+        }
+    }
+
+    /// The wait after the `attempts`-th failed attempt.
+    pub fn backoff_after(&self, attempts: i32) -> Duration {
+        let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+        self.backoff
+            .saturating_mul(2u32.saturating_pow(doublings))
+            .min(self.max_backoff)
+    }
+}
+
+/// order-svc's `ContactService`, where the buyers' contacts are asked for.
+#[derive(Clone)]
+pub struct Contacts {
+    client: ContactServiceClient<GrpcChannel>,
+    token: String,
+}
+
+impl Contacts {
+    /// Connects lazily to `addr` (`http://...`), presenting `token`.
+    pub fn new(addr: &str, token: &str) -> Result<Self, String> {
+        let channel = Endpoint::from_shared(addr.to_owned())
+            .map_err(|err| format!("order-svc address {addr}: {err}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Self {
+            client: ContactServiceClient::new(channel),
+            token: token.to_owned(),
+        })
+    }
+
+    async fn of(&self, order_no: &str) -> Result<order_pb::Contact, String> {
+        let mut request = tonic::Request::new(order_pb::GetContactRequest {
+            order_no: order_no.to_owned(),
+        });
+        let bearer = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| "the order-svc token is not ASCII".to_owned())?;
+        request.metadata_mut().insert("authorization", bearer);
+        let answer = self
+            .client
+            .clone()
+            .get_contact(request)
+            .await
+            .map_err(|status| format!("order-svc: {}", status.message()))?;
+        Ok(answer.into_inner().contact.unwrap_or_default())
+    }
+}
+
+/// A claimed row.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub id: i64,
+    pub order_no: String,
+    pub channel: String,
+    pub template: String,
+    pub user_id: String,
+    pub body: String,
+    pub attempts: i32,
+}
+
+impl Claimed {
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}:{}", self.order_no, self.template, self.channel)
+    }
+}
+
+/// What an attempt came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Sent {
+        provider_id: String,
+        recipient: String,
+    },
+    /// Nothing to send it to on this channel.
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// The sender: the delivery log, the channels, and where contacts come from.
+#[derive(Clone)]
+pub struct Delivery {
+    pub db: DatabaseConnection,
+    pub channels: Arc<Channels>,
+    /// `None` when no channel needs contacts (every channel logs): the log then names the
+    /// buyer's user id.
+    pub contacts: Option<Contacts>,
+    pub settings: DeliverySettings,
+}
+
+impl Delivery {
+    /// Claims up to `limit` due rows for a lease, in a statement of its own.
+    pub async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, DbErr> {
+        let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                "UPDATE notification SET status = 'SENDING', attempts = attempts + 1, \
+                   claimed_until = now() + $2 * INTERVAL '1 millisecond', updated_at = now() \
+                 WHERE id IN ( \
+                   SELECT id FROM notification \
+                   WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at <= now() \
+                     AND (status = 'PENDING' OR claimed_until < now()) \
+                   ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, order_no, channel, template, user_id, body, attempts",
+                [
+                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                    lease_ms.into(),
+                ],
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: row.try_get("", "id")?,
+                    order_no: row.try_get("", "order_no")?,
+                    channel: row.try_get("", "channel")?,
+                    template: row.try_get("", "template")?,
+                    user_id: row.try_get("", "user_id")?,
+                    body: row.try_get("", "body")?,
+                    attempts: row.try_get("", "attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sends a claimed row on its channel (no transaction is open meanwhile).
+    pub async fn attempt(&self, claimed: &Claimed) -> Outcome {
+        let Some(channel) = self.channels.of(&claimed.channel) else {
+            return Outcome::Failed {
+                error: format!("channel {} is not configured", claimed.channel),
+            };
+        };
+        let contact = match &self.contacts {
+            Some(contacts) => match contacts.of(&claimed.order_no).await {
+                Ok(contact) => Some(contact),
+                Err(error) => return Outcome::Failed { error },
+            },
+            None => None,
+        };
+        let address = contact.as_ref().and_then(|c| {
+            let (value, mask): (&str, fn(&str) -> String) = match claimed.channel.as_str() {
+                "SMS" => (&c.phone, mask_phone),
+                "EMAIL" => (&c.email, mask_email),
+                _ => (&c.push_token, mask_token),
+            };
+            (!value.is_empty()).then(|| (value.to_owned(), mask(value)))
+        });
+        let key = claimed.idempotency_key();
+        match channel {
+            Channel::Log => {
+                let recipient = address.map_or_else(|| claimed.user_id.clone(), |(_, m)| m);
+                tracing::info!(
+                    order_no = %claimed.order_no,
+                    channel = %claimed.channel,
+                    %recipient,
+                    body = %claimed.body,
+                    "notification"
+                );
+                Outcome::Sent {
+                    provider_id: "log".into(),
+                    recipient,
+                }
+            }
+            Channel::Http(provider) => {
+                let Some((to, recipient)) = address else {
+                    let what = match claimed.channel.as_str() {
+                        "SMS" => "phone number",
+                        "EMAIL" => "e-mail address",
+                        _ => "push device token",
+                    };
+                    return Outcome::Skipped {
+                        reason: format!("the buyer gave no {what}"),
+                    };
+                };
+                let message = Message {
+                    to: &to,
+                    body: &claimed.body,
+                    order_no: &claimed.order_no,
+                    template: &claimed.template,
+                    idempotency_key: &key,
+                };
+                match provider.send(&message).await {
+                    Ok(provider_id) => Outcome::Sent {
+                        provider_id,
+                        recipient,
+                    },
+                    Err(error) => Outcome::Failed { error },
+                }
+            }
+        }
+    }
+
+    /// Records what `claimed`'s attempt came to; `false` when the row had moved on (another
+    /// worker's later attempt).
+    pub async fn record(&self, claimed: &Claimed, outcome: &Outcome) -> Result<bool, DbErr> {
+        let (status, provider_id, recipient, error, retry_ms) = match outcome {
+            Outcome::Sent {
+                provider_id,
+                recipient,
+            } => (
+                "SENT",
+                Some(provider_id.clone()),
+                Some(recipient.clone()),
+                None,
+                0,
+            ),
+            Outcome::Skipped { reason } => ("SKIPPED", None, None, Some(reason.clone()), 0),
+            Outcome::Failed { error } if claimed.attempts >= self.settings.max_attempts => {
+                ("FAILED", None, None, Some(error.clone()), 0)
+            }
+            Outcome::Failed { error } => {
+                let wait = self.settings.backoff_after(claimed.attempts);
+                let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+                ("PENDING", None, None, Some(error.clone()), ms)
+            }
+        };
+        if let Outcome::Failed { error } = outcome {
+            tracing::warn!(order_no = %claimed.order_no, channel = %claimed.channel, attempt = claimed.attempts, %error, next = status, "a notification was not sent");
+        }
+        let updated = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                "UPDATE notification SET status = $3, provider_id = COALESCE($4, provider_id), \
+                   recipient = COALESCE($5, recipient), last_error = COALESCE($6, last_error), \
+                   sent_at = CASE WHEN $3 = 'SENT' THEN now() END, \
+                   next_attempt_at = now() + $7 * INTERVAL '1 millisecond', \
+                   claimed_until = NULL, updated_at = now() \
+                 WHERE id = $1 AND status = 'SENDING' AND attempts = $2",
+                [
+                    claimed.id.into(),
+                    claimed.attempts.into(),
+                    status.into(),
+                    provider_id.into(),
+                    recipient.into(),
+                    error.into(),
+                    retry_ms.into(),
+                ],
+            ))
+            .await?
+            .rows_affected();
+        Ok(updated == 1)
+    }
+
+    /// Claims, sends and records until `stop`; sends under way finish first.
+    pub fn spawn(self, stop: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+            loop {
+                let free = permits.available_permits();
+                let claimed = if free == 0 {
+                    Vec::new()
+                } else {
+                    self.claim(free).await.unwrap_or_else(|err| {
+                        tracing::warn!(error = %err, "due notifications could not be claimed; trying again");
+                        Vec::new()
+                    })
+                };
+                let busy = !claimed.is_empty();
+                for row in claimed {
+                    let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                        return;
+                    };
+                    let delivery = self.clone();
+                    tokio::spawn(async move {
+                        let outcome = delivery.attempt(&row).await;
+                        if let Err(err) = delivery.record(&row, &outcome).await {
+                            tracing::warn!(error = %err, order_no = %row.order_no, channel = %row.channel, "a notification's outcome could not be recorded; it is tried again when its lease runs out");
+                        }
+                        drop(permit);
+                    });
+                }
+                if busy {
+                    continue;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings.poll) => {}
+                    () = stop.cancelled() => break,
+                }
+            }
+            let all = u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX);
+            let _ = permits.acquire_many(all).await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_doubles_up_to_its_ceiling() {
+        let settings = DeliverySettings {
+            max_attempts: 5,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+            poll: Duration::from_millis(200),
+            lease: Duration::from_secs(60),
+            concurrency: 4,
+        };
+        let waits: Vec<u64> = (1..=5)
+            .map(|n| settings.backoff_after(n).as_secs())
+            .collect();
+        assert_eq!(waits, vec![1, 2, 4, 5, 5]);
+    }
+}

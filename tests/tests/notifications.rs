@@ -1,0 +1,269 @@
+//! notify-svc's delivery log against real providers' endpoints (HTTP receivers on sockets of
+//! their own) and order-svc's contacts: each notification is sent once, outside any
+//! transaction, retried with backoff, FAILED once its attempts are spent, and sent again by an
+//! operator's `RetryNotification`.
+
+use std::time::Duration;
+
+use e2e::http_receiver::HttpReceiver;
+use e2e::order::OrderApp;
+use e2e::running::Running;
+use e2e::stock::{StockApp, admin};
+use ticket_proto::notify::v1 as pb;
+use ticket_proto::notify::v1::notification_service_client::NotificationServiceClient;
+use ticket_proto::order::v1 as order_pb;
+use ticket_proto::saga::v1::command::Body;
+use ticket_proto::saga::v1::participant_client::ParticipantClient;
+use ticket_proto::saga::v1::{Command, Notify, ReplyOutcome};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const PHONE: &str = "+14155550123";
+const TOKEN: &str = "device-token-1";
+
+/// order-svc (with its stock-svc) and a notify-svc whose SMS and push go to `sms` and `push`,
+/// with `max_attempts` a few milliseconds apart.
+struct Setup {
+    stock: StockApp,
+    orders: OrderApp,
+    notify: Running,
+    tier: i64,
+}
+
+impl Setup {
+    async fn start(sms: &HttpReceiver, push: &HttpReceiver, max_attempts: i32) -> Self {
+        let stock = StockApp::start().await;
+        let orders = OrderApp::start(&stock).await;
+        let tier = stock.tier(100, 4).await.tier_id;
+        let mut config = notify_svc::Config::with_service(e2e::service_config(
+            "notify-svc",
+            e2e::fresh_database_config("t_notify_").await,
+            stock.messaging.clone(),
+        ));
+        config.orders_addr = format!("http://{}", orders.addr);
+        config.channels.sms =
+            notify_svc::channels::Channel::Http(notify_svc::channels::HttpProvider::new(
+                sms.url("/sms"),
+                Some("Bearer sms-key".into()),
+                Duration::from_secs(2),
+            ));
+        config.channels.push =
+            notify_svc::channels::Channel::Http(notify_svc::channels::HttpProvider::new(
+                push.url("/push"),
+                None,
+                Duration::from_secs(2),
+            ));
+        config.delivery.max_attempts = max_attempts;
+        config.delivery.backoff = Duration::from_millis(50);
+        config.delivery.max_backoff = Duration::from_millis(100);
+        config.delivery.poll = Duration::from_millis(50);
+        let app = notify_svc::Application::build(config)
+            .await
+            .expect("notify-svc starts");
+        let notify =
+            Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped)).await;
+        Self {
+            stock,
+            orders,
+            notify,
+            tier,
+        }
+    }
+
+    /// An order of `user` with a contact (phone and push token, or none).
+    async fn order(&self, user: &str, contact: bool) -> String {
+        let request = order_pb::CreateOrderRequest {
+            user_id: user.into(),
+            tier_id: self.tier,
+            quantity: 1,
+            request_id: format!("r-{user}"),
+            wait_for_decision: false,
+            contact: contact.then(|| order_pb::Contact {
+                email: String::new(),
+                phone: PHONE.into(),
+                push_token: TOKEN.into(),
+            }),
+        };
+        self.orders
+            .orders()
+            .create_order(request)
+            .await
+            .expect("create")
+            .into_inner()
+            .order_no
+    }
+
+    fn client(&self) -> NotificationServiceClient<Channel> {
+        NotificationServiceClient::new(self.notify.channel.clone())
+    }
+
+    /// notify-svc's command `channel` for `order_no` of `user`, through `Participant.Execute`.
+    async fn command(&self, order_no: &str, user: &str, channel: &str) {
+        let command = Command {
+            saga_id: format!("saga-{order_no}"),
+            order_no: order_no.into(),
+            step: format!("NOTIFY_{channel}"),
+            attempt: 1,
+            body: Some(Body::Notify(Notify {
+                channel: channel.into(),
+                user_id: user.into(),
+                template: "purchase_confirmed".into(),
+            })),
+        };
+        let reply = ParticipantClient::new(self.notify.channel.clone())
+            .execute(admin(command))
+            .await
+            .expect("execute")
+            .into_inner();
+        assert_eq!(reply.outcome(), ReplyOutcome::Ok, "{reply:?}");
+    }
+
+    /// The notification of `order_no` on `channel` once its status is `status`.
+    async fn reaches(
+        &self,
+        order_no: &str,
+        channel: pb::Channel,
+        status: &str,
+    ) -> pb::Notification {
+        e2e::eventually(Duration::from_secs(20), status, || async {
+            self.client()
+                .list_notifications(pb::ListNotificationsRequest {
+                    order_no: order_no.into(),
+                })
+                .await
+                .expect("list")
+                .into_inner()
+                .notifications
+                .into_iter()
+                .find(|n| n.channel() == channel && n.status == status)
+        })
+        .await
+    }
+
+    async fn stop(self) {
+        self.notify.stop().await;
+        self.orders.stop().await;
+        self.stock.stop(&[self.tier]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_fails_twice_then_answers_gets_the_message_once() {
+    let sms = HttpReceiver::start(&[503, 503], 200).await;
+    let push = HttpReceiver::start(&[], 200).await;
+    let setup = Setup::start(&sms, &push, 5).await;
+    let order_no = setup.order("reachable", true).await;
+    // The command arrives twice (a redelivery); the notification is still one.
+    setup.command(&order_no, "reachable", "SMS").await;
+    setup.command(&order_no, "reachable", "SMS").await;
+    setup.command(&order_no, "reachable", "PUSH").await;
+
+    let sent = setup.reaches(&order_no, pb::Channel::Sms, "SENT").await;
+    assert_eq!(sent.attempts, 3);
+    assert_eq!(sent.provider_id, "msg-3");
+    assert_eq!(sent.recipient, "+14*******23", "masked");
+    assert_eq!(sent.user_id, "reachable");
+    assert!(sent.last_error.contains("503"), "{sent:?}");
+    assert!(sent.sent_at.is_some());
+    let pushed = setup.reaches(&order_no, pb::Channel::Push, "SENT").await;
+    assert_eq!(pushed.attempts, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let calls = sms.received();
+    assert_eq!(
+        calls.len(),
+        3,
+        "two failures and one success, nothing after"
+    );
+    for call in &calls {
+        assert_eq!(call.path, "/sms");
+        assert_eq!(
+            call.headers.get("authorization").map(String::as_str),
+            Some("Bearer sms-key")
+        );
+        assert_eq!(
+            call.headers.get("idempotency-key"),
+            calls[0].headers.get("idempotency-key"),
+            "every attempt carries the same key"
+        );
+        let body: serde_json::Value = serde_json::from_str(&call.body).expect("JSON");
+        assert_eq!(body["to"], PHONE);
+        assert!(body["body"].as_str().is_some_and(|b| b.contains(&order_no)));
+    }
+    let pushes = push.received();
+    assert_eq!(pushes.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&pushes[0].body).expect("JSON");
+    assert_eq!(body["to"], TOKEN);
+    setup.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_always_fails_leaves_it_failed_until_an_operator_sends_it_again() {
+    let sms = HttpReceiver::start(&[], 500).await;
+    let push = HttpReceiver::start(&[], 200).await;
+    let setup = Setup::start(&sms, &push, 3).await;
+    let order_no = setup.order("unlucky", true).await;
+    setup.command(&order_no, "unlucky", "SMS").await;
+
+    let failed = setup.reaches(&order_no, pb::Channel::Sms, "FAILED").await;
+    assert_eq!(failed.attempts, 3);
+    assert!(failed.last_error.contains("500"), "{failed:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sms.received().len(), 3, "no attempt after the budget");
+    let listed = setup
+        .client()
+        .list_failed_notifications(admin(pb::ListFailedNotificationsRequest { limit: 0 }))
+        .await
+        .expect("failed notifications")
+        .into_inner()
+        .notifications;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|n| n.order_no.as_str())
+            .collect::<Vec<_>>(),
+        vec![order_no.as_str()]
+    );
+
+    let retry = pb::RetryNotificationRequest {
+        order_no: order_no.clone(),
+        channel: pb::Channel::Sms as i32,
+        template: "purchase_confirmed".into(),
+    };
+    let anyone = setup
+        .client()
+        .retry_notification(retry.clone())
+        .await
+        .expect_err("without the admin token");
+    assert_eq!(anyone.code(), Code::Unauthenticated);
+    sms.answer(200);
+    setup
+        .client()
+        .retry_notification(admin(retry.clone()))
+        .await
+        .expect("sent again");
+    let sent = setup.reaches(&order_no, pb::Channel::Sms, "SENT").await;
+    assert_eq!(sent.attempts, 1, "a fresh budget");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sms.received().len(), 4, "delivered once after the retry");
+    let again = setup
+        .client()
+        .retry_notification(admin(retry))
+        .await
+        .expect_err("a sent notification is not retried");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    setup.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_without_a_contact_on_a_channel_is_skipped_not_retried() {
+    let sms = HttpReceiver::start(&[], 200).await;
+    let push = HttpReceiver::start(&[], 200).await;
+    let setup = Setup::start(&sms, &push, 5).await;
+    let order_no = setup.order("silent", false).await;
+    setup.command(&order_no, "silent", "SMS").await;
+    let skipped = setup.reaches(&order_no, pb::Channel::Sms, "SKIPPED").await;
+    assert_eq!(skipped.last_error, "the buyer gave no phone number");
+    assert!(sms.received().is_empty());
+    setup.stop().await;
+}
