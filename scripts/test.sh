@@ -14,6 +14,20 @@ fi
 # processes.
 cargo build --workspace --bins --tests
 
+# The tests' SMTP server: aiosmtpd from PyPI, in a virtual environment of its own.
+VENV=${TICKET_TEST_VENV:-$HOME/.cache/ticket-test-venv}
+if ! "$VENV/bin/python" -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "[test] installing aiosmtpd into $VENV" >&2
+  if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then as_root=(); else as_root=(sudo); fi
+    "${as_root[@]}" apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q aiosmtpd
+fi
+export TICKET_TEST_PYTHON="$VENV/bin/python"
+
 # A broker this run starts keeps its store in memory (so do the tests' private brokers).
 export TICKET_BROKER_STORE_TMPFS=1
 scripts/stack.sh up

@@ -221,48 +221,37 @@ impl Delivery {
             };
             (!value.is_empty()).then(|| (value.to_owned(), mask(value)))
         });
+        // The log channel names the buyer when no contact is known; the others need one.
+        let (to, recipient) = match (channel, address) {
+            (_, Some(address)) => address,
+            (Channel::Log, None) => (claimed.user_id.clone(), claimed.user_id.clone()),
+            (_, None) => {
+                let what = match claimed.channel.as_str() {
+                    "SMS" => "phone number",
+                    "EMAIL" => "e-mail address",
+                    _ => "push device token",
+                };
+                return Outcome::Skipped {
+                    reason: format!("the buyer gave no {what}"),
+                };
+            }
+        };
         let key = claimed.idempotency_key();
-        match channel {
-            Channel::Log => {
-                let recipient = address.map_or_else(|| claimed.user_id.clone(), |(_, m)| m);
-                tracing::info!(
-                    order_no = %claimed.order_no,
-                    channel = %claimed.channel,
-                    %recipient,
-                    body = %claimed.body,
-                    "notification"
-                );
-                Outcome::Sent {
-                    provider_id: "log".into(),
-                    recipient,
-                }
-            }
-            Channel::Http(provider) => {
-                let Some((to, recipient)) = address else {
-                    let what = match claimed.channel.as_str() {
-                        "SMS" => "phone number",
-                        "EMAIL" => "e-mail address",
-                        _ => "push device token",
-                    };
-                    return Outcome::Skipped {
-                        reason: format!("the buyer gave no {what}"),
-                    };
-                };
-                let message = Message {
-                    to: &to,
-                    body: &claimed.body,
-                    order_no: &claimed.order_no,
-                    template: &claimed.template,
-                    idempotency_key: &key,
-                };
-                match provider.send(&message).await {
-                    Ok(provider_id) => Outcome::Sent {
-                        provider_id,
-                        recipient,
-                    },
-                    Err(error) => Outcome::Failed { error },
-                }
-            }
+        let subject = crate::notifications::subject(&claimed.template, &claimed.order_no);
+        let message = Message {
+            to: &to,
+            subject: &subject,
+            body: &claimed.body,
+            order_no: &claimed.order_no,
+            template: &claimed.template,
+            idempotency_key: &key,
+        };
+        match channel.send(&message, &recipient).await {
+            Ok(provider_id) => Outcome::Sent {
+                provider_id,
+                recipient,
+            },
+            Err(error) => Outcome::Failed { error },
         }
     }
 

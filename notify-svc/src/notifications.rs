@@ -30,6 +30,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The subject of an e-mail of `template` for `order_no`.
+pub fn subject(template: &str, order_no: &str) -> String {
+    match template {
+        "order_cancelled" => format!("Order {order_no} was cancelled"),
+        _ => format!("Your tickets for order {order_no}"),
+    }
+}
+
 /// The names of the templates this service knows, for a person reading an error.
 pub fn template_names() -> String {
     TEMPLATES

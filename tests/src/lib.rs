@@ -12,6 +12,7 @@ pub mod redis;
 pub mod running;
 pub mod saga;
 pub mod saga_log;
+pub mod smtp_server;
 pub mod stock;
 pub mod system;
 

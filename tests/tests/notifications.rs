@@ -1,13 +1,16 @@
 //! notify-svc's delivery log against real providers' endpoints (HTTP receivers on sockets of
-//! their own) and order-svc's contacts: each notification is sent once, outside any
-//! transaction, retried with backoff, FAILED once its attempts are spent, and sent again by an
-//! operator's `RetryNotification`.
+//! their own, an SMTP server: aiosmtpd) and order-svc's contacts: each notification is sent
+//! once, outside any transaction, retried with backoff, FAILED once its attempts are spent,
+//! and sent again by an operator's `RetryNotification`.
+
+#![recursion_limit = "512"]
 
 use std::time::Duration;
 
 use e2e::http_receiver::HttpReceiver;
 use e2e::order::OrderApp;
 use e2e::running::Running;
+use e2e::smtp_server::SmtpServer;
 use e2e::stock::{StockApp, admin};
 use ticket_proto::notify::v1 as pb;
 use ticket_proto::notify::v1::notification_service_client::NotificationServiceClient;
@@ -19,6 +22,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 const PHONE: &str = "+14155550123";
+const EMAIL: &str = "reachable@example.com";
 const TOKEN: &str = "device-token-1";
 
 /// order-svc (with its stock-svc) and a notify-svc whose SMS and push go to `sms` and `push`,
@@ -32,6 +36,16 @@ struct Setup {
 
 impl Setup {
     async fn start(sms: &HttpReceiver, push: &HttpReceiver, max_attempts: i32) -> Self {
+        Self::start_with(sms, push, None, max_attempts).await
+    }
+
+    /// [`Setup::start`], e-mail going to `smtp` when given.
+    async fn start_with(
+        sms: &HttpReceiver,
+        push: &HttpReceiver,
+        smtp: Option<&SmtpServer>,
+        max_attempts: i32,
+    ) -> Self {
         let stock = StockApp::start().await;
         let orders = OrderApp::start(&stock).await;
         let tier = stock.tier(100, 4).await.tier_id;
@@ -53,6 +67,27 @@ impl Setup {
                 None,
                 Duration::from_secs(2),
             ));
+        if let Some(smtp) = smtp {
+            let mut source = ticket_platform::config::ConfigSource::from_pairs(
+                notify_svc::ENV_PREFIX,
+                [
+                    ("TICKET_NOTIFY_CHANNELS__EMAIL__KIND", "smtp".to_owned()),
+                    (
+                        "TICKET_NOTIFY_CHANNELS__EMAIL__HOST",
+                        "127.0.0.1".to_owned(),
+                    ),
+                    ("TICKET_NOTIFY_CHANNELS__EMAIL__PORT", smtp.port.to_string()),
+                    ("TICKET_NOTIFY_CHANNELS__EMAIL__TLS", "none".to_owned()),
+                    (
+                        "TICKET_NOTIFY_CHANNELS__EMAIL__FROM",
+                        "Tickets <tickets@example.com>".to_owned(),
+                    ),
+                ]
+                .map(|(k, v)| (k.to_owned(), v)),
+            );
+            config.channels.email = notify_svc::channels::Channels::load(&mut source).email;
+            source.finish().expect("the SMTP settings");
+        }
         config.delivery.max_attempts = max_attempts;
         config.delivery.backoff = Duration::from_millis(50);
         config.delivery.max_backoff = Duration::from_millis(100);
@@ -79,7 +114,7 @@ impl Setup {
             request_id: format!("r-{user}"),
             wait_for_decision: false,
             contact: contact.then(|| order_pb::Contact {
-                email: String::new(),
+                email: EMAIL.into(),
                 phone: PHONE.into(),
                 push_token: TOKEN.into(),
             }),
@@ -265,5 +300,42 @@ async fn a_buyer_without_a_contact_on_a_channel_is_skipped_not_retried() {
     let skipped = setup.reaches(&order_no, pb::Channel::Sms, "SKIPPED").await;
     assert_eq!(skipped.last_error, "the buyer gave no phone number");
     assert!(sms.received().is_empty());
+    setup.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_reaches_a_real_smtp_server_once_with_a_text_and_an_html_part() {
+    let smtp = SmtpServer::start().await;
+    let sms = HttpReceiver::start(&[], 200).await;
+    let push = HttpReceiver::start(&[], 200).await;
+    let setup = Setup::start_with(&sms, &push, Some(&smtp), 5).await;
+    let order_no = setup.order("reachable", true).await;
+    setup.command(&order_no, "reachable", "EMAIL").await;
+    setup.command(&order_no, "reachable", "EMAIL").await;
+
+    let sent = setup.reaches(&order_no, pb::Channel::Email, "SENT").await;
+    assert_eq!(sent.recipient, "r***@example.com", "masked");
+    assert_eq!(sent.attempts, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "one e-mail for a command delivered twice");
+    let mail = &mails[0];
+    assert_eq!(mail.header("To").as_deref(), Some(EMAIL));
+    assert_eq!(
+        mail.header("Subject"),
+        Some(format!("Your tickets for order {order_no}"))
+    );
+    assert_eq!(mail.header("Message-ID"), Some(sent.provider_id.clone()));
+    assert!(
+        mail.header("Content-Type")
+            .is_some_and(|t| t.starts_with("multipart/alternative")),
+        "{mail:?}"
+    );
+    assert!(mail.raw.contains("text/plain") && mail.raw.contains("text/html"));
+    assert!(
+        mail.raw.matches(order_no.as_str()).count() >= 3,
+        "{}",
+        mail.raw
+    );
     setup.stop().await;
 }

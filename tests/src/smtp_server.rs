@@ -1,0 +1,105 @@
+//! A real SMTP server for tests: aiosmtpd (from PyPI; `scripts/test.sh` installs it into a
+//! virtual environment and names its Python in `TICKET_TEST_PYTHON`), on a port of its own,
+//! keeping every message it receives in a maildir that the test reads back.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct SmtpServer {
+    pub port: u16,
+    maildir: PathBuf,
+    child: Child,
+}
+
+/// A message the server received, as it was stored.
+#[derive(Clone, Debug)]
+pub struct Mail {
+    pub raw: String,
+}
+
+impl Mail {
+    /// The value of the first header `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.raw.split("\n\n").next().unwrap_or_default();
+        let mut value: Option<String> = None;
+        for line in head.lines() {
+            match &mut value {
+                Some(v) if line.starts_with([' ', '\t']) => v.push_str(line.trim_end()),
+                Some(_) => break,
+                None => {
+                    if let Some((key, rest)) = line.split_once(':')
+                        && key.eq_ignore_ascii_case(name)
+                    {
+                        value = Some(rest.trim().to_owned());
+                    }
+                }
+            }
+        }
+        value
+    }
+}
+
+impl SmtpServer {
+    pub async fn start() -> Self {
+        let python = std::env::var("TICKET_TEST_PYTHON").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/ticket-test-venv/bin/python",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        let port = crate::free_port();
+        let maildir =
+            std::env::temp_dir().join(format!("t_smtp_{}", uuid::Uuid::new_v4().simple()));
+        let child = Command::new(&python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot start aiosmtpd with {python}: {err}; scripts/test.sh installs it \
+                     (python3 -m venv ~/.cache/ticket-test-venv && \
+                     ~/.cache/ticket-test-venv/bin/pip install aiosmtpd)"
+                )
+            });
+        let server = Self {
+            port,
+            maildir,
+            child,
+        };
+        crate::eventually(Duration::from_secs(20), "aiosmtpd listening", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        server
+    }
+
+    /// Every message received so far.
+    pub fn mails(&self) -> Vec<Mail> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+            .map(|raw| Mail {
+                raw: raw.replace("\r\n", "\n"),
+            })
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}
