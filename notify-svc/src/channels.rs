@@ -24,7 +24,7 @@ use ticket_platform::config::ConfigSource;
 pub enum Channel {
     Log,
     Http(HttpProvider),
-    Smtp(SmtpServer),
+    Smtp(Box<SmtpServer>),
 }
 
 /// How an SMTP connection is protected (`channels.email.tls`).
@@ -44,6 +44,8 @@ pub struct SmtpServer {
     pub port: u16,
     pub tls: SmtpTls,
     pub from: Mailbox,
+    /// The longest one message may take, from connecting to the server's last answer.
+    pub timeout: Duration,
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
@@ -83,6 +85,8 @@ pub struct Channels {
     pub sms: Channel,
     pub email: Channel,
     pub push: Channel,
+    /// The longest a provider or mail server may take to answer one message.
+    pub timeout: Duration,
 }
 
 /// One message to send.
@@ -143,11 +147,14 @@ impl Channels {
                     }
                     let authorization =
                         source.string(&format!("channels.{name}.authorization"), "");
-                    Channel::Http(HttpProvider::new(
-                        url,
-                        (!authorization.is_empty()).then_some(authorization),
-                        timeout,
-                    ))
+                    let authorization = (!authorization.is_empty()).then_some(authorization);
+                    match HttpProvider::new(url, authorization, timeout) {
+                        Ok(provider) => Channel::Http(provider),
+                        Err(err) => {
+                            source.invalid(&key, err);
+                            Channel::Log
+                        }
+                    }
                 }
                 other => {
                     source.invalid(&key, format!("is {other:?}; it must be log or http"));
@@ -168,7 +175,12 @@ impl Channels {
                 Channel::Log
             }
         };
-        Self { sms, email, push }
+        Self {
+            sms,
+            email,
+            push,
+            timeout,
+        }
     }
 
     /// The channel of a notification's channel name (`SMS`, `EMAIL`, `PUSH`).
@@ -207,6 +219,15 @@ fn smtp(source: &mut ConfigSource, timeout: Duration) -> Channel {
             SmtpTls::StartTls
         }
     };
+    if tls == SmtpTls::None && !matches!(host.as_str(), "127.0.0.1" | "::1" | "localhost") {
+        source.invalid(
+            "channels.email.tls",
+            format!(
+                "is none for {host:?}: mail (and its password) would cross the network in the \
+                 clear; none is only for a relay on this host (127.0.0.1, ::1 or localhost)"
+            ),
+        );
+    }
     let default_port = match tls {
         SmtpTls::StartTls => 587,
         SmtpTls::Tls => 465,
@@ -265,13 +286,14 @@ fn smtp(source: &mut ConfigSource, timeout: Duration) -> Channel {
     if !username.is_empty() {
         builder = builder.credentials(Credentials::new(username, password));
     }
-    Channel::Smtp(SmtpServer {
+    Channel::Smtp(Box::new(SmtpServer {
         host,
         port,
         tls,
         from,
+        timeout,
         transport: builder.build(),
-    })
+    }))
 }
 
 /// `text` with `<`, `>`, `&` and quotes escaped, for the HTML part.
@@ -330,28 +352,37 @@ impl SmtpServer {
                     ),
             )
             .map_err(|err| format!("the e-mail could not be built: {err}"))?;
-        self.transport.send(email).await.map_err(|err| {
-            format!(
+        // lettre bounds the connect only; a server that stalls later is cut off here.
+        match tokio::time::timeout(self.timeout, self.transport.send(email)).await {
+            Ok(Ok(_)) => Ok(id),
+            Ok(Err(err)) => Err(format!(
                 "the SMTP server {}:{} refused or failed: {err}",
                 self.host, self.port
-            )
-        })?;
-        Ok(id)
+            )),
+            Err(_) => Err(format!(
+                "the SMTP server {}:{} did not finish within {:?}",
+                self.host, self.port, self.timeout
+            )),
+        }
     }
 }
 
 impl HttpProvider {
-    pub fn new(url: String, authorization: Option<String>, timeout: Duration) -> Self {
+    pub fn new(
+        url: String,
+        authorization: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|err| format!("the HTTP client could not be built: {err}"))?;
+        Ok(Self {
             url,
             authorization,
             timeout,
             client,
-        }
+        })
     }
 
     /// POSTs `message` as JSON; the provider's message id, or why it was not sent.
@@ -452,6 +483,14 @@ mod tests {
         .expect_err("a bad sender and a user without a password");
         assert!(err.contains("TICKET_NOTIFY_CHANNELS__EMAIL__FROM"), "{err}");
         assert!(err.contains("go together"), "{err}");
+        let err = load(&[
+            ("TICKET_NOTIFY_CHANNELS__EMAIL__KIND", "smtp"),
+            ("TICKET_NOTIFY_CHANNELS__EMAIL__HOST", "mail.example.com"),
+            ("TICKET_NOTIFY_CHANNELS__EMAIL__TLS", "none"),
+            ("TICKET_NOTIFY_CHANNELS__EMAIL__FROM", "tickets@example.com"),
+        ])
+        .expect_err("mail in the clear across the network");
+        assert!(err.contains("TICKET_NOTIFY_CHANNELS__EMAIL__TLS"), "{err}");
     }
 
     #[tokio::test]

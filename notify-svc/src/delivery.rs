@@ -63,10 +63,22 @@ impl DeliverySettings {
             max_attempts,
             backoff: source.millis("delivery.backoff_ms", Duration::from_secs(1)),
             max_backoff: source.millis("delivery.max_backoff_ms", Duration::from_secs(300)),
-            poll: source.millis("delivery.poll_ms", Duration::from_millis(200)),
+            poll: {
+                let poll = source.millis("delivery.poll_ms", Duration::from_millis(200));
+                if poll < Duration::from_millis(10) {
+                    source.invalid("delivery.poll_ms", "must be at least 10");
+                }
+                poll
+            },
             lease,
             concurrency,
         }
+    }
+
+    /// The longest one attempt may take (the contact's lookup and the send): half the lease, so
+    /// that no other worker claims a notification whose attempt is still under way.
+    pub fn attempt_limit(&self) -> Duration {
+        self.lease / 2
     }
 
     /// The wait after the `attempts`-th failed attempt.
@@ -127,6 +139,8 @@ pub struct Claimed {
     pub user_id: String,
     pub body: String,
     pub attempts: i32,
+    /// This claim's number (only grows; the outcome is recorded only under it).
+    pub claims: i32,
 }
 
 impl Claimed {
@@ -147,6 +161,11 @@ pub enum Outcome {
         reason: String,
     },
     Failed {
+        error: String,
+    },
+    /// The buyer's contact could not be asked for (order-svc away): tried again later, without
+    /// spending an attempt.
+    Postponed {
         error: String,
     },
 }
@@ -171,13 +190,14 @@ impl Delivery {
             .query_all_raw(Statement::from_sql_and_values(
                 self.db.get_database_backend(),
                 "UPDATE notification SET status = 'SENDING', attempts = attempts + 1, \
+                   claims = claims + 1, \
                    claimed_until = now() + $2 * INTERVAL '1 millisecond', updated_at = now() \
                  WHERE id IN ( \
                    SELECT id FROM notification \
                    WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at <= now() \
                      AND (status = 'PENDING' OR claimed_until < now()) \
                    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, order_no, channel, template, user_id, body, attempts",
+                 RETURNING id, order_no, channel, template, user_id, body, attempts, claims",
                 [
                     i64::try_from(limit).unwrap_or(i64::MAX).into(),
                     lease_ms.into(),
@@ -194,6 +214,7 @@ impl Delivery {
                     user_id: row.try_get("", "user_id")?,
                     body: row.try_get("", "body")?,
                     attempts: row.try_get("", "attempts")?,
+                    claims: row.try_get("", "claims")?,
                 })
             })
             .collect()
@@ -209,7 +230,7 @@ impl Delivery {
         let contact = match &self.contacts {
             Some(contacts) => match contacts.of(&claimed.order_no).await {
                 Ok(contact) => Some(contact),
-                Err(error) => return Outcome::Failed { error },
+                Err(error) => return Outcome::Postponed { error },
             },
             None => None,
         };
@@ -251,14 +272,24 @@ impl Delivery {
                 provider_id,
                 recipient,
             },
-            Err(error) => Outcome::Failed { error },
+            // A server's answer may quote the address: it is kept and logged masked only.
+            Err(error) => Outcome::Failed {
+                error: error.replace(&to, &recipient),
+            },
         }
     }
 
     /// Records what `claimed`'s attempt came to; `false` when the row had moved on (another
     /// worker's later attempt).
     pub async fn record(&self, claimed: &Claimed, outcome: &Outcome) -> Result<bool, DbErr> {
+        let mut spent = 0;
         let (status, provider_id, recipient, error, retry_ms) = match outcome {
+            Outcome::Postponed { error } => {
+                spent = 1;
+                let wait = self.settings.backoff.max(Duration::from_secs(5));
+                let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+                ("PENDING", None, None, Some(error.clone()), ms)
+            }
             Outcome::Sent {
                 provider_id,
                 recipient,
@@ -279,7 +310,7 @@ impl Delivery {
                 ("PENDING", None, None, Some(error.clone()), ms)
             }
         };
-        if let Outcome::Failed { error } = outcome {
+        if let Outcome::Failed { error } | Outcome::Postponed { error } = outcome {
             tracing::warn!(order_no = %claimed.order_no, channel = %claimed.channel, attempt = claimed.attempts, %error, next = status, "a notification was not sent");
         }
         let updated = self
@@ -290,16 +321,17 @@ impl Delivery {
                    recipient = COALESCE($5, recipient), last_error = COALESCE($6, last_error), \
                    sent_at = CASE WHEN $3 = 'SENT' THEN now() END, \
                    next_attempt_at = now() + $7 * INTERVAL '1 millisecond', \
-                   claimed_until = NULL, updated_at = now() \
-                 WHERE id = $1 AND status = 'SENDING' AND attempts = $2",
+                   attempts = attempts - $8, claimed_until = NULL, updated_at = now() \
+                 WHERE id = $1 AND status = 'SENDING' AND claims = $2",
                 [
                     claimed.id.into(),
-                    claimed.attempts.into(),
+                    claimed.claims.into(),
                     status.into(),
                     provider_id.into(),
                     recipient.into(),
                     error.into(),
                     retry_ms.into(),
+                    spent.into(),
                 ],
             ))
             .await?
@@ -312,6 +344,9 @@ impl Delivery {
         tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(self.settings.concurrency));
             loop {
+                if stop.is_cancelled() {
+                    break;
+                }
                 let free = permits.available_permits();
                 let claimed = if free == 0 {
                     Vec::new()
@@ -328,7 +363,12 @@ impl Delivery {
                     };
                     let delivery = self.clone();
                     tokio::spawn(async move {
-                        let outcome = delivery.attempt(&row).await;
+                        let limit = delivery.settings.attempt_limit();
+                        let outcome = tokio::time::timeout(limit, delivery.attempt(&row))
+                            .await
+                            .unwrap_or_else(|_| Outcome::Failed {
+                                error: format!("the attempt did not finish within {limit:?}"),
+                            });
                         if let Err(err) = delivery.record(&row, &outcome).await {
                             tracing::warn!(error = %err, order_no = %row.order_no, channel = %row.channel, "a notification's outcome could not be recorded; it is tried again when its lease runs out");
                         }
@@ -352,6 +392,19 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_ends_well_within_its_lease() {
+        let settings = DeliverySettings {
+            max_attempts: 5,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+            poll: Duration::from_millis(200),
+            lease: Duration::from_secs(60),
+            concurrency: 4,
+        };
+        assert_eq!(settings.attempt_limit(), Duration::from_secs(30));
+    }
 
     #[test]
     fn the_wait_doubles_up_to_its_ceiling() {

@@ -14,6 +14,7 @@ pub mod notify_api;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ticket_platform::messaging::topic;
 use ticket_proto::notify::v1::notification_service_server::NotificationServiceServer;
@@ -88,6 +89,19 @@ impl Config {
             );
         }
         let orders_token = source.string("orders.token", &service.admin_token);
+        // One attempt asks order-svc for the contact (up to 5 s) and waits for the provider.
+        let attempt = channels.timeout + Duration::from_secs(5);
+        if delivery.attempt_limit() < attempt {
+            source.invalid(
+                "delivery.lease_ms",
+                format!(
+                    "is {:?}: half of it bounds an attempt, which may take {attempt:?} (5 s for \
+                     the contact and channels.http_timeout_ms); give at least {:?}",
+                    delivery.lease,
+                    attempt * 2
+                ),
+            );
+        }
         Self {
             service,
             channels,

@@ -1,6 +1,7 @@
 //! A notification provider's HTTP endpoint for tests, on a socket of its own: it records every
 //! request it gets and answers each with the next status of its script (then with its
-//! default), a 2xx with `{"id": "msg-<n>"}`.
+//! default), a 2xx with `{"id": "msg-<n>"}`, any other with an error that quotes the request
+//! (as providers' errors often do).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -96,12 +97,13 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
         .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await?;
+    let request = String::from_utf8_lossy(&body).into_owned();
     let (status, n) = {
         let mut script = script.lock().expect("script");
         script.received.push(Received {
             path,
             headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body: request.clone(),
         });
         let status = script.next.pop_front().unwrap_or(script.default);
         (status, script.received.len())
@@ -109,7 +111,7 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
     let answer = if (200..300).contains(&status) {
         format!("{{\"id\": \"msg-{n}\"}}")
     } else {
-        "{\"error\": \"the provider is unavailable\"}".to_owned()
+        format!("{{\"error\": \"the provider is unavailable\", \"request\": {request}}}")
     };
     let response = format!(
         "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\

@@ -36,15 +36,17 @@ struct Setup {
 
 impl Setup {
     async fn start(sms: &HttpReceiver, push: &HttpReceiver, max_attempts: i32) -> Self {
-        Self::start_with(sms, push, None, max_attempts).await
+        Self::start_with(sms, push, None, max_attempts, false).await
     }
 
-    /// [`Setup::start`], e-mail going to `smtp` when given.
+    /// [`Setup::start`], e-mail going to `smtp` when given; with `orders_away`, notify-svc
+    /// asks for contacts at an address where nothing answers.
     async fn start_with(
         sms: &HttpReceiver,
         push: &HttpReceiver,
         smtp: Option<&SmtpServer>,
         max_attempts: i32,
+        orders_away: bool,
     ) -> Self {
         let stock = StockApp::start().await;
         let orders = OrderApp::start(&stock).await;
@@ -54,19 +56,19 @@ impl Setup {
             e2e::fresh_database_config("t_notify_").await,
             stock.messaging.clone(),
         ));
-        config.orders_addr = format!("http://{}", orders.addr);
-        config.channels.sms =
-            notify_svc::channels::Channel::Http(notify_svc::channels::HttpProvider::new(
-                sms.url("/sms"),
-                Some("Bearer sms-key".into()),
-                Duration::from_secs(2),
-            ));
-        config.channels.push =
-            notify_svc::channels::Channel::Http(notify_svc::channels::HttpProvider::new(
-                push.url("/push"),
-                None,
-                Duration::from_secs(2),
-            ));
+        config.orders_addr = if orders_away {
+            format!("http://127.0.0.1:{}", e2e::free_port())
+        } else {
+            format!("http://{}", orders.addr)
+        };
+        let provider = |url: String, authorization: Option<String>| {
+            let provider =
+                notify_svc::channels::HttpProvider::new(url, authorization, Duration::from_secs(2))
+                    .expect("a provider");
+            notify_svc::channels::Channel::Http(provider)
+        };
+        config.channels.sms = provider(sms.url("/sms"), Some("Bearer sms-key".into()));
+        config.channels.push = provider(push.url("/push"), None);
         if let Some(smtp) = smtp {
             let mut source = ticket_platform::config::ConfigSource::from_pairs(
                 notify_svc::ENV_PREFIX,
@@ -199,6 +201,10 @@ async fn a_provider_that_fails_twice_then_answers_gets_the_message_once() {
     assert_eq!(sent.recipient, "+14*******23", "masked");
     assert_eq!(sent.user_id, "reachable");
     assert!(sent.last_error.contains("503"), "{sent:?}");
+    assert!(
+        sent.last_error.contains("+14*******23") && !sent.last_error.contains("4155550123"),
+        "the provider's error quotes the number; it is kept masked: {sent:?}"
+    );
     assert!(sent.sent_at.is_some());
     let pushed = setup.reaches(&order_no, pb::Channel::Push, "SENT").await;
     assert_eq!(pushed.attempts, 1);
@@ -308,7 +314,7 @@ async fn an_email_reaches_a_real_smtp_server_once_with_a_text_and_an_html_part()
     let smtp = SmtpServer::start().await;
     let sms = HttpReceiver::start(&[], 200).await;
     let push = HttpReceiver::start(&[], 200).await;
-    let setup = Setup::start_with(&sms, &push, Some(&smtp), 5).await;
+    let setup = Setup::start_with(&sms, &push, Some(&smtp), 5, false).await;
     let order_no = setup.order("reachable", true).await;
     setup.command(&order_no, "reachable", "EMAIL").await;
     setup.command(&order_no, "reachable", "EMAIL").await;
@@ -337,5 +343,33 @@ async fn an_email_reaches_a_real_smtp_server_once_with_a_text_and_an_html_part()
         "{}",
         mail.raw
     );
+    setup.stop().await;
+}
+
+/// With order-svc out of reach, the buyer's contact cannot be asked for: the notification waits for it
+/// without spending its attempts (one attempt here: a spent one would leave it FAILED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_waits_for_order_svc_without_spending_its_attempts() {
+    let sms = HttpReceiver::start(&[], 200).await;
+    let push = HttpReceiver::start(&[], 200).await;
+    let setup = Setup::start_with(&sms, &push, None, 1, true).await;
+    let order_no = setup.order("patient", true).await;
+    setup.command(&order_no, "patient", "SMS").await;
+    let waiting = e2e::eventually(Duration::from_secs(20), "a postponed attempt", || async {
+        setup
+            .client()
+            .list_notifications(pb::ListNotificationsRequest {
+                order_no: order_no.clone(),
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .notifications
+            .into_iter()
+            .find(|n| n.status == "PENDING" && n.last_error.contains("order-svc"))
+    })
+    .await;
+    assert_eq!(waiting.attempts, 0, "{waiting:?}");
+    assert!(sms.received().is_empty());
     setup.stop().await;
 }

@@ -4,6 +4,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261125_000401_create_notifications;
 mod m20261127_000402_delivery_attempts;
+mod m20261127_000403_delivery_claims;
 
 pub struct Migrator;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = ticket_platform::migration::platform_migrations();
         migrations.push(Box::new(m20261125_000401_create_notifications::Migration));
         migrations.push(Box::new(m20261127_000402_delivery_attempts::Migration));
+        migrations.push(Box::new(m20261127_000403_delivery_claims::Migration));
         migrations
     }
 }
