@@ -1,7 +1,7 @@
 //! A notification provider's HTTP endpoint for tests, on a socket of its own: it records every
 //! request it gets and answers each with the next status of its script (then with its
-//! default), a 2xx with `{"id": "msg-<n>"}`, any other with an error that quotes the request
-//! (as providers' errors often do).
+//! default), a 2xx with `{"id": "msg-<n>"}`, any other with an error that quotes the
+//! recipient (as providers' errors often do).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -111,7 +111,11 @@ async fn serve(stream: tokio::net::TcpStream, script: Arc<Mutex<Script>>) -> std
     let answer = if (200..300).contains(&status) {
         format!("{{\"id\": \"msg-{n}\"}}")
     } else {
-        format!("{{\"error\": \"the provider is unavailable\", \"request\": {request}}}")
+        let to = serde_json::from_str::<serde_json::Value>(&request)
+            .ok()
+            .and_then(|v| v.get("to").and_then(|to| to.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        format!("{{\"error\": \"cannot deliver to {to} now\"}}")
     };
     let response = format!(
         "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
