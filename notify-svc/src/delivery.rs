@@ -393,29 +393,26 @@ impl Delivery {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_attempt_ends_well_within_its_lease() {
-        let settings = DeliverySettings {
+    fn settings() -> DeliverySettings {
+        DeliverySettings {
             max_attempts: 5,
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(5),
             poll: Duration::from_millis(200),
             lease: Duration::from_secs(60),
             concurrency: 4,
-        };
+        }
+    }
+
+    #[test]
+    fn an_attempt_ends_well_within_its_lease() {
+        let settings = settings();
         assert_eq!(settings.attempt_limit(), Duration::from_secs(30));
     }
 
     #[test]
     fn the_wait_doubles_up_to_its_ceiling() {
-        let settings = DeliverySettings {
-            max_attempts: 5,
-            backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(5),
-            poll: Duration::from_millis(200),
-            lease: Duration::from_secs(60),
-            concurrency: 4,
-        };
+        let settings = settings();
         let waits: Vec<u64> = (1..=5)
             .map(|n| settings.backoff_after(n).as_secs())
             .collect();

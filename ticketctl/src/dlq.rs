@@ -81,7 +81,7 @@ fn print_one(letter: &pb::DeadLetter) {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut client = args.orchestrator.connect().await?;
-    let token = args.orchestrator.token.as_str();
+    let token = args.orchestrator.admin.token.as_str();
     match args.command {
         DlqCommand::List => {
             for letter in all(&mut client, token).await? {

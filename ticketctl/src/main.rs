@@ -46,6 +46,13 @@ pub struct OrchestratorArgs {
     /// The orchestrator's gRPC address.
     #[arg(long, default_value = "http://127.0.0.1:50053", global = true)]
     addr: String,
+    #[command(flatten)]
+    pub admin: AdminToken,
+}
+
+/// The admin token a call presents.
+#[derive(clap::Args)]
+pub struct AdminToken {
     /// The admin token (`TICKET_ADMIN_TOKEN`).
     #[arg(
         long,

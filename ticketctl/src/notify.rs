@@ -6,22 +6,15 @@ use ticket_proto::notify::v1 as pb;
 use ticket_proto::notify::v1::notification_service_client::NotificationServiceClient;
 use tonic::transport::Channel;
 
-use crate::admin;
+use crate::{AdminToken, admin};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// notify-svc's gRPC address.
     #[arg(long, default_value = "http://127.0.0.1:50054", global = true)]
     addr: String,
-    /// The admin token (`TICKET_ADMIN_TOKEN`).
-    #[arg(
-        long,
-        env = "TICKET_ADMIN_TOKEN",
-        default_value = "dev-admin-token",
-        global = true,
-        hide_env_values = true
-    )]
-    token: String,
+    #[command(flatten)]
+    admin: AdminToken,
     #[command(subcommand)]
     command: NotifyCommand,
 }
@@ -79,7 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let failed = client
                 .list_failed_notifications(admin(
                     pb::ListFailedNotificationsRequest { limit },
-                    &args.token,
+                    &args.admin.token,
                 )?)
                 .await?
                 .into_inner()
@@ -100,7 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 template,
             };
             let notification = client
-                .retry_notification(admin(request, &args.token)?)
+                .retry_notification(admin(request, &args.admin.token)?)
                 .await?
                 .into_inner();
             print(&notification);

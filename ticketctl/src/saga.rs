@@ -126,7 +126,7 @@ fn print_saga(saga: &pb::Saga) {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut client = args.orchestrator.connect().await?;
-    let token = args.orchestrator.token.as_str();
+    let token = args.orchestrator.admin.token.as_str();
     match args.command {
         SagaCommand::List { state, limit } => {
             let page = client
