@@ -322,8 +322,9 @@ pub async fn save(
         })
         .collect();
     values.push(replica.into());
-    let ended = [State::Completed, State::Compensated]
+    let ended = State::ALL
         .iter()
+        .filter(|state| state.is_final())
         .map(|state| format!("'{}'", state.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
