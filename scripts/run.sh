@@ -38,6 +38,9 @@ stop() {
 }
 trap stop INT TERM EXIT
 export TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS=${TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS:-20000}
+# Notifications go to the log channel, rendered from their templates with the order (order-svc)
+# and its show (stock-svc).
+export TICKET_NOTIFY_ORDERS__ADDR=${TICKET_NOTIFY_ORDERS__ADDR:-http://127.0.0.1:50051}
 for svc in order-svc stock-svc orchestrator notify-svc; do
   "target/$profile/$svc" >"$LOGS/$svc.log" 2>&1 &
   pids+=($!)

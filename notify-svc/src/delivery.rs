@@ -2,8 +2,9 @@
 //! transaction:
 //! 1. a poll claims due rows `SENDING` for a lease, counting the attempt, in a statement of its
 //!    own that commits before anything is sent (`FOR UPDATE SKIP LOCKED`: replicas share rows);
-//! 2. each claimed row is sent on its channel, to the contact the buyer gave (asked of
-//!    order-svc's `ContactService` at the time of sending; never stored here in full);
+//! 2. each claimed row is rendered from its templates and sent on its channel, to the contact
+//!    the buyer gave; the order, its contact and its show are asked of their owners at the
+//!    time of sending (`crate::facts`; the contact is never stored here in full);
 //! 3. the outcome is recorded: `SENT` with the provider's id, `PENDING` again after a doubling
 //!    backoff with the error, `FAILED` once its attempts are spent, `SKIPPED` when the buyer
 //!    gave nothing to send it to on that channel. A record is a compare-and-set on the claimed
@@ -19,14 +20,13 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use ticket_platform::config::ConfigSource;
 use ticket_platform::contact::{mask_email, mask_phone, mask_token};
-use ticket_proto::order::v1 as order_pb;
-use ticket_proto::order::v1::contact_service_client::ContactServiceClient;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel as GrpcChannel, Endpoint};
 
 use crate::channels::{Channel, Channels, Message};
+use crate::facts::{LookupError, Sources};
+use crate::templates::{Rendered, Templates};
 
 /// How the poll sends.
 #[derive(Clone, Debug)]
@@ -90,45 +90,6 @@ impl DeliverySettings {
     }
 }
 
-/// order-svc's `ContactService`, where the buyers' contacts are asked for.
-#[derive(Clone)]
-pub struct Contacts {
-    client: ContactServiceClient<GrpcChannel>,
-    token: String,
-}
-
-impl Contacts {
-    /// Connects lazily to `addr` (`http://...`), presenting `token`.
-    pub fn new(addr: &str, token: &str) -> Result<Self, String> {
-        let channel = Endpoint::from_shared(addr.to_owned())
-            .map_err(|err| format!("order-svc address {addr}: {err}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .connect_lazy();
-        Ok(Self {
-            client: ContactServiceClient::new(channel),
-            token: token.to_owned(),
-        })
-    }
-
-    async fn of(&self, order_no: &str) -> Result<order_pb::Contact, String> {
-        let mut request = tonic::Request::new(order_pb::GetContactRequest {
-            order_no: order_no.to_owned(),
-        });
-        let bearer = format!("Bearer {}", self.token)
-            .parse()
-            .map_err(|_| "the order-svc token is not ASCII".to_owned())?;
-        request.metadata_mut().insert("authorization", bearer);
-        let answer = self
-            .client
-            .clone()
-            .get_contact(request)
-            .await
-            .map_err(|status| format!("order-svc: {}", status.message()))?;
-        Ok(answer.into_inner().contact.unwrap_or_default())
-    }
-}
-
 /// A claimed row.
 #[derive(Clone, Debug)]
 pub struct Claimed {
@@ -155,6 +116,8 @@ pub enum Outcome {
     Sent {
         provider_id: String,
         recipient: String,
+        /// The text it was sent with.
+        text: String,
     },
     /// Nothing to send it to on this channel.
     Skipped {
@@ -163,21 +126,23 @@ pub enum Outcome {
     Failed {
         error: String,
     },
-    /// The buyer's contact could not be asked for (order-svc away): tried again later, without
-    /// spending an attempt.
+    /// What the notification is about could not be asked for (order-svc or stock-svc away):
+    /// tried again later, without spending an attempt.
     Postponed {
         error: String,
     },
 }
 
-/// The sender: the delivery log, the channels, and where contacts come from.
+/// The sender: the delivery log, the channels, the templates, and where what a notification
+/// says and where it goes come from.
 #[derive(Clone)]
 pub struct Delivery {
     pub db: DatabaseConnection,
     pub channels: Arc<Channels>,
-    /// `None` when no channel needs contacts (every channel logs): the log then names the
-    /// buyer's user id.
-    pub contacts: Option<Contacts>,
+    pub templates: Arc<Templates>,
+    /// `None` when no channel needs contacts and order-svc's address is not given (every
+    /// channel logs): the log then names the buyer's user id and writes the event's line.
+    pub sources: Option<Sources>,
     pub settings: DeliverySettings,
 }
 
@@ -227,14 +192,16 @@ impl Delivery {
                 error: format!("channel {} is not configured", claimed.channel),
             };
         };
-        let contact = match &self.contacts {
-            Some(contacts) => match contacts.of(&claimed.order_no).await {
-                Ok(contact) => Some(contact),
-                Err(error) => return Outcome::Postponed { error },
+        let about = match &self.sources {
+            Some(sources) => match sources.about(&claimed.order_no).await {
+                Ok(about) => Some(about),
+                Err(LookupError::Unavailable(error)) => return Outcome::Postponed { error },
+                Err(LookupError::Refused(error)) => return Outcome::Failed { error },
             },
             None => None,
         };
-        let address = contact.as_ref().and_then(|c| {
+        let address = about.as_ref().and_then(|about| {
+            let c = &about.contact;
             let (value, mask): (&str, fn(&str) -> String) = match claimed.channel.as_str() {
                 "SMS" => (&c.phone, mask_phone),
                 "EMAIL" => (&c.email, mask_email),
@@ -257,12 +224,28 @@ impl Delivery {
                 };
             }
         };
+        let rendered = match &about {
+            Some(about) => {
+                match self
+                    .templates
+                    .render(&claimed.template, &claimed.channel, &about.facts)
+                {
+                    Ok(rendered) => rendered,
+                    Err(error) => return Outcome::Failed { error },
+                }
+            }
+            None => Rendered {
+                subject: String::new(),
+                text: claimed.body.clone(),
+                html: None,
+            },
+        };
         let key = claimed.idempotency_key();
-        let subject = crate::notifications::subject(&claimed.template, &claimed.order_no);
         let message = Message {
             to: &to,
-            subject: &subject,
-            body: &claimed.body,
+            subject: &rendered.subject,
+            body: &rendered.text,
+            html: rendered.html.as_deref(),
             order_no: &claimed.order_no,
             template: &claimed.template,
             idempotency_key: &key,
@@ -271,6 +254,7 @@ impl Delivery {
             Ok(provider_id) => Outcome::Sent {
                 provider_id,
                 recipient,
+                text: rendered.text,
             },
             // A server's answer may quote the address: it is kept and logged masked only.
             Err(error) => Outcome::Failed {
@@ -283,6 +267,7 @@ impl Delivery {
     /// worker's later attempt).
     pub async fn record(&self, claimed: &Claimed, outcome: &Outcome) -> Result<bool, DbErr> {
         let mut spent = 0;
+        let mut text = None;
         let (status, provider_id, recipient, error, retry_ms) = match outcome {
             Outcome::Postponed { error } => {
                 spent = 1;
@@ -293,13 +278,17 @@ impl Delivery {
             Outcome::Sent {
                 provider_id,
                 recipient,
-            } => (
-                "SENT",
-                Some(provider_id.clone()),
-                Some(recipient.clone()),
-                None,
-                0,
-            ),
+                text: sent,
+            } => {
+                text = Some(sent.clone());
+                (
+                    "SENT",
+                    Some(provider_id.clone()),
+                    Some(recipient.clone()),
+                    None,
+                    0,
+                )
+            }
             Outcome::Skipped { reason } => ("SKIPPED", None, None, Some(reason.clone()), 0),
             Outcome::Failed { error } if claimed.attempts >= self.settings.max_attempts => {
                 ("FAILED", None, None, Some(error.clone()), 0)
@@ -321,7 +310,8 @@ impl Delivery {
                    recipient = COALESCE($5, recipient), last_error = COALESCE($6, last_error), \
                    sent_at = CASE WHEN $3 = 'SENT' THEN now() END, \
                    next_attempt_at = now() + $7 * INTERVAL '1 millisecond', \
-                   attempts = attempts - $8, claimed_until = NULL, updated_at = now() \
+                   attempts = attempts - $8, body = COALESCE($9, body), claimed_until = NULL, \
+                   updated_at = now() \
                  WHERE id = $1 AND status = 'SENDING' AND claims = $2",
                 [
                     claimed.id.into(),
@@ -332,6 +322,7 @@ impl Delivery {
                     error.into(),
                     retry_ms.into(),
                     spent.into(),
+                    text.into(),
                 ],
             ))
             .await?

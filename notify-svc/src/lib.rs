@@ -7,22 +7,25 @@
 pub mod channels;
 pub mod delivery;
 pub mod error;
+pub mod facts;
 pub mod migration;
 pub mod notifications;
 pub mod notify_api;
+pub mod templates;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ticket_platform::messaging::topic;
 use ticket_proto::notify::v1::notification_service_server::NotificationServiceServer;
 
 use crate::channels::Channels;
-use crate::delivery::{Contacts, Delivery, DeliverySettings};
+use crate::delivery::{Delivery, DeliverySettings};
+use crate::facts::{LOOKUP_LIMIT, Sources};
 use crate::notifications::NotifyCommands;
 use crate::notify_api::NotificationApi;
+use crate::templates::Templates;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
@@ -45,9 +48,13 @@ pub struct Config {
     pub channels: Channels,
     /// How the delivery log is sent (`delivery.*`).
     pub delivery: DeliverySettings,
-    /// order-svc's gRPC address, where the buyers' contacts are asked for (`orders.addr`;
-    /// empty: no contacts, every channel must be `log`, which then names the buyer's user id).
+    /// order-svc's gRPC address, where the orders and the buyers' contacts are asked for
+    /// (`orders.addr`; empty: nothing is asked, every channel must be `log`, which then names
+    /// the buyer's user id and writes the event's line instead of its templates).
     pub orders_addr: String,
+    /// stock-svc's gRPC address, where the shows are asked for (`catalog.addr`; used with
+    /// `orders.addr`).
+    pub catalog_addr: String,
     /// The token presented to order-svc's `ContactService` (`orders.token`; the admin token by
     /// default).
     pub orders_token: String,
@@ -88,15 +95,23 @@ impl Config {
                  contacts, which order-svc keeps",
             );
         }
+        let catalog_addr = source.string("catalog.addr", "http://127.0.0.1:50052");
+        if !(catalog_addr.starts_with("http://") || catalog_addr.starts_with("https://"))
+            || tonic::transport::Endpoint::from_shared(catalog_addr.clone()).is_err()
+        {
+            source.invalid("catalog.addr", "must be an http:// or https:// address");
+        }
         let orders_token = source.string("orders.token", &service.admin_token);
-        // One attempt asks order-svc for the contact (up to 5 s) and waits for the provider.
-        let attempt = channels.timeout + Duration::from_secs(5);
+        // One attempt asks order-svc and stock-svc what to say and where, then waits for the
+        // provider.
+        let attempt = channels.timeout + LOOKUP_LIMIT;
         if delivery.attempt_limit() < attempt {
             source.invalid(
                 "delivery.lease_ms",
                 format!(
                     "is {:?}: half of it bounds an attempt, which may take {attempt:?} (5 s for \
-                     the contact and channels.http_timeout_ms); give at least {:?}",
+                     the order, its contact and its show, and channels.http_timeout_ms); give \
+                     at least {:?}",
                     delivery.lease,
                     attempt * 2
                 ),
@@ -107,6 +122,7 @@ impl Config {
             channels,
             delivery,
             orders_addr,
+            catalog_addr,
             orders_token,
         }
     }
@@ -132,18 +148,23 @@ impl Application {
                 &config.service.admin_token,
             )
             .await?;
-        let contacts = if config.orders_addr.is_empty() {
+        let sources = if config.orders_addr.is_empty() {
             None
         } else {
             Some(
-                Contacts::new(&config.orders_addr, &config.orders_token)
-                    .map_err(StartError::Config)?,
+                Sources::new(
+                    &config.orders_addr,
+                    &config.orders_token,
+                    &config.catalog_addr,
+                )
+                .map_err(StartError::Config)?,
             )
         };
         let delivery = Delivery {
             db: service.db.clone(),
             channels: Arc::new(config.channels.clone()),
-            contacts,
+            templates: Arc::new(Templates::new().map_err(StartError::Config)?),
+            sources,
             settings: config.delivery.clone(),
         };
         service.spawn_background(|stop| delivery.spawn(stop));

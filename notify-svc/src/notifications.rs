@@ -1,7 +1,7 @@
 //! Notifications: the orchestrator's `SMS`, `EMAIL` and `PUSH` commands (over
-//! `NOTIFICATION_TOPIC` and `Participant.Execute`), rendered from their template and written to
-//! the delivery log once per (order, channel, template), `PENDING`, in the command's
-//! transaction. Nothing is sent there: `crate::delivery` sends the row after the commit,
+//! `NOTIFICATION_TOPIC` and `Participant.Execute`), written to the delivery log once per
+//! (order, channel, template), `PENDING`, in the command's transaction (rendered from their
+//! templates only when sent, from the order as it is then). Nothing is sent there: `crate::delivery` sends the row after the commit,
 //! outside any transaction, and records its outcome. The command is answered once the row is
 //! written: a notification that cannot be sent never holds up or undoes a purchase.
 
@@ -18,29 +18,20 @@ use crate::notify_api::{MAX_ID_LEN, identifier};
 pub const CONSUMER_GROUP: &str = "notify-svc";
 pub const TAGS: &[&str] = &[tag::SMS, tag::EMAIL, tag::PUSH];
 
-/// The templates this service knows, and their text (`{order_no}` is filled in).
-const TEMPLATES: &[(&str, &str)] = &[
+/// The events notifications are sent for (`crate::templates` has their texts), and the line
+/// the delivery log keeps for each until it is sent (`{order_no}` is filled in). A sent
+/// notification keeps the text it was sent with instead.
+const EVENTS: &[(&str, &str)] = &[
     (
         "purchase_confirmed",
-        "Your tickets for order {order_no} are confirmed. Enjoy the show!",
+        "Tickets confirmed for order {order_no}.",
     ),
-    (
-        "order_cancelled",
-        "Order {order_no} was cancelled; any payment is refunded.",
-    ),
+    ("order_cancelled", "Order {order_no} was cancelled."),
 ];
 
-/// The subject of an e-mail of `template` for `order_no`.
-pub fn subject(template: &str, order_no: &str) -> String {
-    match template {
-        "order_cancelled" => format!("Order {order_no} was cancelled"),
-        _ => format!("Your tickets for order {order_no}"),
-    }
-}
-
-/// The names of the templates this service knows, for a person reading an error.
+/// The names of the events this service knows, for a person reading an error.
 pub fn template_names() -> String {
-    TEMPLATES
+    EVENTS
         .iter()
         .map(|(name, _)| *name)
         .collect::<Vec<_>>()
@@ -75,7 +66,7 @@ fn notification(command: &Command) -> Result<(Notification, &'static str), Error
         other => return Err(Error::UnknownChannel(other.to_owned())),
     };
     let user_id = identifier("user_id", &notify.user_id, MAX_ID_LEN)?;
-    let text = TEMPLATES
+    let text = EVENTS
         .iter()
         .find(|(name, _)| *name == notify.template)
         .map(|(_, text)| *text)
@@ -153,15 +144,12 @@ mod tests {
     }
 
     #[test]
-    fn a_notification_is_rendered_from_its_template() {
+    fn a_notification_is_queued_with_its_event_line() {
         let (n, tag) = notification(&command("T1", "EMAIL", "u1", "purchase_confirmed"))
             .expect("a valid notification");
         assert_eq!(tag, tag::EMAIL);
         assert_eq!(n.user_id, "u1");
-        assert_eq!(
-            n.body,
-            "Your tickets for order T1 are confirmed. Enjoy the show!"
-        );
+        assert_eq!(n.body, "Tickets confirmed for order T1.");
     }
 
     #[test]

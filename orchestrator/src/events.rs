@@ -62,6 +62,7 @@ async fn apply(intake: &Intake, event: Event) -> Result<(), Error> {
                 quantity: created.quantity,
                 unit_price_cents: None,
                 cancel_reason: None,
+                reserved: false,
             };
             intake.starts.submit((created.order_no, data)).await
         }

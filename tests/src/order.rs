@@ -106,6 +106,19 @@ impl OrderApp {
         quantity: i32,
         request_id: &str,
     ) -> Result<pb::Order, tonic::Status> {
+        self.create_for(user_id, tier_id, quantity, request_id, None)
+            .await
+    }
+
+    /// [`OrderApp::create`], with where the buyer's notifications go.
+    pub async fn create_for(
+        &self,
+        user_id: &str,
+        tier_id: i64,
+        quantity: i32,
+        request_id: &str,
+        contact: Option<pb::Contact>,
+    ) -> Result<pb::Order, tonic::Status> {
         self.orders()
             .create_order(pb::CreateOrderRequest {
                 user_id: user_id.into(),
@@ -113,7 +126,7 @@ impl OrderApp {
                 quantity,
                 request_id: request_id.into(),
                 wait_for_decision: false,
-                contact: None,
+                contact,
             })
             .await
             .map(tonic::Response::into_inner)

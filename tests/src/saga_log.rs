@@ -56,6 +56,7 @@ pub fn order(prefix: &str, i: usize) -> (String, PurchaseData) {
         quantity: 1,
         unit_price_cents: None,
         cancel_reason: None,
+        reserved: false,
     };
     (format!("{prefix}{i:020}"), data)
 }

@@ -38,6 +38,20 @@ impl Mail {
         }
         value
     }
+
+    /// The plain-text part (of a multipart message, or the whole body), soft line breaks of
+    /// quoted-printable undone.
+    pub fn text(&self) -> String {
+        let body = match self.raw.split_once("Content-Type: text/plain") {
+            Some((_, part)) => part.split_once("\n\n").map_or("", |(_, body)| body),
+            None => self.raw.split_once("\n\n").map_or("", |(_, body)| body),
+        };
+        let body = body.split("\n--").next().unwrap_or_default();
+        body.replace("=\n", "")
+            .replace("=3D", "=")
+            .trim_end()
+            .to_owned()
+    }
 }
 
 impl SmtpServer {
@@ -79,6 +93,31 @@ impl SmtpServer {
         })
         .await;
         server
+    }
+
+    /// notify-svc's e-mail channel to this server (`channels.email.*`, in the clear on this
+    /// host), sending as `Tickets <tickets@example.com>`.
+    pub fn channel(&self) -> notify_svc::channels::Channel {
+        let mut source = ticket_platform::config::ConfigSource::from_pairs(
+            notify_svc::ENV_PREFIX,
+            [
+                ("TICKET_NOTIFY_CHANNELS__EMAIL__KIND", "smtp".to_owned()),
+                (
+                    "TICKET_NOTIFY_CHANNELS__EMAIL__HOST",
+                    "127.0.0.1".to_owned(),
+                ),
+                ("TICKET_NOTIFY_CHANNELS__EMAIL__PORT", self.port.to_string()),
+                ("TICKET_NOTIFY_CHANNELS__EMAIL__TLS", "none".to_owned()),
+                (
+                    "TICKET_NOTIFY_CHANNELS__EMAIL__FROM",
+                    "Tickets <tickets@example.com>".to_owned(),
+                ),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        let channel = notify_svc::channels::Channels::load(&mut source).email;
+        source.finish().expect("the SMTP settings");
+        channel
     }
 
     /// Every message received so far.

@@ -52,6 +52,18 @@ impl System {
         transport: Transport,
         duplicates: bool,
     ) -> Self {
+        Self::start_notifying(messaging, saga, transport, duplicates, None).await
+    }
+
+    /// [`System::start_on`], notify-svc's e-mail going out on `email` (every other channel
+    /// logs).
+    pub async fn start_notifying(
+        messaging: ticket_platform::messaging::MessagingConfig,
+        saga: SagaSettings,
+        transport: Transport,
+        duplicates: bool,
+        email: Option<notify_svc::channels::Channel>,
+    ) -> Self {
         let stock = StockApp::start_with(
             messaging,
             fresh_database_config("t_stock_").await,
@@ -72,8 +84,13 @@ impl System {
             fresh_database_config("t_notify_").await,
             stock.messaging.clone(),
         ));
-        // The buyers' contacts come from order-svc, as in a deployment.
+        // The orders and the buyers' contacts come from order-svc, the shows from stock-svc,
+        // as in a deployment.
         notify_config.orders_addr = format!("http://{}", order.addr);
+        notify_config.catalog_addr = format!("http://{}", stock.addr);
+        if let Some(email) = email {
+            notify_config.channels.email = email;
+        }
         let notify_app = notify_svc::Application::build(notify_config)
             .await
             .expect("notify-svc starts");
@@ -247,6 +264,25 @@ impl System {
             .expect("list notifications")
             .into_inner()
             .notifications
+    }
+
+    /// Waits until `order_no`'s `template` notifications are sent, one on each of the three
+    /// channels, and returns them.
+    pub async fn told(&self, order_no: &str, template: &str) -> Vec<notify_pb::Notification> {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{order_no} told {template} on three channels"),
+            || async {
+                let told: Vec<_> = self
+                    .notifications(order_no)
+                    .await
+                    .into_iter()
+                    .filter(|n| n.template == template)
+                    .collect();
+                (told.len() == 3 && told.iter().all(|n| n.status == "SENT")).then_some(told)
+            },
+        )
+        .await
     }
 
     /// Waits until each order's three notifications (SMS, e-mail, push) are in the delivery

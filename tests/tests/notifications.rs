@@ -61,6 +61,7 @@ impl Setup {
         } else {
             format!("http://{}", orders.addr)
         };
+        config.catalog_addr = format!("http://{}", stock.addr);
         let provider = |url: String, authorization: Option<String>| {
             let provider =
                 notify_svc::channels::HttpProvider::new(url, authorization, Duration::from_secs(2))
@@ -70,25 +71,7 @@ impl Setup {
         config.channels.sms = provider(sms.url("/sms"), Some("Bearer sms-key".into()));
         config.channels.push = provider(push.url("/push"), None);
         if let Some(smtp) = smtp {
-            let mut source = ticket_platform::config::ConfigSource::from_pairs(
-                notify_svc::ENV_PREFIX,
-                [
-                    ("TICKET_NOTIFY_CHANNELS__EMAIL__KIND", "smtp".to_owned()),
-                    (
-                        "TICKET_NOTIFY_CHANNELS__EMAIL__HOST",
-                        "127.0.0.1".to_owned(),
-                    ),
-                    ("TICKET_NOTIFY_CHANNELS__EMAIL__PORT", smtp.port.to_string()),
-                    ("TICKET_NOTIFY_CHANNELS__EMAIL__TLS", "none".to_owned()),
-                    (
-                        "TICKET_NOTIFY_CHANNELS__EMAIL__FROM",
-                        "Tickets <tickets@example.com>".to_owned(),
-                    ),
-                ]
-                .map(|(k, v)| (k.to_owned(), v)),
-            );
-            config.channels.email = notify_svc::channels::Channels::load(&mut source).email;
-            source.finish().expect("the SMTP settings");
+            config.channels.email = smtp.channel();
         }
         config.delivery.max_attempts = max_attempts;
         config.delivery.backoff = Duration::from_millis(50);
@@ -329,7 +312,9 @@ async fn an_email_reaches_a_real_smtp_server_once_with_a_text_and_an_html_part()
     assert_eq!(mail.header("To").as_deref(), Some(EMAIL));
     assert_eq!(
         mail.header("Subject"),
-        Some(format!("Your tickets for order {order_no}"))
+        Some(format!(
+            "Your tickets for Flash Sale Night: order {order_no}"
+        ))
     );
     assert_eq!(mail.header("Message-ID"), Some(sent.provider_id.clone()));
     assert!(
@@ -342,6 +327,19 @@ async fn an_email_reaches_a_real_smtp_server_once_with_a_text_and_an_html_part()
         mail.raw.matches(order_no.as_str()).count() >= 3,
         "{}",
         mail.raw
+    );
+    // The show, its venue and the order's amount (one ticket at 125.00), in both parts.
+    for value in ["Flash Sale Night", "Arena", "125.00"] {
+        assert!(
+            mail.raw.matches(value).count() >= 2,
+            "{value}: {}",
+            mail.raw
+        );
+    }
+    assert_eq!(
+        sent.body,
+        mail.text(),
+        "the log keeps the text that was sent"
     );
     setup.stop().await;
 }

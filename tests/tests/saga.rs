@@ -216,13 +216,23 @@ async fn a_buyers_cancel_cancels_the_order_then_returns_the_stock() {
             "STOCK_DEDUCT",
             "ORDER_RESERVE",
             "ORDER_CANCEL",
-            "STOCK_ROLLBACK"
+            "STOCK_ROLLBACK",
+            "NOTIFY_CANCELLED_SMS",
+            "NOTIFY_CANCELLED_EMAIL",
+            "NOTIFY_CANCELLED_PUSH"
         ]
     );
     let order = system.order.get(&order.order_no).await;
     assert_eq!(order.cancel_reason(), CancelReason::UserCancelled);
     let stock = system.stock().stock_of(tier).await;
     assert_eq!((stock.available, stock.deducted), (10, 0));
+    // The buyer is told on every channel, in words.
+    for told in system.told(&order.order_no, "order_cancelled").await {
+        assert!(
+            told.body.contains("cancelled: you cancelled it"),
+            "{told:?}"
+        );
+    }
     system.stop(&[tier]).await;
 }
 
@@ -250,11 +260,21 @@ async fn an_unpaid_order_expires_and_its_stock_returns() {
             "STOCK_DEDUCT",
             "ORDER_RESERVE",
             "ORDER_CANCEL",
-            "STOCK_ROLLBACK"
+            "STOCK_ROLLBACK",
+            "NOTIFY_CANCELLED_SMS",
+            "NOTIFY_CANCELLED_EMAIL",
+            "NOTIFY_CANCELLED_PUSH"
         ]
     );
     let stock = system.stock().stock_of(tier).await;
     assert_eq!((stock.available, stock.deducted), (10, 0));
+    for told in system.told(&order.order_no, "order_cancelled").await {
+        assert!(
+            told.body
+                .contains("cancelled: the payment was not made before its deadline"),
+            "{told:?}"
+        );
+    }
     let late = system
         .order
         .orders()
@@ -497,7 +517,10 @@ async fn every_command_reply_and_event_delivered_twice_gives_the_same_outcome() 
             "STOCK_DEDUCT",
             "ORDER_RESERVE",
             "ORDER_CANCEL",
-            "STOCK_ROLLBACK"
+            "STOCK_ROLLBACK",
+            "NOTIFY_CANCELLED_SMS",
+            "NOTIFY_CANCELLED_EMAIL",
+            "NOTIFY_CANCELLED_PUSH"
         ]
     );
     assert_eq!(

@@ -46,7 +46,10 @@ pub struct Message<'a> {
     pub to: &'a str,
     /// The e-mail's subject (other channels have none).
     pub subject: &'a str,
+    /// The text (the e-mail's plain-text part).
     pub body: &'a str,
+    /// The e-mail's HTML part.
+    pub html: Option<&'a str>,
     pub order_no: &'a str,
     pub template: &'a str,
     pub idempotency_key: &'a str,
@@ -62,7 +65,8 @@ impl Channel {
                     order_no = %message.order_no,
                     template = %message.template,
                     %recipient,
-                    body = %message.body,
+                    subject = %message.subject,
+                    body = ?message.body,
                     "notification"
                 );
                 Ok("log".into())

@@ -139,20 +139,6 @@ pub(super) fn load(source: &mut ConfigSource, timeout: Duration) -> Channel {
     }))
 }
 
-/// `text` with `<`, `>`, `&` and quotes escaped, for the HTML part.
-fn html_escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '&' => "&amp;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 impl SmtpServer {
     /// The `Message-ID` of a notification: the same on every attempt.
     pub fn message_id(&self, idempotency_key: &str) -> String {
@@ -164,37 +150,33 @@ impl SmtpServer {
         format!("<{local}@{domain}>")
     }
 
-    /// Sends `message` as an e-mail with a text and an HTML part; its `Message-ID`, or why it
-    /// was not sent.
+    /// Sends `message` as an e-mail with its text part and its HTML part (when it has one); its
+    /// `Message-ID`, or why it was not sent.
     pub async fn send(&self, message: &Message<'_>) -> Result<String, String> {
         let to: Mailbox = message
             .to
             .parse()
             .map_err(|err| format!("the buyer's e-mail address does not parse: {err}"))?;
         let id = self.message_id(message.idempotency_key);
-        let html = format!(
-            "<!DOCTYPE html><html><body><p>{}</p></body></html>",
-            html_escape(message.body)
-        );
-        let email = lettre::Message::builder()
+        let text = SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(message.body.to_owned());
+        let builder = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(message.subject)
-            .message_id(Some(id.clone()))
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(message.body.to_owned()),
-                    )
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(html),
-                    ),
-            )
-            .map_err(|err| format!("the e-mail could not be built: {err}"))?;
+            .message_id(Some(id.clone()));
+        let email = match message.html {
+            Some(html) => builder.multipart(
+                MultiPart::alternative().singlepart(text).singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html.to_owned()),
+                ),
+            ),
+            None => builder.singlepart(text),
+        }
+        .map_err(|err| format!("the e-mail could not be built: {err}"))?;
         // lettre bounds the connect only; a server that stalls later is cut off here.
         match tokio::time::timeout(self.timeout, self.transport.send(email)).await {
             Ok(Ok(_)) => Ok(id),

@@ -5,6 +5,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 mod m20261125_000301_create_saga_log;
 mod m20261126_000302_typed_saga_log;
 mod m20261127_000303_open_timers_by_saga;
+mod m20261127_000304_cancellation_notices;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(m20261125_000301_create_saga_log::Migration));
         migrations.push(Box::new(m20261126_000302_typed_saga_log::Migration));
         migrations.push(Box::new(m20261127_000303_open_timers_by_saga::Migration));
+        migrations.push(Box::new(m20261127_000304_cancellation_notices::Migration));
         migrations
     }
 }

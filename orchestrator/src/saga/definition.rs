@@ -1,7 +1,8 @@
 //! What a saga type declares and the engine reads: its steps in order (each with the
 //! participant that runs it or the wait it stands for, its compensation, timeout, retry policy
 //! and whether an operator may skip it), the pivot after which it only goes forward, the abort
-//! step that opens every compensation, and the commands sent once it completes. A saga type
+//! step that opens every compensation, and the commands sent once it completes or once it ends
+//! compensated. A saga type
 //! adds its reply rules and command builders through [`SagaType`]; the engine knows no saga by
 //! heart.
 
@@ -124,6 +125,9 @@ pub struct Declaration<S> {
     pub abort: S,
     /// Commands sent once when the saga completes; their failure never undoes it.
     pub on_complete: Vec<StepSpec<S>>,
+    /// Commands sent once when the saga ends compensated, if its type says the undo is worth
+    /// telling ([`SagaType::announces_compensation`]); their failure changes nothing.
+    pub on_compensated: Vec<StepSpec<S>>,
 }
 
 impl<S: StepName> Declaration<S> {
@@ -132,6 +136,7 @@ impl<S: StepName> Declaration<S> {
             .iter()
             .chain(&self.compensations)
             .chain(&self.on_complete)
+            .chain(&self.on_compensated)
             .find(|s| s.name == name)
     }
 
@@ -228,6 +233,12 @@ pub trait SagaType: Send + Sync + 'static {
 
     /// The engine is about to undo the saga because of `why`.
     fn undoing(&self, data: &mut Self::Data, why: Undo);
+
+    /// Whether the saga, ended compensated, sends its `on_compensated` commands.
+    fn announces_compensation(&self, data: &Self::Data) -> bool {
+        let _ = data;
+        true
+    }
 
     /// The command of `step`, built from the saga's data and deadline.
     fn command(

@@ -308,8 +308,7 @@ impl<'a, T: SagaType> Machine<'a, T> {
         saga.abort_requested = false;
         let mut plan = plan.into_iter();
         let Some(first) = plan.next() else {
-            saga.state = State::Compensated;
-            return;
+            return self.compensated(saga);
         };
         saga.state = State::Compensating;
         saga.compensations = plan.collect();
@@ -318,11 +317,21 @@ impl<'a, T: SagaType> Machine<'a, T> {
 
     pub(super) fn next_compensation(&mut self, saga: &mut SagaOf<T>) {
         if saga.compensations.is_empty() {
-            saga.state = State::Compensated;
-            return;
+            return self.compensated(saga);
         }
         let next = saga.compensations.remove(0);
         self.send(saga, next, 1);
+    }
+
+    /// Undone: every command of the undo's announcement goes out once, when the saga type
+    /// tells of it.
+    fn compensated(&mut self, saga: &mut SagaOf<T>) {
+        saga.state = State::Compensated;
+        if self.saga_type.announces_compensation(&saga.data) {
+            for spec in &self.decl().on_compensated {
+                self.effects.push(Effect::Announce { step: spec.name });
+            }
+        }
     }
 
     /// Done: every completion command goes out once.

@@ -1,6 +1,7 @@
 //! A made-up saga type, declared here and nowhere in the engine, run through the step machine:
 //! a transfer that debits, waits for an approval (its pivot), then credits; undone by voiding
-//! the transfer first (refused once it was approved) and refunding the debit after.
+//! the transfer first (refused once it was approved) and refunding the debit after; a receipt
+//! goes out when it completes, a notice when it is undone after its debit was made.
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ enum Step {
     Void,
     Refund,
     Receipt,
+    Notice,
 }
 
 impl StepName for Step {
@@ -33,6 +35,7 @@ impl StepName for Step {
         Self::Void,
         Self::Refund,
         Self::Receipt,
+        Self::Notice,
     ];
 
     fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl StepName for Step {
             Self::Void => "VOID",
             Self::Refund => "REFUND",
             Self::Receipt => "RECEIPT",
+            Self::Notice => "NOTICE",
         }
     }
 }
@@ -50,6 +54,7 @@ impl StepName for Step {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct TransferData {
     undone_because: Option<String>,
+    debited: bool,
 }
 
 struct Transfer {
@@ -115,6 +120,12 @@ impl Transfer {
                     None,
                     Skip::Allowed,
                 )],
+                on_compensated: vec![spec(
+                    Step::Notice,
+                    command(Step::Notice),
+                    None,
+                    Skip::Allowed,
+                )],
             },
         }
     }
@@ -128,9 +139,12 @@ impl SagaType for Transfer {
         &self.declaration
     }
 
-    fn judge(&self, _data: &mut TransferData, step: Step, reply: &Reply) -> Verdict {
+    fn judge(&self, data: &mut TransferData, step: Step, reply: &Reply) -> Verdict {
         match (reply.outcome(), step, reply.reason.as_str()) {
-            (ReplyOutcome::Ok, _, _) => Verdict::Done,
+            (ReplyOutcome::Ok, _, _) => {
+                data.debited |= step == Step::Debit;
+                Verdict::Done
+            }
             (ReplyOutcome::Refused, Step::Void, "APPROVED") => Verdict::PivotPassed,
             (ReplyOutcome::Refused, Step::Debit, _) => Verdict::Abort,
             (ReplyOutcome::Refused, _, reason) => Verdict::Park(reason.to_owned()),
@@ -141,6 +155,10 @@ impl SagaType for Transfer {
     fn undoing(&self, data: &mut TransferData, why: Undo) {
         data.undone_because
             .get_or_insert_with(|| format!("{why:?}"));
+    }
+
+    fn announces_compensation(&self, data: &TransferData) -> bool {
+        data.debited
     }
 
     fn command(
@@ -256,8 +274,9 @@ fn a_step_that_keeps_failing_before_the_pivot_is_undone_abort_first() {
     assert_eq!(saga.data.undone_because.as_deref(), Some("Exhausted"));
     let sent = run(&mut saga, |m, s| m.reply(s, &reply(ReplyOutcome::Ok, "")));
     assert_eq!(sent, [(Step::Refund, 1)]);
-    run(&mut saga, |m, s| m.reply(s, &reply(ReplyOutcome::Ok, "")));
+    let sent = run(&mut saga, |m, s| m.reply(s, &reply(ReplyOutcome::Ok, "")));
     assert_eq!(saga.state, State::Compensated);
+    assert!(sent.is_empty(), "no debit was made: nothing to tell");
 }
 
 #[test]
@@ -281,8 +300,13 @@ fn an_operator_compensates_a_saga_parked_in_its_compensation_from_where_it_stopp
     );
     // A fresh budget: one timeout retries instead of parking.
     assert_eq!(time_out(&mut saga), [(Step::Refund, 4)]);
-    run(&mut saga, |m, s| m.reply(s, &reply(ReplyOutcome::Ok, "")));
+    let sent = run(&mut saga, |m, s| m.reply(s, &reply(ReplyOutcome::Ok, "")));
     assert_eq!(saga.state, State::Compensated);
+    assert_eq!(
+        sent,
+        [(Step::Notice, 0)],
+        "the debit was made: the undo is told"
+    );
 }
 
 #[test]

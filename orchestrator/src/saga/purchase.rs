@@ -4,6 +4,7 @@
 //! ORDER_CREATED ─► STOCK_DEDUCT ─► ORDER_RESERVE ─► AWAIT_PAYMENT (pivot) ─► STOCK_CONFIRM ─► ORDER_CONFIRM
 //!               ─► NOTIFY_SMS ─► NOTIFY_EMAIL ─► NOTIFY_PUSH
 //! undo: ORDER_CANCEL first (refused as ORDER_PAID: the purchase goes on), then STOCK_ROLLBACK
+//!       ─► NOTIFY_CANCELLED_SMS, NOTIFY_CANCELLED_EMAIL, NOTIFY_CANCELLED_PUSH (announced)
 //! ```
 //!
 //! - `STOCK_DEDUCT` answers with the tier's unit price, which `ORDER_RESERVE` sets on the order
@@ -17,6 +18,9 @@
 //! - The buyer is told on every channel as steps of their own after the confirmation: each has a
 //!   timeout and retries like any step (a notification refused outright is logged by
 //!   notify-svc and not retried).
+//! - A purchase undone after its order was reserved (the buyer saw it awaiting payment) tells
+//!   the buyer on every channel, once, when it ends compensated; one undone before (sold out,
+//!   the buyer's limit) was answered to the buyer already and tells nothing more.
 
 use std::time::Duration;
 
@@ -49,6 +53,9 @@ pub enum Step {
     NotifySms,
     NotifyEmail,
     NotifyPush,
+    NotifyCancelledSms,
+    NotifyCancelledEmail,
+    NotifyCancelledPush,
 }
 
 impl StepName for Step {
@@ -63,6 +70,9 @@ impl StepName for Step {
         Self::NotifySms,
         Self::NotifyEmail,
         Self::NotifyPush,
+        Self::NotifyCancelledSms,
+        Self::NotifyCancelledEmail,
+        Self::NotifyCancelledPush,
     ];
 
     fn as_str(self) -> &'static str {
@@ -77,9 +87,16 @@ impl StepName for Step {
             Self::NotifySms => "NOTIFY_SMS",
             Self::NotifyEmail => "NOTIFY_EMAIL",
             Self::NotifyPush => "NOTIFY_PUSH",
+            Self::NotifyCancelledSms => "NOTIFY_CANCELLED_SMS",
+            Self::NotifyCancelledEmail => "NOTIFY_CANCELLED_EMAIL",
+            Self::NotifyCancelledPush => "NOTIFY_CANCELLED_PUSH",
         }
     }
 }
+
+/// notify-svc's templates of a confirmed purchase and of a cancelled order.
+const CONFIRMED: &str = "purchase_confirmed";
+const CANCELLED: &str = "order_cancelled";
 
 /// Why a purchase was undone; order-svc keeps it on the cancelled order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +145,9 @@ pub struct PurchaseData {
     /// Why the purchase is undone; the first reason stays.
     #[serde(default)]
     pub cancel_reason: Option<CancelReason>,
+    /// The order was reserved (it awaited payment): an undo is told to the buyer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reserved: bool,
 }
 
 /// Durations the purchase saga is built with (configurable).
@@ -252,6 +272,11 @@ impl Purchase {
             pivot: Step::AwaitPayment,
             abort: Step::OrderCancel,
             on_complete: Vec::new(),
+            on_compensated: vec![
+                notify(Step::NotifyCancelledSms, tag::SMS),
+                notify(Step::NotifyCancelledEmail, tag::EMAIL),
+                notify(Step::NotifyCancelledPush, tag::PUSH),
+            ],
         };
         Self { declaration }
     }
@@ -273,6 +298,7 @@ impl SagaType for Purchase {
                 {
                     data.unit_price_cents = Some(deducted.unit_price_cents);
                 }
+                data.reserved |= step == Step::OrderReserve;
                 return Verdict::Done;
             }
             ReplyOutcome::Refused => reply.reason.as_str(),
@@ -297,7 +323,15 @@ impl SagaType for Purchase {
             // first): the same command again finds where it stands.
             (_, "CONFLICT") => Verdict::Retry,
             // A notification that can never be sent does not hold up the purchase.
-            (Step::NotifySms | Step::NotifyEmail | Step::NotifyPush, _) => Verdict::Done,
+            (
+                Step::NotifySms
+                | Step::NotifyEmail
+                | Step::NotifyPush
+                | Step::NotifyCancelledSms
+                | Step::NotifyCancelledEmail
+                | Step::NotifyCancelledPush,
+                _,
+            ) => Verdict::Done,
             (step, reason) => Verdict::Park(format!(
                 "{} was refused: {reason} ({})",
                 step.as_str(),
@@ -315,17 +349,21 @@ impl SagaType for Purchase {
         data.cancel_reason.get_or_insert(reason);
     }
 
+    fn announces_compensation(&self, data: &PurchaseData) -> bool {
+        data.reserved
+    }
+
     fn command(
         &self,
         data: &PurchaseData,
         deadline: Option<DateTime<Utc>>,
         step: Step,
     ) -> Result<Body, String> {
-        let notify = |channel: &str| {
+        let notify = |channel: &str, template: &str| {
             Body::Notify(Notify {
                 channel: channel.to_owned(),
                 user_id: data.user_id.clone(),
-                template: "purchase_confirmed".into(),
+                template: template.to_owned(),
             })
         };
         Ok(match step {
@@ -356,9 +394,12 @@ impl SagaType for Purchase {
                     .as_str()
                     .to_owned(),
             }),
-            Step::NotifySms => notify(tag::SMS),
-            Step::NotifyEmail => notify(tag::EMAIL),
-            Step::NotifyPush => notify(tag::PUSH),
+            Step::NotifySms => notify(tag::SMS, CONFIRMED),
+            Step::NotifyEmail => notify(tag::EMAIL, CONFIRMED),
+            Step::NotifyPush => notify(tag::PUSH, CONFIRMED),
+            Step::NotifyCancelledSms => notify(tag::SMS, CANCELLED),
+            Step::NotifyCancelledEmail => notify(tag::EMAIL, CANCELLED),
+            Step::NotifyCancelledPush => notify(tag::PUSH, CANCELLED),
             Step::AwaitPayment => return Err("AWAIT_PAYMENT is a wait, not a command".into()),
         })
     }

@@ -27,6 +27,66 @@ fn an_unpaid_reservation_is_cancelled_before_its_stock_returns() {
 }
 
 #[test]
+fn an_undo_is_told_to_the_buyer_only_once_the_order_was_reserved() {
+    let saga = purchase();
+    let ok = Reply {
+        outcome: ReplyOutcome::Ok as i32,
+        ..Reply::default()
+    };
+    let mut data = PurchaseData {
+        user_id: "u".into(),
+        tier_id: 1,
+        quantity: 1,
+        unit_price_cents: None,
+        cancel_reason: None,
+        reserved: false,
+    };
+    assert_eq!(saga.judge(&mut data, Step::StockDeduct, &ok), Verdict::Done);
+    assert!(
+        !saga.announces_compensation(&data),
+        "sold out or limit: answered already"
+    );
+    assert_eq!(
+        saga.judge(&mut data, Step::OrderReserve, &ok),
+        Verdict::Done
+    );
+    assert!(saga.announces_compensation(&data));
+    let told: Vec<(Step, String, String)> = saga
+        .declaration()
+        .on_compensated
+        .iter()
+        .map(|spec| match saga.command(&data, None, spec.name) {
+            Ok(Body::Notify(n)) => (spec.name, n.channel, n.template),
+            other => panic!("{:?}: {other:?}", spec.name),
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (
+                Step::NotifyCancelledSms,
+                "SMS".into(),
+                "order_cancelled".into()
+            ),
+            (
+                Step::NotifyCancelledEmail,
+                "EMAIL".into(),
+                "order_cancelled".into()
+            ),
+            (
+                Step::NotifyCancelledPush,
+                "PUSH".into(),
+                "order_cancelled".into()
+            ),
+        ]
+    );
+    // Saved before the flag existed, a saga reads as not reserved.
+    let old: PurchaseData =
+        serde_json::from_str(r#"{"user_id":"u","tier_id":1,"quantity":1}"#).expect("json");
+    assert!(!old.reserved);
+}
+
+#[test]
 fn steps_after_the_pivot_only_retry() {
     let saga = purchase();
     let decl = saga.declaration();
@@ -53,6 +113,7 @@ fn a_cancel_refused_because_the_order_is_paid_means_the_pivot_passed() {
         quantity: 1,
         unit_price_cents: Some(100),
         cancel_reason: Some(CancelReason::PaymentExpired),
+        reserved: true,
     };
     assert_eq!(
         purchase().judge(&mut data, Step::OrderCancel, &reply),
@@ -77,7 +138,10 @@ fn only_steps_an_operator_can_do_by_hand_may_be_skipped() {
             Step::StockRollback,
             Step::NotifySms,
             Step::NotifyEmail,
-            Step::NotifyPush
+            Step::NotifyPush,
+            Step::NotifyCancelledSms,
+            Step::NotifyCancelledEmail,
+            Step::NotifyCancelledPush,
         ]
     );
     let Some(Skip::Refused(why)) = decl.step(Step::OrderCancel).map(|s| s.skip) else {

@@ -1,0 +1,47 @@
+//! The purchase's cancellation notices (`NOTIFY_CANCELLED_SMS`, `_EMAIL`, `_PUSH`) are step
+//! names the saga log accepts.
+
+use sea_orm_migration::async_trait;
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// Every step name of every declared saga type, before this migration.
+const BEFORE: &str = "'STOCK_DEDUCT', 'ORDER_RESERVE', 'AWAIT_PAYMENT', 'STOCK_CONFIRM', \
+    'ORDER_CONFIRM', 'STOCK_ROLLBACK', 'ORDER_CANCEL', 'NOTIFY_SMS', 'NOTIFY_EMAIL', 'NOTIFY_PUSH'";
+/// The steps this migration adds.
+const ADDED: &str = "'NOTIFY_CANCELLED_SMS', 'NOTIFY_CANCELLED_EMAIL', 'NOTIFY_CANCELLED_PUSH'";
+
+fn checks(steps: &str) -> String {
+    format!(
+        "ALTER TABLE saga DROP CONSTRAINT saga_step_known,
+            ADD CONSTRAINT saga_step_known CHECK (step IN ({steps}));
+        ALTER TABLE saga_step DROP CONSTRAINT saga_step_step_known,
+            ADD CONSTRAINT saga_step_step_known CHECK (step IN ({steps}));
+        ALTER TABLE saga_timer DROP CONSTRAINT saga_timer_step_known,
+            ADD CONSTRAINT saga_timer_step_known CHECK (step IN ({steps}));"
+    )
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(&checks(&format!("{BEFORE}, {ADDED}")))
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(&format!(
+                "DELETE FROM saga_step WHERE step IN ({ADDED}); {}",
+                checks(BEFORE)
+            ))
+            .await?;
+        Ok(())
+    }
+}
