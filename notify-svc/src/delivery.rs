@@ -90,6 +90,39 @@ impl DeliverySettings {
     }
 }
 
+/// The longest error kept with a notification.
+const ERROR_KEPT: usize = 300;
+
+/// A provider's or server's error with every form of the address in it masked (in any ASCII
+/// case, a phone number also without its `+`), then cut to [`ERROR_KEPT`] characters: the
+/// masking comes first, so a cut cannot leave part of an address in clear.
+fn scrub(error: &str, to: &str, recipient: &str) -> String {
+    let mut text = error.to_owned();
+    for form in [to, to.trim_start_matches('+')] {
+        if form.len() >= 3 {
+            text = replace_ignoring_case(&text, form, recipient);
+        }
+    }
+    text.chars().take(ERROR_KEPT).collect()
+}
+
+/// `text` with every `form` in it, in any ASCII case, replaced by `with`. (ASCII lower-casing
+/// keeps every byte where it was, so the positions found in the lower-cased text are those of
+/// `text`.)
+fn replace_ignoring_case(text: &str, form: &str, with: &str) -> String {
+    let haystack = text.to_ascii_lowercase();
+    let needle = form.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in haystack.match_indices(&needle) {
+        out.push_str(&text[last..at]);
+        out.push_str(with);
+        last = at + needle.len();
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 /// A claimed row.
 #[derive(Clone, Debug)]
 pub struct Claimed {
@@ -120,17 +153,15 @@ pub enum Outcome {
         text: String,
     },
     /// Nothing to send it to on this channel.
-    Skipped {
-        reason: String,
-    },
+    Skipped { reason: String },
     Failed {
         error: String,
+        /// Where it was to go, masked, once known.
+        recipient: Option<String>,
     },
     /// What the notification is about could not be asked for (order-svc or stock-svc away):
     /// tried again later, without spending an attempt.
-    Postponed {
-        error: String,
-    },
+    Postponed { error: String },
 }
 
 /// The sender: the delivery log, the channels, the templates, and where what a notification
@@ -190,13 +221,19 @@ impl Delivery {
         let Some(channel) = self.channels.of(&claimed.channel) else {
             return Outcome::Failed {
                 error: format!("channel {} is not configured", claimed.channel),
+                recipient: None,
             };
         };
         let about = match &self.sources {
             Some(sources) => match sources.about(&claimed.order_no).await {
                 Ok(about) => Some(about),
                 Err(LookupError::Unavailable(error)) => return Outcome::Postponed { error },
-                Err(LookupError::Refused(error)) => return Outcome::Failed { error },
+                Err(LookupError::Refused(error)) => {
+                    return Outcome::Failed {
+                        error,
+                        recipient: None,
+                    };
+                }
             },
             None => None,
         };
@@ -231,7 +268,12 @@ impl Delivery {
                     .render(&claimed.template, &claimed.channel, &about.facts)
                 {
                     Ok(rendered) => rendered,
-                    Err(error) => return Outcome::Failed { error },
+                    Err(error) => {
+                        return Outcome::Failed {
+                            error,
+                            recipient: Some(recipient),
+                        };
+                    }
                 }
             }
             None => Rendered {
@@ -258,7 +300,8 @@ impl Delivery {
             },
             // A server's answer may quote the address: it is kept and logged masked only.
             Err(error) => Outcome::Failed {
-                error: error.replace(&to, &recipient),
+                error: scrub(&error, &to, &recipient),
+                recipient: Some(recipient),
             },
         }
     }
@@ -290,16 +333,18 @@ impl Delivery {
                 )
             }
             Outcome::Skipped { reason } => ("SKIPPED", None, None, Some(reason.clone()), 0),
-            Outcome::Failed { error } if claimed.attempts >= self.settings.max_attempts => {
-                ("FAILED", None, None, Some(error.clone()), 0)
+            Outcome::Failed { error, recipient }
+                if claimed.attempts >= self.settings.max_attempts =>
+            {
+                ("FAILED", None, recipient.clone(), Some(error.clone()), 0)
             }
-            Outcome::Failed { error } => {
+            Outcome::Failed { error, recipient } => {
                 let wait = self.settings.backoff_after(claimed.attempts);
                 let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-                ("PENDING", None, None, Some(error.clone()), ms)
+                ("PENDING", None, recipient.clone(), Some(error.clone()), ms)
             }
         };
-        if let Outcome::Failed { error } | Outcome::Postponed { error } = outcome {
+        if let Outcome::Failed { error, .. } | Outcome::Postponed { error } = outcome {
             tracing::warn!(order_no = %claimed.order_no, channel = %claimed.channel, attempt = claimed.attempts, %error, next = status, "a notification was not sent");
         }
         let updated = self
@@ -358,6 +403,7 @@ impl Delivery {
                         let outcome = tokio::time::timeout(limit, delivery.attempt(&row))
                             .await
                             .unwrap_or_else(|_| Outcome::Failed {
+                                recipient: None,
                                 error: format!("the attempt did not finish within {limit:?}"),
                             });
                         if let Err(err) = delivery.record(&row, &outcome).await {
@@ -393,6 +439,27 @@ mod tests {
             lease: Duration::from_secs(60),
             concurrency: 4,
         }
+    }
+
+    #[test]
+    fn an_error_keeps_no_form_of_the_address_even_when_cut() {
+        let token = "t".repeat(150) + "SECRET";
+        let error = format!("{}: bad token {token}", "x".repeat(100));
+        let kept = scrub(&error, &token, "ttt***ET");
+        assert!(
+            !kept.contains("SECRET") && !kept.contains(&"t".repeat(20)),
+            "{kept}"
+        );
+        let kept = scrub(
+            "550 mailbox Buyer@Example.com unknown; 14155550123 too",
+            "buyer@example.com",
+            "b***@example.com",
+        );
+        assert!(kept.contains("b***@example.com"), "{kept}");
+        assert_eq!(
+            scrub("no such number 14155550123", "+14155550123", "+14*******23"),
+            "no such number +14*******23"
+        );
     }
 
     #[test]

@@ -37,11 +37,20 @@ pub enum LookupError {
     Refused(String),
 }
 
-/// An order's buyer contact and what its notifications say.
-#[derive(Clone, Debug)]
+/// An order's buyer contact and what its notifications say (its `Debug` leaves the contact
+/// out).
+#[derive(Clone)]
 pub struct About {
     pub contact: order_pb::Contact,
     pub facts: Facts,
+}
+
+impl std::fmt::Debug for About {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("About")
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an order was cancelled, in the words a buyer reads.
@@ -150,8 +159,7 @@ impl Sources {
                         .starts_at
                         .as_ref()
                         .and_then(instant)
-                        .map(session_time)
-                        .unwrap_or_default();
+                        .map_or_else(|| "time to be announced".to_owned(), session_time);
                     return Ok(Facts {
                         order_no: order.order_no.clone(),
                         show: show.title.clone(),

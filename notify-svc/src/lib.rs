@@ -35,6 +35,8 @@ use ticket_platform::service::ServiceConfig;
 pub const ENV_PREFIX: &str = "TICKET_NOTIFY";
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50054;
+/// Default admin HTTP port (`/metrics`, `/livez`, `/readyz`).
+pub const DEFAULT_ADMIN_PORT: u16 = 9103;
 /// The gRPC services this process serves, as reflection lists them.
 pub const SERVICES: &[&str] = &[
     "ticket.notify.v1.NotificationService",
@@ -78,7 +80,12 @@ impl Config {
     }
 
     pub fn load(source: &mut ConfigSource) -> Self {
-        let service = ServiceConfig::load(source, "notify-svc", DEFAULT_PORT, "ticket_notify");
+        let service = ServiceConfig::load(
+            source,
+            "notify-svc",
+            (DEFAULT_PORT, DEFAULT_ADMIN_PORT),
+            "ticket_notify",
+        );
         let channels = Channels::load(source);
         let delivery = DeliverySettings::load(source);
         let orders_addr = source.string("orders.addr", "");
@@ -188,6 +195,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.service.local_addr()
+    }
+
+    /// Where the admin HTTP port (`/metrics`, `/livez`, `/readyz`) listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.service.admin_addr()
     }
 
     pub async fn run_until_stopped(

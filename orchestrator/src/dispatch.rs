@@ -105,9 +105,10 @@ impl Dispatcher {
         self.inner.transport == Transport::Grpc || self.inner.broker_down.load(Ordering::Relaxed)
     }
 
-    /// How a command sent now travels, for the step history.
-    pub fn transport_name(&self) -> &'static str {
-        if self.over_grpc() { "grpc" } else { "rocketmq" }
+    /// Whether a command can go through the outbox: over RocketMQ, or over gRPC by the
+    /// outbox's handover while the broker is down (not on the gRPC-only transport).
+    pub fn has_outbox(&self) -> bool {
+        self.inner.transport == Transport::RocketMq
     }
 
     pub async fn execute(

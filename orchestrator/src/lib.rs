@@ -45,6 +45,8 @@ use crate::saga::purchase::{Purchase, SagaSettings};
 pub const ENV_PREFIX: &str = "TICKET_ORCHESTRATOR";
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50053;
+/// Default admin HTTP port (`/metrics`, `/livez`, `/readyz`).
+pub const DEFAULT_ADMIN_PORT: u16 = 9102;
 /// The gRPC services this process serves, as reflection lists them.
 pub const SERVICES: &[&str] = &["ticket.saga.v1.SagaAdmin", "ticket.saga.v1.SagaEvents"];
 
@@ -93,8 +95,12 @@ impl Config {
     }
 
     pub fn load(source: &mut ConfigSource) -> Self {
-        let service =
-            ServiceConfig::load(source, "orchestrator", DEFAULT_PORT, "ticket_orchestrator");
+        let service = ServiceConfig::load(
+            source,
+            "orchestrator",
+            (DEFAULT_PORT, DEFAULT_ADMIN_PORT),
+            "ticket_orchestrator",
+        );
         let transport_name = source.string("transport", "rocketmq");
         let transport = Transport::parse(&transport_name).unwrap_or_else(|| {
             source.invalid("transport", "must be rocketmq or grpc");
@@ -216,6 +222,7 @@ impl Application {
             Purchase::new(&config.saga),
             dispatcher.clone(),
         );
+        engine.metrics().register(&service.metrics);
         let intake = Intake::new(engine.clone(), config.batches);
         let replies = Consumer::start(
             Arc::clone(&service.messaging),
@@ -299,6 +306,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.service.local_addr()
+    }
+
+    /// Where the admin HTTP port (`/metrics`, `/livez`, `/readyz`) listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.service.admin_addr()
     }
 
     pub fn engine(&self) -> &Engine<Purchase> {

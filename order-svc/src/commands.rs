@@ -79,7 +79,9 @@ fn order_command(command: &Command) -> Result<(OrderCommand, &'static str), Erro
     Ok((OrderCommand { order_no, step }, tag))
 }
 
-pub struct OrderCommands;
+pub struct OrderCommands {
+    pub metrics: crate::metrics::OrderMetrics,
+}
 
 impl CommandHandler for OrderCommands {
     type Checked = OrderCommand;
@@ -94,14 +96,22 @@ impl CommandHandler for OrderCommands {
         txn: &DatabaseTransaction,
     ) -> Result<Answer, String> {
         let order_no = command.order_no.as_str();
-        let result = match &command.step {
-            OrderStep::Reserve {
-                unit_price_cents,
-                expire_at,
-            } => orders::reserve(txn, order_no, *unit_price_cents, *expire_at).await,
-            OrderStep::Confirm => orders::confirm(txn, order_no).await,
-            OrderStep::Cancel { reason } => orders::cancel(txn, order_no, *reason, None).await,
-        };
+        let result =
+            match &command.step {
+                OrderStep::Reserve {
+                    unit_price_cents,
+                    expire_at,
+                } => orders::reserve(txn, order_no, *unit_price_cents, *expire_at).await,
+                OrderStep::Confirm => orders::confirm(txn, order_no).await,
+                OrderStep::Cancel { reason } => orders::cancel(txn, order_no, *reason, None)
+                    .await
+                    .map(|(order, cancelled)| {
+                        if cancelled {
+                            self.metrics.cancelled(*reason);
+                        }
+                        order
+                    }),
+            };
         match result {
             Ok(order) => Ok(Answer::ok(
                 format!("order {order_no} is {}", order.status),

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod commands;
 pub mod contacts;
 pub mod error;
+pub mod metrics;
 pub mod migration;
 pub mod order_api;
 pub mod order_events;
@@ -40,6 +41,8 @@ use crate::watch::Changes;
 pub const ENV_PREFIX: &str = "TICKET_ORDER";
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50051;
+/// Default admin HTTP port (`/metrics`, `/livez`, `/readyz`).
+pub const DEFAULT_ADMIN_PORT: u16 = 9100;
 /// The gRPC services this process serves, as reflection lists them.
 pub const SERVICES: &[&str] = &[
     "ticket.order.v1.OrderService",
@@ -99,7 +102,12 @@ impl Config {
     }
 
     pub fn load(source: &mut ConfigSource) -> Self {
-        let service = ServiceConfig::load(source, "order-svc", DEFAULT_PORT, "ticket_order");
+        let service = ServiceConfig::load(
+            source,
+            "order-svc",
+            (DEFAULT_PORT, DEFAULT_ADMIN_PORT),
+            "ticket_order",
+        );
         let catalog_addr = source.string("catalog.addr", "http://127.0.0.1:50052");
         if !(catalog_addr.starts_with("http://") || catalog_addr.starts_with("https://")) {
             source.invalid("catalog.addr", "must start with http:// or https://");
@@ -159,9 +167,13 @@ impl Application {
         service
             .ensure_topics(&[topic::ORDER, topic::ORDER_CMD, topic::SAGA_REPLY])
             .await;
+        let order_metrics = metrics::OrderMetrics::default();
+        order_metrics.register(&service.metrics);
         let participant = service
             .participant(
-                OrderCommands,
+                OrderCommands {
+                    metrics: order_metrics.clone(),
+                },
                 commands::CONSUMER_GROUP,
                 topic::ORDER_CMD,
                 commands::TAGS,
@@ -200,6 +212,7 @@ impl Application {
             changes: changes.clone(),
             orchestrator,
             decision_wait: config.decision_wait,
+            metrics: order_metrics,
         };
         let service = service.router(|router| {
             router
@@ -218,6 +231,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.service.local_addr()
+    }
+
+    /// Where the admin HTTP port (`/metrics`, `/livez`, `/readyz`) listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.service.admin_addr()
     }
 
     /// Serves until `shutdown`; then ends the order watches, so their streams do not hold

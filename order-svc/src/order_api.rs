@@ -37,6 +37,7 @@ pub struct OrderApi {
     pub orchestrator: Orchestrator,
     /// The longest such a CreateOrder waits (`create.decision_wait_ms`).
     pub decision_wait: Duration,
+    pub metrics: crate::metrics::OrderMetrics,
 }
 
 /// A non-empty identifier without spaces, at most `max` characters.
@@ -165,6 +166,9 @@ impl OrderApi {
         let txn = self.db.begin().await?;
         let written = orders::create(&txn, new).await?;
         txn.commit().await?;
+        if written.1 {
+            self.metrics.created.inc();
+        }
         Ok(written)
     }
 
@@ -203,10 +207,10 @@ impl OrderApi {
             })?
     }
 
-    async fn in_transaction<F, Fut>(&self, change: F) -> Result<orders::Order, Error>
+    async fn in_transaction<F, Fut, T>(&self, change: F) -> Result<T, Error>
     where
         F: FnOnce(sea_orm::DatabaseTransaction) -> Fut,
-        Fut: Future<Output = (sea_orm::DatabaseTransaction, Result<orders::Order, Error>)>,
+        Fut: Future<Output = (sea_orm::DatabaseTransaction, Result<T, Error>)>,
     {
         let txn = self.db.begin().await?;
         let (txn, result) = change(txn).await;
@@ -257,7 +261,12 @@ impl pb::order_service_server::OrderService for OrderApi {
     ) -> Result<Response<pb::Order>, Status> {
         let request = request.into_inner();
         let wait = request.wait_for_decision;
-        let order = self.create(request).await?;
+        let order = self.create(request).await.inspect_err(|err| match err {
+            Error::SoldOut(_) => self.metrics.refused("sold_out"),
+            Error::Invalid(_) => self.metrics.refused("invalid"),
+            Error::AlreadyExists(_) => self.metrics.refused("exists"),
+            _ => {}
+        })?;
         tracing::Span::current().record("order_no", order.order_no.as_str());
         if wait {
             return Ok(Response::new(self.decided(order).await?));
@@ -357,12 +366,15 @@ impl pb::order_service_server::OrderService for OrderApi {
             .into());
         }
         let amount = request.amount_cents;
-        let order = self
+        let (order, paid) = self
             .in_transaction(|txn| async move {
                 let result = orders::pay(&txn, &order_no, &payment_ref, amount).await;
                 (txn, result)
             })
             .await?;
+        if paid {
+            self.metrics.paid.inc();
+        }
         Ok(Response::new(orders::message(&order)))
     }
 
@@ -380,7 +392,7 @@ impl pb::order_service_server::OrderService for OrderApi {
                 Error::Invalid(format!("reason is longer than {MAX_NOTE_LEN} characters")).into(),
             );
         }
-        let order = self
+        let (order, cancelled) = self
             .in_transaction(|txn| async move {
                 let note = (!note.is_empty()).then_some(note.as_str());
                 let result =
@@ -388,6 +400,9 @@ impl pb::order_service_server::OrderService for OrderApi {
                 (txn, result)
             })
             .await?;
+        if cancelled {
+            self.metrics.cancelled(CancelReason::UserCancelled);
+        }
         Ok(Response::new(orders::message(&order)))
     }
 }

@@ -1,21 +1,22 @@
 //! The life of a service process, shared by all four: connect and migrate the database, start
-//! messaging and the outbox relay, serve gRPC with health and reflection, and stop in order —
-//! health NOT_SERVING, stop consuming, finish in-flight calls, flush the outbox, exit.
+//! messaging and the outbox relay, serve gRPC with health and reflection and the admin HTTP
+//! port (metrics, liveness, readiness), and stop in order — health NOT_SERVING, stop consuming,
+//! finish in-flight calls, flush the outbox, exit.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::Readiness;
+use crate::grpc::{Bootstrap, GrpcError, Router};
+use crate::metrics::{GrpcMetrics, Metrics, OutboxMetrics};
 use sea_orm::{DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
+use ticket_proto::saga::v1::participant_server::ParticipantServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::Router;
-
-use crate::grpc::{Bootstrap, GrpcError};
-use ticket_proto::saga::v1::participant_server::ParticipantServer;
 
 use crate::messaging::{Consumer, ConsumerSettings, MessagingError, MessagingRuntime, Publisher};
 use crate::outbox::{self, Relay, RelaySettings};
@@ -33,6 +34,8 @@ const DB_CLOSE_GRACE: Duration = Duration::from_secs(2);
 const OUTBOX_FLUSH_GRACE: Duration = Duration::from_secs(5);
 /// How long stopping consumers, the relay and the RocketMQ client may take in all.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How often the outbox's backlog is measured for the metrics.
+const OUTBOX_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -56,6 +59,11 @@ pub enum StartError {
 pub struct Service {
     name: &'static str,
     listener: TcpListener,
+    admin_listener: TcpListener,
+    /// The service's metrics registry: the platform's metrics are in it; a service adds its
+    /// own.
+    pub metrics: Metrics,
+    ready: tokio::sync::watch::Sender<Readiness>,
     bootstrap: Bootstrap,
     pub db: DatabaseConnection,
     pub messaging: Arc<MessagingRuntime>,
@@ -87,21 +95,43 @@ impl Service {
                 addr: config.grpc_addr,
                 source,
             })?;
+        let admin_listener = TcpListener::bind(config.admin_addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.admin_addr,
+                source,
+            })?;
         let messaging = MessagingRuntime::start(config.messaging.clone())?;
+        let metrics = Metrics::default();
+        messaging.metrics().register(&metrics);
+        let grpc = GrpcMetrics::default();
+        grpc.register(&metrics, "server");
+        let outbox_metrics = OutboxMetrics::default();
+        outbox_metrics.register(&metrics);
         let publisher =
             Arc::new(Publisher::start(Arc::clone(&messaging), &format!("{name}-producer")).await?);
         let relay = Relay::spawn(db.clone(), Arc::clone(&publisher), RelaySettings::default());
+        let background_stop = CancellationToken::new();
+        let gauges = tokio::spawn(outbox::measure(
+            db.clone(),
+            outbox_metrics,
+            OUTBOX_GAUGE_INTERVAL,
+            background_stop.clone(),
+        ));
         Ok(Self {
             name,
             listener,
-            bootstrap: Bootstrap::new(services)?,
+            admin_listener,
+            metrics,
+            ready: tokio::sync::watch::Sender::new(Err("starting".into())),
+            bootstrap: Bootstrap::new(services, grpc)?,
             db: db.clone(),
             messaging,
             publisher,
             relay,
             consumers: Vec::new(),
-            background_stop: CancellationToken::new(),
-            background: Vec::new(),
+            background_stop,
+            background: vec![gauges],
             dependencies: vec![Dependency::postgres(db.clone())],
         })
     }
@@ -109,6 +139,13 @@ impl Service {
     /// The address gRPC listens on (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The address the admin HTTP port listens on (the real port when configured with 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
@@ -212,6 +249,9 @@ impl Service {
         let Self {
             name,
             listener,
+            admin_listener,
+            metrics,
+            ready,
             bootstrap,
             db,
             messaging,
@@ -222,7 +262,15 @@ impl Service {
             background,
             dependencies,
         } = self;
-        tracing::info!(service = name, addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
+        tracing::info!(service = name, addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), admin = %admin_listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC and the admin port");
+        // The admin port answers until the very end (`/readyz` 503 while stopping).
+        let admin_stop = CancellationToken::new();
+        let admin = tokio::spawn(crate::admin::serve(
+            admin_listener,
+            metrics,
+            ready.subscribe(),
+            admin_stop.clone(),
+        ));
         // In-flight calls get DRAIN_GRACE once the stop began; one still waiting on a
         // dependency that does not answer is then cut off, so a stop always ends.
         let stopping = Arc::new(tokio::sync::Notify::new());
@@ -234,7 +282,7 @@ impl Service {
             }
         };
         let served = tokio::select! {
-            served = bootstrap.serve(listener, dependencies, signalled) => served,
+            served = bootstrap.serve(listener, dependencies, ready, signalled) => served,
             () = async {
                 stopping.notified().await;
                 tokio::time::sleep(DRAIN_GRACE).await;
@@ -271,6 +319,8 @@ impl Service {
             Ok(Err(err)) => tracing::warn!(error = %err, "closing the database pool"),
             Err(_) => tracing::warn!("the database pool did not close in time; left to the exit"),
         }
+        admin_stop.cancel();
+        let _ = admin.await;
         tracing::info!(service = name, "stopped");
         Ok(served?)
     }

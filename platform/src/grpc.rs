@@ -1,19 +1,34 @@
 //! gRPC server bootstrap shared by every service: `grpc.health.v1.Health`, server reflection
 //! (so `grpcurl -plaintext HOST:PORT list` works with no proto files), a span per call that
-//! continues the caller's trace (W3C `traceparent` metadata), and a graceful stop that turns
-//! health to NOT_SERVING before draining in-flight calls.
+//! continues the caller's trace (W3C `traceparent` metadata), every call counted and timed by
+//! method and status code (`grpc_server_*` metrics), and a graceful stop that turns health to
+//! NOT_SERVING before draining in-flight calls.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::TcpIncoming;
+use tower::layer::util::{Identity, Stack};
+
+use crate::metrics::GrpcMetrics;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::readiness::Dependency;
 
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+const REFLECTION_SERVICES: [&str; 2] = [
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// The router every service adds its gRPC servers to: calls pass the metrics layer.
+pub type Router = tonic::transport::server::Router<Stack<MetricsLayer, Identity>>;
 
 /// Why the gRPC server could not be built or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +49,7 @@ pub struct Bootstrap {
 impl Bootstrap {
     /// A router already serving health and reflection; add the service's own servers to
     /// [`Bootstrap::router`].
-    pub fn new(services: &[&'static str]) -> Result<Self, GrpcError> {
+    pub fn new(services: &[&'static str], metrics: GrpcMetrics) -> Result<Self, GrpcError> {
         let (health, health_server) = tonic_health::server::health_reporter();
         let mut v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(ticket_proto::FILE_DESCRIPTOR_SET)
@@ -48,7 +63,14 @@ impl Bootstrap {
             v1 = v1.with_service_name(*name);
             v1alpha = v1alpha.with_service_name(*name);
         }
+        let mut known: Vec<&'static str> = services.to_vec();
+        known.push(HEALTH_SERVICE);
+        known.extend(REFLECTION_SERVICES);
         let router = tonic::transport::Server::builder()
+            .layer(MetricsLayer {
+                metrics,
+                services: Arc::new(known),
+            })
             .trace_fn(|request| {
                 let span = tracing::info_span!("grpc", path = %request.uri().path());
                 if let Some(traceparent) = request
@@ -85,6 +107,7 @@ impl Bootstrap {
         self,
         listener: TcpListener,
         dependencies: Vec<Dependency>,
+        ready: tokio::sync::watch::Sender<crate::admin::Readiness>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), GrpcError> {
         let Self {
@@ -98,6 +121,7 @@ impl Bootstrap {
             dependencies,
             health.clone(),
             services.clone(),
+            ready.clone(),
             watching.clone(),
         ));
         let health_at_stop = health.clone();
@@ -106,6 +130,7 @@ impl Bootstrap {
             watching.cancel();
             let _ = watcher.await;
             set_status(&health_at_stop, &services, ServingStatus::NotServing).await;
+            let _ = ready.send_replace(Err("stopping".into()));
             tracing::info!("health is NOT_SERVING; draining in-flight calls");
         };
         // Accepted connections send at once (TCP_NODELAY): with Nagle on, a response's later
@@ -144,5 +169,79 @@ pub fn require_admin<T>(
         _ => Err(tonic::Status::unauthenticated(
             "this call needs the admin token: send `authorization: Bearer <token>`",
         )),
+    }
+}
+
+/// Counts and times every call by method and status code (`grpc_server_*`). A path that names
+/// none of the served services is counted as `other`, so a caller cannot make labels up.
+#[derive(Clone)]
+pub struct MetricsLayer {
+    metrics: GrpcMetrics,
+    services: Arc<Vec<&'static str>>,
+}
+
+impl MetricsLayer {
+    fn method(&self, path: &str) -> String {
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        if self.services.contains(&service) {
+            path.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = Metered<S>;
+
+    fn layer(&self, inner: S) -> Metered<S> {
+        Metered {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// A gRPC service whose calls are counted and timed.
+#[derive(Clone)]
+pub struct Metered<S> {
+    inner: S,
+    layer: MetricsLayer,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Metered<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = self.layer.method(request.uri().path());
+        let metrics = self.layer.metrics.clone();
+        let started = Instant::now();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await;
+            // An error status comes in the headers (a trailers-only answer); a call answered
+            // with a message has its OK in the trailers.
+            let code = match &answer {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from),
+                Err(_) => tonic::Code::Unknown,
+            };
+            metrics.observe(&method, code, started.elapsed());
+            answer
+        })
     }
 }

@@ -1,8 +1,10 @@
 //! What every ticket service shares: configuration, telemetry, RocketMQ messaging, the
-//! transactional outbox and inbox, dead letters, Postgres access, the gRPC bootstrap and the
-//! checks of what clients send (identifiers, a buyer's contact).
+//! transactional outbox and inbox, dead letters, Postgres access, the gRPC bootstrap, the admin
+//! HTTP port and its metrics, and the checks of what clients send (identifiers, a buyer's
+//! contact).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod contact;
@@ -14,6 +16,7 @@ pub mod grpc;
 pub mod handover;
 pub mod inbox;
 pub mod messaging;
+pub mod metrics;
 pub mod migration;
 pub mod outbox;
 pub mod participant;

@@ -307,3 +307,44 @@ async fn purge_sent(db: &DatabaseConnection, retention: Duration) {
         tracing::warn!(error = %err, "cannot purge sent outbox rows");
     }
 }
+
+/// Measures the backlog every `interval` until `stop`: rows not yet published and the age of
+/// the oldest (`outbox_backlog_rows`, `outbox_oldest_age_seconds`), on the unsent rows' index.
+pub async fn measure(
+    db: DatabaseConnection,
+    metrics: crate::metrics::OutboxMetrics,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT count(*) AS rows, \
+                   COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age \
+                 FROM outbox WHERE sent_at IS NULL AND failure IS NULL",
+            ))
+            .await;
+        match row {
+            Ok(Some(row)) => {
+                if let (Ok(rows), Ok(age)) = (
+                    row.try_get::<i64>("", "rows"),
+                    row.try_get::<f64>("", "age"),
+                ) {
+                    metrics.backlog.set(rows);
+                    metrics.oldest_age.set(age.max(0.0));
+                }
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::debug!(error = %err, "the outbox backlog could not be measured");
+            }
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Readiness: the dependencies a service cannot do its job without (its database; Redis for
 //! the services that sell), probed every second. While one does not answer, health
-//! (`grpc.health.v1`) is NOT_SERVING, so a load balancer or Kubernetes sends the calls
-//! elsewhere; once all answer again it is SERVING, with no restart.
+//! (`grpc.health.v1`) is NOT_SERVING and the admin port's `/readyz` answers 503, so a load
+//! balancer or Kubernetes sends the calls elsewhere; once all answer again both say so, with
+//! no restart.
 //!
 //! The broker is not one of them: while it is down the services still work (commands and
 //! events go over gRPC), and every pod is needed for that.
@@ -78,15 +79,32 @@ impl Dependency {
     }
 }
 
+/// Tells `/readyz` what does not answer (nothing: ready).
+fn ready_now(ready: &tokio::sync::watch::Sender<crate::admin::Readiness>, failing: &[String]) {
+    let now = if failing.is_empty() {
+        Ok(())
+    } else {
+        Err(failing.join("; "))
+    };
+    ready.send_if_modified(|was| {
+        let changed = *was != now;
+        *was = now;
+        changed
+    });
+}
+
 /// Probes `dependencies` every [`PROBE_INTERVAL`] until `stop`, setting `services` (and the
-/// server as a whole) SERVING when all answer and NOT_SERVING when one does not. Returns on
-/// `stop` without touching health again, so the stop's NOT_SERVING is the last word.
+/// server as a whole) SERVING when all answer and NOT_SERVING when one does not, and `ready`
+/// to what does not answer. Returns on `stop` without touching either again, so the stop has
+/// the last word.
 pub(crate) async fn watch(
     dependencies: Vec<Dependency>,
     health: HealthReporter,
     services: Vec<&'static str>,
+    ready: tokio::sync::watch::Sender<crate::admin::Readiness>,
     stop: CancellationToken,
 ) {
+    let ready_to = ready;
     let mut ready = true;
     let mut ticks = tokio::time::interval(PROBE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -105,6 +123,7 @@ pub(crate) async fn watch(
                 .collect(),
         };
         let now_ready = failing.is_empty();
+        ready_now(&ready_to, &failing);
         if now_ready != ready {
             if now_ready {
                 tracing::info!("every dependency answers again; health is SERVING");

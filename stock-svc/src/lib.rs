@@ -10,6 +10,7 @@ pub mod drift;
 pub mod error;
 pub mod gate;
 pub mod ledger;
+pub mod metrics;
 pub mod migration;
 pub mod rebuild;
 pub mod stock;
@@ -53,6 +54,8 @@ use ticket_platform::service::ServiceConfig;
 pub const ENV_PREFIX: &str = "TICKET_STOCK";
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50052;
+/// Default admin HTTP port (`/metrics`, `/livez`, `/readyz`).
+pub const DEFAULT_ADMIN_PORT: u16 = 9101;
 /// The gRPC services this process serves, as reflection lists them.
 pub const SERVICES: &[&str] = &[
     "ticket.stock.v1.CatalogService",
@@ -83,7 +86,12 @@ impl Config {
     }
 
     pub fn load(source: &mut ConfigSource) -> Self {
-        let service = ServiceConfig::load(source, "stock-svc", DEFAULT_PORT, "ticket_stock");
+        let service = ServiceConfig::load(
+            source,
+            "stock-svc",
+            (DEFAULT_PORT, DEFAULT_ADMIN_PORT),
+            "ticket_stock",
+        );
         let redis_url = source.string("redis.url", "redis://127.0.0.1:6379");
         let redis_connections = source.get("redis.connections", 16usize);
         if !(1..=256).contains(&redis_connections) {
@@ -150,6 +158,7 @@ impl Application {
             gate.clone(),
             config.ledger_writers,
         );
+        stock.metrics.register(&service.metrics);
         let admin_token = config.service.admin_token.clone();
         let participant = service
             .participant(
@@ -190,6 +199,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.service.local_addr()
+    }
+
+    /// Where the admin HTTP port (`/metrics`, `/livez`, `/readyz`) listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.service.admin_addr()
     }
 
     pub async fn run_until_stopped(

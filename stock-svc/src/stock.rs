@@ -174,6 +174,7 @@ pub struct Stock {
     writer: LedgerWriter,
     /// One check against the ledger per session at a time, after Redis started anew.
     pub(crate) checks: SessionChecks,
+    pub metrics: crate::metrics::StockMetrics,
 }
 
 impl Stock {
@@ -188,6 +189,7 @@ impl Stock {
             tiers: Tiers::new(record.clone()),
             writer: LedgerWriter::spawn(db.clone(), ledger_writers),
             checks: SessionChecks::default(),
+            metrics: crate::metrics::StockMetrics::default(),
             db,
             record,
             gate,
@@ -221,6 +223,7 @@ impl Stock {
                         self.gate.prededuct(tier, order_no, user_id, *quantity)
                     })
                     .await?;
+                self.metrics.prededucted(answer.outcome);
                 let fence = (answer.outcome == PredeductOutcome::Deducted).then(|| Fence {
                     order_no: order_no.to_owned(),
                     state: FenceState::Deducted,

@@ -3,6 +3,7 @@
 //! stack that `scripts/stack.sh up` starts.
 #![forbid(unsafe_code)]
 
+pub mod admin_port;
 pub mod broker;
 pub mod http_receiver;
 pub mod order;
@@ -120,6 +121,7 @@ pub fn service_config(
 ) -> ticket_platform::service::ServiceConfig {
     ticket_platform::service::ServiceConfig {
         grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         admin_token: stock::TOKEN.into(),
         database,
         messaging,

@@ -17,6 +17,8 @@ use crate::stock::StockApp;
 
 pub struct OrderApp {
     pub addr: SocketAddr,
+    /// Its admin HTTP port (`/metrics`, `/livez`, `/readyz`).
+    pub admin: SocketAddr,
     pub channel: Channel,
     running: Running,
     pub db: DatabaseConnection,
@@ -76,10 +78,12 @@ impl OrderApp {
             .await
             .expect("order-svc starts");
         app.set_duplicate_deliveries(duplicates);
+        let admin = app.admin_addr();
         let running =
             Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped)).await;
         Self {
             addr: running.addr,
+            admin,
             channel: running.channel.clone(),
             running,
             db,

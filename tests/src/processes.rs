@@ -126,6 +126,8 @@ impl Dependencies {
 /// The whole system as processes.
 pub struct ProcessSystem {
     pub addrs: HashMap<Service, SocketAddr>,
+    /// Each service's admin HTTP port (`/metrics`, `/livez`, `/readyz`).
+    pub admins: HashMap<Service, SocketAddr>,
     pub databases: HashMap<Service, DatabaseConfig>,
     pub messaging: MessagingConfig,
     pub redis_url: String,
@@ -139,9 +141,14 @@ impl ProcessSystem {
     /// Every service on a database of its own on `on`'s Postgres, on its Redis and broker.
     pub async fn start(on: Dependencies, payment_window: Duration) -> Self {
         let mut addrs = HashMap::new();
+        let mut admins = HashMap::new();
         let mut databases = HashMap::new();
         for service in Service::ALL {
             addrs.insert(
+                service,
+                SocketAddr::from(([127, 0, 0, 1], crate::free_port())),
+            );
+            admins.insert(
                 service,
                 SocketAddr::from(([127, 0, 0, 1], crate::free_port())),
             );
@@ -152,6 +159,7 @@ impl ProcessSystem {
         }
         let system = Self {
             addrs,
+            admins,
             databases,
             messaging: on.messaging,
             redis_url: on.redis_url,
@@ -180,6 +188,7 @@ impl ProcessSystem {
         let millis = |d: Duration| d.as_millis().to_string();
         let mut settings: Vec<(&str, String)> = vec![
             ("GRPC__ADDR", self.addrs[&service].to_string()),
+            ("ADMIN__ADDR", self.admins[&service].to_string()),
             ("DATABASE__URL", self.databases[&service].url.clone()),
             ("DATABASE__MAX_CONNECTIONS", "8".into()),
             ("MESSAGING__NAME_SERVER", self.messaging.name_server.clone()),

@@ -21,6 +21,8 @@ impl Future for Stopped {
 /// A service started in this process, stopped by [`Running::stop`].
 pub struct Running {
     pub addr: SocketAddr,
+    /// Its admin HTTP port (`/metrics`, `/livez`, `/readyz`), once [`Running::admin_at`] said.
+    pub admin: SocketAddr,
     pub channel: Channel,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<Result<(), String>>,
@@ -43,10 +45,18 @@ impl Running {
             .expect("connect");
         Self {
             addr,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             channel,
             stop,
             server,
         }
+    }
+
+    /// The same, its admin port at `admin`.
+    #[must_use]
+    pub fn admin_at(mut self, admin: SocketAddr) -> Self {
+        self.admin = admin;
+        self
     }
 
     /// A handle standing for a service that was stopped (to swap in while restarting).
@@ -54,6 +64,7 @@ impl Running {
         let (stop, _) = tokio::sync::oneshot::channel();
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             channel: tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
             stop,
             server: tokio::spawn(async { Ok(()) }),
@@ -66,6 +77,7 @@ impl Running {
         let (stop, _) = tokio::sync::oneshot::channel();
         Self {
             addr,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             channel: tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                 .expect("endpoint")
                 .connect_lazy(),

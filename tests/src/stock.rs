@@ -24,6 +24,8 @@ pub const TOKEN: &str = "stock-test-token";
 
 pub struct StockApp {
     pub addr: SocketAddr,
+    /// Its admin HTTP port (`/metrics`, `/livez`, `/readyz`).
+    pub admin: SocketAddr,
     pub channel: Channel,
     running: Running,
     pub db: DatabaseConnection,
@@ -94,10 +96,12 @@ impl StockApp {
             .await
             .expect("stock-svc starts");
         app.set_duplicate_deliveries(duplicates);
+        let admin = app.admin_addr();
         let running =
             Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped)).await;
         Self {
             addr: running.addr,
+            admin,
             channel: running.channel.clone(),
             running,
             db,

@@ -95,10 +95,12 @@ impl System {
             .await
             .expect("notify-svc starts");
         notify_app.set_duplicate_deliveries(duplicates);
+        let notify_admin = notify_app.admin_addr();
         let notify = Running::spawn(notify_app.local_addr(), |stopped| {
             notify_app.run_until_stopped(stopped)
         })
-        .await;
+        .await
+        .admin_at(notify_admin);
         let orchestrator_database = fresh_database_config("t_orch_").await;
         let orchestrator = start_orchestrator(
             &stock,
@@ -333,5 +335,8 @@ async fn start_orchestrator(
         .await
         .expect("orchestrator starts");
     app.set_duplicate_deliveries(duplicates);
-    Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped)).await
+    let admin = app.admin_addr();
+    Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped))
+        .await
+        .admin_at(admin)
 }

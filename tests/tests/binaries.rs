@@ -13,6 +13,7 @@ async fn start(name: &str, prefix: &str) -> (Child, String) {
     let database = fresh_database_config("t_bin_").await;
     let mut child = Command::new(binary(name))
         .env(format!("{prefix}_GRPC__ADDR"), "127.0.0.1:0")
+        .env(format!("{prefix}_ADMIN__ADDR"), "127.0.0.1:0")
         .env(format!("{prefix}_DATABASE__URL"), &database.url)
         .env(
             format!("{prefix}_MESSAGING__NAMESPACE"),

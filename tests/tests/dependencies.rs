@@ -142,6 +142,14 @@ async fn postgres_killed_answers_unavailable_turns_not_serving_and_recovers_with
     )
     .await;
     let not_serving_after = started.elapsed();
+    // The admin ports say the same: alive, not ready, and why.
+    for service in Service::ALL {
+        let admin = system.admins[&service];
+        assert_eq!(e2e::admin_port::get(admin, "/livez").await.0, 200);
+        let (status, body) = e2e::admin_port::get(admin, "/readyz").await;
+        assert_eq!(status, 503, "{service:?}: {body}");
+        assert!(body.contains("postgres"), "{service:?}: {body}");
+    }
 
     // Calls that need the database answer UNAVAILABLE within seconds, and change nothing.
     let mut took = vec![
@@ -216,6 +224,13 @@ async fn postgres_killed_answers_unavailable_turns_not_serving_and_recovers_with
     )
     .await;
     let serving_after = started.elapsed();
+    for service in [Service::Stock, Service::Order, Service::Orchestrator] {
+        let admin = system.admins[&service];
+        e2e::eventually(Duration::from_secs(5), "ready again", || async {
+            (e2e::admin_port::get(admin, "/readyz").await.0 == 200).then_some(())
+        })
+        .await;
+    }
     let order_back = e2e::eventually(Duration::from_secs(10), "CreateOrder again", || async {
         create(&system, "back", tier_id).await.ok()
     })

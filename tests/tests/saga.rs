@@ -562,6 +562,7 @@ impl OrchestratorProcess {
         let mut child = std::process::Command::new(e2e::binary("orchestrator"))
             .envs([
                 ("TICKET_ORCHESTRATOR_GRPC__ADDR", "127.0.0.1:0".to_owned()),
+                ("TICKET_ORCHESTRATOR_ADMIN__ADDR", "127.0.0.1:0".to_owned()),
                 (
                     "TICKET_ORCHESTRATOR_DATABASE__URL",
                     system.orchestrator_database.url.clone(),

@@ -67,7 +67,8 @@ impl HttpProvider {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            let text: String = text.chars().take(200).collect();
+            // Cut once the address in it is masked (`crate::delivery`).
+            let text: String = text.chars().take(2000).collect();
             return Err(format!("the provider answered {status}: {text}"));
         }
         let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();

@@ -234,6 +234,12 @@ pub trait SagaType: Send + Sync + 'static {
     /// The engine is about to undo the saga because of `why`.
     fn undoing(&self, data: &mut Self::Data, why: Undo);
 
+    /// Why the saga is being undone, in a closed set (a metrics label); `None` when it is not.
+    fn undo_reason(&self, data: &Self::Data) -> Option<&'static str> {
+        let _ = data;
+        None
+    }
+
     /// Whether the saga, ended compensated, sends its `on_compensated` commands.
     fn announces_compensation(&self, data: &Self::Data) -> bool {
         let _ = data;

@@ -349,6 +349,10 @@ impl SagaType for Purchase {
         data.cancel_reason.get_or_insert(reason);
     }
 
+    fn undo_reason(&self, data: &PurchaseData) -> Option<&'static str> {
+        data.cancel_reason.map(CancelReason::as_str)
+    }
+
     fn announces_compensation(&self, data: &PurchaseData) -> bool {
         data.reserved
     }

@@ -321,13 +321,13 @@ pub async fn confirm(conn: &impl ConnectionTrait, order_no: &str) -> Result<Orde
 }
 
 /// Cancels an order that is not paid yet (the buyer, or the saga with its reason). Repeated →
-/// the same order, with the first reason.
+/// the same order, with the first reason. `true` when this call cancelled it.
 pub async fn cancel(
     conn: &impl ConnectionTrait,
     order_no: &str,
     reason: CancelReason,
     note: Option<&str>,
-) -> Result<Order, Error> {
+) -> Result<(Order, bool), Error> {
     if let Some(order) = compare_and_set(
         conn,
         order_no,
@@ -350,11 +350,11 @@ pub async fn cancel(
             },
         );
         announce(conn, &order, Some(event)).await?;
-        return Ok(order);
+        return Ok((order, true));
     }
     let order = existing(conn, order_no).await?;
     match status_of(&order)? {
-        Status::Cancelled => Ok(order),
+        Status::Cancelled => Ok((order, false)),
         Status::Paid | Status::Confirmed => Err(Error::precondition(
             "ORDER_PAID",
             format!("order {order_no} is paid; it can no longer be cancelled"),
@@ -367,13 +367,14 @@ pub async fn cancel(
 }
 
 /// Pays an order awaiting payment, before its deadline, with exactly its total. Paying again
-/// with the same payment reference is answered like the first time.
+/// with the same payment reference is answered like the first time. `true` when this call
+/// paid it.
 pub async fn pay(
     conn: &impl ConnectionTrait,
     order_no: &str,
     payment_ref: &str,
     amount_cents: i64,
-) -> Result<Order, Error> {
+) -> Result<(Order, bool), Error> {
     if let Some(order) = compare_and_set(
         conn,
         order_no,
@@ -402,12 +403,12 @@ pub async fn pay(
             },
         );
         announce(conn, &order, Some(event)).await?;
-        return Ok(order);
+        return Ok((order, true));
     }
     let order = existing(conn, order_no).await?;
     match status_of(&order)? {
         Status::Paid | Status::Confirmed if order.payment_ref.as_deref() == Some(payment_ref) => {
-            Ok(order)
+            Ok((order, false))
         }
         Status::Paid | Status::Confirmed => Err(Error::precondition(
             "ALREADY_PAID",

@@ -27,6 +27,7 @@ use tracing::Instrument;
 use super::envelope::{IncomingMessage, property};
 use super::{MessagingError, MessagingRuntime, Namespace, tag_expression};
 use crate::dead_letter;
+use crate::metrics::{ConsumedLabels, GroupLabel, MessagingMetrics, TopicGroup};
 
 /// Why a handler did not complete a message.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +133,7 @@ impl Consumer {
             namespace: config.namespace.clone(),
             group: settings.group.clone(),
             dead_letters: settings.dead_letters,
+            metrics: runtime.metrics().clone(),
         });
         consumer
             .start()
@@ -157,6 +159,7 @@ struct Listener<H> {
     namespace: Namespace,
     group: String,
     dead_letters: Option<DatabaseConnection>,
+    metrics: MessagingMetrics,
 }
 
 impl<H: MessageHandler> MessageListenerConcurrently for Listener<H> {
@@ -188,6 +191,7 @@ impl<H: MessageHandler> MessageListenerConcurrently for Listener<H> {
         let handler = Arc::clone(&self.handler);
         let dead_letters = self.dead_letters.clone();
         let group = self.group.clone();
+        let metrics = self.metrics.clone();
         let (done, outcome) = tokio::sync::oneshot::channel();
         self.app.spawn(async move {
             tracing::debug!(
@@ -195,7 +199,12 @@ impl<H: MessageHandler> MessageListenerConcurrently for Listener<H> {
                 listener_to_handlers_ms = listened.elapsed().as_secs_f64() * 1000.0,
                 "batch handed to the handlers"
             );
-            let _ = done.send(handle_batch(&*handler, batch, &group, dead_letters.as_ref()).await);
+            let consumer = Consuming {
+                group: &group,
+                dead_letters: dead_letters.as_ref(),
+                metrics: &metrics,
+            };
+            let _ = done.send(handle_batch(&*handler, batch, &consumer).await);
         });
         // An unanswered oneshot means the service's runtime is shutting down: redeliver later.
         Ok(match outcome.blocking_recv() {
@@ -211,13 +220,12 @@ impl<H: MessageHandler> MessageListenerConcurrently for Listener<H> {
 async fn handle_batch<H: MessageHandler>(
     handler: &H,
     batch: Vec<IncomingMessage>,
-    group: &str,
-    dead_letters: Option<&DatabaseConnection>,
+    consumer: &Consuming<'_>,
 ) -> bool {
     let lanes = by_key(batch).into_iter().map(|lane| async move {
         let mut all_done = true;
         for message in lane {
-            all_done &= handle_one(handler, message, group, dead_letters).await;
+            all_done &= handle_one(handler, message, consumer).await;
         }
         all_done
     });
@@ -239,13 +247,41 @@ fn by_key(batch: Vec<IncomingMessage>) -> Vec<Vec<IncomingMessage>> {
     lanes
 }
 
+/// The consumer a batch is handled for: its group, where rejected messages go, and what is
+/// counted.
+struct Consuming<'a> {
+    group: &'a str,
+    dead_letters: Option<&'a DatabaseConnection>,
+    metrics: &'a MessagingMetrics,
+}
+
 /// Runs the handler on one message; `false` asks for redelivery.
 async fn handle_one<H: MessageHandler>(
     handler: &H,
     message: IncomingMessage,
-    group: &str,
-    dead_letters: Option<&DatabaseConnection>,
+    consumer: &Consuming<'_>,
 ) -> bool {
+    let Consuming {
+        group,
+        dead_letters,
+        metrics,
+    } = *consumer;
+    let labels = TopicGroup {
+        topic: message.topic.clone(),
+        group: group.to_owned(),
+    };
+    if message.stored_at_ms > 0 {
+        let waited_ms = chrono::Utc::now().timestamp_millis() - message.stored_at_ms;
+        #[allow(clippy::cast_precision_loss)]
+        metrics
+            .delay
+            .get_or_create(&labels)
+            .observe(waited_ms.max(0) as f64 / 1000.0);
+    }
+    if message.reconsume_times > 0 {
+        metrics.redeliveries.get_or_create(&labels).inc();
+    }
+    let started = std::time::Instant::now();
     let span = tracing::info_span!(
         "consume",
         group,
@@ -262,20 +298,47 @@ async fn handle_one<H: MessageHandler>(
         .handle(message.clone())
         .instrument(span.clone())
         .await;
+    metrics
+        .handling
+        .get_or_create(&labels)
+        .observe(crate::metrics::secs(started.elapsed()));
+    let consumed = |outcome| {
+        metrics
+            .consumed
+            .get_or_create(&ConsumedLabels {
+                topic: labels.topic.clone(),
+                group: labels.group.clone(),
+                outcome,
+            })
+            .inc();
+    };
     match result {
-        Ok(()) => true,
+        Ok(()) => {
+            consumed("ok");
+            true
+        }
         Err(HandleError::Retry(reason)) => {
+            consumed("retry");
             tracing::warn!(parent: &span, %reason, "handler failed; the broker will redeliver");
             false
         }
         Err(HandleError::Reject(reason)) => {
+            consumed("rejected");
             tracing::error!(parent: &span, %reason, "message rejected; publishing it as a dead letter");
             let Some(db) = dead_letters else { return true };
             match dead_letter::reject(db, group, &message, &reason)
                 .instrument(span.clone())
                 .await
             {
-                Ok(()) => true,
+                Ok(()) => {
+                    metrics
+                        .dead_letters
+                        .get_or_create(&GroupLabel {
+                            group: group.to_owned(),
+                        })
+                        .inc();
+                    true
+                }
                 Err(err) => {
                     tracing::warn!(parent: &span, error = %err, "cannot record the dead letter; the broker will redeliver");
                     false
@@ -306,6 +369,7 @@ fn incoming(namespace: &Namespace, msg: &MessageExt) -> IncomingMessage {
         broker_message_id: msg.msg_id().to_string(),
         queue_id: msg.queue_id(),
         delivered_from: namespace.strip(msg.topic().as_str()),
+        stored_at_ms: msg.store_timestamp(),
     }
 }
 
@@ -328,6 +392,7 @@ mod tests {
             broker_message_id: id.into(),
             queue_id: 0,
             delivered_from: "T".into(),
+            stored_at_ms: 0,
         }
     }
 

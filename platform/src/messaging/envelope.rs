@@ -121,6 +121,8 @@ pub struct IncomingMessage {
     /// The topic it was delivered from (no namespace): its own, or `%RETRY%<group>` or
     /// `%DLQ%<group>` for a message the broker moved.
     pub delivered_from: String,
+    /// When the broker stored it (milliseconds since the epoch; 0 when unknown).
+    pub stored_at_ms: i64,
 }
 
 impl IncomingMessage {

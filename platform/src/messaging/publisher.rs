@@ -15,6 +15,7 @@ use tokio::sync::RwLock;
 
 use super::envelope::{OutgoingMessage, property};
 use super::{MessagingError, MessagingRuntime};
+use crate::metrics::SentLabels;
 
 /// How long a topic's queue list is trusted before it is fetched again.
 const QUEUE_CACHE_TTL: Duration = Duration::from_secs(10);
@@ -140,6 +141,18 @@ impl Publisher {
         });
         let result = futures::future::try_join_all(sends).await;
         drop(producer);
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        for outgoing in messages {
+            self.runtime
+                .metrics()
+                .sent
+                .get_or_create(&SentLabels {
+                    topic: outgoing.topic.clone(),
+                    tag: outgoing.tag.clone(),
+                    outcome,
+                })
+                .inc();
+        }
         if let Err((topic, reason)) = result {
             // The route may be stale (a restarted broker): fetch the queues again next time.
             self.queues.write().await.remove(&topic);

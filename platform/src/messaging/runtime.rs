@@ -158,6 +158,7 @@ pub struct MessagingRuntime {
     owner: Mutex<Option<RuntimeOwner>>,
     _telemetry: TelemetryRuntimeGuard,
     config: MessagingConfig,
+    metrics: crate::metrics::MessagingMetrics,
 }
 
 impl MessagingRuntime {
@@ -192,11 +193,17 @@ impl MessagingRuntime {
             owner: Mutex::new(Some(owner)),
             _telemetry: telemetry,
             config,
+            metrics: crate::metrics::MessagingMetrics::default(),
         }))
     }
 
     pub fn config(&self) -> &MessagingConfig {
         &self.config
+    }
+
+    /// What this process's publishers and consumers did (registered by the service).
+    pub fn metrics(&self) -> &crate::metrics::MessagingMetrics {
+        &self.metrics
     }
 
     pub(crate) fn client(&self) -> Arc<ClientRuntime> {

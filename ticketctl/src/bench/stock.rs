@@ -99,6 +99,7 @@ async fn measure(args: Args, id: &str, url: String) -> anyhow::Result<()> {
     let config = stock_svc::Config {
         service: ServiceConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token: TOKEN.into(),
             database: DatabaseConfig {
                 url,

@@ -60,6 +60,7 @@ impl<T: SagaType> Engine<T> {
             for inserted in log::insert(txn, &new).await? {
                 if let Some(own) = started.remove(&inserted.order_no) {
                     pending.append(own);
+                    pending.outcomes.started += 1;
                 }
             }
             Ok(results)

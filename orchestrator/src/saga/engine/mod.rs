@@ -22,6 +22,7 @@ use ticket_proto::saga::v1::{Command, Reply};
 use super::definition::{SagaType, StepKind, StepName};
 use super::log::{self, Action, NewTimer, SagaRow, Sent};
 use super::machine::{Effect, Machine, Refused, Saga, State};
+use super::metrics::SagaMetrics;
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 
@@ -54,6 +55,7 @@ struct Inner<T> {
     dispatcher: Dispatcher,
     /// This replica's name in the timers it claims and fires.
     replica: String,
+    metrics: SagaMetrics,
 }
 
 /// What an operator asks of a saga.
@@ -72,8 +74,14 @@ impl<T: SagaType> Engine<T> {
                 saga_type,
                 dispatcher,
                 replica: uuid::Uuid::now_v7().to_string(),
+                metrics: SagaMetrics::default(),
             }),
         }
+    }
+
+    /// What the engine counts (registered by the service).
+    pub fn metrics(&self) -> &SagaMetrics {
+        &self.inner.metrics
     }
 
     pub fn saga_type(&self) -> &T {
@@ -142,6 +150,8 @@ impl<T: SagaType> Engine<T> {
         let value = change(&txn, &mut pending).await?;
         pending.write(&txn, self.replica()).await?;
         txn.commit().await?;
+        std::mem::take(&mut pending.outcomes)
+            .count(&self.inner.metrics, self.saga_type().declaration().name);
         let calls = pending.calls;
         if !calls.is_empty() {
             let engine = self.clone();
@@ -194,10 +204,30 @@ impl<T: SagaType> Engine<T> {
         if saga.state == State::Parked && row.state != State::Parked.as_str() {
             tracing::error!(saga_id = %row.saga_id, order_no = %row.order_no, incident = ?saga.incident, "saga parked for an operator");
         }
+        if matches!(
+            saga.state,
+            State::Completed | State::Compensated | State::Parked
+        ) && row.state != saga.state.as_str()
+        {
+            let reason = match saga.state {
+                State::Completed => "none",
+                _ => self.saga_type().undo_reason(&saga.data).unwrap_or("none"),
+            };
+            let took = (chrono::Utc::now() - row.created_at)
+                .to_std()
+                .unwrap_or_default()
+                .as_secs_f64();
+            pending
+                .outcomes
+                .ended
+                .push((saga.state.as_str(), reason, took));
+        }
         for effect in effects {
             match effect {
-                Effect::Send { step, attempt } => self.send(pending, &row, &saga, step, attempt)?,
-                Effect::Announce { step } => self.send(pending, &row, &saga, step, 1)?,
+                Effect::Send { step, attempt } => {
+                    self.send(pending, &row, &saga, (step, attempt), false)?;
+                }
+                Effect::Announce { step } => self.send(pending, &row, &saga, (step, 1), true)?,
                 Effect::Timer {
                     kind,
                     step,
@@ -218,14 +248,17 @@ impl<T: SagaType> Engine<T> {
     }
 
     /// Records a step's command in the history and sends it: to the outbox, or to the calls
-    /// made over gRPC after the commit.
+    /// made over gRPC after the commit. An announced command (no timeout retries it) goes to
+    /// the outbox whenever there is one, even while the broker is down: the outbox's handover
+    /// delivers it over gRPC, round after round until it is taken, and the relay publishes it
+    /// once the broker is back (the participant absorbs the second copy).
     fn send(
         &self,
         pending: &mut Pending,
         row: &SagaRow,
         saga: &SagaOf<T>,
-        step: T::Step,
-        attempt: i32,
+        (step, attempt): (T::Step, i32),
+        announced: bool,
     ) -> Result<(), Error> {
         let spec = self
             .saga_type()
@@ -250,14 +283,15 @@ impl<T: SagaType> Engine<T> {
             body: Some(body),
         };
         let dispatcher = &self.inner.dispatcher;
+        let over_grpc = dispatcher.over_grpc() && !(announced && dispatcher.has_outbox());
         pending.sent.push(Sent {
             saga_id: row.saga_id.clone(),
             step: step.as_str().to_owned(),
             attempt,
             command: describe(&command),
-            transport: dispatcher.transport_name().to_owned(),
+            transport: if over_grpc { "grpc" } else { "rocketmq" }.to_owned(),
         });
-        if dispatcher.over_grpc() {
+        if over_grpc {
             pending.calls.push((participant, command));
             return Ok(());
         }

@@ -9,6 +9,7 @@ use ticket_platform::outbox;
 use crate::dispatch::Calls;
 use crate::error::Error;
 use crate::saga::log::{self, NewTimer, SagaRow, Sent};
+use crate::saga::metrics::Outcomes;
 
 #[derive(Default)]
 pub(super) struct Pending {
@@ -17,6 +18,8 @@ pub(super) struct Pending {
     pub messages: Vec<OutgoingMessage>,
     pub timers: Vec<NewTimer>,
     pub sagas: Vec<SagaRow>,
+    /// What to count once the transaction committed.
+    pub outcomes: Outcomes,
 }
 
 impl Pending {
@@ -27,6 +30,7 @@ impl Pending {
         self.messages.extend(other.messages);
         self.timers.extend(other.timers);
         self.sagas.extend(other.sagas);
+        self.outcomes.append(other.outcomes);
     }
 
     /// Writes what was gathered in `txn` on behalf of `replica` (the timers an ended saga

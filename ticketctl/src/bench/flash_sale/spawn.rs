@@ -162,6 +162,7 @@ impl System {
             .unwrap_or_default();
         let mut env: Vec<(&str, String)> = vec![
             ("GRPC__ADDR", self.addrs[&service].to_string()),
+            ("ADMIN__ADDR", "127.0.0.1:0".to_owned()),
             ("DATABASE__URL", database),
             ("MESSAGING__NAME_SERVER", settings.name_server.to_owned()),
             ("MESSAGING__NAMESPACE", namespace.to_owned()),

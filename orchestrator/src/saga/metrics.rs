@@ -1,0 +1,105 @@
+//! What the saga engine counts (on the orchestrator's admin port's `/metrics`): sagas started,
+//! sagas that ended (completed, compensated) or stopped for an operator (parked) by saga type,
+//! state and reason, and how long they took. Counted once their transaction committed.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use ticket_platform::metrics::{Histograms, Metrics, seconds};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    pub saga_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndedLabels {
+    pub saga_type: &'static str,
+    /// `COMPLETED`, `COMPENSATED` or `PARKED`.
+    pub state: &'static str,
+    /// Why it was undone (the purchase's cancel reason), `none` otherwise.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
+    pub saga_type: &'static str,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct SagaMetrics {
+    pub started: Family<TypeLabel, Counter>,
+    pub ended: Family<EndedLabels, Counter>,
+    /// From the saga's start to its end (or parking).
+    pub duration: Histograms<DurationLabels>,
+}
+
+impl Default for SagaMetrics {
+    fn default() -> Self {
+        Self {
+            started: Family::default(),
+            ended: Family::default(),
+            duration: Family::new_with_constructor(seconds),
+        }
+    }
+}
+
+impl SagaMetrics {
+    pub fn register(&self, metrics: &Metrics) {
+        metrics.register(
+            "sagas_started",
+            "Sagas started, by saga type",
+            self.started.clone(),
+        );
+        metrics.register(
+            "sagas_ended",
+            "Sagas that completed, were compensated or were parked for an operator, by saga \
+             type, state and reason",
+            self.ended.clone(),
+        );
+        metrics.register(
+            "saga_duration_seconds",
+            "From a saga's start to its end or parking",
+            self.duration.clone(),
+        );
+    }
+}
+
+/// What one engine transaction did to the sagas it moved, counted once it committed.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    pub started: u64,
+    /// (state, reason, seconds since the saga started).
+    pub ended: Vec<(&'static str, &'static str, f64)>,
+}
+
+impl Outcomes {
+    pub fn append(&mut self, other: Self) {
+        self.started += other.started;
+        self.ended.extend(other.ended);
+    }
+
+    pub fn count(self, metrics: &SagaMetrics, saga_type: &'static str) {
+        if self.started > 0 {
+            metrics
+                .started
+                .get_or_create(&TypeLabel { saga_type })
+                .inc_by(self.started);
+        }
+        for (state, reason, took) in self.ended {
+            metrics
+                .ended
+                .get_or_create(&EndedLabels {
+                    saga_type,
+                    state,
+                    reason,
+                })
+                .inc();
+            metrics
+                .duration
+                .get_or_create(&DurationLabels { saga_type, state })
+                .observe(took);
+        }
+    }
+}
