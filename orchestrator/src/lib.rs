@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use ticket_platform::app::{Service, StartError};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
-use ticket_platform::handover;
 use ticket_platform::messaging::{Consumer, ConsumerSettings, DLQ_PREFIX, topic};
 use ticket_platform::service::ServiceConfig;
 use ticket_proto::saga::v1::saga_admin_server::SagaAdminServer;
@@ -270,16 +269,11 @@ impl Application {
                 dispatcher,
                 on_reply: move |command, reply| replies.clone().handed_over_reply(command, reply),
             };
-            let (db, after) = (service.db.clone(), config.fallback_after);
-            service.spawn_background(|stop| {
-                handover::spawn(
-                    db,
-                    handover,
-                    &[topic::STOCK, topic::ORDER_CMD, topic::NOTIFICATION],
-                    after,
-                    stop,
-                )
-            });
+            service.spawn_handover(
+                handover,
+                &[topic::STOCK, topic::ORDER_CMD, topic::NOTIFICATION],
+                config.fallback_after,
+            );
         }
         let admin = SagaAdminApi {
             db: service.db.clone(),

@@ -183,11 +183,8 @@ impl Application {
         let orchestrator = Orchestrator::new(&config.orchestrator_addr, &config.orchestrator_token)
             .map_err(BuildError::Orchestrator)?;
         if !config.events_fallback_after.is_zero() {
-            let (db, after) = (service.db.clone(), config.events_fallback_after);
             let handover = EventHandover(orchestrator.clone());
-            service.spawn_background(|stop| {
-                ticket_platform::handover::spawn(db, handover, &[topic::ORDER], after, stop)
-            });
+            service.spawn_handover(handover, &[topic::ORDER], config.events_fallback_after);
         }
         if !config.sweep_interval.is_zero() {
             let (db, orchestrator) = (service.db.clone(), orchestrator.clone());

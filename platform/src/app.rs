@@ -63,6 +63,7 @@ pub struct Service {
     /// The service's metrics registry: the platform's metrics are in it; a service adds its
     /// own.
     pub metrics: Metrics,
+    outbox_metrics: OutboxMetrics,
     ready: tokio::sync::watch::Sender<Readiness>,
     bootstrap: Bootstrap,
     pub db: DatabaseConnection,
@@ -114,7 +115,7 @@ impl Service {
         let background_stop = CancellationToken::new();
         let gauges = tokio::spawn(outbox::measure(
             db.clone(),
-            outbox_metrics,
+            outbox_metrics.clone(),
             OUTBOX_GAUGE_INTERVAL,
             background_stop.clone(),
         ));
@@ -123,6 +124,7 @@ impl Service {
             listener,
             admin_listener,
             metrics,
+            outbox_metrics,
             ready: tokio::sync::watch::Sender::new(Err("starting".into())),
             bootstrap: Bootstrap::new(services, grpc)?,
             db: db.clone(),
@@ -185,6 +187,21 @@ impl Service {
                     }
                 }
             })
+        });
+    }
+
+    /// The outbox's way around a broker that does not take messages: rows of `topics` still
+    /// unpublished `after` their creation are handed to `handover` (`crate::handover`),
+    /// counted in `outbox_handed_over_total`.
+    pub fn spawn_handover<H: crate::handover::Handover>(
+        &mut self,
+        handover: H,
+        topics: &[&str],
+        after: Duration,
+    ) {
+        let (db, counter) = (self.db.clone(), self.outbox_metrics.handed_over.clone());
+        self.spawn_background(|stop| {
+            crate::handover::spawn(db, handover, topics, after, counter, stop)
         });
     }
 
@@ -251,6 +268,7 @@ impl Service {
             listener,
             admin_listener,
             metrics,
+            outbox_metrics: _,
             ready,
             bootstrap,
             db,

@@ -91,12 +91,14 @@ pub async fn hand_over_once<H: Handover>(
     Ok(count)
 }
 
-/// Runs the handover of `topics` (rows older than `after`) until `stop` is cancelled.
+/// Runs the handover of `topics` (rows older than `after`) until `stop` is cancelled,
+/// counting each row handed over in `handed_over` (`outbox_handed_over_total`).
 pub fn spawn<H: Handover>(
     db: DatabaseConnection,
     handover: H,
     topics: &[&str],
     after: Duration,
+    handed_over: prometheus_client::metrics::counter::Counter,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let topics: Vec<String> = topics
@@ -110,6 +112,7 @@ pub fn spawn<H: Handover>(
         loop {
             match hand_over_once(&db, &handover, after, &topics).await {
                 Ok(n) if n > 0 => {
+                    handed_over.inc_by(n as u64);
                     tracing::warn!(
                         handed_over = n,
                         "the broker does not take messages: handed over over gRPC"

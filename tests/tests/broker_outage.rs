@@ -72,6 +72,17 @@ async fn sagas_keep_completing_over_grpc_while_the_broker_is_down_and_return_to_
     }
     let stock = system.stock().stock_of(tier).await;
     assert_eq!((stock.available, stock.deducted), (100, 0));
+    // Each buyer is told of the cancellation (announced through the outbox, handed over over
+    // gRPC while the broker is down), and the orchestrator's metrics show the handover.
+    for order in &batch {
+        system.told(&order.order_no, "order_cancelled").await;
+    }
+    let scrape = e2e::admin_port::Scrape::of(system.orchestrator.admin).await;
+    assert!(
+        scrape.value("outbox_handed_over_total") > 0.0,
+        "{}",
+        scrape.0
+    );
 
     // The broker returns; a new purchase goes over RocketMQ again from start to end.
     broker.up();
