@@ -2,7 +2,7 @@
 //! hundred tickets goes on sale; a few thousand buyers order at once; of those who get a
 //! reservation some pay, some cancel and the rest let the payment deadline pass. Then it waits
 //! until every order is final and prints what happened, with the stock as Redis and the ledger
-//! see it.
+//! see it, and where the sale shows in the services' metrics.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -199,6 +199,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         counters.confirmed, counters.deducted, counters.available, counters.total, tickets_sold
     );
     println!("ledger: {}", report.report);
+    crate::metrics::print_where_to_look().await;
     if counters.confirmed != tickets_sold || report.drift || counters.deducted != 0 {
         bail!("the stock does not match the orders");
     }

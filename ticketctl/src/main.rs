@@ -9,6 +9,7 @@ mod buyers;
 mod catalog;
 mod demo;
 mod dlq;
+mod metrics;
 mod notify;
 mod saga;
 
