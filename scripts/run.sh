@@ -55,10 +55,10 @@ echo "demo flash sale:"
 "target/$profile/ticketctl" demo
 "$exit_after" && exit 0
 cat <<INFO
-order-svc     grpc://127.0.0.1:50051   (log: .stack/logs/order-svc.log)
-stock-svc     grpc://127.0.0.1:50052   (log: .stack/logs/stock-svc.log)
-orchestrator  grpc://127.0.0.1:50053   (log: .stack/logs/orchestrator.log)
-notify-svc    grpc://127.0.0.1:50054   (log: .stack/logs/notify-svc.log)
+order-svc     grpc://127.0.0.1:50051   http://127.0.0.1:9100/metrics   (log: .stack/logs/order-svc.log)
+stock-svc     grpc://127.0.0.1:50052   http://127.0.0.1:9101/metrics   (log: .stack/logs/stock-svc.log)
+orchestrator  grpc://127.0.0.1:50053   http://127.0.0.1:9102/metrics   (log: .stack/logs/orchestrator.log)
+notify-svc    grpc://127.0.0.1:50054   http://127.0.0.1:9103/metrics   (log: .stack/logs/notify-svc.log)
 try: grpcurl -plaintext 127.0.0.1:50051 list
 Ctrl-C stops the services.
 INFO
