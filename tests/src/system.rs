@@ -52,17 +52,17 @@ impl System {
         transport: Transport,
         duplicates: bool,
     ) -> Self {
-        Self::start_notifying(messaging, saga, transport, duplicates, None).await
+        Self::start_notifying(messaging, saga, transport, duplicates, |_| {}).await
     }
 
-    /// [`System::start_on`], notify-svc's e-mail going out on `email` (every other channel
-    /// logs).
+    /// [`System::start_on`], notify-svc's configuration changed by `notify` (its channels,
+    /// say; every channel logs unless changed).
     pub async fn start_notifying(
         messaging: ticket_platform::messaging::MessagingConfig,
         saga: SagaSettings,
         transport: Transport,
         duplicates: bool,
-        email: Option<notify_svc::channels::Channel>,
+        notify: impl FnOnce(&mut notify_svc::Config),
     ) -> Self {
         let stock = StockApp::start_with(
             messaging,
@@ -88,9 +88,7 @@ impl System {
         // as in a deployment.
         notify_config.orders_addr = format!("http://{}", order.addr);
         notify_config.catalog_addr = format!("http://{}", stock.addr);
-        if let Some(email) = email {
-            notify_config.channels.email = email;
-        }
+        notify(&mut notify_config);
         let notify_app = notify_svc::Application::build(notify_config)
             .await
             .expect("notify-svc starts");

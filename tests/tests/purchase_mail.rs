@@ -1,20 +1,23 @@
-//! Whole purchases tell their buyers by e-mail through a real SMTP server (aiosmtpd), with every
-//! command, reply and event of every service delivered twice: one e-mail per confirmed
-//! purchase naming its show, session, tier and amount; one per order cancelled after it was
-//! reserved, naming its reason in words.
+//! Whole purchases tell their buyers through real providers' endpoints — e-mail through an SMTP
+//! server (aiosmtpd), SMS and push through HTTP receivers — with every command, reply and event
+//! of every service delivered twice: one message per channel per confirmed purchase (the
+//! e-mail naming its show, session, tier and amount), one per order cancelled after it was
+//! reserved (naming its reason in words).
 
 use std::time::Duration;
 
+use e2e::http_receiver::HttpReceiver;
 use e2e::saga::{pay, settings};
 use e2e::smtp_server::{Mail, SmtpServer};
 use e2e::system::System;
 use orchestrator::dispatch::Transport;
 use ticket_proto::order::v1 as pb;
 
-fn contact(buyer: &str) -> Option<pb::Contact> {
+fn contact(buyer: &str, n: usize) -> Option<pb::Contact> {
     Some(pb::Contact {
         email: format!("{buyer}@example.com"),
-        ..pb::Contact::default()
+        phone: format!("+1415555010{n}"),
+        push_token: format!("device-{buyer}"),
     })
 }
 
@@ -30,23 +33,39 @@ fn mail_to(mails: &[Mail], buyer: &str) -> Mail {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_buyer_gets_one_email_for_a_purchase_or_a_cancellation_though_every_message_arrives_twice()
+async fn each_buyer_is_told_once_per_channel_of_a_purchase_or_a_cancellation_though_every_message_arrives_twice()
  {
     let smtp = SmtpServer::start().await;
+    let (sms, push) = (
+        HttpReceiver::start(&[], 200).await,
+        HttpReceiver::start(&[], 200).await,
+    );
+    let provider = |url: String| {
+        notify_svc::channels::Channel::Http(
+            notify_svc::channels::HttpProvider::new(url, None, Duration::from_secs(2))
+                .expect("a provider"),
+        )
+    };
+    let email = smtp.channel();
+    let (sms_url, push_url) = (sms.url("/sms"), push.url("/push"));
     let system = System::start_notifying(
         e2e::messaging_config(3),
         settings(Duration::from_secs(6)),
         Transport::RocketMq,
         true,
-        Some(smtp.channel()),
+        |config| {
+            config.channels.email = email;
+            config.channels.sms = provider(sms_url);
+            config.channels.push = provider(push_url);
+        },
     )
     .await;
     let tier = system.stock().tier(10, 4).await.tier_id;
     let mut orders = Vec::new();
-    for (buyer, quantity) in [("ann", 2), ("ben", 1), ("cat", 1)] {
+    for (n, (buyer, quantity)) in [("ann", 2), ("ben", 1), ("cat", 1)].into_iter().enumerate() {
         let order = system
             .order
-            .create_for(buyer, tier, quantity, buyer, contact(buyer))
+            .create_for(buyer, tier, quantity, buyer, contact(buyer, n))
             .await
             .expect("create");
         system.saga_reaches(&order.order_no, "WAITING").await;
@@ -68,6 +87,24 @@ async fn each_buyer_gets_one_email_for_a_purchase_or_a_cancellation_though_every
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mails = smtp.mails();
     assert_eq!(mails.len(), 3, "one e-mail per order: {mails:#?}");
+    // One SMS and one push per order, to that buyer, naming that order.
+    for (n, order) in [bought, dropped, expired].into_iter().enumerate() {
+        let buyer = ["ann", "ben", "cat"][n];
+        for (receiver, to) in [
+            (&sms, format!("+1415555010{n}")),
+            (&push, format!("device-{buyer}")),
+        ] {
+            let theirs: Vec<_> = receiver
+                .received()
+                .into_iter()
+                .filter(|r| r.body.contains(&format!("\"to\":\"{to}\"")))
+                .collect();
+            assert_eq!(theirs.len(), 1, "one message to {to}: {theirs:#?}");
+            assert!(theirs[0].body.contains(&order.order_no), "{:?}", theirs[0]);
+        }
+    }
+    assert_eq!(sms.received().len(), 3);
+    assert_eq!(push.received().len(), 3);
 
     let ann = mail_to(&mails, "ann");
     assert_eq!(
