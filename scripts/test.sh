@@ -28,6 +28,15 @@ if ! "$VENV/bin/python" -c "import aiosmtpd" >/dev/null 2>&1; then
 fi
 export TICKET_TEST_PYTHON="$VENV/bin/python"
 
+# promtool, which checks the alert rules: Debian's prometheus package (its server is not
+# started, and without recommends no node exporter takes port 9100).
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "[test] installing promtool (Debian's prometheus package)" >&2
+  if [ "$(id -u)" = 0 ]; then as_root=(); else as_root=(sudo); fi
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 # A broker this run starts keeps its store in memory (so do the tests' private brokers).
 export TICKET_BROKER_STORE_TMPFS=1
 scripts/stack.sh up

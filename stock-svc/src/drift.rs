@@ -51,6 +51,7 @@ impl DriftWatch {
                     report = %now.report(),
                     "stock drift persisted across two checks; repair with Reconcile(repair)"
                 );
+                self.stock.metrics.drift_found.inc();
                 persistent.push(now.clone());
             } else {
                 tracing::info!(tier_id, report = %now.report(), "stock drift (may be in flight)");

@@ -1,9 +1,12 @@
-//! What stock-svc counts (on its admin port's `/metrics`): prededucts by outcome. A repeated
-//! prededuct of an order is answered, and counted, again.
+//! What stock-svc counts (on its admin port's `/metrics`): prededucts by outcome (a repeated
+//! prededuct of an order is answered, and counted, again), the tickets each tier has left as
+//! its last prededuct, confirm or rollback saw them, and drift that persisted between Redis
+//! and the ledger.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use ticket_platform::metrics::Metrics;
 
 use crate::gate::PredeductOutcome;
@@ -13,9 +16,18 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TierLabel {
+    pub tier_id: i64,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct StockMetrics {
     pub prededucts: Family<OutcomeLabel, Counter>,
+    /// Tickets available per tier, as the last script on it answered.
+    pub available: Family<TierLabel, Gauge>,
+    /// Tiers found drifting on two drift checks in a row.
+    pub drift_found: Counter,
 }
 
 impl StockMetrics {
@@ -25,6 +37,22 @@ impl StockMetrics {
             "Prededucts answered, by outcome (DEDUCTED, SOLD_OUT, LIMIT_REACHED, ...)",
             self.prededucts.clone(),
         );
+        metrics.register(
+            "stock_available_tickets",
+            "Tickets a tier has left, as the last prededuct, confirm or rollback on it answered",
+            self.available.clone(),
+        );
+        metrics.register(
+            "stock_drift_found",
+            "Tiers whose Redis and ledger disagreed on two drift checks in a row",
+            self.drift_found.clone(),
+        );
+    }
+
+    pub fn left(&self, tier_id: i64, available: i64) {
+        self.available
+            .get_or_create(&TierLabel { tier_id })
+            .set(available);
     }
 
     pub fn prededucted(&self, outcome: PredeductOutcome) {

@@ -224,6 +224,7 @@ impl Stock {
                     })
                     .await?;
                 self.metrics.prededucted(answer.outcome);
+                self.metrics.left(tier_id, answer.available);
                 let fence = (answer.outcome == PredeductOutcome::Deducted).then(|| Fence {
                     order_no: order_no.to_owned(),
                     state: FenceState::Deducted,
@@ -236,6 +237,7 @@ impl Stock {
                 let change = self
                     .gated(&rules, || self.gate.confirm(tier, order_no))
                     .await?;
+                self.metrics.left(tier_id, change.available);
                 let fence = (change.outcome == FenceOutcome::Confirmed)
                     .then(|| fence_of(order_no, FenceState::Confirmed, &change));
                 (Effect::Changed(change), fence)
@@ -244,6 +246,7 @@ impl Stock {
                 let change = self
                     .gated(&rules, || self.gate.rollback(tier, order_no))
                     .await?;
+                self.metrics.left(tier_id, change.available);
                 let fence = (change.outcome == FenceOutcome::RolledBack)
                     .then(|| fence_of(order_no, FenceState::RolledBack, &change));
                 (Effect::Changed(change), fence)

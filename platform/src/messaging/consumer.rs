@@ -127,6 +127,26 @@ impl Consumer {
                 .await
                 .map_err(|err| error(format!("cannot subscribe to {topic}: {err}")))?;
         }
+        // Every series this consumer may count starts at 0, so a rate over it is defined
+        // before the first retry or dead letter.
+        let metrics = runtime.metrics();
+        for (topic, _) in &settings.subscriptions {
+            let labels = TopicGroup {
+                topic: topic.clone(),
+                group: settings.group.clone(),
+            };
+            for outcome in ["ok", "retry", "rejected"] {
+                let _ = metrics.consumed.get_or_create(&ConsumedLabels {
+                    topic: topic.clone(),
+                    group: settings.group.clone(),
+                    outcome,
+                });
+            }
+            let _ = metrics.redeliveries.get_or_create(&labels);
+        }
+        let _ = metrics.dead_letters.get_or_create(&GroupLabel {
+            group: settings.group.clone(),
+        });
         consumer.register_message_listener_concurrently(Listener {
             handler: Arc::new(handler),
             app: tokio::runtime::Handle::current(),
