@@ -65,6 +65,8 @@ struct Inner {
     clients: HashMap<Participant, ParticipantClient<Channel>>,
     token: String,
     broker_down: AtomicBool,
+    /// The calls made, by participant method and status (`grpc_client_*`).
+    metrics: ticket_platform::metrics::GrpcMetrics,
 }
 
 impl Dispatcher {
@@ -93,6 +95,7 @@ impl Dispatcher {
             clients,
             token: addrs.token.clone(),
             broker_down: AtomicBool::new(false),
+            metrics: ticket_platform::metrics::GrpcMetrics::default(),
         });
         if transport == Transport::RocketMq && !fallback_after.is_zero() {
             tokio::spawn(watch_outbox(Arc::downgrade(&inner), db, fallback_after));
@@ -101,6 +104,11 @@ impl Dispatcher {
     }
 
     /// Whether commands go over gRPC now.
+    /// The participant calls this dispatcher made (registered by the service as `client`).
+    pub fn metrics(&self) -> &ticket_platform::metrics::GrpcMetrics {
+        &self.inner.metrics
+    }
+
     pub fn over_grpc(&self) -> bool {
         self.inner.transport == Transport::Grpc || self.inner.broker_down.load(Ordering::Relaxed)
     }
@@ -130,11 +138,26 @@ impl Dispatcher {
                 .parse()
                 .map_err(|_| "the participant token is not ASCII".to_owned())?,
         );
-        client
-            .execute(request)
-            .await
+        let started = std::time::Instant::now();
+        let answer = client.execute(request).await;
+        let code = answer
+            .as_ref()
+            .map_or_else(tonic::Status::code, |_| tonic::Code::Ok);
+        self.inner
+            .metrics
+            .observe(participant_method(participant), code, started.elapsed());
+        answer
             .map(tonic::Response::into_inner)
             .map_err(|status| format!("{participant:?}: {}", status.message()))
+    }
+}
+
+/// The method a participant call is counted under.
+fn participant_method(participant: Participant) -> &'static str {
+    match participant {
+        Participant::Stock => "stock-svc/ticket.saga.v1.Participant/Execute",
+        Participant::Order => "order-svc/ticket.saga.v1.Participant/Execute",
+        Participant::Notify => "notify-svc/ticket.saga.v1.Participant/Execute",
     }
 }
 

@@ -216,6 +216,7 @@ impl Application {
             config.fallback_after,
         )
         .map_err(BuildError::Participants)?;
+        dispatcher.metrics().register(&service.metrics, "client");
         let engine = Engine::new(
             service.db.clone(),
             Purchase::new(&config.saga),

@@ -83,6 +83,13 @@ async fn sagas_keep_completing_over_grpc_while_the_broker_is_down_and_return_to_
         "{}",
         scrape.0
     );
+    // Every participant was called over gRPC meanwhile, each call counted by the orchestrator.
+    for participant in ["stock-svc", "order-svc", "notify-svc"] {
+        let calls = format!(
+            r#"grpc_client_requests_total{{method="{participant}/ticket.saga.v1.Participant/Execute",code="OK"}}"#
+        );
+        assert!(scrape.value(&calls) > 0.0, "{calls}: {}", scrape.0);
+    }
 
     // The broker returns; a new purchase goes over RocketMQ again from start to end.
     broker.up();
