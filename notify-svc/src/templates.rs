@@ -11,6 +11,14 @@ use serde::Serialize;
 /// Every template's name (`<event>.<part>`) and source.
 const SOURCES: &[(&str, &str)] = &[
     (
+        "details.email.txt",
+        include_str!("../templates/details.email.txt"),
+    ),
+    (
+        "details.email.html",
+        include_str!("../templates/details.email.html"),
+    ),
+    (
         "purchase_confirmed.subject.txt",
         include_str!("../templates/purchase_confirmed.subject.txt"),
     ),
