@@ -196,6 +196,18 @@ async fn the_counters_move_by_exactly_what_a_batch_of_purchases_did() {
             r#"saga_duration_seconds_count{saga_type="PURCHASE",state="COMPENSATED"}"#,
             2.0 + late_n,
         ),
+        (
+            r#"saga_step_seconds_count{saga_type="PURCHASE",step="STOCK_DEDUCT",outcome="OK"}"#,
+            5.0,
+        ),
+        (
+            r#"saga_step_seconds_count{saga_type="PURCHASE",step="ORDER_CONFIRM",outcome="OK"}"#,
+            3.0,
+        ),
+        (
+            r#"saga_step_seconds_count{saga_type="PURCHASE",step="ORDER_CANCEL",outcome="OK"}"#,
+            2.0 + late_n,
+        ),
     ] {
         assert_eq!(
             grew(orch_0, orch_1, series),

@@ -1,6 +1,7 @@
 //! What the saga engine counts (on the orchestrator's admin port's `/metrics`): sagas started,
 //! sagas that ended (completed, compensated) or stopped for an operator (parked) by saga type,
-//! state and reason, and how long they took. Counted once their transaction committed.
+//! state and reason, how long they took, and how long each step's command waited for its
+//! reply. Counted once their transaction committed.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,12 +28,22 @@ pub struct DurationLabels {
     pub state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub saga_type: &'static str,
+    pub step: &'static str,
+    /// The reply's outcome: `OK`, `REFUSED`, `FAILED`.
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug)]
 pub struct SagaMetrics {
     pub started: Family<TypeLabel, Counter>,
     pub ended: Family<EndedLabels, Counter>,
     /// From the saga's start to its end (or parking).
     pub duration: Histograms<DurationLabels>,
+    /// From a step's command to its first reply.
+    pub steps: Histograms<StepLabels>,
 }
 
 impl Default for SagaMetrics {
@@ -41,6 +52,7 @@ impl Default for SagaMetrics {
             started: Family::default(),
             ended: Family::default(),
             duration: Family::new_with_constructor(seconds),
+            steps: Family::new_with_constructor(seconds),
         }
     }
 }
@@ -63,6 +75,11 @@ impl SagaMetrics {
             "From a saga's start to its end or parking",
             self.duration.clone(),
         );
+        metrics.register(
+            "saga_step_seconds",
+            "From a step's command to its reply, by step and outcome",
+            self.steps.clone(),
+        );
     }
 }
 
@@ -72,12 +89,15 @@ pub struct Outcomes {
     pub started: u64,
     /// (state, reason, seconds since the saga started).
     pub ended: Vec<(&'static str, &'static str, f64)>,
+    /// (step, reply outcome, seconds from the command to the reply).
+    pub steps: Vec<(&'static str, &'static str, f64)>,
 }
 
 impl Outcomes {
     pub fn append(&mut self, other: Self) {
         self.started += other.started;
         self.ended.extend(other.ended);
+        self.steps.extend(other.steps);
     }
 
     pub fn count(self, metrics: &SagaMetrics, saga_type: &'static str) {
@@ -100,6 +120,16 @@ impl Outcomes {
                 .duration
                 .get_or_create(&DurationLabels { saga_type, state })
                 .observe(took);
+        }
+        for (step, outcome, took) in self.steps {
+            metrics
+                .steps
+                .get_or_create(&StepLabels {
+                    saga_type,
+                    step,
+                    outcome,
+                })
+                .observe(took.max(0.0));
         }
     }
 }

@@ -151,7 +151,15 @@ impl<T: SagaType> Engine<T> {
                     }
                 }
             }
-            log::record_replies(txn, &answers, self.replica()).await?;
+            for (step, outcome, took) in log::record_replies(txn, &answers, self.replica()).await?
+            {
+                if let Some(step) = T::Step::parse(&step) {
+                    pending
+                        .outcomes
+                        .steps
+                        .push((step.as_str(), outcome_label(&outcome), took));
+                }
+            }
             Ok(results)
         })
         .await
@@ -248,4 +256,14 @@ fn step_key(reply: &Reply) -> StepKey {
         reply.step.clone(),
         i32::try_from(reply.attempt).unwrap_or(i32::MAX),
     )
+}
+
+/// A reply's outcome as a metrics label (a closed set).
+fn outcome_label(outcome: &str) -> &'static str {
+    match outcome {
+        "OK" => "OK",
+        "REFUSED" => "REFUSED",
+        "FAILED" => "FAILED",
+        _ => "OTHER",
+    }
 }

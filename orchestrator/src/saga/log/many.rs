@@ -172,14 +172,15 @@ pub async fn unanswered(
 
 /// Records replies in their steps' history (each step's first reply only), and marks fired,
 /// on behalf of `replica`, the timeout of each attempt answered: a step timeout acts only on
-/// an attempt still waiting for its reply, so once answered it would fire as a no-op.
+/// an attempt still waiting for its reply, so once answered it would fire as a no-op. Returns
+/// each recorded reply's step, outcome and the seconds from its command to it.
 pub async fn record_replies(
     conn: &impl ConnectionTrait,
     answers: &[Answer],
     replica: &str,
-) -> Result<(), DbErr> {
+) -> Result<Vec<(String, String, f64)>, DbErr> {
     if answers.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut values: Vec<Value> = answers
         .iter()
@@ -202,10 +203,13 @@ pub async fn record_replies(
            FROM (VALUES {}) AS v (saga_id, step, attempt, outcome, reason, detail) \
            WHERE s.saga_id = v.saga_id AND s.step = v.step AND s.attempt = v.attempt \
              AND s.replied_at IS NULL \
-           RETURNING s.saga_id, s.step, s.attempt) \
-         UPDATE saga_timer t SET fired_at = now(), fired_by = ${} FROM answered a \
-         WHERE t.saga_id = a.saga_id AND t.step = a.step AND t.attempt = a.attempt \
-           AND t.kind = '{}' AND t.fired_at IS NULL",
+           RETURNING s.saga_id, s.step, s.attempt, s.outcome, \
+             EXTRACT(EPOCH FROM s.replied_at - s.sent_at)::float8 AS took), \
+         fired AS ( \
+           UPDATE saga_timer t SET fired_at = now(), fired_by = ${} FROM answered a \
+           WHERE t.saga_id = a.saga_id AND t.step = a.step AND t.attempt = a.attempt \
+             AND t.kind = '{}' AND t.fired_at IS NULL) \
+         SELECT step, outcome, took FROM answered",
         placeholders(
             answers.len(),
             &["text", "text", "int4", "text", "text", "text"]
@@ -213,8 +217,16 @@ pub async fn record_replies(
         values.len(),
         TimerKind::StepTimeout.as_str(),
     );
-    conn.execute_raw(statement(conn, sql, values)).await?;
-    Ok(())
+    let rows = conn.query_all_raw(statement(conn, sql, values)).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "step")?,
+                row.try_get("", "outcome")?,
+                row.try_get::<f64>("", "took")?,
+            ))
+        })
+        .collect()
 }
 
 /// Records commands in their steps' history; one recorded already is left as it is.
