@@ -44,6 +44,8 @@ use crate::saga::purchase::{Purchase, SagaSettings};
 pub const ENV_PREFIX: &str = "TICKET_ORCHESTRATOR";
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50053;
+/// How often the parked sagas are counted for the metrics (`sagas_parked`).
+const PARKED_GAUGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Default admin HTTP port (`/metrics`, `/livez`, `/readyz`).
 pub const DEFAULT_ADMIN_PORT: u16 = 9102;
 /// The gRPC services this process serves, as reflection lists them.
@@ -223,6 +225,12 @@ impl Application {
             dispatcher.clone(),
         );
         engine.metrics().register(&service.metrics);
+        {
+            let (metrics, db) = (engine.metrics().clone(), service.db.clone());
+            service.spawn_background(|stop| {
+                metrics.watch_parked(db, Purchase::NAME, PARKED_GAUGE_INTERVAL, stop)
+            });
+        }
         let intake = Intake::new(engine.clone(), config.batches);
         let replies = Consumer::start(
             Arc::clone(&service.messaging),

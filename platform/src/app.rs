@@ -34,6 +34,8 @@ const DB_CLOSE_GRACE: Duration = Duration::from_secs(2);
 const OUTBOX_FLUSH_GRACE: Duration = Duration::from_secs(5);
 /// How long stopping consumers, the relay and the RocketMQ client may take in all.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How long the admin port is given to close at the end of a stop.
+const ADMIN_CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How often the outbox's backlog is measured for the metrics.
 const OUTBOX_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -59,7 +61,11 @@ pub enum StartError {
 pub struct Service {
     name: &'static str,
     listener: TcpListener,
-    admin_listener: TcpListener,
+    admin_addr: SocketAddr,
+    /// The admin port's server, serving from the start (`/readyz` 503 until gRPC serves).
+    admin: JoinHandle<()>,
+    /// Stops the admin port when the service stops, or when it is dropped unstarted.
+    admin_stop: CancelOnDrop,
     /// The service's metrics registry: the platform's metrics are in it; a service adds its
     /// own.
     pub metrics: Metrics,
@@ -72,7 +78,7 @@ pub struct Service {
     relay: Relay,
     consumers: Vec<Consumer>,
     /// Cancelled when the service stops; background tasks end on it.
-    background_stop: CancellationToken,
+    background_stop: CancelOnDrop,
     background: Vec<JoinHandle<()>>,
     /// What health follows (the database, and what the service adds).
     dependencies: Vec<Dependency>,
@@ -102,6 +108,7 @@ impl Service {
                 addr: config.admin_addr,
                 source,
             })?;
+        let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_addr);
         let messaging = MessagingRuntime::start(config.messaging.clone())?;
         let metrics = Metrics::default();
         messaging.metrics().register(&metrics);
@@ -112,6 +119,14 @@ impl Service {
         let publisher =
             Arc::new(Publisher::start(Arc::clone(&messaging), &format!("{name}-producer")).await?);
         let relay = Relay::spawn(db.clone(), Arc::clone(&publisher), RelaySettings::default());
+        let ready = tokio::sync::watch::Sender::new(Err("starting".into()));
+        let admin_stop = CancellationToken::new();
+        let admin = tokio::spawn(crate::admin::serve(
+            admin_listener,
+            metrics.clone(),
+            ready.subscribe(),
+            admin_stop.clone(),
+        ));
         let background_stop = CancellationToken::new();
         let gauges = tokio::spawn(outbox::measure(
             db.clone(),
@@ -122,17 +137,19 @@ impl Service {
         Ok(Self {
             name,
             listener,
-            admin_listener,
+            admin_addr,
+            admin,
+            admin_stop: CancelOnDrop(admin_stop),
             metrics,
             outbox_metrics,
-            ready: tokio::sync::watch::Sender::new(Err("starting".into())),
+            ready,
             bootstrap: Bootstrap::new(services, grpc)?,
             db: db.clone(),
             messaging,
             publisher,
             relay,
             consumers: Vec::new(),
-            background_stop,
+            background_stop: CancelOnDrop(background_stop),
             background: vec![gauges],
             dependencies: vec![Dependency::postgres(db.clone())],
         })
@@ -147,9 +164,7 @@ impl Service {
 
     /// The address the admin HTTP port listens on (the real port when configured with 0).
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.admin_addr
     }
 
     /// Adds the service's own gRPC servers.
@@ -162,7 +177,7 @@ impl Service {
     /// cancelled when the service stops, and the task is awaited (within the grace period)
     /// before the consumers stop.
     pub fn spawn_background(&mut self, start: impl FnOnce(CancellationToken) -> JoinHandle<()>) {
-        self.background.push(start(self.background_stop.clone()));
+        self.background.push(start(self.background_stop.0.clone()));
     }
 
     /// Creates the (logical) topics on the broker. With the broker away the service still
@@ -266,8 +281,10 @@ impl Service {
         let Self {
             name,
             listener,
-            admin_listener,
-            metrics,
+            admin_addr,
+            admin,
+            admin_stop,
+            metrics: _,
             outbox_metrics: _,
             ready,
             bootstrap,
@@ -280,15 +297,7 @@ impl Service {
             background,
             dependencies,
         } = self;
-        tracing::info!(service = name, addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), admin = %admin_listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC and the admin port");
-        // The admin port answers until the very end (`/readyz` 503 while stopping).
-        let admin_stop = CancellationToken::new();
-        let admin = tokio::spawn(crate::admin::serve(
-            admin_listener,
-            metrics,
-            ready.subscribe(),
-            admin_stop.clone(),
-        ));
+        tracing::info!(service = name, addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), admin = %admin_addr, "serving gRPC and the admin port");
         // In-flight calls get DRAIN_GRACE once the stop began; one still waiting on a
         // dependency that does not answer is then cut off, so a stop always ends.
         let stopping = Arc::new(tokio::sync::Notify::new());
@@ -310,7 +319,7 @@ impl Service {
             }
         };
         let wind_down = async {
-            background_stop.cancel();
+            background_stop.0.cancel();
             for task in background {
                 if let Err(err) = task.await {
                     tracing::error!(error = %err, "a background task failed");
@@ -337,10 +346,29 @@ impl Service {
             Ok(Err(err)) => tracing::warn!(error = %err, "closing the database pool"),
             Err(_) => tracing::warn!("the database pool did not close in time; left to the exit"),
         }
-        admin_stop.cancel();
-        let _ = admin.await;
+        // The admin port answers until the very end (`/readyz` 503 while stopping); a scraper
+        // that holds its connection open is not waited for long.
+        admin_stop.0.cancel();
+        if tokio::time::timeout(ADMIN_CLOSE_GRACE, admin)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                service = name,
+                "the admin port did not close in time; left to the exit"
+            );
+        }
         tracing::info!(service = name, "stopped");
         Ok(served?)
+    }
+}
+
+/// A token cancelled when dropped: a service dropped before it ran stops what it started.
+struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 

@@ -4,6 +4,7 @@
 //! method and status code (`grpc_server_*` metrics), and a graceful stop that turns health to
 //! NOT_SERVING before draining in-flight calls.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,13 +64,10 @@ impl Bootstrap {
             v1 = v1.with_service_name(*name);
             v1alpha = v1alpha.with_service_name(*name);
         }
-        let mut known: Vec<&'static str> = services.to_vec();
-        known.push(HEALTH_SERVICE);
-        known.extend(REFLECTION_SERVICES);
         let router = tonic::transport::Server::builder()
             .layer(MetricsLayer {
                 metrics,
-                services: Arc::new(known),
+                methods: Arc::new(served_methods(services)),
             })
             .trace_fn(|request| {
                 let span = tracing::info_span!("grpc", path = %request.uri().path());
@@ -172,21 +170,78 @@ pub fn require_admin<T>(
     }
 }
 
-/// Counts and times every call by method and status code (`grpc_server_*`). A path that names
-/// none of the served services is counted as `other`, so a caller cannot make labels up.
+/// The paths (`/<package>.<Service>/<Method>`) of every method of `services`, health and
+/// reflection: the only method labels the metrics take.
+fn served_methods(services: &[&'static str]) -> HashSet<String> {
+    use prost::Message;
+    let mut methods: HashSet<String> = REFLECTION_SERVICES
+        .iter()
+        .map(|service| format!("/{service}/ServerReflectionInfo"))
+        .collect();
+    for set in [
+        ticket_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in &set.file {
+            let package = file.package();
+            for service in &file.service {
+                let name = format!("{package}.{}", service.name());
+                if name != HEALTH_SERVICE && !services.contains(&name.as_str()) {
+                    continue;
+                }
+                for method in &service.method {
+                    methods.insert(format!("/{name}/{}", method.name()));
+                }
+            }
+        }
+    }
+    methods
+}
+
+/// Counts and times every call by method and status code (`grpc_server_*`). A path that is
+/// not one of the served methods is counted as `other`, so a caller cannot make labels up. A
+/// call dropped before it answered (its deadline passed, the client went away) is counted as
+/// `CANCELLED`. The time is to the response's headers (for a stream, to its start).
 #[derive(Clone)]
 pub struct MetricsLayer {
     metrics: GrpcMetrics,
-    services: Arc<Vec<&'static str>>,
+    methods: Arc<HashSet<String>>,
 }
 
 impl MetricsLayer {
     fn method(&self, path: &str) -> String {
-        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
-        if self.services.contains(&service) {
+        if self.methods.contains(path) {
             path.to_owned()
         } else {
             "other".to_owned()
+        }
+    }
+}
+
+/// A call under way: counted when it answers, or as `CANCELLED` when dropped before.
+struct Call {
+    metrics: GrpcMetrics,
+    method: String,
+    started: Instant,
+    answered: bool,
+}
+
+impl Call {
+    fn answered(mut self, code: tonic::Code) {
+        self.answered = true;
+        self.metrics
+            .observe(&self.method, code, self.started.elapsed());
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.metrics
+                .observe(&self.method, tonic::Code::Cancelled, self.started.elapsed());
         }
     }
 }
@@ -223,9 +278,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = self.layer.method(request.uri().path());
-        let metrics = self.layer.metrics.clone();
-        let started = Instant::now();
+        let call = Call {
+            metrics: self.layer.metrics.clone(),
+            method: self.layer.method(request.uri().path()),
+            started: Instant::now(),
+            answered: false,
+        };
         let answer = self.inner.call(request);
         Box::pin(async move {
             let answer = answer.await;
@@ -240,8 +298,31 @@ where
                     .map_or(tonic::Code::Ok, tonic::Code::from),
                 Err(_) => tonic::Code::Unknown,
             };
-            metrics.observe(&method, code, started.elapsed());
+            call.answered(code);
             answer
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_methods_a_service_serves_are_labels() {
+        let methods = served_methods(&["ticket.order.v1.OrderService"]);
+        for served in [
+            "/ticket.order.v1.OrderService/CreateOrder",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert!(methods.contains(served), "{served}");
+        }
+        for not_served in [
+            "/ticket.stock.v1.StockService/Prededuct",
+            "/ticket.order.v1.OrderService/MadeUp",
+        ] {
+            assert!(!methods.contains(not_served), "{not_served}");
+        }
     }
 }

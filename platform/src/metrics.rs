@@ -16,17 +16,19 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
-/// A histogram of durations in seconds: 0.5 ms to about 16 s, doubling.
-pub fn seconds() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
+/// The upper bounds of [`seconds`]: from a millisecond (a handler, a Redis script) past the
+/// 100 ms consume-delay target to half an hour (a saga that waited out a payment window).
+const SECONDS: [f64; 22] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0,
+];
 
-/// A histogram of sizes (rows, messages): 1 to 1024, doubling.
-pub fn sizes() -> Histogram {
-    Histogram::new(exponential_buckets(1.0, 2.0, 11))
+/// A histogram of durations in seconds (bounds: [`SECONDS`]).
+pub fn seconds() -> Histogram {
+    Histogram::new(SECONDS)
 }
 
 /// A family of histograms made by `make`.

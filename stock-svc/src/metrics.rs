@@ -26,7 +26,7 @@ pub struct StockMetrics {
     pub prededucts: Family<OutcomeLabel, Counter>,
     /// Tickets available per tier, as the last script on it answered.
     pub available: Family<TierLabel, Gauge>,
-    /// Tiers found drifting on two drift checks in a row.
+    /// Each tier, on each drift check, whose drift persisted since the check before.
     pub drift_found: Counter,
 }
 
@@ -44,7 +44,8 @@ impl StockMetrics {
         );
         metrics.register(
             "stock_drift_found",
-            "Tiers whose Redis and ledger disagreed on two drift checks in a row",
+            "Drift checks that found a tier's Redis and ledger still disagreeing as on the check \
+             before (one per tier per check)",
             self.drift_found.clone(),
         );
     }

@@ -6,7 +6,11 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use ticket_platform::metrics::{Histograms, Metrics, seconds};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
@@ -44,6 +48,8 @@ pub struct SagaMetrics {
     pub duration: Histograms<DurationLabels>,
     /// From a step's command to its first reply.
     pub steps: Histograms<StepLabels>,
+    /// Sagas parked for an operator now, by saga type (read from the log).
+    pub parked: Family<TypeLabel, Gauge>,
 }
 
 impl Default for SagaMetrics {
@@ -53,6 +59,7 @@ impl Default for SagaMetrics {
             ended: Family::default(),
             duration: Family::new_with_constructor(seconds),
             steps: Family::new_with_constructor(seconds),
+            parked: Family::default(),
         }
     }
 }
@@ -80,6 +87,49 @@ impl SagaMetrics {
             "From a step's command to its reply, by step and outcome",
             self.steps.clone(),
         );
+        metrics.register(
+            "sagas_parked",
+            "Sagas parked for an operator now, by saga type",
+            self.parked.clone(),
+        );
+    }
+
+    /// Reads how many sagas of `saga_type` are parked every `interval` until `stop` (on the
+    /// log's state index).
+    pub fn watch_parked(
+        &self,
+        db: DatabaseConnection,
+        saga_type: &'static str,
+        interval: std::time::Duration,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let gauge = self.parked.get_or_create_owned(&TypeLabel { saga_type });
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                let counted = db
+                    .query_one_raw(Statement::from_sql_and_values(
+                        db.get_database_backend(),
+                        "SELECT count(*) AS n FROM saga WHERE state = 'PARKED' AND saga_type = $1",
+                        [saga_type.into()],
+                    ))
+                    .await;
+                match counted.map(|row| row.map(|row| row.try_get::<i64>("", "n"))) {
+                    Ok(Some(Ok(n))) => {
+                        gauge.set(n);
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::debug!(error = %err, "parked sagas could not be counted");
+                    }
+                }
+            }
+        })
     }
 }
 

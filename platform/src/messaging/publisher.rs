@@ -84,8 +84,27 @@ impl Publisher {
 
     /// Sends messages grouped per (topic, queue), one request per group of up to 64. Either
     /// every message was accepted by the broker, or an error says which topic failed (some
-    /// groups may have been sent: the caller retries all, and inboxes deduplicate).
+    /// groups may have been sent: the caller retries all, and inboxes deduplicate). Every
+    /// message is counted with the outcome (`mq_messages_sent_total`): a failed batch, whatever
+    /// failed (the route, the request), counts each of its messages as an error.
     pub async fn publish_batch(&self, messages: &[OutgoingMessage]) -> Result<(), MessagingError> {
+        let result = self.send_batch(messages).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        for outgoing in messages {
+            self.runtime
+                .metrics()
+                .sent
+                .get_or_create(&SentLabels {
+                    topic: outgoing.topic.clone(),
+                    tag: outgoing.tag.clone(),
+                    outcome,
+                })
+                .inc();
+        }
+        result
+    }
+
+    async fn send_batch(&self, messages: &[OutgoingMessage]) -> Result<(), MessagingError> {
         for outgoing in messages {
             outgoing.validate()?;
         }
@@ -141,18 +160,6 @@ impl Publisher {
         });
         let result = futures::future::try_join_all(sends).await;
         drop(producer);
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        for outgoing in messages {
-            self.runtime
-                .metrics()
-                .sent
-                .get_or_create(&SentLabels {
-                    topic: outgoing.topic.clone(),
-                    tag: outgoing.tag.clone(),
-                    outcome,
-                })
-                .inc();
-        }
         if let Err((topic, reason)) = result {
             // The route may be stale (a restarted broker): fetch the queues again next time.
             self.queues.write().await.remove(&topic);
