@@ -39,6 +39,27 @@ pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Runs `measure` every `interval` until `stop`: a gauge read from a store (the outbox's
+/// backlog, the parked sagas).
+pub async fn every<F, Fut>(
+    interval: Duration,
+    stop: tokio_util::sync::CancellationToken,
+    mut measure: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        measure().await;
+    }
+}
+
 /// One service's metrics registry.
 #[derive(Clone, Default)]
 pub struct Metrics {

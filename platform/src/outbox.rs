@@ -316,13 +316,7 @@ pub async fn measure(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    crate::metrics::every(interval, stop, || async {
         let row = db
             .query_one_raw(Statement::from_string(
                 db.get_database_backend(),
@@ -346,5 +340,6 @@ pub async fn measure(
                 tracing::debug!(error = %err, "the outbox backlog could not be measured");
             }
         }
-    }
+    })
+    .await;
 }

@@ -740,6 +740,17 @@ async fn a_parked_saga_is_listed_inspected_and_retried_to_completion() {
         .expect("list")
         .into_inner();
     assert_eq!(listed.sagas.len(), 1);
+    // The orchestrator's metrics say so too (read from the log every 5 s): the alert's gauge.
+    let parked_now = r#"sagas_parked{saga_type="PURCHASE"}"#;
+    let admin_port = system.orchestrator.admin;
+    e2e::eventually(Duration::from_secs(15), "sagas_parked 1", || async {
+        (e2e::admin_port::Scrape::of(admin_port)
+            .await
+            .value(parked_now)
+            == 1.0)
+            .then_some(())
+    })
+    .await;
     let attempts: Vec<u32> = parked
         .history
         .iter()
@@ -784,6 +795,14 @@ async fn a_parked_saga_is_listed_inspected_and_retried_to_completion() {
         .into_inner();
     assert_ne!(retried.state, "PARKED");
     system.saga_reaches(&order.order_no, "COMPLETED").await;
+    e2e::eventually(Duration::from_secs(15), "sagas_parked 0", || async {
+        (e2e::admin_port::Scrape::of(admin_port)
+            .await
+            .value(parked_now)
+            == 0.0)
+            .then_some(())
+    })
+    .await;
     system
         .order_reaches(&order.order_no, OrderStatus::Confirmed)
         .await;

@@ -104,14 +104,9 @@ impl SagaMetrics {
         stop: CancellationToken,
     ) -> JoinHandle<()> {
         let gauge = self.parked.get_or_create_owned(&TypeLabel { saga_type });
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = ticks.tick() => {}
-                }
+        tokio::spawn(ticket_platform::metrics::every(interval, stop, move || {
+            let (db, gauge) = (db.clone(), gauge.clone());
+            async move {
                 let counted = db
                     .query_one_raw(Statement::from_sql_and_values(
                         db.get_database_backend(),
@@ -129,7 +124,7 @@ impl SagaMetrics {
                     }
                 }
             }
-        })
+        }))
     }
 }
 
