@@ -161,6 +161,35 @@ pub fn mask_token(value: &str) -> String {
     format!("{head}…({})", value.chars().count())
 }
 
+/// `text` (a provider's error, say) with every form of `address` in it replaced by `masked`:
+/// in any ASCII case, and a phone number also without its `+`.
+pub fn mask_in(text: &str, address: &str, masked: &str) -> String {
+    let mut text = text.to_owned();
+    for form in [address, address.trim_start_matches('+')] {
+        if form.len() >= 3 {
+            text = replace_ignoring_case(&text, form, masked);
+        }
+    }
+    text
+}
+
+/// `text` with every `form` in it, in any ASCII case, replaced by `with`. (ASCII lower-casing
+/// keeps every byte where it was, so the positions found in the lower-cased text are those of
+/// `text`.)
+fn replace_ignoring_case(text: &str, form: &str, with: &str) -> String {
+    let haystack = text.to_ascii_lowercase();
+    let needle = form.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in haystack.match_indices(&needle) {
+        out.push_str(&text[last..at]);
+        out.push_str(with);
+        last = at + needle.len();
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

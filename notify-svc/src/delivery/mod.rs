@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
-use ticket_platform::config::ConfigSource;
-use ticket_platform::contact::{mask_email, mask_phone, mask_token};
+use ticket_platform::contact::{mask_email, mask_in, mask_phone, mask_token};
+use ticket_proto::order::v1::Contact;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,99 +28,49 @@ use crate::channels::{Channel, Channels, Message};
 use crate::facts::{LookupError, Sources};
 use crate::templates::{Rendered, Templates};
 
-/// How the poll sends.
-#[derive(Clone, Debug)]
-pub struct DeliverySettings {
-    /// Attempts before a notification is FAILED (`delivery.max_attempts`).
-    pub max_attempts: i32,
-    /// The wait after the first failed attempt, doubling after each (`delivery.backoff_ms`),
-    /// up to `delivery.max_backoff_ms`.
-    pub backoff: Duration,
-    pub max_backoff: Duration,
-    /// How often due rows are looked for when none was found (`delivery.poll_ms`).
-    pub poll: Duration,
-    /// How long a claim keeps other workers off a row (`delivery.lease_ms`).
-    pub lease: Duration,
-    /// Sends under way at once (`delivery.concurrency`).
-    pub concurrency: usize,
-}
+mod settings;
 
-impl DeliverySettings {
-    pub fn load(source: &mut ConfigSource) -> Self {
-        let max_attempts = source.get("delivery.max_attempts", 5i32);
-        if !(1..=100).contains(&max_attempts) {
-            source.invalid("delivery.max_attempts", "must be between 1 and 100");
-        }
-        let concurrency = source.get("delivery.concurrency", 16usize);
-        if !(1..=256).contains(&concurrency) {
-            source.invalid("delivery.concurrency", "must be between 1 and 256");
-        }
-        let lease = source.millis("delivery.lease_ms", Duration::from_secs(60));
-        if lease < Duration::from_secs(1) {
-            source.invalid("delivery.lease_ms", "must be at least 1000");
-        }
-        Self {
-            max_attempts,
-            backoff: source.millis("delivery.backoff_ms", Duration::from_secs(1)),
-            max_backoff: source.millis("delivery.max_backoff_ms", Duration::from_secs(300)),
-            poll: {
-                let poll = source.millis("delivery.poll_ms", Duration::from_millis(200));
-                if poll < Duration::from_millis(10) {
-                    source.invalid("delivery.poll_ms", "must be at least 10");
-                }
-                poll
-            },
-            lease,
-            concurrency,
-        }
-    }
-
-    /// The longest one attempt may take (the contact's lookup and the send): half the lease, so
-    /// that no other worker claims a notification whose attempt is still under way.
-    pub fn attempt_limit(&self) -> Duration {
-        self.lease / 2
-    }
-
-    /// The wait after the `attempts`-th failed attempt.
-    pub fn backoff_after(&self, attempts: i32) -> Duration {
-        let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
-        self.backoff
-            .saturating_mul(2u32.saturating_pow(doublings))
-            .min(self.max_backoff)
-    }
-}
+pub use self::settings::DeliverySettings;
 
 /// The longest error kept with a notification.
 const ERROR_KEPT: usize = 300;
 
-/// A provider's or server's error with every form of the address in it masked (in any ASCII
-/// case, a phone number also without its `+`), then cut to [`ERROR_KEPT`] characters: the
-/// masking comes first, so a cut cannot leave part of an address in clear.
+/// A provider's or server's error with the address in it masked ([`mask_in`]), then cut to
+/// [`ERROR_KEPT`] characters: the masking comes first, so a cut cannot leave part of an
+/// address in clear.
 fn scrub(error: &str, to: &str, recipient: &str) -> String {
-    let mut text = error.to_owned();
-    for form in [to, to.trim_start_matches('+')] {
-        if form.len() >= 3 {
-            text = replace_ignoring_case(&text, form, recipient);
-        }
-    }
-    text.chars().take(ERROR_KEPT).collect()
+    mask_in(error, to, recipient)
+        .chars()
+        .take(ERROR_KEPT)
+        .collect()
 }
 
-/// `text` with every `form` in it, in any ASCII case, replaced by `with`. (ASCII lower-casing
-/// keeps every byte where it was, so the positions found in the lower-cased text are those of
-/// `text`.)
-fn replace_ignoring_case(text: &str, form: &str, with: &str) -> String {
-    let haystack = text.to_ascii_lowercase();
-    let needle = form.to_ascii_lowercase();
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for (at, _) in haystack.match_indices(&needle) {
-        out.push_str(&text[last..at]);
-        out.push_str(with);
-        last = at + needle.len();
+/// The part of a buyer's contact a channel sends to, how it is masked, and what it is called.
+struct ContactPart {
+    value: fn(&Contact) -> &str,
+    mask: fn(&str) -> String,
+    name: &'static str,
+}
+
+/// The contact part of `channel` (`SMS`, `EMAIL`, `PUSH`).
+fn contact_part(channel: &str) -> ContactPart {
+    match channel {
+        "SMS" => ContactPart {
+            value: |c| &c.phone,
+            mask: mask_phone,
+            name: "phone number",
+        },
+        "EMAIL" => ContactPart {
+            value: |c| &c.email,
+            mask: mask_email,
+            name: "e-mail address",
+        },
+        _ => ContactPart {
+            value: |c| &c.push_token,
+            mask: mask_token,
+            name: "push device token",
+        },
     }
-    out.push_str(&text[last..]);
-    out
 }
 
 /// A claimed row.
@@ -237,27 +187,18 @@ impl Delivery {
             },
             None => None,
         };
+        let part = contact_part(&claimed.channel);
         let address = about.as_ref().and_then(|about| {
-            let c = &about.contact;
-            let (value, mask): (&str, fn(&str) -> String) = match claimed.channel.as_str() {
-                "SMS" => (&c.phone, mask_phone),
-                "EMAIL" => (&c.email, mask_email),
-                _ => (&c.push_token, mask_token),
-            };
-            (!value.is_empty()).then(|| (value.to_owned(), mask(value)))
+            let value = (part.value)(&about.contact);
+            (!value.is_empty()).then(|| (value.to_owned(), (part.mask)(value)))
         });
         // The log channel names the buyer when no contact is known; the others need one.
         let (to, recipient) = match (channel, address) {
             (_, Some(address)) => address,
             (Channel::Log, None) => (claimed.user_id.clone(), claimed.user_id.clone()),
             (_, None) => {
-                let what = match claimed.channel.as_str() {
-                    "SMS" => "phone number",
-                    "EMAIL" => "e-mail address",
-                    _ => "push device token",
-                };
                 return Outcome::Skipped {
-                    reason: format!("the buyer gave no {what}"),
+                    reason: format!("the buyer gave no {}", part.name),
                 };
             }
         };
@@ -430,17 +371,6 @@ impl Delivery {
 mod tests {
     use super::*;
 
-    fn settings() -> DeliverySettings {
-        DeliverySettings {
-            max_attempts: 5,
-            backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(5),
-            poll: Duration::from_millis(200),
-            lease: Duration::from_secs(60),
-            concurrency: 4,
-        }
-    }
-
     #[test]
     fn an_error_keeps_no_form_of_the_address_even_when_cut() {
         let token = "t".repeat(150) + "SECRET";
@@ -460,20 +390,5 @@ mod tests {
             scrub("no such number 14155550123", "+14155550123", "+14*******23"),
             "no such number +14*******23"
         );
-    }
-
-    #[test]
-    fn an_attempt_ends_well_within_its_lease() {
-        let settings = settings();
-        assert_eq!(settings.attempt_limit(), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn the_wait_doubles_up_to_its_ceiling() {
-        let settings = settings();
-        let waits: Vec<u64> = (1..=5)
-            .map(|n| settings.backoff_after(n).as_secs())
-            .collect();
-        assert_eq!(waits, vec![1, 2, 4, 5, 5]);
     }
 }
