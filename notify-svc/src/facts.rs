@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ticket_platform::grpc_client::ClientChannel;
+use ticket_platform::metrics::GrpcMetrics;
 use ticket_platform::time::instant;
 use ticket_proto::order::v1 as order_pb;
 use ticket_proto::order::v1::contact_service_client::ContactServiceClient;
 use ticket_proto::stock::v1 as stock_pb;
 use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
 use tonic::Code;
-use tonic::transport::{Channel as GrpcChannel, Endpoint};
 
 use crate::templates::{Facts, amount, session_time};
 
@@ -79,24 +80,24 @@ fn lookup_error(service: &str, status: &tonic::Status) -> LookupError {
 /// order-svc and stock-svc, where notifications learn what they say and where they go.
 #[derive(Clone)]
 pub struct Sources {
-    orders: ContactServiceClient<GrpcChannel>,
+    orders: ContactServiceClient<ClientChannel>,
     token: String,
-    catalog: CatalogServiceClient<GrpcChannel>,
+    catalog: CatalogServiceClient<ClientChannel>,
     shows: Arc<Mutex<ShowsKept>>,
-}
-
-fn channel(what: &str, addr: &str) -> Result<GrpcChannel, String> {
-    Ok(Endpoint::from_shared(addr.to_owned())
-        .map_err(|err| format!("{what} address {addr}: {err}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5))
-        .connect_lazy())
 }
 
 impl Sources {
     /// Connects lazily to order-svc at `orders_addr` (presenting `token`) and to stock-svc's
-    /// catalog at `catalog_addr` (`http://...`).
-    pub fn new(orders_addr: &str, token: &str, catalog_addr: &str) -> Result<Self, String> {
+    /// catalog at `catalog_addr` (`http://...`), the calls counted in `metrics`.
+    pub fn new(
+        orders_addr: &str,
+        token: &str,
+        catalog_addr: &str,
+        metrics: &GrpcMetrics,
+    ) -> Result<Self, String> {
+        let channel = |peer, addr| {
+            ticket_platform::grpc_client::connect_lazy(peer, addr, Duration::from_secs(5), metrics)
+        };
         Ok(Self {
             orders: ContactServiceClient::new(channel("order-svc", orders_addr)?),
             token: token.to_owned(),

@@ -163,6 +163,7 @@ impl Application {
                     &config.orders_addr,
                     &config.orders_token,
                     &config.catalog_addr,
+                    &service.client_metrics,
                 )
                 .map_err(StartError::Config)?,
             )

@@ -83,13 +83,13 @@ fn notification(command: &Command) -> Result<(Notification, &'static str), Error
     ))
 }
 
-/// Writes `n` to the delivery log, `PENDING`, once per (order, channel, template): a repeated
+/// Writes `n` to the delivery log, `PENDING`, in the current trace, once per (order, channel, template): a repeated
 /// command finds its row and answers OK again without queueing it twice.
 async fn queue(n: &Notification, txn: &DatabaseTransaction) -> Result<Answer, Error> {
     txn.execute_raw(Statement::from_sql_and_values(
         txn.get_database_backend(),
         "INSERT INTO notification (order_no, channel, recipient, template, body, status, \
-           user_id) VALUES ($1, $2, '', $3, $4, 'PENDING', $5) \
+           user_id, traceparent) VALUES ($1, $2, '', $3, $4, 'PENDING', $5, $6) \
          ON CONFLICT (order_no, channel, template) DO NOTHING",
         [
             n.order_no.clone().into(),
@@ -97,6 +97,8 @@ async fn queue(n: &Notification, txn: &DatabaseTransaction) -> Result<Answer, Er
             n.template.clone().into(),
             n.body.clone().into(),
             n.user_id.clone().into(),
+            // Its sending continues the trace of the command that asked for it.
+            ticket_platform::telemetry::current_traceparent().into(),
         ],
     ))
     .await?;

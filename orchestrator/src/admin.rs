@@ -310,15 +310,22 @@ impl SagaAdminApi {
         let message_key: String = row.try_get("", "message_key")?;
         let payload: Vec<u8> = row.try_get("", "payload")?;
         let body_size = payload.len();
+        // It travels again as it first did: in its saga's step and attempt, in its trace.
+        let properties: String = row.try_get("", "properties")?;
+        let mut properties: std::collections::HashMap<String, String> =
+            serde_json::from_str(&properties).unwrap_or_default();
         let message = ticket_platform::messaging::OutgoingMessage {
             topic: topic.clone(),
             tag: tag.clone(),
             key: message_key.clone(),
             message_id: id,
-            saga_id: None,
-            step: None,
-            attempt: 0,
-            traceparent: None,
+            saga_id: properties.remove("saga_id"),
+            step: properties.remove("step"),
+            attempt: properties
+                .get("attempt")
+                .and_then(|attempt| attempt.parse().ok())
+                .unwrap_or(0),
+            traceparent: properties.remove("traceparent"),
             payload,
         };
         message

@@ -18,16 +18,18 @@ use std::future::Future;
 
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use ticket_platform::grpc_client::ClientChannel;
 use ticket_platform::handover::Handover;
 use ticket_platform::outbox::entity::Model as OutboxRow;
 use ticket_proto::saga::v1::participant_client::ParticipantClient;
 use ticket_proto::saga::v1::{Command, Reply};
-use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
 
 use crate::saga::definition::Participant;
 
-/// Commands to call over gRPC once the transaction that decided them committed.
-pub type Calls = Vec<(Participant, Command)>;
+/// Commands to call over gRPC once the transaction that decided them committed, each with the
+/// span of its step (in its saga's trace).
+pub type Calls = Vec<(Participant, Command, tracing::Span)>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -62,20 +64,20 @@ pub struct Dispatcher {
 
 struct Inner {
     transport: Transport,
-    clients: HashMap<Participant, ParticipantClient<Channel>>,
+    clients: HashMap<Participant, ParticipantClient<ClientChannel>>,
     token: String,
     broker_down: AtomicBool,
-    /// The calls made, by participant method and status (`grpc_client_*`).
-    metrics: ticket_platform::metrics::GrpcMetrics,
 }
 
 impl Dispatcher {
-    /// Connects lazily to the participants and, over RocketMQ, starts watching the outbox.
+    /// Connects lazily to the participants (its calls counted in `metrics`) and, over
+    /// RocketMQ, starts watching the outbox.
     pub fn start(
         db: DatabaseConnection,
         transport: Transport,
         addrs: &ParticipantAddrs,
         fallback_after: Duration,
+        metrics: &ticket_platform::metrics::GrpcMetrics,
     ) -> Result<Self, String> {
         let mut clients = HashMap::new();
         for (participant, addr) in [
@@ -83,11 +85,12 @@ impl Dispatcher {
             (Participant::Order, &addrs.order),
             (Participant::Notify, &addrs.notify),
         ] {
-            let channel = Endpoint::from_shared(addr.clone())
-                .map_err(|err| format!("participant address {addr}: {err}"))?
-                .connect_timeout(Duration::from_secs(2))
-                .timeout(Duration::from_secs(10))
-                .connect_lazy();
+            let channel = ticket_platform::grpc_client::connect_lazy(
+                participant.service(),
+                addr,
+                Duration::from_secs(10),
+                metrics,
+            )?;
             clients.insert(participant, ParticipantClient::new(channel));
         }
         let inner = Arc::new(Inner {
@@ -95,7 +98,6 @@ impl Dispatcher {
             clients,
             token: addrs.token.clone(),
             broker_down: AtomicBool::new(false),
-            metrics: ticket_platform::metrics::GrpcMetrics::default(),
         });
         if transport == Transport::RocketMq && !fallback_after.is_zero() {
             tokio::spawn(watch_outbox(Arc::downgrade(&inner), db, fallback_after));
@@ -104,11 +106,6 @@ impl Dispatcher {
     }
 
     /// Whether commands go over gRPC now.
-    /// The participant calls this dispatcher made (registered by the service as `client`).
-    pub fn metrics(&self) -> &ticket_platform::metrics::GrpcMetrics {
-        &self.inner.metrics
-    }
-
     pub fn over_grpc(&self) -> bool {
         self.inner.transport == Transport::Grpc || self.inner.broker_down.load(Ordering::Relaxed)
     }
@@ -138,26 +135,11 @@ impl Dispatcher {
                 .parse()
                 .map_err(|_| "the participant token is not ASCII".to_owned())?,
         );
-        let started = std::time::Instant::now();
-        let answer = client.execute(request).await;
-        let code = answer
-            .as_ref()
-            .map_or_else(tonic::Status::code, |_| tonic::Code::Ok);
-        self.inner
-            .metrics
-            .observe(participant_method(participant), code, started.elapsed());
-        answer
+        client
+            .execute(request)
+            .await
             .map(tonic::Response::into_inner)
             .map_err(|status| format!("{participant:?}: {}", status.message()))
-    }
-}
-
-/// The method a participant call is counted under.
-fn participant_method(participant: Participant) -> &'static str {
-    match participant {
-        Participant::Stock => "stock-svc/ticket.saga.v1.Participant/Execute",
-        Participant::Order => "order-svc/ticket.saga.v1.Participant/Execute",
-        Participant::Notify => "notify-svc/ticket.saga.v1.Participant/Execute",
     }
 }
 
@@ -199,10 +181,10 @@ impl Dispatcher {
         F: Fn(Reply) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        for (participant, command) in calls {
+        for (participant, command, span) in calls {
             let dispatcher = self.clone();
             let on_reply = on_reply.clone();
-            tokio::spawn(async move {
+            let call = async move {
                 match dispatcher.execute(participant, command).await {
                     Ok(reply) => {
                         if let Err(err) = on_reply(reply).await {
@@ -213,7 +195,8 @@ impl Dispatcher {
                         tracing::warn!(error = %err, "a participant call failed; the step will time out and retry");
                     }
                 }
-            });
+            };
+            tokio::spawn(call.instrument(span));
         }
     }
 }

@@ -28,7 +28,8 @@ pub const EVENT_TAGS: &[&str] = &[tag::ORDER_CREATED, tag::ORDER_PAID, tag::ORDE
 /// payments and buyers' cancels reach theirs in batches.
 #[derive(Clone)]
 pub struct Intake {
-    starts: GroupCommit<(String, PurchaseData), Error>,
+    /// New orders, each with the trace of the event that announced it.
+    starts: GroupCommit<(String, PurchaseData, Option<String>), Error>,
     signals: GroupCommit<(String, Signal), Error>,
 }
 
@@ -37,7 +38,7 @@ impl Intake {
         let starter = engine.clone();
         let starts = GroupCommit::start(batches.max, batches.concurrency, move |orders| {
             let engine = starter.clone();
-            async move { engine.start_many(orders).await }
+            async move { engine.start_traced(orders).await }
         });
         let signals = GroupCommit::start(batches.max, batches.concurrency, move |signals| {
             let engine = engine.clone();
@@ -64,7 +65,11 @@ async fn apply(intake: &Intake, event: Event) -> Result<(), Error> {
                 cancel_reason: None,
                 reserved: false,
             };
-            intake.starts.submit((created.order_no, data)).await
+            let traceparent = ticket_platform::telemetry::current_traceparent();
+            intake
+                .starts
+                .submit((created.order_no, data, traceparent))
+                .await
         }
         Event::Paid(paid) => {
             intake

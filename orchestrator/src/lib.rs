@@ -44,8 +44,8 @@ use crate::saga::purchase::{Purchase, SagaSettings};
 pub const ENV_PREFIX: &str = "TICKET_ORCHESTRATOR";
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 50053;
-/// How often the parked sagas are counted for the metrics (`sagas_parked`).
-const PARKED_GAUGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the saga log is measured for the metrics (`sagas_parked`, `saga_timers_due`).
+const SAGA_LOG_GAUGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Default admin HTTP port (`/metrics`, `/livez`, `/readyz`).
 pub const DEFAULT_ADMIN_PORT: u16 = 9102;
 /// The gRPC services this process serves, as reflection lists them.
@@ -216,9 +216,9 @@ impl Application {
             config.transport,
             &config.participants,
             config.fallback_after,
+            &service.client_metrics,
         )
         .map_err(BuildError::Participants)?;
-        dispatcher.metrics().register(&service.metrics, "client");
         let engine = Engine::new(
             service.db.clone(),
             Purchase::new(&config.saga),
@@ -228,7 +228,7 @@ impl Application {
         {
             let (metrics, db) = (engine.metrics().clone(), service.db.clone());
             service.spawn_background(|stop| {
-                metrics.watch_parked(db, Purchase::NAME, PARKED_GAUGE_INTERVAL, stop)
+                metrics.watch_log(db, Purchase::NAME, SAGA_LOG_GAUGE_INTERVAL, stop)
             });
         }
         let intake = Intake::new(engine.clone(), config.batches);

@@ -96,31 +96,38 @@ impl CommandHandler for OrderCommands {
         txn: &DatabaseTransaction,
     ) -> Result<Answer, String> {
         let order_no = command.order_no.as_str();
-        let result =
-            match &command.step {
-                OrderStep::Reserve {
-                    unit_price_cents,
-                    expire_at,
-                } => orders::reserve(txn, order_no, *unit_price_cents, *expire_at).await,
-                OrderStep::Confirm => orders::confirm(txn, order_no).await,
-                OrderStep::Cancel { reason } => orders::cancel(txn, order_no, *reason, None)
-                    .await
-                    .map(|(order, cancelled)| {
-                        if cancelled {
-                            self.metrics.cancelled(*reason);
-                        }
-                        order
-                    }),
-            };
+        let result = match &command.step {
+            OrderStep::Reserve {
+                unit_price_cents,
+                expire_at,
+            } => orders::reserve(txn, order_no, *unit_price_cents, *expire_at)
+                .await
+                // Only a cancel is counted by whether it changed the order.
+                .map(|order| (order, false)),
+            OrderStep::Confirm => orders::confirm(txn, order_no)
+                .await
+                .map(|order| (order, false)),
+            OrderStep::Cancel { reason } => orders::cancel(txn, order_no, *reason, None).await,
+        };
         match result {
-            Ok(order) => Ok(Answer::ok(
+            Ok((order, applied)) => Ok(Answer::ok(
                 format!("order {order_no} is {}", order.status),
                 None,
-            )),
+            )
+            .applied(applied)),
             Err(err) if err.is_transient() => Err(err.to_string()),
             Err(Error::Precondition { reason, detail }) => Ok(Answer::refused(reason, detail)),
             Err(Error::NotFound(detail)) => Ok(Answer::refused("UNKNOWN_ORDER", detail)),
             Err(other) => Ok(Answer::refused("INVALID_ARGUMENT", other.to_string())),
+        }
+    }
+
+    /// A cancel is counted once its transaction committed, and only the one that cancelled.
+    fn committed(&self, command: &OrderCommand, answer: &Answer) {
+        if let OrderStep::Cancel { reason } = &command.step
+            && answer.applied
+        {
+            self.metrics.cancelled(*reason);
         }
     }
 }

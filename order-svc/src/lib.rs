@@ -154,15 +154,16 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, BuildError> {
+        let mut service =
+            Service::build::<migration::Migrator>("order-svc", &config.service, SERVICES).await?;
         let tiers = Tiers::connect(
             &config.catalog_addr,
             &config.redis_url,
             config.redis_connections,
             &config.redis_key_prefix,
+            &service.client_metrics,
         )
         .await?;
-        let mut service =
-            Service::build::<migration::Migrator>("order-svc", &config.service, SERVICES).await?;
         service.needs(Dependency::redis(tiers.redis().clone()));
         service
             .ensure_topics(&[topic::ORDER, topic::ORDER_CMD, topic::SAGA_REPLY])
@@ -180,8 +181,12 @@ impl Application {
                 &config.service.admin_token,
             )
             .await?;
-        let orchestrator = Orchestrator::new(&config.orchestrator_addr, &config.orchestrator_token)
-            .map_err(BuildError::Orchestrator)?;
+        let orchestrator = Orchestrator::new(
+            &config.orchestrator_addr,
+            &config.orchestrator_token,
+            &service.client_metrics,
+        )
+        .map_err(BuildError::Orchestrator)?;
         if !config.events_fallback_after.is_zero() {
             let handover = EventHandover(orchestrator.clone());
             service.spawn_handover(handover, &[topic::ORDER], config.events_fallback_after);

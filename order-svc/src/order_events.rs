@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use prost::Message;
 use sea_orm::{DatabaseConnection, EntityTrait, Statement};
+use ticket_platform::grpc_client::ClientChannel;
 use ticket_platform::handover::Handover;
 use ticket_platform::messaging::{tag, topic};
+use ticket_platform::metrics::GrpcMetrics;
 use ticket_platform::outbox::entity::Model as OutboxRow;
 use ticket_proto::saga::v1::order_event::Event;
 use ticket_proto::saga::v1::saga_events_client::SagaEventsClient;
 use ticket_proto::saga::v1::{OrderCancelled, OrderCreated, OrderEvent, OrderPaid};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::orders::{Order, entity};
 
@@ -29,18 +30,19 @@ const SWEEP_BATCH: i64 = 100;
 /// The orchestrator's `SagaEvents`, with the token it needs.
 #[derive(Clone)]
 pub struct Orchestrator {
-    client: SagaEventsClient<Channel>,
+    client: SagaEventsClient<ClientChannel>,
     token: String,
 }
 
 impl Orchestrator {
-    /// Connects lazily to `addr` (`http://...`).
-    pub fn new(addr: &str, token: &str) -> Result<Self, String> {
-        let channel = Endpoint::from_shared(addr.to_owned())
-            .map_err(|err| format!("orchestrator address {addr}: {err}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy();
+    /// Connects lazily to `addr` (`http://...`), its calls counted in `metrics`.
+    pub fn new(addr: &str, token: &str, metrics: &GrpcMetrics) -> Result<Self, String> {
+        let channel = ticket_platform::grpc_client::connect_lazy(
+            "orchestrator",
+            addr,
+            Duration::from_secs(10),
+            metrics,
+        )?;
         Ok(Self {
             client: SagaEventsClient::new(channel),
             token: token.to_owned(),

@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use fred::prelude::*;
+use ticket_platform::grpc_client::ClientChannel;
+use ticket_platform::metrics::GrpcMetrics;
 use ticket_platform::stock_keys;
 use ticket_proto::stock::v1 as pb;
 use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
 use tokio::sync::OnceCell;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::Error;
 
@@ -30,7 +31,7 @@ pub struct TierInfo {
 
 #[derive(Clone)]
 pub struct Tiers {
-    catalog: CatalogServiceClient<Channel>,
+    catalog: CatalogServiceClient<ClientChannel>,
     redis: Pool,
     key_prefix: String,
     /// One cell per tier: the first caller asks the catalog, the others wait for its answer.
@@ -44,12 +45,15 @@ impl Tiers {
         redis_url: &str,
         redis_connections: usize,
         key_prefix: &str,
+        metrics: &GrpcMetrics,
     ) -> Result<Self, Error> {
-        let channel = Endpoint::from_shared(catalog_addr.to_owned())
-            .map_err(|err| Error::Catalog(format!("address {catalog_addr}: {err}")))?
-            .connect_timeout(std::time::Duration::from_secs(3))
-            .timeout(std::time::Duration::from_secs(5))
-            .connect_lazy();
+        let channel = ticket_platform::grpc_client::connect_lazy(
+            "stock-svc",
+            catalog_addr,
+            std::time::Duration::from_secs(5),
+            metrics,
+        )
+        .map_err(Error::Catalog)?;
         let redis = ticket_platform::redis::connect(redis_url, redis_connections).await?;
         Ok(Self {
             catalog: CatalogServiceClient::new(channel),

@@ -69,6 +69,9 @@ pub struct Service {
     /// The service's metrics registry: the platform's metrics are in it; a service adds its
     /// own.
     pub metrics: Metrics,
+    /// The calls this service makes to others (`grpc_client_*`): for its
+    /// [`crate::grpc_client`] channels.
+    pub client_metrics: GrpcMetrics,
     outbox_metrics: OutboxMetrics,
     ready: tokio::sync::watch::Sender<Readiness>,
     bootstrap: Bootstrap,
@@ -114,6 +117,8 @@ impl Service {
         messaging.metrics().register(&metrics);
         let grpc = GrpcMetrics::default();
         grpc.register(&metrics, "server");
+        let client_metrics = GrpcMetrics::default();
+        client_metrics.register(&metrics, "client");
         let outbox_metrics = OutboxMetrics::default();
         outbox_metrics.register(&metrics);
         let publisher =
@@ -141,6 +146,7 @@ impl Service {
             admin,
             admin_stop: CancelOnDrop(admin_stop),
             metrics,
+            client_metrics,
             outbox_metrics,
             ready,
             bootstrap: Bootstrap::new(services, grpc)?,
@@ -249,6 +255,18 @@ impl Service {
         if let Err(err) = self.publisher.ensure_topics(&[topic]).await {
             tracing::warn!(error = %err, topic, "the broker does not answer; the consumer finds its topic once it does");
         }
+        // How many commands each transaction took (for stock-svc, its ledger's group commit
+        // on the RocketMQ door).
+        let sizes: crate::metrics::Histograms<crate::metrics::GroupLabel> =
+            prometheus_client::metrics::family::Family::new_with_constructor(crate::metrics::sizes);
+        let batch_sizes = sizes.get_or_create_owned(&crate::metrics::GroupLabel {
+            group: group.to_owned(),
+        });
+        self.metrics.register(
+            "participant_batch_commands",
+            "Commands a participant's consumer ran in one transaction, by consumer group",
+            sizes.clone(),
+        );
         let consumer = Consumer::start(
             Arc::clone(&self.messaging),
             ConsumerSettings::new(group)
@@ -262,6 +280,7 @@ impl Service {
                     max: self.messaging.config().command_batch_max,
                     concurrency: self.messaging.config().command_batch_concurrency,
                 },
+                batch_sizes,
             ),
         )
         .await?;
@@ -285,6 +304,7 @@ impl Service {
             admin,
             admin_stop,
             metrics: _,
+            client_metrics: _,
             outbox_metrics: _,
             ready,
             bootstrap,
@@ -390,7 +410,9 @@ async fn flush_outbox(db: &DatabaseConnection, publisher: &Publisher) {
 
 /// The `main` of every service binary: loads the configuration (every problem reported at
 /// once, exit code 2), sets up telemetry, then `<binary> migrate` only migrates the database
-/// (a Kubernetes Job) and `<binary>` serves until SIGTERM or Ctrl-C.
+/// (a Kubernetes Job), `<binary> settings` prints every setting it reads (its environment
+/// variable and default) and `<binary>` serves until SIGTERM or Ctrl-C. A variable of the
+/// service's prefix that it does not read (a misspelt setting) is warned of at start.
 pub async fn main<C, M, Serve, Served, E>(
     name: &str,
     load: impl FnOnce() -> Result<C, crate::config::ConfigErrors>,
@@ -403,7 +425,15 @@ where
     Served: Future<Output = Result<(), E>>,
     E: std::fmt::Display + From<StartError>,
 {
-    let config = match load() {
+    let command = std::env::args().nth(1);
+    let loaded = load();
+    if command.as_deref() == Some("settings") {
+        for setting in crate::config::settings_read().settings {
+            println!("{}={}", setting.env, setting.default);
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    let config = match loaded {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{name}: {errors}");
@@ -411,7 +441,13 @@ where
         }
     };
     let _telemetry = crate::telemetry::init(&service_config(&config).telemetry);
-    let result = if std::env::args().nth(1).as_deref() == Some("migrate") {
+    for unknown in crate::config::settings_read().unknown {
+        tracing::warn!(
+            setting = %unknown,
+            "{name} reads no such setting (misspelt?); `{name} settings` lists them"
+        );
+    }
+    let result = if command.as_deref() == Some("migrate") {
         migrate::<M>(&service_config(&config).database)
             .await
             .map(|()| println!("{name}: database migrated"))

@@ -31,6 +31,60 @@ pub struct ConfigSource {
     prefix: String,
     values: BTreeMap<String, (String, String)>,
     errors: Vec<String>,
+    /// Every key asked for, with its default as text.
+    asked: BTreeMap<String, String>,
+}
+
+/// A setting a service read: its environment variable and its default.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Setting {
+    pub env: String,
+    pub default: String,
+}
+
+/// What the configurations loaded in this process asked for, and the variables of their
+/// prefixes that no one asked for (a misspelt setting).
+#[derive(Clone, Debug, Default)]
+pub struct SettingsRead {
+    pub settings: Vec<Setting>,
+    pub unknown: Vec<String>,
+}
+
+/// Every finished source's asked settings and given values, by environment variable.
+#[derive(Default)]
+struct Seen {
+    asked: BTreeMap<String, String>,
+    given: BTreeMap<String, String>,
+}
+
+static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+
+/// The settings the configurations loaded so far in this process read ([`ConfigSource::finish`]
+/// records them): `<service> settings` prints them, the start-up log warns of the values given
+/// that none of them read.
+pub fn settings_read() -> SettingsRead {
+    let seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(seen) = seen.as_ref() else {
+        return SettingsRead::default();
+    };
+    SettingsRead {
+        settings: seen
+            .asked
+            .iter()
+            .map(|(env, default)| Setting {
+                env: env.clone(),
+                default: default.clone(),
+            })
+            .collect(),
+        unknown: seen
+            .given
+            .iter()
+            .filter(|(env, _)| !seen.asked.contains_key(*env))
+            .map(|(env, origin)| format!("{env} (from {origin})"))
+            .collect(),
+    }
 }
 
 impl ConfigSource {
@@ -45,6 +99,7 @@ impl ConfigSource {
             prefix: prefix.to_owned(),
             values: BTreeMap::new(),
             errors: Vec::new(),
+            asked: BTreeMap::new(),
         };
         let vars: Vec<(String, String)> = vars.into_iter().collect();
         let file_var = format!("{prefix}_CONFIG_FILE");
@@ -101,9 +156,10 @@ impl ConfigSource {
     /// A typed value, or `default` when absent; a value that does not parse is recorded.
     pub fn get<T>(&mut self, key: &str, default: T) -> T
     where
-        T: FromStr,
+        T: FromStr + fmt::Display,
         T::Err: fmt::Display,
     {
+        self.asked.insert(key.to_owned(), default.to_string());
         match self.values.get(key) {
             None => default,
             Some((raw, origin)) => match raw.trim().parse() {
@@ -119,6 +175,7 @@ impl ConfigSource {
 
     /// A string value, or `default`.
     pub fn string(&mut self, key: &str, default: &str) -> String {
+        self.asked.insert(key.to_owned(), default.to_owned());
         self.values
             .get(key)
             .map_or_else(|| default.to_owned(), |(raw, _)| raw.clone())
@@ -140,6 +197,18 @@ impl ConfigSource {
 
     /// Ends loading: every problem at once, or nothing.
     pub fn finish(self) -> Result<(), ConfigErrors> {
+        {
+            let mut seen = SEEN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let seen = seen.get_or_insert_with(Seen::default);
+            for (key, default) in &self.asked {
+                seen.asked.insert(self.env_name(key), default.clone());
+            }
+            for (key, (_, origin)) in &self.values {
+                seen.given.insert(self.env_name(key), origin.clone());
+            }
+        }
         if self.errors.is_empty() {
             Ok(())
         } else {
@@ -260,5 +329,48 @@ mod tests {
         let source =
             ConfigSource::from_pairs("T", vars(&[("T_CONFIG_FILE", "/nonexistent/x.toml")]));
         assert!(source.finish().is_err());
+    }
+
+    #[test]
+    fn the_settings_read_are_listed_and_a_misspelt_one_is_unknown() {
+        let mut source = ConfigSource::from_pairs(
+            "TICKET_LISTED",
+            [
+                (
+                    "TICKET_LISTED_DATABASE__URL".to_owned(),
+                    "postgres://db".to_owned(),
+                ),
+                (
+                    "TICKET_LISTED_DATABSE__URL".to_owned(),
+                    "postgres://typo".to_owned(),
+                ),
+            ],
+        );
+        source.string("database.url", "postgres://localhost");
+        source.get("pool.size", 8u32);
+        assert!(source.finish().is_ok());
+        let read = settings_read();
+        for (env, default) in [
+            ("TICKET_LISTED_DATABASE__URL", "postgres://localhost"),
+            ("TICKET_LISTED_POOL__SIZE", "8"),
+        ] {
+            assert!(
+                read.settings.contains(&Setting {
+                    env: env.into(),
+                    default: default.into()
+                }),
+                "{env}: {read:?}"
+            );
+        }
+        let listed: Vec<&str> = read
+            .unknown
+            .iter()
+            .filter(|u| u.starts_with("TICKET_LISTED_"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            listed,
+            ["TICKET_LISTED_DATABSE__URL (from environment variable TICKET_LISTED_DATABSE__URL)"]
+        );
     }
 }

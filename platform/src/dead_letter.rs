@@ -101,7 +101,8 @@ pub async fn record(conn: &impl ConnectionTrait, entry: &Entry) -> Result<(), Db
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), now(), 1) \
          ON CONFLICT (consumer_group, message_id) DO UPDATE SET \
            times_seen = dead_letter.times_seen + 1, last_seen_at = now(), \
-           reason = EXCLUDED.reason, source = EXCLUDED.source, redriven_at = NULL",
+           reason = EXCLUDED.reason, source = EXCLUDED.source, \
+           properties = EXCLUDED.properties, redriven_at = NULL",
         [
             entry.consumer_group.clone().into(),
             entry.message_id.clone().into(),

@@ -67,7 +67,7 @@ impl Bootstrap {
         let router = tonic::transport::Server::builder()
             .layer(MetricsLayer {
                 metrics,
-                methods: Arc::new(served_methods(services)),
+                methods: Methods::Served(Arc::new(served_methods(services))),
             })
             .trace_fn(|request| {
                 let span = tracing::info_span!("grpc", path = %request.uri().path());
@@ -201,22 +201,42 @@ fn served_methods(services: &[&'static str]) -> HashSet<String> {
     methods
 }
 
-/// Counts and times every call by method and status code (`grpc_server_*`). A path that is
-/// not one of the served methods is counted as `other`, so a caller cannot make labels up. A
-/// call dropped before it answered (its deadline passed, the client went away) is counted as
-/// `CANCELLED`. The time is to the response's headers (for a stream, to its start).
+/// Counts and times every call by method and status code (`grpc_server_*`, or
+/// `grpc_client_*` on a [`crate::grpc_client`] channel). On a server, a path that is not one of
+/// the served methods is counted as `other`, so a caller cannot make labels up. A call dropped
+/// before it answered (its deadline passed, the client went away) is counted as `CANCELLED`;
+/// one the transport failed (no connection) as `UNAVAILABLE`. The time is to the response's
+/// headers (for a stream, to its start).
 #[derive(Clone)]
 pub struct MetricsLayer {
     metrics: GrpcMetrics,
-    methods: Arc<HashSet<String>>,
+    methods: Methods,
+}
+
+/// How a call's method label is named.
+#[derive(Clone)]
+enum Methods {
+    /// A server's: the path, when it is one of these.
+    Served(Arc<HashSet<String>>),
+    /// A client's: the peer's name before the path (the generated clients' paths are a closed
+    /// set), e.g. `stock-svc/ticket.saga.v1.Participant/Execute`.
+    Peer(&'static str),
 }
 
 impl MetricsLayer {
+    /// The layer of a client's calls to `peer`.
+    pub fn client(metrics: GrpcMetrics, peer: &'static str) -> Self {
+        Self {
+            metrics,
+            methods: Methods::Peer(peer),
+        }
+    }
+
     fn method(&self, path: &str) -> String {
-        if self.methods.contains(path) {
-            path.to_owned()
-        } else {
-            "other".to_owned()
+        match &self.methods {
+            Methods::Served(served) if served.contains(path) => path.to_owned(),
+            Methods::Served(_) => "other".to_owned(),
+            Methods::Peer(peer) => format!("{peer}{path}"),
         }
     }
 }
@@ -296,7 +316,7 @@ where
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<i32>().ok())
                     .map_or(tonic::Code::Ok, tonic::Code::from),
-                Err(_) => tonic::Code::Unknown,
+                Err(_) => tonic::Code::Unavailable,
             };
             call.answered(code);
             answer

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Statement};
 use tokio::task::JoinHandle;
@@ -68,9 +69,14 @@ pub async fn hand_over_once<H: Handover>(
     let rows = overdue(db, after, topics).await?;
     let deliveries = rows.into_iter().map(|row| {
         let handover = Arc::clone(handover);
+        // The call continues the trace the message was written in.
+        let span = crate::telemetry::continuing(
+            tracing::info_span!("hand over", outbox_id = row.id, topic = %row.topic),
+            row.traceparent.as_deref(),
+        );
         async move {
             let id = row.id;
-            match handover.deliver(row).await {
+            match handover.deliver(row).instrument(span).await {
                 Ok(()) => Some(id),
                 Err(err) => {
                     tracing::warn!(outbox_id = id, error = %err, "an overdue message could not be handed over; trying again");

@@ -13,6 +13,7 @@ pub mod dead_letter;
 pub mod fields;
 pub mod group_commit;
 pub mod grpc;
+pub mod grpc_client;
 pub mod handover;
 pub mod inbox;
 pub mod messaging;

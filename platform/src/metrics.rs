@@ -31,6 +31,13 @@ pub fn seconds() -> Histogram {
     Histogram::new(SECONDS)
 }
 
+/// A histogram of how many things went together (a batch's items): 1, 2, 4, ... 512.
+pub fn sizes() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1.0, 2.0, 10,
+    ))
+}
+
 /// A family of histograms made by `make`.
 pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 

@@ -19,6 +19,7 @@
 //! Handlers must be idempotent: the same command (a retry under the same idempotency key) gives
 //! the same answer and changes nothing twice.
 
+use prometheus_client::metrics::histogram::Histogram;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -42,6 +43,9 @@ pub struct Answer {
     /// A sentence a person can act on.
     pub detail: String,
     pub body: Option<reply::Body>,
+    /// The command changed something (it is not a repeat that found its work done): what
+    /// [`CommandHandler::committed`] counts.
+    pub applied: bool,
 }
 
 impl Answer {
@@ -51,7 +55,15 @@ impl Answer {
             reason: String::new(),
             detail: detail.into(),
             body,
+            applied: false,
         }
+    }
+
+    /// The answer, saying whether the command changed something.
+    #[must_use]
+    pub fn applied(mut self, applied: bool) -> Self {
+        self.applied = applied;
+        self
     }
 
     pub fn refused(reason: &str, detail: impl Into<String>) -> Self {
@@ -60,6 +72,7 @@ impl Answer {
             reason: reason.to_owned(),
             detail: detail.into(),
             body: None,
+            applied: false,
         }
     }
 }
@@ -122,6 +135,10 @@ pub trait CommandHandler: Send + Sync + 'static {
         checked: &Self::Checked,
         txn: &DatabaseTransaction,
     ) -> impl Future<Output = Result<Answer, String>> + Send;
+
+    /// Called once the transaction that ran the command committed, with its answer: what a
+    /// command did is counted here, so a batch that fails and runs again counts nothing twice.
+    fn committed(&self, _checked: &Self::Checked, _answer: &Answer) {}
 }
 
 fn check<H: CommandHandler>(
@@ -162,11 +179,13 @@ pub struct CommandBatches {
 
 impl<H: CommandHandler> CommandConsumer<H> {
     /// `group` is the consumer group's logical name (its inbox rows carry it).
+    /// Each batch's size is observed in `sizes` (`participant_batch_commands`).
     pub fn new(
         handler: Arc<H>,
         db: DatabaseConnection,
         group: &str,
         batches: CommandBatches,
+        sizes: Histogram,
     ) -> Self {
         let group: Arc<str> = group.into();
         let runner = Arc::clone(&handler);
@@ -174,6 +193,7 @@ impl<H: CommandHandler> CommandConsumer<H> {
         let batches = handler.batches().then(|| {
             GroupCommit::start(batches.max, batches.concurrency, move |commands| {
                 let (handler, db, group) = (Arc::clone(&runner), pool.clone(), Arc::clone(&name));
+                sizes.observe(commands.len() as f64);
                 async move {
                     let span =
                         tracing::debug_span!("command batch", %group, commands = commands.len());
@@ -211,6 +231,7 @@ async fn run_batch<H: CommandHandler>(
     let mut in_order: Vec<&Consumed<H::Checked>> = commands.iter().map(Arc::as_ref).collect();
     in_order.sort_by(|a, b| a.command.order_no.cmp(&b.command.order_no));
     let mut replies = Vec::with_capacity(fresh.len());
+    let mut answered = Vec::with_capacity(fresh.len());
     for consumed in in_order {
         if !fresh.remove(&consumed.message_id) {
             continue;
@@ -228,6 +249,7 @@ async fn run_batch<H: CommandHandler>(
             .instrument(span)
             .await
             .map_err(|err| retry(&err))?;
+        answered.push((consumed, answer.clone()));
         replies.push(
             OutgoingMessage::new(
                 topic::SAGA_REPLY,
@@ -243,6 +265,9 @@ async fn run_batch<H: CommandHandler>(
         .await
         .map_err(|err| retry(&err))?;
     txn.commit().await.map_err(|err| retry(&err))?;
+    for (consumed, answer) in answered {
+        handler.committed(&consumed.checked, &answer);
+    }
     Ok(commands.iter().map(|_| Ok(())).collect())
 }
 
@@ -297,6 +322,7 @@ impl<H: CommandHandler> ParticipantService<H> {
         let txn = self.db.begin().await.map_err(|err| err.to_string())?;
         let answer = self.handler.run(checked, &txn).await?;
         txn.commit().await.map_err(|err| err.to_string())?;
+        self.handler.committed(checked, &answer);
         Ok(answer)
     }
 }
@@ -324,6 +350,7 @@ impl<H: CommandHandler> ticket_proto::saga::v1::participant_server::Participant
                     reason: "UNAVAILABLE".into(),
                     detail: format!("the step could not complete, retry later: {err}"),
                     body: None,
+                    applied: false,
                 }
             }
         };

@@ -1,12 +1,14 @@
 //! What stock-svc counts (on its admin port's `/metrics`): prededucts by outcome (a repeated
 //! prededuct of an order is answered, and counted, again), the tickets each tier has left as
 //! its last prededuct, confirm or rollback saw them, and drift that persisted between Redis
-//! and the ledger.
+//! and the ledger, and how many entries each group commit of the gRPC doors' ledger writer
+//! took (the RocketMQ door's are `participant_batch_commands`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use ticket_platform::metrics::Metrics;
 
 use crate::gate::PredeductOutcome;
@@ -21,13 +23,26 @@ pub struct TierLabel {
     pub tier_id: i64,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StockMetrics {
     pub prededucts: Family<OutcomeLabel, Counter>,
     /// Tickets available per tier, as the last script on it answered.
     pub available: Family<TierLabel, Gauge>,
     /// Each tier, on each drift check, whose drift persisted since the check before.
     pub drift_found: Counter,
+    /// Entries per commit of the gRPC doors' ledger writer.
+    pub ledger_commits: Histogram,
+}
+
+impl Default for StockMetrics {
+    fn default() -> Self {
+        Self {
+            prededucts: Family::default(),
+            available: Family::default(),
+            drift_found: Counter::default(),
+            ledger_commits: ticket_platform::metrics::sizes(),
+        }
+    }
 }
 
 impl StockMetrics {
@@ -47,6 +62,11 @@ impl StockMetrics {
             "Drift checks that found a tier's Redis and ledger still disagreeing as on the check \
              before (one per tier per check)",
             self.drift_found.clone(),
+        );
+        metrics.register(
+            "stock_ledger_commit_entries",
+            "Ledger entries the gRPC doors' writer committed together (its group commit's size)",
+            self.ledger_commits.clone(),
         );
     }
 

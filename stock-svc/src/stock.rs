@@ -185,11 +185,12 @@ impl Stock {
         gate: StockGate,
         ledger_writers: usize,
     ) -> Self {
+        let metrics = crate::metrics::StockMetrics::default();
         Self {
             tiers: Tiers::new(record.clone()),
-            writer: LedgerWriter::spawn(db.clone(), ledger_writers),
+            writer: LedgerWriter::spawn(db.clone(), ledger_writers, metrics.ledger_commits.clone()),
             checks: SessionChecks::default(),
-            metrics: crate::metrics::StockMetrics::default(),
+            metrics,
             db,
             record,
             gate,

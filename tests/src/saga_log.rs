@@ -32,8 +32,14 @@ pub fn engine(db: &DatabaseConnection, settings: &SagaSettings) -> Engine<Purcha
         notify: "http://127.0.0.1:9".into(),
         token: crate::stock::TOKEN.into(),
     };
-    let dispatcher = Dispatcher::start(db.clone(), Transport::RocketMq, &addrs, Duration::ZERO)
-        .expect("dispatcher");
+    let dispatcher = Dispatcher::start(
+        db.clone(),
+        Transport::RocketMq,
+        &addrs,
+        Duration::ZERO,
+        &ticket_platform::metrics::GrpcMetrics::default(),
+    )
+    .expect("dispatcher");
     Engine::new(db.clone(), Purchase::new(settings), dispatcher)
 }
 

@@ -59,6 +59,9 @@ fn ticketctl(system: &System, args: &[&str]) -> String {
     text
 }
 
+/// The trace a message was published in.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_stock_svc_rejects_is_one_record_at_the_orchestrator_and_comes_back_when_redriven()
  {
@@ -75,6 +78,8 @@ async fn a_command_stock_svc_rejects_is_one_record_at_the_orchestrator_and_comes
             "T-garbage",
             &saga_pb::Command::default(),
         )
+        .with_saga("saga-of-the-garbage", "STOCK_DEDUCT", 2)
+        .with_traceparent(Some(TRACEPARENT.into()))
     };
     let id = garbage.message_id.to_string();
     e2e::send(&publisher, &garbage).await;
@@ -97,11 +102,28 @@ async fn a_command_stock_svc_rejects_is_one_record_at_the_orchestrator_and_comes
         "{listed}"
     );
 
-    // Redriven, it fails again at stock-svc: the same record, seen twice, no longer redriven.
+    let properties = |letter: &saga_pb::DeadLetter| -> serde_json::Value {
+        serde_json::from_str(&letter.properties).expect("properties are JSON")
+    };
+    let sent_with = serde_json::json!({
+        "saga_id": "saga-of-the-garbage",
+        "step": "STOCK_DEDUCT",
+        "attempt": "2",
+        "traceparent": TRACEPARENT,
+    });
+    assert_eq!(properties(&first), sent_with);
+
+    // Redriven, it fails again at stock-svc: the same record, seen twice, no longer redriven;
+    // it travelled again in its saga's step and attempt, in its trace.
     let shown = ticketctl(&system, &["redrive", &id]);
     assert!(shown.contains("(redriven)"), "{shown}");
     let again = dead_letter(&system, &id, 2).await;
     assert!(!again.redriven, "{again:?}");
+    assert_eq!(
+        properties(&again),
+        sent_with,
+        "what the redriven message carried"
+    );
     let shown = ticketctl(&system, &["show", &id]);
     assert!(shown.contains("seen 2 time(s)"), "{shown}");
     publisher.shutdown().await;

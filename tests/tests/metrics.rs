@@ -127,6 +127,12 @@ async fn the_counters_move_by_exactly_what_a_batch_of_purchases_did() {
             refused,
         ),
         ("orders_paid_total".to_owned(), 3.0),
+        // The tier was asked of the catalog once, then remembered.
+        (
+            r#"grpc_client_requests_total{method="stock-svc/ticket.stock.v1.CatalogService/GetTier",code="OK"}"#
+                .to_owned(),
+            1.0,
+        ),
         (
             r#"orders_cancelled_total{reason="PAYMENT_EXPIRED"}"#.to_owned(),
             2.0,
@@ -208,6 +214,11 @@ async fn the_counters_move_by_exactly_what_a_batch_of_purchases_did() {
             r#"saga_step_seconds_count{saga_type="PURCHASE",step="ORDER_CANCEL",outcome="OK"}"#,
             2.0 + late_n,
         ),
+        // The two payment deadlines that passed fired their timers; the others never fired.
+        (
+            r#"saga_timer_lateness_seconds_count{saga_type="PURCHASE",kind="DEADLINE"}"#,
+            2.0,
+        ),
     ] {
         assert_eq!(
             grew(orch_0, orch_1, series),
@@ -222,7 +233,9 @@ async fn the_counters_move_by_exactly_what_a_batch_of_purchases_did() {
         r#"mq_message_handling_seconds_count{topic="NOTIFICATION_TOPIC",group="notify-svc"}"#;
     let delayed =
         r#"mq_consume_delay_seconds_count{topic="NOTIFICATION_TOPIC",group="notify-svc"}"#;
-    for series in [consumed, handled, delayed] {
+    // Each of the fifteen asked order-svc for its buyer's contact.
+    let contacts = r#"grpc_client_requests_total{method="order-svc/ticket.order.v1.ContactService/GetContact",code="OK"}"#;
+    for series in [consumed, handled, delayed, contacts] {
         assert_eq!(
             grew(notify_0, notify_1, series),
             15.0,

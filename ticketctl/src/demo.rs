@@ -160,7 +160,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let order_nos: Vec<String> = created.iter().map(|o| o.order_no.clone()).collect();
     let finals =
         buyers::wait_until_final(&orders, order_nos.clone(), args.concurrency, within).await?;
-    let mut sagas = SagaAdminClient::new(connect(&args.orchestrator).await?);
+    let mut sagas = SagaAdminClient::new(crate::traced("orchestrator", &args.orchestrator).await?);
     let settled = crate::saga::wait_until_settled(&mut sagas, token, &order_nos, within).await?;
     let moving: Vec<&String> = order_nos
         .iter()

@@ -1,9 +1,9 @@
 //! `ticketctl dlq list|show|redrive`: the system's dead letters, through the orchestrator's
 //! `SagaAdmin`.
 
+use ticket_platform::grpc_client::ClientChannel;
 use ticket_proto::saga::v1 as pb;
 use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
-use tonic::transport::Channel;
 
 use crate::{OrchestratorArgs, admin};
 
@@ -33,7 +33,7 @@ fn time(at: Option<&prost_types::Timestamp>) -> String {
 
 /// Every dead letter, page by page.
 async fn all(
-    client: &mut SagaAdminClient<Channel>,
+    client: &mut SagaAdminClient<ClientChannel>,
     token: &str,
 ) -> anyhow::Result<Vec<pb::DeadLetter>> {
     let mut all = Vec::new();

@@ -14,8 +14,10 @@ mod notify;
 mod saga;
 
 use clap::{Parser, Subcommand};
+use ticket_platform::grpc_client::ClientChannel;
 use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 #[derive(Parser)]
 #[command(name = "ticketctl", about = "Operate the ticket platform")]
@@ -66,14 +68,26 @@ pub struct AdminToken {
 }
 
 impl OrchestratorArgs {
-    pub async fn connect(&self) -> anyhow::Result<SagaAdminClient<Channel>> {
-        use anyhow::Context;
-        let channel = Channel::from_shared(self.addr.clone())?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the orchestrator at {}", self.addr))?;
-        Ok(SagaAdminClient::new(channel))
+    pub async fn connect(&self) -> anyhow::Result<SagaAdminClient<ClientChannel>> {
+        Ok(SagaAdminClient::new(
+            traced("orchestrator", &self.addr).await?,
+        ))
     }
+}
+
+/// A channel to `peer` at `addr`, connected now; each call carries the command's trace (its
+/// `traceparent`), so the services' logs of an operator's action name one trace id.
+pub async fn traced(peer: &'static str, addr: &str) -> anyhow::Result<ClientChannel> {
+    use anyhow::Context;
+    let channel = Channel::from_shared(addr.to_owned())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {peer} at {addr}"))?;
+    Ok(ticket_platform::grpc_client::over(
+        peer,
+        channel,
+        &ticket_platform::metrics::GrpcMetrics::default(),
+    ))
 }
 
 /// `message` with `authorization: Bearer <token>`.
@@ -89,6 +103,11 @@ pub fn admin<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
     Ok(request)
 }
 
+/// The root span of an operator's command: its calls continue its trace.
+fn command_span(command: &'static str) -> tracing::Span {
+    tracing::info_span!("ticketctl", command)
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -102,10 +121,10 @@ async fn main() -> std::process::ExitCode {
         });
     let result = match cli.command {
         Command::Bench { target } => bench::run(target).await,
-        Command::Saga(args) => saga::run(args).await,
+        Command::Saga(args) => saga::run(args).instrument(command_span("saga")).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Dlq(args) => dlq::run(args).await,
-        Command::Notify(args) => notify::run(args).await,
+        Command::Dlq(args) => dlq::run(args).instrument(command_span("dlq")).await,
+        Command::Notify(args) => notify::run(args).instrument(command_span("notify")).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,10 +1,8 @@
 //! `ticketctl notify failed|retry`: the notifications that spent their attempts, and sending
 //! one again, through notify-svc's `NotificationService`.
 
-use anyhow::Context;
 use ticket_proto::notify::v1 as pb;
 use ticket_proto::notify::v1::notification_service_client::NotificationServiceClient;
-use tonic::transport::Channel;
 
 use crate::{AdminToken, admin};
 
@@ -62,11 +60,7 @@ fn print(n: &pb::Notification) {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.addr.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach notify-svc at {}", args.addr))?;
-    let mut client = NotificationServiceClient::new(channel);
+    let mut client = NotificationServiceClient::new(crate::traced("notify-svc", &args.addr).await?);
     match args.command {
         NotifyCommand::Failed { limit } => {
             let failed = client

@@ -5,9 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ticket_platform::grpc_client::ClientChannel;
 use ticket_proto::saga::v1 as pb;
 use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
-use tonic::transport::Channel;
 
 use crate::{OrchestratorArgs, admin};
 
@@ -56,7 +56,7 @@ pub enum SagaCommand {
 
 /// Every saga, page by page, without step histories.
 pub async fn all(
-    client: &mut SagaAdminClient<Channel>,
+    client: &mut SagaAdminClient<ClientChannel>,
     token: &str,
 ) -> anyhow::Result<Vec<pb::Saga>> {
     let mut all = Vec::new();
@@ -190,7 +190,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// The state of the saga of each of `order_nos`, once none is still moving (each COMPLETED,
 /// COMPENSATED or PARKED) or `within` has passed.
 pub async fn wait_until_settled(
-    sagas: &mut SagaAdminClient<Channel>,
+    sagas: &mut SagaAdminClient<ClientChannel>,
     token: &str,
     order_nos: &[String],
     within: Duration,

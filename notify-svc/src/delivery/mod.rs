@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use ticket_platform::contact::{mask_email, mask_in, mask_phone, mask_token};
@@ -85,6 +86,8 @@ pub struct Claimed {
     pub attempts: i32,
     /// This claim's number (only grows; the outcome is recorded only under it).
     pub claims: i32,
+    /// The trace of the command that queued it.
+    pub traceparent: Option<String>,
 }
 
 impl Claimed {
@@ -143,7 +146,8 @@ impl Delivery {
                    WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at <= now() \
                      AND (status = 'PENDING' OR claimed_until < now()) \
                    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, order_no, channel, template, user_id, body, attempts, claims",
+                 RETURNING id, order_no, channel, template, user_id, body, attempts, claims, \
+                   traceparent",
                 [
                     i64::try_from(limit).unwrap_or(i64::MAX).into(),
                     lease_ms.into(),
@@ -161,6 +165,7 @@ impl Delivery {
                     body: row.try_get("", "body")?,
                     attempts: row.try_get("", "attempts")?,
                     claims: row.try_get("", "claims")?,
+                    traceparent: row.try_get("", "traceparent")?,
                 })
             })
             .collect()
@@ -339,7 +344,17 @@ impl Delivery {
                         return;
                     };
                     let delivery = self.clone();
-                    tokio::spawn(async move {
+                    let span = ticket_platform::telemetry::continuing(
+                        tracing::info_span!(
+                            "send notification",
+                            order_no = %row.order_no,
+                            channel = %row.channel,
+                            template = %row.template,
+                            attempt = row.attempts
+                        ),
+                        row.traceparent.as_deref(),
+                    );
+                    let send = async move {
                         let limit = delivery.settings.attempt_limit();
                         let outcome = tokio::time::timeout(limit, delivery.attempt(&row))
                             .await
@@ -351,7 +366,8 @@ impl Delivery {
                             tracing::warn!(error = %err, order_no = %row.order_no, channel = %row.channel, "a notification's outcome could not be recorded; it is tried again when its lease runs out");
                         }
                         drop(permit);
-                    });
+                    };
+                    tokio::spawn(send.instrument(span));
                 }
                 if busy {
                     continue;

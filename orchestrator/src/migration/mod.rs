@@ -6,6 +6,7 @@ mod m20261125_000301_create_saga_log;
 mod m20261126_000302_typed_saga_log;
 mod m20261127_000303_open_timers_by_saga;
 mod m20261127_000304_cancellation_notices;
+mod m20261128_000305_saga_trace;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(m20261126_000302_typed_saga_log::Migration));
         migrations.push(Box::new(m20261127_000303_open_timers_by_saga::Migration));
         migrations.push(Box::new(m20261127_000304_cancellation_notices::Migration));
+        migrations.push(Box::new(m20261128_000305_saga_trace::Migration));
         migrations
     }
 }

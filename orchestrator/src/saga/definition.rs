@@ -43,6 +43,15 @@ impl Participant {
         Self::ALL.into_iter().find(|p| p.topic() == topic)
     }
 
+    /// The service that answers for it (in the metrics of the calls made to it).
+    pub fn service(self) -> &'static str {
+        match self {
+            Self::Stock => "stock-svc",
+            Self::Order => "order-svc",
+            Self::Notify => "notify-svc",
+        }
+    }
+
     /// The topic its commands travel on.
     pub fn topic(self) -> &'static str {
         match self {

@@ -1,7 +1,8 @@
 //! What the saga engine counts (on the orchestrator's admin port's `/metrics`): sagas started,
 //! sagas that ended (completed, compensated) or stopped for an operator (parked) by saga type,
-//! state and reason, how long they took, and how long each step's command waited for its
-//! reply. Counted once their transaction committed.
+//! state and reason, how long they took, how long each step's command waited for its reply,
+//! and how late each durable timer fired. Counted once their transaction committed. Read from
+//! the log every few seconds: the sagas parked and the timers due but not fired.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -40,6 +41,13 @@ pub struct StepLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimerLabels {
+    pub saga_type: &'static str,
+    /// `STEP_TIMEOUT`, `RETRY` or `DEADLINE`.
+    pub kind: &'static str,
+}
+
 #[derive(Clone, Debug)]
 pub struct SagaMetrics {
     pub started: Family<TypeLabel, Counter>,
@@ -50,6 +58,11 @@ pub struct SagaMetrics {
     pub steps: Histograms<StepLabels>,
     /// Sagas parked for an operator now, by saga type (read from the log).
     pub parked: Family<TypeLabel, Gauge>,
+    /// From a timer's due time to its firing (its count: the timers fired).
+    pub timer_lateness: Histograms<TimerLabels>,
+    /// Timers due and not fired now (read from the log): a backlog means the pollers fall
+    /// behind.
+    pub timers_due: Family<TypeLabel, Gauge>,
 }
 
 impl Default for SagaMetrics {
@@ -60,6 +73,8 @@ impl Default for SagaMetrics {
             duration: Family::new_with_constructor(seconds),
             steps: Family::new_with_constructor(seconds),
             parked: Family::default(),
+            timer_lateness: Family::new_with_constructor(seconds),
+            timers_due: Family::default(),
         }
     }
 }
@@ -92,35 +107,59 @@ impl SagaMetrics {
             "Sagas parked for an operator now, by saga type",
             self.parked.clone(),
         );
+        metrics.register(
+            "saga_timer_lateness_seconds",
+            "From a durable timer's due time to its firing, by kind",
+            self.timer_lateness.clone(),
+        );
+        metrics.register(
+            "saga_timers_due",
+            "Durable timers due and not fired now, by saga type",
+            self.timers_due.clone(),
+        );
     }
 
-    /// Reads how many sagas of `saga_type` are parked every `interval` until `stop` (on the
-    /// log's state index).
-    pub fn watch_parked(
+    /// Reads how many sagas of `saga_type` are parked and how many of their timers are due
+    /// but not fired, every `interval` until `stop` (on the log's state and open-timer
+    /// indexes).
+    pub fn watch_log(
         &self,
         db: DatabaseConnection,
         saga_type: &'static str,
         interval: std::time::Duration,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
-        let gauge = self.parked.get_or_create_owned(&TypeLabel { saga_type });
+        let parked = self.parked.get_or_create_owned(&TypeLabel { saga_type });
+        let due = self
+            .timers_due
+            .get_or_create_owned(&TypeLabel { saga_type });
         tokio::spawn(ticket_platform::metrics::every(interval, stop, move || {
-            let (db, gauge) = (db.clone(), gauge.clone());
+            let (db, parked, due) = (db.clone(), parked.clone(), due.clone());
             async move {
                 let counted = db
                     .query_one_raw(Statement::from_sql_and_values(
                         db.get_database_backend(),
-                        "SELECT count(*) AS n FROM saga WHERE state = 'PARKED' AND saga_type = $1",
+                        "SELECT (SELECT count(*) FROM saga \
+                                 WHERE state = 'PARKED' AND saga_type = $1) AS parked, \
+                                (SELECT count(*) FROM saga_timer t JOIN saga s USING (saga_id) \
+                                 WHERE t.fired_at IS NULL AND t.due_at <= now() \
+                                   AND s.saga_type = $1) AS due",
                         [saga_type.into()],
                     ))
                     .await;
-                match counted.map(|row| row.map(|row| row.try_get::<i64>("", "n"))) {
-                    Ok(Some(Ok(n))) => {
-                        gauge.set(n);
+                match counted {
+                    Ok(Some(row)) => {
+                        if let (Ok(p), Ok(d)) = (
+                            row.try_get::<i64>("", "parked"),
+                            row.try_get::<i64>("", "due"),
+                        ) {
+                            parked.set(p);
+                            due.set(d);
+                        }
                     }
-                    Ok(_) => {}
+                    Ok(None) => {}
                     Err(err) => {
-                        tracing::debug!(error = %err, "parked sagas could not be counted");
+                        tracing::debug!(error = %err, "the saga log could not be measured");
                     }
                 }
             }
@@ -136,6 +175,8 @@ pub struct Outcomes {
     pub ended: Vec<(&'static str, &'static str, f64)>,
     /// (step, reply outcome, seconds from the command to the reply).
     pub steps: Vec<(&'static str, &'static str, f64)>,
+    /// (timer kind, seconds from its due time to its firing).
+    pub timers: Vec<(&'static str, f64)>,
 }
 
 impl Outcomes {
@@ -143,6 +184,7 @@ impl Outcomes {
         self.started += other.started;
         self.ended.extend(other.ended);
         self.steps.extend(other.steps);
+        self.timers.extend(other.timers);
     }
 
     pub fn count(self, metrics: &SagaMetrics, saga_type: &'static str) {
@@ -175,6 +217,12 @@ impl Outcomes {
                     outcome,
                 })
                 .observe(took.max(0.0));
+        }
+        for (kind, late) in self.timers {
+            metrics
+                .timer_lateness
+                .get_or_create(&TimerLabels { saga_type, kind })
+                .observe(late);
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::histogram::Histogram;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -21,12 +22,12 @@ pub struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    /// Starts `writers` tasks recording on `db`.
-    pub fn spawn(db: DatabaseConnection, writers: usize) -> Self {
+    /// Starts `writers` tasks recording on `db`; each commit's size is observed in `sizes`.
+    pub fn spawn(db: DatabaseConnection, writers: usize, sizes: Histogram) -> Self {
         let (queue, receiver) = mpsc::channel::<Pending>(BATCH * writers.max(1) * 4);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..writers.max(1) {
-            tokio::spawn(run(db.clone(), Arc::clone(&receiver)));
+            tokio::spawn(run(db.clone(), Arc::clone(&receiver), sizes.clone()));
         }
         Self { queue }
     }
@@ -45,7 +46,11 @@ impl LedgerWriter {
     }
 }
 
-async fn run(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>) {
+async fn run(
+    db: DatabaseConnection,
+    receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    sizes: Histogram,
+) {
     let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
     loop {
         {
@@ -55,6 +60,7 @@ async fn run(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::Receiver<Pending>
             }
         }
         let entries: Vec<LedgerEntry> = batch.iter().map(|(entry, _)| entry.clone()).collect();
+        sizes.observe(entries.len() as f64);
         let result = commit(&db, &entries).await.map_err(|err| err.to_string());
         if let Err(err) = &result {
             tracing::error!(error = %err, entries = entries.len(), "ledger batch failed");

@@ -189,7 +189,7 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
     };
     let orders = OrderServiceClient::new(connect(&order_addr).await?);
     let stock_channel = connect(&stock_addr).await?;
-    let mut sagas = SagaAdminClient::new(connect(&orchestrator_addr).await?);
+    let mut sagas = SagaAdminClient::new(crate::traced("orchestrator", &orchestrator_addr).await?);
     let sale = Sale {
         title: "Flash Sale Bench",
         venue: "Loopback Arena",

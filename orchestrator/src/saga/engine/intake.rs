@@ -28,9 +28,25 @@ impl<T: SagaType> Engine<T> {
         results.pop().unwrap_or(Ok(()))
     }
 
-    /// A new saga for each order, in one transaction; an order that has a saga already
-    /// changes nothing.
+    /// A new saga for each order, in one transaction, each in the current span's trace; an
+    /// order that has a saga already changes nothing.
     pub async fn start_many(&self, orders: Vec<(String, T::Data)>) -> Result<Results, Error> {
+        let traceparent = ticket_platform::telemetry::current_traceparent();
+        self.start_traced(
+            orders
+                .into_iter()
+                .map(|(order_no, data)| (order_no, data, traceparent.clone()))
+                .collect(),
+        )
+        .await
+    }
+
+    /// [`Engine::start_many`], each saga continuing the trace of its own `traceparent` (the
+    /// event that asked for it).
+    pub async fn start_traced(
+        &self,
+        orders: Vec<(String, T::Data, Option<String>)>,
+    ) -> Result<Results, Error> {
         let first = self
             .saga_type()
             .declaration()
@@ -41,13 +57,13 @@ impl<T: SagaType> Engine<T> {
         let mut results: Results = Vec::with_capacity(orders.len());
         let mut started: HashMap<String, Pending> = HashMap::new();
         let mut new = Vec::new();
-        for (order_no, data) in orders {
+        for (order_no, data, traceparent) in orders {
             if started.contains_key(&order_no) {
                 // The same order twice in one batch: its first start stands.
                 results.push(Ok(()));
                 continue;
             }
-            match self.first_step(first, &order_no, &data) {
+            match self.first_step(first, &order_no, &data, traceparent) {
                 Ok((row, pending)) => {
                     started.insert(order_no, pending);
                     new.push(row);
@@ -74,6 +90,7 @@ impl<T: SagaType> Engine<T> {
         first: T::Step,
         order_no: &str,
         data: &T::Data,
+        traceparent: Option<String>,
     ) -> Result<(SagaRow, Pending), Error> {
         let now = Utc::now();
         let new = SagaRow {
@@ -92,6 +109,7 @@ impl<T: SagaType> Engine<T> {
             data: serde_json::to_value(data)
                 .map_err(|err| Error::Corrupt(format!("saga data: {err}")))?,
             version: 1,
+            traceparent,
             created_at: now,
             updated_at: now,
         };

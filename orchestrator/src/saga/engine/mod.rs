@@ -282,6 +282,17 @@ impl<T: SagaType> Engine<T> {
             attempt: u32::try_from(attempt).unwrap_or(0),
             body: Some(body),
         };
+        // The command continues its saga's trace, in a span of its own.
+        let span = ticket_platform::telemetry::continuing(
+            tracing::info_span!(
+                "saga command",
+                saga_id = %command.saga_id,
+                order_no = %command.order_no,
+                step = %command.step,
+                attempt = command.attempt
+            ),
+            row.traceparent.as_deref(),
+        );
         let dispatcher = &self.inner.dispatcher;
         let over_grpc = dispatcher.over_grpc() && !(announced && dispatcher.has_outbox());
         pending.sent.push(Sent {
@@ -292,11 +303,12 @@ impl<T: SagaType> Engine<T> {
             transport: if over_grpc { "grpc" } else { "rocketmq" }.to_owned(),
         });
         if over_grpc {
-            pending.calls.push((participant, command));
+            pending.calls.push((participant, command, span));
             return Ok(());
         }
         let message = OutgoingMessage::new(participant.topic(), tag, &command.order_no, &command)
-            .with_saga(&command.saga_id, &command.step, command.attempt);
+            .with_saga(&command.saga_id, &command.step, command.attempt)
+            .with_traceparent(ticket_platform::telemetry::traceparent_of(&span));
         // A message the broker would refuse fails this saga alone, not the transaction.
         message
             .validate()

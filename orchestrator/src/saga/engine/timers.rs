@@ -70,6 +70,8 @@ impl<T: SagaType> Engine<T> {
             };
             let kind = TimerKind::parse(&timer.kind)
                 .ok_or_else(|| Error::Corrupt(format!("timer kind {}", timer.kind)))?;
+            let late = (Utc::now() - timer.due_at).to_std().unwrap_or_default();
+            pending.outcomes.timers.push((kind.as_str(), late.as_secs_f64()));
             let step = parse_step::<T::Step>(&timer.step)?;
             let mut saga = read::<T>(&row)?;
             let mut machine = Machine::new(self.saga_type(), Utc::now());

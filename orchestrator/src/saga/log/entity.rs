@@ -25,6 +25,9 @@ pub mod saga {
         /// The saga type's own data.
         pub data: Json,
         pub version: i64,
+        /// The W3C `traceparent` of the event that started it: its commands continue that
+        /// trace.
+        pub traceparent: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

@@ -74,7 +74,9 @@ pub async fn insert(conn: &impl ConnectionTrait, new: &[SagaRow]) -> Result<Vec<
     if new.is_empty() {
         return Ok(Vec::new());
     }
-    let types = ["text", "text", "text", "text", "text", "int4", "jsonb"];
+    let types = [
+        "text", "text", "text", "text", "text", "int4", "jsonb", "text",
+    ];
     let values = new
         .iter()
         .flat_map(|n| {
@@ -86,11 +88,13 @@ pub async fn insert(conn: &impl ConnectionTrait, new: &[SagaRow]) -> Result<Vec<
                 n.step.clone().into(),
                 n.attempt.into(),
                 n.data.clone().into(),
+                n.traceparent.clone().into(),
             ]
         })
         .collect();
     let sql = format!(
-        "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data) VALUES {} \
+        "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data, traceparent) \
+         VALUES {} \
          ON CONFLICT (order_no) DO NOTHING RETURNING *",
         placeholders(new.len(), &types)
     );

@@ -44,6 +44,7 @@ pub struct Timer {
     pub kind: String,
     pub step: String,
     pub attempt: i32,
+    pub due_at: chrono::DateTime<chrono::Utc>,
 }
 
 fn one_saga(
@@ -165,7 +166,7 @@ pub async fn claim_due_timers(
                WHERE t.fired_at IS NULL AND t.due_at <= now() AND s.saga_type = $4 \
                  AND (t.claimed_until IS NULL OR t.claimed_until < now()) \
                ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED) \
-             RETURNING id, saga_id, kind, step, attempt",
+             RETURNING id, saga_id, kind, step, attempt, due_at",
             [
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
                 lease_ms.into(),
@@ -182,6 +183,7 @@ pub async fn claim_due_timers(
                 kind: row.try_get("", "kind")?,
                 step: row.try_get("", "step")?,
                 attempt: row.try_get("", "attempt")?,
+                due_at: row.try_get("", "due_at")?,
             })
         })
         .collect()
