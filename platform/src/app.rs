@@ -36,6 +36,15 @@ const OUTBOX_FLUSH_GRACE: Duration = Duration::from_secs(5);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 /// How long the admin port is given to close at the end of a stop.
 const ADMIN_CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The longest a stop takes, every grace spent: a pod's termination grace period must be
+/// longer (the manifests give 50 s; `tests/tests/deployment.rs` checks it).
+pub const STOP_TAKES_AT_MOST: Duration = Duration::from_secs(
+    DRAIN_GRACE.as_secs()
+        + SHUTDOWN_GRACE.as_secs()
+        + OUTBOX_FLUSH_GRACE.as_secs()
+        + DB_CLOSE_GRACE.as_secs()
+        + ADMIN_CLOSE_GRACE.as_secs(),
+);
 /// How often the outbox's backlog is measured for the metrics.
 const OUTBOX_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 

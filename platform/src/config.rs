@@ -205,8 +205,11 @@ impl ConfigSource {
             for (key, default) in &self.asked {
                 seen.asked.insert(self.env_name(key), default.clone());
             }
-            for (key, (_, origin)) in &self.values {
-                seen.given.insert(self.env_name(key), origin.clone());
+            // An empty value reads as not given: a template's blank leaves nothing to warn of.
+            for (key, (value, origin)) in &self.values {
+                if !value.is_empty() {
+                    seen.given.insert(self.env_name(key), origin.clone());
+                }
             }
         }
         if self.errors.is_empty() {

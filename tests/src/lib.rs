@@ -59,6 +59,39 @@ pub fn binary(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// The tests' Python (`TICKET_TEST_PYTHON`, set by `scripts/test.sh`; its virtual environment
+/// holds aiosmtpd and the deployment tools).
+pub fn test_python() -> std::path::PathBuf {
+    std::env::var("TICKET_TEST_PYTHON")
+        .unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/ticket-test-venv/bin/python",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        })
+        .into()
+}
+
+/// A tool `scripts/test.sh` installed beside the tests' Python (hadolint, kubectl,
+/// kubernetes-validate, grpcurl).
+pub fn test_tool(name: &str) -> std::path::PathBuf {
+    let path = test_python().with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `scripts/test.sh` installs it",
+        path.display()
+    );
+    path
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate is in the workspace")
+        .to_path_buf()
+}
+
 /// Runs this build's `ticketctl` with `args` as an operator would, prints its output, and
 /// returns its stdout; fails the test when it exits non-zero.
 pub fn ticketctl<I, S>(args: I) -> String

@@ -56,12 +56,7 @@ impl Mail {
 
 impl SmtpServer {
     pub async fn start() -> Self {
-        let python = std::env::var("TICKET_TEST_PYTHON").unwrap_or_else(|_| {
-            format!(
-                "{}/.cache/ticket-test-venv/bin/python",
-                std::env::var("HOME").unwrap_or_default()
-            )
-        });
+        let python = crate::test_python();
         let port = crate::free_port();
         let maildir =
             std::env::temp_dir().join(format!("t_smtp_{}", uuid::Uuid::new_v4().simple()));
@@ -75,9 +70,10 @@ impl SmtpServer {
             .spawn()
             .unwrap_or_else(|err| {
                 panic!(
-                    "cannot start aiosmtpd with {python}: {err}; scripts/test.sh installs it \
+                    "cannot start aiosmtpd with {}: {err}; scripts/test.sh installs it \
                      (python3 -m venv ~/.cache/ticket-test-venv && \
-                     ~/.cache/ticket-test-venv/bin/pip install aiosmtpd)"
+                     ~/.cache/ticket-test-venv/bin/pip install aiosmtpd)",
+                    python.display()
                 )
             });
         let server = Self {
