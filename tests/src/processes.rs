@@ -229,7 +229,11 @@ impl ProcessSystem {
                 ("TIMERS__POLL_MS", "100".into()),
                 ("TRANSPORT__FALLBACK_AFTER_MS", "1000".into()),
             ]),
-            Service::Notify => {}
+            // What a notification says comes from order-svc and stock-svc, as deployed.
+            Service::Notify => settings.extend([
+                ("ORDERS__ADDR", self.url(Service::Order)),
+                ("CATALOG__ADDR", self.url(Service::Stock)),
+            ]),
         }
         settings
             .into_iter()
