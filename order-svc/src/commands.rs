@@ -90,6 +90,7 @@ impl CommandHandler for OrderCommands {
         order_command(command).map_err(|err| err.to_string())
     }
 
+    #[tracing::instrument(name = "order step", skip_all, fields(order_no = %command.order_no))]
     async fn run(
         &self,
         command: &OrderCommand,

@@ -106,7 +106,7 @@ impl Service {
     ) -> Result<Self, StartError> {
         let db = crate::db::connect(&config.database).await?;
         if config.database.migrate_on_start {
-            M::up(&db, None).await?;
+            crate::db::migrate::<M>(&db, &config.database).await?;
         }
         let listener = TcpListener::bind(config.grpc_addr)
             .await
@@ -453,7 +453,8 @@ where
     for unknown in crate::config::settings_read().unknown {
         tracing::warn!(
             setting = %unknown,
-            "{name} reads no such setting (misspelt?); `{name} settings` lists them"
+            "{name} does not read this setting: misspelt, or it belongs to a choice not made \
+             (a channel's kind); `{name} settings` lists what it reads"
         );
     }
     let result = if command.as_deref() == Some("migrate") {
@@ -476,7 +477,7 @@ where
 
 async fn migrate<M: MigratorTrait>(config: &crate::db::DatabaseConfig) -> Result<(), StartError> {
     let db = crate::db::connect(config).await?;
-    M::up(&db, None).await?;
+    crate::db::migrate::<M>(&db, config).await?;
     db.close().await?;
     Ok(())
 }

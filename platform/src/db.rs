@@ -48,6 +48,32 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     Database::connect(options).await
 }
 
+/// The advisory lock migrations run under (any number, the same for every service: each
+/// service has a database of its own, and an advisory lock is per database).
+const MIGRATION_LOCK: i64 = 0x7469_636b_6574;
+
+/// Runs `M`'s migrations on `db` under a Postgres advisory lock held on a connection of its
+/// own: pods and Jobs that migrate at once take turns, and the later ones find nothing to do.
+pub async fn migrate<M: sea_orm_migration::MigratorTrait>(
+    db: &DatabaseConnection,
+    config: &DatabaseConfig,
+) -> Result<(), DbErr> {
+    use sea_orm::ConnectionTrait;
+    let lock = connect(&DatabaseConfig {
+        max_connections: 1,
+        ..config.clone()
+    })
+    .await?;
+    lock.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await?;
+    let migrated = M::up(db, None).await;
+    let unlocked = lock
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await;
+    let _ = lock.close().await;
+    migrated.and(unlocked.map(|_| ()))
+}
+
 /// The server part and the database name of `url`, the name checked to be letters, digits
 /// and '_' (it is spliced into `CREATE`/`DROP DATABASE`).
 fn split_database_url(url: &str) -> Result<(&str, &str), DbErr> {

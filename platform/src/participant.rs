@@ -156,6 +156,8 @@ pub struct CommandConsumer<H: CommandHandler> {
     group: Arc<str>,
     /// `None` when the handler does not batch: each command is its own transaction.
     batches: Option<GroupCommit<Arc<Consumed<H::Checked>>, HandleError>>,
+    /// Commands per transaction (`participant_batch_commands`).
+    sizes: Histogram,
 }
 
 /// A checked command waiting for its batch.
@@ -190,10 +192,11 @@ impl<H: CommandHandler> CommandConsumer<H> {
         let group: Arc<str> = group.into();
         let runner = Arc::clone(&handler);
         let (pool, name) = (db.clone(), Arc::clone(&group));
+        let batch_sizes = sizes.clone();
         let batches = handler.batches().then(|| {
             GroupCommit::start(batches.max, batches.concurrency, move |commands| {
                 let (handler, db, group) = (Arc::clone(&runner), pool.clone(), Arc::clone(&name));
-                sizes.observe(commands.len() as f64);
+                batch_sizes.observe(commands.len() as f64);
                 async move {
                     let span =
                         tracing::debug_span!("command batch", %group, commands = commands.len());
@@ -208,6 +211,7 @@ impl<H: CommandHandler> CommandConsumer<H> {
             db,
             group,
             batches,
+            sizes,
         }
     }
 }
@@ -294,10 +298,13 @@ impl<H: CommandHandler> MessageHandler for CommandConsumer<H> {
         });
         match &self.batches {
             Some(batches) => batches.submit(consumed).await,
-            None => run_batch(self.handler.as_ref(), &self.db, &self.group, vec![consumed])
-                .await?
-                .pop()
-                .unwrap_or(Ok(())),
+            None => {
+                self.sizes.observe(1.0);
+                run_batch(self.handler.as_ref(), &self.db, &self.group, vec![consumed])
+                    .await?
+                    .pop()
+                    .unwrap_or(Ok(()))
+            }
         }
     }
 }

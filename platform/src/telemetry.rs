@@ -40,14 +40,21 @@ pub struct TelemetryConfig {
 
 impl TelemetryConfig {
     pub fn load(source: &mut ConfigSource, service_name: &str) -> Self {
-        let standard = std::env::var(OTLP_ENDPOINT_VAR).unwrap_or_default();
+        // Empty (unset, or set empty as in a ConfigMap of every setting) falls back to the
+        // standard variable.
+        let endpoint = source.string("telemetry.otlp_endpoint", "");
+        let otlp_endpoint = if endpoint.trim().is_empty() {
+            std::env::var(OTLP_ENDPOINT_VAR).unwrap_or_default()
+        } else {
+            endpoint
+        };
         Self {
             service_name: service_name.to_owned(),
             log: source.string(
                 "telemetry.log",
                 "info,rocketmq_client_rust=warn,rocketmq_transport=warn,rocketmq_runtime=warn,rocketmq_observability=warn",
             ),
-            otlp_endpoint: source.string("telemetry.otlp_endpoint", &standard),
+            otlp_endpoint,
         }
     }
 }

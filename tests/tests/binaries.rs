@@ -121,3 +121,35 @@ async fn migrate_only_migrates_and_exits() {
     .expect("query");
     assert_eq!(tables.len(), 3);
 }
+
+/// Pods of a rollout (and the migration Job) migrate one database at once: they take turns
+/// under an advisory lock, and every one of them ends with the schema in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_run_at_once_by_several_pods_all_succeed() {
+    for (name, prefix) in [
+        ("orchestrator", "TICKET_ORCHESTRATOR"),
+        ("notify-svc", "TICKET_NOTIFY"),
+    ] {
+        let database = fresh_database_config("t_bin_").await;
+        let migrators: Vec<Child> = (0..4)
+            .map(|_| {
+                Command::new(binary(name))
+                    .arg("migrate")
+                    .env(format!("{prefix}_DATABASE__URL"), &database.url)
+                    .env("RUST_LOG", "error")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for migrator in migrators {
+            let output = migrator.wait_with_output().expect("wait");
+            assert!(
+                output.status.success(),
+                "{name} migrate failed beside the others: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}

@@ -208,6 +208,16 @@ fn settings_read(service: &str, env: &BTreeMap<String, String>) -> BTreeSet<Stri
         .collect()
 }
 
+/// The prefix of `service`'s settings.
+fn prefix_of(service: &str) -> &'static str {
+    match service {
+        "order-svc" => "TICKET_ORDER",
+        "stock-svc" => "TICKET_STOCK",
+        "orchestrator" => "TICKET_ORCHESTRATOR",
+        _ => "TICKET_NOTIFY",
+    }
+}
+
 /// The port of a listen address setting (`0.0.0.0:50051`).
 fn port_of(addr: &str) -> u64 {
     addr.rsplit(':')
@@ -233,8 +243,46 @@ fn every_setting_given_is_read_and_every_probe_and_port_is_one_the_service_liste
             let deployment = named(&objects, "Deployment", service);
             let pod = &deployment["spec"]["template"]["spec"];
             let container = &pod["containers"][0];
+            assert_eq!(
+                container["envFrom"][0]["configMapRef"]["name"], "ticket-settings",
+                "k8s/{dir}: {service} is given the settings"
+            );
             let env = environment(&objects, container);
             let reads = settings_read(service, &env);
+            // Its database is migrated before it runs, by its init container and its Job, both
+            // given the settings and the database's URL.
+            let job = named(&objects, "Job", &format!("{service}-migrate"));
+            for migrator in [
+                &pod["initContainers"][0],
+                &job["spec"]["template"]["spec"]["containers"][0],
+            ] {
+                assert_eq!(
+                    migrator["command"],
+                    serde_json::json!([format!("/usr/local/bin/{service}"), "migrate"]),
+                    "k8s/{dir}: {service}"
+                );
+                assert_eq!(
+                    migrator["envFrom"], container["envFrom"],
+                    "k8s/{dir}: {service}"
+                );
+                let url = format!("{}_DATABASE__URL", prefix_of(service));
+                assert!(
+                    migrator["env"]
+                        .as_array()
+                        .is_some_and(|env| env.iter().any(|v| v["name"] == url.as_str())),
+                    "k8s/{dir}: {service}'s migration is given {url}"
+                );
+            }
+            // Everything it reads (with these settings) is given, in the base: the ConfigMap
+            // holds every setting, and the secrets the rest.
+            if dir == "base" {
+                let missing: Vec<&String> =
+                    reads.iter().filter(|r| !env.contains_key(*r)).collect();
+                assert!(
+                    missing.is_empty(),
+                    "k8s/base: {service} reads, but is not given: {missing:?}"
+                );
+            }
             // Every secret the container is given, it reads; an optional one (a channel's
             // credentials) where that channel is configured: in some overlay.
             for var in container["env"].as_array().into_iter().flatten() {
@@ -263,12 +311,7 @@ fn every_setting_given_is_read_and_every_probe_and_port_is_one_the_service_liste
                     )
                 })
                 .collect();
-            let prefix = match service {
-                "order-svc" => "TICKET_ORDER",
-                "stock-svc" => "TICKET_STOCK",
-                "orchestrator" => "TICKET_ORCHESTRATOR",
-                _ => "TICKET_NOTIFY",
-            };
+            let prefix = prefix_of(service);
             for (port, setting) in [("grpc", "GRPC__ADDR"), ("admin", "ADMIN__ADDR")] {
                 let addr = &env[&format!("{prefix}_{setting}")];
                 assert!(addr.starts_with("0.0.0.0:"), "{service} {setting} = {addr}");

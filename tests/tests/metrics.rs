@@ -170,9 +170,20 @@ async fn the_counters_move_by_exactly_what_a_batch_of_purchases_did() {
             "order-svc {series}"
         );
     }
+    // stock-svc runs each command in a transaction of its own: one per command consumed.
+    let stock_commands = grew(
+        stock_0,
+        stock_1,
+        r#"mq_messages_consumed_total{topic="STOCK_TOPIC",group="stock-svc",outcome="ok"}"#,
+    );
+    assert!(stock_commands >= 5.0 + 3.0 + 2.0, "{stock_commands}");
     for (series, expected) in [
         (r#"stock_prededucts_total{outcome="DEDUCTED"}"#, 5.0),
         (r#"stock_prededucts_total{outcome="SOLD_OUT"}"#, late_n),
+        (
+            r#"participant_batch_commands_count{group="stock-svc"}"#,
+            stock_commands,
+        ),
     ] {
         assert_eq!(
             grew(stock_0, stock_1, series),
@@ -226,6 +237,14 @@ async fn the_counters_move_by_exactly_what_a_batch_of_purchases_did() {
             "orchestrator {series}"
         );
     }
+    // The log is measured: the timers due and not fired, the sagas parked (none of either).
+    for gauge in [
+        r#"saga_timers_due{saga_type="PURCHASE"}"#,
+        r#"sagas_parked{saga_type="PURCHASE"}"#,
+    ] {
+        assert!(orch_1.0.contains(gauge), "{gauge} is exported");
+        assert_eq!(orch_1.value(gauge), 0.0, "{gauge}");
+    }
     // Three channels for each of three confirmations and two cancellations.
     let consumed =
         r#"mq_messages_consumed_total{topic="NOTIFICATION_TOPIC",group="notify-svc",outcome="ok"}"#;
@@ -233,9 +252,10 @@ async fn the_counters_move_by_exactly_what_a_batch_of_purchases_did() {
         r#"mq_message_handling_seconds_count{topic="NOTIFICATION_TOPIC",group="notify-svc"}"#;
     let delayed =
         r#"mq_consume_delay_seconds_count{topic="NOTIFICATION_TOPIC",group="notify-svc"}"#;
-    // Each of the fifteen asked order-svc for its buyer's contact.
+    // Each of the fifteen asked order-svc for its buyer's contact, each call timed.
     let contacts = r#"grpc_client_requests_total{method="order-svc/ticket.order.v1.ContactService/GetContact",code="OK"}"#;
-    for series in [consumed, handled, delayed, contacts] {
+    let timed = r#"grpc_client_request_seconds_count{method="order-svc/ticket.order.v1.ContactService/GetContact"}"#;
+    for series in [consumed, handled, delayed, contacts, timed] {
         assert_eq!(
             grew(notify_0, notify_1, series),
             15.0,

@@ -187,6 +187,8 @@ async fn a_purchase_over_rocketmq_is_one_trace_from_create_order_to_its_notifica
     assert!(has(&trace, "order_svc", "create_order"), "{trace:#?}");
     assert!(has(&trace, "orchestrator", "saga command"), "{trace:#?}");
     assert!(has(&trace, "stock_svc", "execute"), "{trace:#?}");
+    // order-svc's own steps (reserve, confirm), not only the call that created the order.
+    assert!(has(&trace, "order_svc", "order step"), "{trace:#?}");
     // Every step was a message, consumed in the trace: no participant was called over gRPC.
     assert!(has(&trace, "ticket_platform", "consume"), "{trace:#?}");
     let calls = grpc_calls(&trace);
@@ -240,6 +242,8 @@ async fn a_purchase_over_the_grpc_fallback_is_one_trace_too() {
     assert!(has(&trace, "order_svc", "create_order"), "{trace:#?}");
     assert!(has(&trace, "orchestrator", "saga command"), "{trace:#?}");
     assert!(has(&trace, "stock_svc", "execute"), "{trace:#?}");
+    // order-svc's own steps (reserve, confirm), not only the call that created the order.
+    assert!(has(&trace, "order_svc", "order step"), "{trace:#?}");
     let calls = grpc_calls(&trace);
     for path in [
         "/ticket.order.v1.OrderService/CreateOrder",
