@@ -20,7 +20,6 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::ConfigSource;
@@ -122,11 +121,14 @@ fn install(config: &TelemetryConfig, provider: SdkTracerProvider, flush: bool) -
         .with_threads(false);
     // The log filter chooses what is written; the spans are this project's own, at `info`,
     // whatever the log shows: the trace context must not depend on the log level.
-    let installed = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .with(spans.with_filter(traced()))
-        .try_init()
-        .is_ok();
+    // Set as the global default directly: `try_init` would first bridge the `log` crate, and
+    // fail without installing anything when a library set a logger before.
+    let installed = tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .with(spans.with_filter(traced())),
+    )
+    .is_ok();
     TelemetryGuard((installed && flush).then_some(provider))
 }
 
