@@ -121,8 +121,10 @@ fn install(config: &TelemetryConfig, provider: SdkTracerProvider, flush: bool) -
         .with_threads(false);
     // The log filter chooses what is written; the spans are this project's own, at `info`,
     // whatever the log shows: the trace context must not depend on the log level.
-    // Set as the global default directly: `try_init` would first bridge the `log` crate, and
-    // fail without installing anything when a library set a logger before.
+    // Records of the `log` crate (some dependencies write there) go to the same subscriber,
+    // unless a library set a logger before. The subscriber is set apart from that: `try_init`
+    // would install nothing at all when the logger is taken.
+    let _ = tracing_log::LogTracer::init();
     let installed = tracing::subscriber::set_global_default(
         tracing_subscriber::registry()
             .with(fmt.with_filter(filter))
