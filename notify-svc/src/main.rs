@@ -6,7 +6,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<
+    ticket_platform::binary::main::<
         _,
         notify_svc::migration::Migrator,
         _,

@@ -6,7 +6,13 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<_, orchestrator::migration::Migrator, _, _, orchestrator::BuildError>(
+    ticket_platform::binary::main::<
+        _,
+        orchestrator::migration::Migrator,
+        _,
+        _,
+        orchestrator::BuildError,
+    >(
         "orchestrator",
         orchestrator::Config::from_env,
         |config| &config.service,

@@ -6,7 +6,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<_, order_svc::migration::Migrator, _, _, order_svc::BuildError>(
+    ticket_platform::binary::main::<_, order_svc::migration::Migrator, _, _, order_svc::BuildError>(
         "order-svc",
         order_svc::Config::from_env,
         |config| &config.service,

@@ -264,18 +264,6 @@ impl Service {
         if let Err(err) = self.publisher.ensure_topics(&[topic]).await {
             tracing::warn!(error = %err, topic, "the broker does not answer; the consumer finds its topic once it does");
         }
-        // How many commands each transaction took (for stock-svc, its ledger's group commit
-        // on the RocketMQ door).
-        let sizes: crate::metrics::Histograms<crate::metrics::GroupLabel> =
-            prometheus_client::metrics::family::Family::new_with_constructor(crate::metrics::sizes);
-        let batch_sizes = sizes.get_or_create_owned(&crate::metrics::GroupLabel {
-            group: group.to_owned(),
-        });
-        self.metrics.register(
-            "participant_batch_commands",
-            "Commands a participant's consumer ran in one transaction, by consumer group",
-            sizes.clone(),
-        );
         let consumer = Consumer::start(
             Arc::clone(&self.messaging),
             ConsumerSettings::new(group)
@@ -289,7 +277,7 @@ impl Service {
                     max: self.messaging.config().command_batch_max,
                     concurrency: self.messaging.config().command_batch_concurrency,
                 },
-                batch_sizes,
+                crate::participant::batch_sizes(&self.metrics, group),
             ),
         )
         .await?;
@@ -415,69 +403,4 @@ async fn flush_outbox(db: &DatabaseConnection, publisher: &Publisher) {
             }
         }
     }
-}
-
-/// The `main` of every service binary: loads the configuration (every problem reported at
-/// once, exit code 2), sets up telemetry, then `<binary> migrate` only migrates the database
-/// (a Kubernetes Job), `<binary> settings` prints every setting it reads (its environment
-/// variable and default) and `<binary>` serves until SIGTERM or Ctrl-C. A variable of the
-/// service's prefix that it does not read (a misspelt setting) is warned of at start.
-pub async fn main<C, M, Serve, Served, E>(
-    name: &str,
-    load: impl FnOnce() -> Result<C, crate::config::ConfigErrors>,
-    service_config: impl Fn(&C) -> &ServiceConfig,
-    serve: Serve,
-) -> std::process::ExitCode
-where
-    M: MigratorTrait,
-    Serve: FnOnce(C) -> Served,
-    Served: Future<Output = Result<(), E>>,
-    E: std::fmt::Display + From<StartError>,
-{
-    let command = std::env::args().nth(1);
-    let loaded = load();
-    if command.as_deref() == Some("settings") {
-        for setting in crate::config::settings_read().settings {
-            println!("{}={}", setting.env, setting.default);
-        }
-        return std::process::ExitCode::SUCCESS;
-    }
-    let config = match loaded {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("{name}: {errors}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let _telemetry = crate::telemetry::init(&service_config(&config).telemetry);
-    for unknown in crate::config::settings_read().unknown {
-        tracing::warn!(
-            setting = %unknown,
-            "{name} does not read this setting: misspelt, or it belongs to a choice not made \
-             (a channel's kind); `{name} settings` lists what it reads"
-        );
-    }
-    let result = if command.as_deref() == Some("migrate") {
-        migrate::<M>(&service_config(&config).database)
-            .await
-            .map(|()| println!("{name}: database migrated"))
-            .map_err(E::from)
-    } else {
-        serve(config).await
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %err, "{name} failed");
-            eprintln!("{name}: {err}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-async fn migrate<M: MigratorTrait>(config: &crate::db::DatabaseConfig) -> Result<(), StartError> {
-    let db = crate::db::connect(config).await?;
-    crate::db::migrate::<M>(&db, config).await?;
-    db.close().await?;
-    Ok(())
 }

@@ -70,15 +70,13 @@ impl Bootstrap {
                 methods: Methods::Served(Arc::new(served_methods(services))),
             })
             .trace_fn(|request| {
-                let span = tracing::info_span!("grpc", path = %request.uri().path());
-                if let Some(traceparent) = request
-                    .headers()
-                    .get("traceparent")
-                    .and_then(|v| v.to_str().ok())
-                {
-                    crate::telemetry::set_parent(&span, traceparent);
-                }
-                span
+                crate::telemetry::continuing(
+                    tracing::info_span!("grpc", path = %request.uri().path()),
+                    request
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok()),
+                )
             })
             .add_service(health_server)
             .add_service(v1.build_v1()?)

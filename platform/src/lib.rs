@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod binary;
 pub mod config;
 pub mod contact;
 pub mod db;

@@ -171,6 +171,23 @@ struct Consumed<C> {
     span: tracing::Span,
 }
 
+/// Registers `participant_batch_commands` (how many commands each transaction of `group`'s
+/// consumer took; for stock-svc, its ledger's group commit on the RocketMQ door) and returns
+/// the histogram of `group`.
+pub fn batch_sizes(metrics: &crate::metrics::Metrics, group: &str) -> Histogram {
+    let sizes: crate::metrics::Histograms<crate::metrics::GroupLabel> =
+        prometheus_client::metrics::family::Family::new_with_constructor(crate::metrics::sizes);
+    let histogram = sizes.get_or_create_owned(&crate::metrics::GroupLabel {
+        group: group.to_owned(),
+    });
+    metrics.register(
+        "participant_batch_commands",
+        "Commands a participant's consumer ran in one transaction, by consumer group",
+        sizes,
+    );
+    histogram
+}
+
 /// How a participant's consumer batches its commands (`messaging.command_batch_max`,
 /// `messaging.command_batch_concurrency`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

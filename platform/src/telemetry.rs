@@ -217,7 +217,7 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
 
 /// Makes `span` a child of the remote span named by a W3C `traceparent`; a malformed one
 /// changes nothing (the span starts a trace of its own).
-pub fn set_parent(span: &tracing::Span, traceparent: &str) {
+fn set_parent(span: &tracing::Span, traceparent: &str) {
     let Some(remote) = parse(traceparent) else {
         return;
     };

@@ -6,7 +6,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ticket_platform::app::main::<_, stock_svc::migration::Migrator, _, _, stock_svc::BuildError>(
+    ticket_platform::binary::main::<_, stock_svc::migration::Migrator, _, _, stock_svc::BuildError>(
         "stock-svc",
         stock_svc::Config::from_env,
         |config| &config.service,

@@ -302,18 +302,18 @@ async fn handle_one<H: MessageHandler>(
         metrics.redeliveries.get_or_create(&labels).inc();
     }
     let started = std::time::Instant::now();
-    let span = tracing::info_span!(
-        "consume",
-        group,
-        topic = %message.topic,
-        tag = %message.tag,
-        order_no = %message.key,
-        message_id = %message.message_id,
-        attempt = message.reconsume_times,
+    let span = crate::telemetry::continuing(
+        tracing::info_span!(
+            "consume",
+            group,
+            topic = %message.topic,
+            tag = %message.tag,
+            order_no = %message.key,
+            message_id = %message.message_id,
+            attempt = message.reconsume_times,
+        ),
+        message.traceparent.as_deref(),
     );
-    if let Some(traceparent) = &message.traceparent {
-        crate::telemetry::set_parent(&span, traceparent);
-    }
     let result = handler
         .handle(message.clone())
         .instrument(span.clone())
