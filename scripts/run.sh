@@ -37,6 +37,11 @@ stop() {
   wait || true
 }
 trap stop INT TERM EXIT
+# The development profile: its default tokens, which `ticketctl` and docs/GRPCURL.md use
+# (docs/SECURITY.md).
+for prefix in TICKET_ORDER TICKET_STOCK TICKET_ORCHESTRATOR TICKET_NOTIFY; do
+  export "${prefix}_PROFILE=${PROFILE:-dev}"
+done
 export TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS=${TICKET_ORCHESTRATOR_SAGA__PAYMENT_WINDOW_MS:-20000}
 # Notifications go to the log channel, rendered from their templates with the order (order-svc)
 # and its show (stock-svc).

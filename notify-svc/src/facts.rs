@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ticket_platform::grpc_client::ClientChannel;
-use ticket_platform::metrics::GrpcMetrics;
+use ticket_platform::grpc_client::Clients;
 use ticket_platform::time::instant;
 use ticket_proto::order::v1 as order_pb;
 use ticket_proto::order::v1::contact_service_client::ContactServiceClient;
@@ -88,15 +88,15 @@ pub struct Sources {
 
 impl Sources {
     /// Connects lazily to order-svc at `orders_addr` (presenting `token`) and to stock-svc's
-    /// catalog at `catalog_addr` (`http://...`), the calls counted in `metrics`.
+    /// catalog at `catalog_addr` (`http://...`), the calls counted in `clients`.
     pub fn new(
         orders_addr: &str,
         token: &str,
         catalog_addr: &str,
-        metrics: &GrpcMetrics,
+        clients: &Clients,
     ) -> Result<Self, String> {
         let channel = |peer, addr| {
-            ticket_platform::grpc_client::connect_lazy(peer, addr, Duration::from_secs(5), metrics)
+            ticket_platform::grpc_client::connect_lazy(peer, addr, Duration::from_secs(5), clients)
         };
         Ok(Self {
             orders: ContactServiceClient::new(channel("order-svc", orders_addr)?),

@@ -28,6 +28,7 @@ use crate::notify_api::NotificationApi;
 use crate::templates::Templates;
 
 use ticket_platform::app::{Service, StartError};
+use ticket_platform::auth::{Access, BuyerTokens};
 use ticket_platform::config::{ConfigErrors, ConfigSource};
 use ticket_platform::service::ServiceConfig;
 
@@ -57,9 +58,10 @@ pub struct Config {
     /// stock-svc's gRPC address, where the shows are asked for (`catalog.addr`; used with
     /// `orders.addr`).
     pub catalog_addr: String,
-    /// The token presented to order-svc's `ContactService` (`orders.token`; the admin token by
-    /// default).
+    /// The token presented to order-svc's `ContactService` (the service token).
     pub orders_token: String,
+    /// How buyers' tokens to `ListNotifications` are verified (`buyers.*`).
+    pub buyers: BuyerTokens,
 }
 
 impl Config {
@@ -72,8 +74,10 @@ impl Config {
     /// The defaults of every setting but the service's own (tests start the library with it).
     pub fn with_service(service: ServiceConfig) -> Self {
         let mut source = ConfigSource::from_pairs(ENV_PREFIX, []);
+        let buyers = BuyerTokens::load(&mut source, service.access.dev);
         Self {
-            orders_token: service.admin_token.clone(),
+            orders_token: service.access.service_token.clone(),
+            buyers,
             service,
             ..Self::load(&mut source)
         }
@@ -108,7 +112,8 @@ impl Config {
         {
             source.invalid("catalog.addr", "must be an http:// or https:// address");
         }
-        let orders_token = source.string("orders.token", &service.admin_token);
+        let orders_token = service.access.service_token.clone();
+        let buyers = BuyerTokens::load(source, service.access.dev);
         // One attempt asks order-svc and stock-svc what to say and where, then waits for the
         // provider.
         let attempt = channels.timeout + LOOKUP_LIMIT;
@@ -131,6 +136,7 @@ impl Config {
             orders_addr,
             catalog_addr,
             orders_token,
+            buyers,
         }
     }
 }
@@ -152,7 +158,6 @@ impl Application {
                 notifications::CONSUMER_GROUP,
                 topic::NOTIFICATION,
                 notifications::TAGS,
-                &config.service.admin_token,
             )
             .await?;
         let sources = if config.orders_addr.is_empty() {
@@ -163,7 +168,7 @@ impl Application {
                     &config.orders_addr,
                     &config.orders_token,
                     &config.catalog_addr,
-                    &service.client_metrics,
+                    &service.clients,
                 )
                 .map_err(StartError::Config)?,
             )
@@ -178,11 +183,13 @@ impl Application {
         service.spawn_background(|stop| delivery.spawn(stop));
         let api = NotificationApi {
             db: service.db.clone(),
-            admin_token: config.service.admin_token.clone(),
+            access: Access::with_buyers(&config.service.access, &config.buyers, None)
+                .map_err(StartError::Config)?,
         };
+        let limit = service.max_message_bytes;
         let service = service.router(|router| {
             router
-                .add_service(NotificationServiceServer::new(api))
+                .add_service(NotificationServiceServer::new(api).max_decoding_message_size(limit))
                 .add_service(participant)
         });
         Ok(Self { service })

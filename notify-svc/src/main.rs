@@ -15,6 +15,7 @@ async fn main() -> std::process::ExitCode {
     >(
         "notify-svc",
         notify_svc::Config::from_env,
+        || ticket_platform::db::DatabaseConfig::from_env(notify_svc::ENV_PREFIX, "ticket_notify"),
         |config| &config.service,
         |config| async move {
             let stop = ticket_platform::shutdown::signal();

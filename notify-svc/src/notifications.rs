@@ -21,7 +21,7 @@ pub const TAGS: &[&str] = &[tag::SMS, tag::EMAIL, tag::PUSH];
 /// The events notifications are sent for (`crate::templates` has their texts), and the line
 /// the delivery log keeps for each until it is sent (`{order_no}` is filled in). A sent
 /// notification keeps the text it was sent with instead.
-const EVENTS: &[(&str, &str)] = &[
+pub(crate) const EVENTS: &[(&str, &str)] = &[
     (
         "purchase_confirmed",
         "Tickets confirmed for order {order_no}.",

@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use ticket_platform::grpc::require_admin;
 use ticket_platform::time::timestamp;
 use ticket_proto::saga::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -18,7 +17,7 @@ use crate::saga::purchase::Purchase;
 pub struct SagaAdminApi {
     pub db: DatabaseConnection,
     pub engine: Engine<Purchase>,
-    pub admin_token: String,
+    pub access: ticket_platform::auth::Access,
 }
 
 /// The longest reason an operator may give.
@@ -87,7 +86,7 @@ impl SagaAdminApi {
         request: Request<pb::SagaRef>,
         action: OperatorAction,
     ) -> Result<Response<pb::Saga>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let request = request.into_inner();
         let id = saga_id(&request.saga_id)?;
         let reason = request.reason.trim();
@@ -128,12 +127,23 @@ fn page_size(requested: i32) -> Result<i64, Error> {
 }
 
 fn saga_id(value: &str) -> Result<String, Error> {
-    if value.is_empty() || value.len() > 64 {
-        return Err(Error::Invalid(
-            "saga_id must be between 1 and 64 characters".into(),
-        ));
+    identifier("saga_id", value)
+}
+
+/// A client's identifier of at most 64 characters, without spaces or control characters.
+fn identifier(field: &str, value: &str) -> Result<String, Error> {
+    ticket_platform::fields::identifier(field, value, 64).map_err(Error::Invalid)
+}
+
+/// `ListSagas`' page token: a saga id it gave, or empty for the first page.
+fn saga_page_token(value: &str) -> Result<&str, Error> {
+    if value.is_empty() || uuid::Uuid::parse_str(value).is_ok() {
+        Ok(value)
+    } else {
+        Err(Error::Invalid(
+            "page_token is not one this service gave".into(),
+        ))
     }
-    Ok(value.to_owned())
 }
 
 #[tonic::async_trait]
@@ -142,14 +152,15 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
         &self,
         request: Request<pb::ListSagasRequest>,
     ) -> Result<Response<pb::ListSagasResponse>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let request = request.into_inner();
         if !request.state.is_empty() && State::parse(&request.state).is_none() {
             let all: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
             return Err(Error::Invalid(format!("state must be one of {}", all.join(", "))).into());
         }
         let size = page_size(request.page_size)?;
-        let sagas = log::page(&self.db, &request.state, &request.page_token, size + 1)
+        let page_token = saga_page_token(&request.page_token)?;
+        let sagas = log::page(&self.db, &request.state, page_token, size + 1)
             .await
             .map_err(Error::from)?;
         let more = sagas.len() as i64 > size;
@@ -171,12 +182,10 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
         &self,
         request: Request<pb::GetSagaRequest>,
     ) -> Result<Response<pb::Saga>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let (key, by_order) = match request.into_inner().key {
             Some(pb::get_saga_request::Key::SagaId(id)) => (saga_id(&id)?, false),
-            Some(pb::get_saga_request::Key::OrderNo(no)) if !no.is_empty() && no.len() <= 64 => {
-                (no, true)
-            }
+            Some(pb::get_saga_request::Key::OrderNo(no)) => (identifier("order_no", &no)?, true),
             _ => return Err(Error::Invalid("give a saga_id or an order_no".into()).into()),
         };
         let saga = log::find(&self.db, &key, by_order)
@@ -208,14 +217,16 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
         &self,
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let request = request.into_inner();
         let size = page_size(request.page_size)?;
         let after: i64 = match request.page_token.as_str() {
             "" => 0,
             token => token
                 .parse()
-                .map_err(|_| Error::Invalid("page_token is not one this service gave".into()))?,
+                .ok()
+                .filter(|after: &i64| *after > 0)
+                .ok_or_else(|| Error::Invalid("page_token is not one this service gave".into()))?,
         };
         let rows = self
             .db
@@ -267,13 +278,8 @@ impl pb::saga_admin_server::SagaAdmin for SagaAdminApi {
         &self,
         request: Request<pb::RedriveDeadLetterRequest>,
     ) -> Result<Response<pb::DeadLetter>, Status> {
-        require_admin(&request, &self.admin_token)?;
-        let message_id = request.into_inner().message_id;
-        if message_id.is_empty() || message_id.len() > 64 {
-            return Err(
-                Error::Invalid("message_id must be between 1 and 64 characters".into()).into(),
-            );
-        }
+        self.access.admin(&request)?;
+        let message_id = identifier("message_id", &request.into_inner().message_id)?;
         Ok(Response::new(self.redrive(&message_id).await?))
     }
 }

@@ -37,6 +37,16 @@ impl DeadLetters {
     fn entry(message: &IncomingMessage) -> Result<(Entry, String), HandleError> {
         if message.delivered_from == topic::DEAD_LETTER {
             let notice: RejectedMessage = message.decode()?;
+            if notice.consumer_group.is_empty() || notice.message_id.is_empty() {
+                return Err(HandleError::Reject(format!(
+                    "a dead-letter notice names no {}: it cannot be recorded or redriven",
+                    if notice.consumer_group.is_empty() {
+                        "consumer group"
+                    } else {
+                        "message id"
+                    }
+                )));
+            }
             let entry = Entry {
                 consumer_group: notice.consumer_group,
                 message_id: notice.message_id,
@@ -50,7 +60,11 @@ impl DeadLetters {
             };
             return Ok((entry, message.message_id.clone()));
         }
-        let Some(group) = message.delivered_from.strip_prefix(DLQ_PREFIX) else {
+        let Some(group) = message
+            .delivered_from
+            .strip_prefix(DLQ_PREFIX)
+            .filter(|group| !group.is_empty())
+        else {
             return Err(HandleError::Reject(format!(
                 "{} is not a dead-letter topic",
                 message.delivered_from
@@ -86,3 +100,6 @@ impl MessageHandler for DeadLetters {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod prop_tests;

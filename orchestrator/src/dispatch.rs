@@ -53,7 +53,7 @@ pub struct ParticipantAddrs {
     pub stock: String,
     pub order: String,
     pub notify: String,
-    /// Bearer token their `Participant.Execute` needs.
+    /// The service token their `Participant.Execute` needs (the service's own by default).
     pub token: String,
 }
 
@@ -70,14 +70,14 @@ struct Inner {
 }
 
 impl Dispatcher {
-    /// Connects lazily to the participants (its calls counted in `metrics`) and, over
+    /// Connects lazily to the participants (its calls counted in `channels`' metrics) and, over
     /// RocketMQ, starts watching the outbox.
     pub fn start(
         db: DatabaseConnection,
         transport: Transport,
         addrs: &ParticipantAddrs,
         fallback_after: Duration,
-        metrics: &ticket_platform::metrics::GrpcMetrics,
+        channels: &ticket_platform::grpc_client::Clients,
     ) -> Result<Self, String> {
         let mut clients = HashMap::new();
         for (participant, addr) in [
@@ -89,7 +89,7 @@ impl Dispatcher {
                 participant.service(),
                 addr,
                 Duration::from_secs(10),
-                metrics,
+                channels,
             )?;
             clients.insert(participant, ParticipantClient::new(channel));
         }

@@ -6,7 +6,6 @@
 //! arrive together are handled together, a batch per engine transaction ([`GroupCommit`]).
 
 use ticket_platform::group_commit::GroupCommit;
-use ticket_platform::grpc::require_admin;
 use ticket_platform::messaging::{HandleError, IncomingMessage, MessageHandler, tag};
 use ticket_proto::saga::v1::order_event::Event;
 use ticket_proto::saga::v1::{
@@ -52,13 +51,16 @@ impl Intake {
 async fn apply(intake: &Intake, event: Event) -> Result<(), Error> {
     match event {
         Event::Created(created) => {
-            if created.order_no.is_empty() || created.quantity <= 0 || created.tier_id <= 0 {
+            let order_no = identifier("ORDER_CREATED order_no", &created.order_no)?;
+            let user_id = identifier("ORDER_CREATED user_id", &created.user_id)?;
+            if created.quantity <= 0 || created.tier_id <= 0 {
                 return Err(Error::Invalid(format!(
-                    "ORDER_CREATED is incomplete: {created:?}"
+                    "ORDER_CREATED {order_no}: tier_id and quantity must be positive, got {} and {}",
+                    created.tier_id, created.quantity
                 )));
             }
             let data = PurchaseData {
-                user_id: created.user_id,
+                user_id,
                 tier_id: created.tier_id,
                 quantity: created.quantity,
                 unit_price_cents: None,
@@ -66,28 +68,34 @@ async fn apply(intake: &Intake, event: Event) -> Result<(), Error> {
                 reserved: false,
             };
             let traceparent = ticket_platform::telemetry::current_traceparent();
-            intake
-                .starts
-                .submit((created.order_no, data, traceparent))
-                .await
+            intake.starts.submit((order_no, data, traceparent)).await
         }
         Event::Paid(paid) => {
-            intake
-                .signals
-                .submit((paid.order_no, Signal::PivotPassed))
-                .await
+            let order_no = identifier("ORDER_PAID order_no", &paid.order_no)?;
+            intake.signals.submit((order_no, Signal::PivotPassed)).await
         }
         Event::Cancelled(cancelled) => {
+            let order_no = identifier("ORDER_CANCELLED order_no", &cancelled.order_no)?;
+            let reason = CancelReason::parse(&cancelled.reason).ok_or_else(|| {
+                let known: Vec<&str> = CancelReason::ALL.iter().map(|r| r.as_str()).collect();
+                Error::Invalid(format!(
+                    "ORDER_CANCELLED {order_no}: reason must be one of {}, got {:?}",
+                    known.join(", "),
+                    cancelled.reason
+                ))
+            })?;
             // Cancellations the saga made itself change nothing; the buyer's undo it.
-            if CancelReason::parse(&cancelled.reason) != Some(CancelReason::UserCancelled) {
+            if reason != CancelReason::UserCancelled {
                 return Ok(());
             }
-            intake
-                .signals
-                .submit((cancelled.order_no, Signal::Abort))
-                .await
+            intake.signals.submit((order_no, Signal::Abort)).await
         }
     }
+}
+
+/// An order number or user id of an event: what order-svc takes from buyers.
+fn identifier(field: &str, value: &str) -> Result<String, Error> {
+    ticket_platform::fields::identifier(field, value, 64).map_err(Error::Invalid)
 }
 
 fn handle_error(err: Error) -> HandleError {
@@ -148,7 +156,8 @@ impl MessageHandler for Replies {
 /// `SagaEvents`: the same events over gRPC.
 pub struct SagaEventsApi {
     pub intake: Intake,
-    pub token: String,
+    /// The service token opens `Deliver`.
+    pub access: ticket_platform::auth::Access,
 }
 
 #[tonic::async_trait]
@@ -157,7 +166,7 @@ impl ticket_proto::saga::v1::saga_events_server::SagaEvents for SagaEventsApi {
         &self,
         request: Request<OrderEvent>,
     ) -> Result<Response<EventAccepted>, Status> {
-        require_admin(&request, &self.token)?;
+        self.access.service(&request)?;
         let event = request
             .into_inner()
             .event

@@ -107,7 +107,8 @@ impl Config {
             source.invalid("transport", "must be rocketmq or grpc");
             Transport::RocketMq
         });
-        let token = source.string("participants.token", &service.admin_token);
+        // Every service presents the service token to every other.
+        let token = service.access.service_token.clone();
         let participants = ParticipantAddrs {
             stock: source.string("participants.stock", "http://127.0.0.1:50052"),
             order: source.string("participants.order", "http://127.0.0.1:50051"),
@@ -216,7 +217,7 @@ impl Application {
             config.transport,
             &config.participants,
             config.fallback_after,
-            &service.client_metrics,
+            &service.clients,
         )
         .map_err(BuildError::Participants)?;
         let engine = Engine::new(
@@ -287,16 +288,17 @@ impl Application {
         let admin = SagaAdminApi {
             db: service.db.clone(),
             engine: engine.clone(),
-            admin_token: config.service.admin_token.clone(),
+            access: service.access.clone(),
         };
         let events = SagaEventsApi {
             intake,
-            token: config.participants.token.clone(),
+            access: service.access.clone(),
         };
+        let limit = service.max_message_bytes;
         let service = service.router(|router| {
             router
-                .add_service(SagaAdminServer::new(admin))
-                .add_service(SagaEventsServer::new(events))
+                .add_service(SagaAdminServer::new(admin).max_decoding_message_size(limit))
+                .add_service(SagaEventsServer::new(events).max_decoding_message_size(limit))
         });
         Ok(Self { service, engine })
     }
@@ -334,8 +336,10 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> (Config, Result<(), String>) {
-        let vars = pairs
+        // The development profile: no tokens needed.
+        let vars = [("T_PROFILE", "dev")]
             .iter()
+            .chain(pairs)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
         let mut source = ConfigSource::from_pairs("T", vars);
         let config = Config::load(&mut source);

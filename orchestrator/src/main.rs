@@ -15,6 +15,12 @@ async fn main() -> std::process::ExitCode {
     >(
         "orchestrator",
         orchestrator::Config::from_env,
+        || {
+            ticket_platform::db::DatabaseConfig::from_env(
+                orchestrator::ENV_PREFIX,
+                "ticket_orchestrator",
+            )
+        },
         |config| &config.service,
         |config| async move {
             let stop = ticket_platform::shutdown::signal();

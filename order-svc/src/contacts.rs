@@ -1,9 +1,8 @@
 //! `ContactService`: where an order's buyer asked to be notified, for notify-svc when it sends.
 //! The contact never travels in saga messages; this call is how it leaves order-svc, behind
-//! the admin token. Logs and traces of the call name the order, never the contact.
+//! the service token. Logs and traces of the call name the order, never the contact.
 
 use sea_orm::DatabaseConnection;
-use ticket_platform::grpc::require_admin;
 use ticket_proto::order::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -13,7 +12,7 @@ use crate::orders;
 
 pub struct ContactApi {
     pub db: DatabaseConnection,
-    pub admin_token: String,
+    pub access: ticket_platform::auth::Access,
 }
 
 #[tonic::async_trait]
@@ -23,7 +22,7 @@ impl pb::contact_service_server::ContactService for ContactApi {
         &self,
         request: Request<pb::GetContactRequest>,
     ) -> Result<Response<pb::OrderContact>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.service(&request)?;
         let order_no = identifier("order_no", &request.into_inner().order_no, MAX_ID_LEN)?;
         tracing::Span::current().record("order_no", order_no.as_str());
         let order = orders::find(&self.db, &order_no)

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod commands;
 pub mod contacts;
 pub mod error;
+pub mod guard;
 pub mod metrics;
 pub mod migration;
 pub mod order_api;
@@ -32,6 +33,7 @@ use ticket_proto::order::v1::order_service_server::OrderServiceServer;
 use crate::admission::Admission;
 use crate::commands::OrderCommands;
 use crate::contacts::ContactApi;
+use crate::guard::{Guard, GuardConfig};
 use crate::order_api::OrderApi;
 use crate::order_events::{EventHandover, Orchestrator};
 use crate::tiers::Tiers;
@@ -61,6 +63,8 @@ pub enum BuildError {
     Messaging(#[from] ticket_platform::messaging::MessagingError),
     #[error("{0}")]
     Orchestrator(String),
+    #[error("access: {0}")]
+    Access(String),
 }
 
 #[derive(Clone, Debug)]
@@ -77,8 +81,10 @@ pub struct Config {
     /// The orchestrator's gRPC address (`orchestrator.addr`), where order events go when the
     /// broker does not take them and where the sweeper starts sagas.
     pub orchestrator_addr: String,
-    /// Bearer token of the orchestrator's `SagaEvents` (`orchestrator.token`).
+    /// Bearer token of the orchestrator's `SagaEvents` (the service token).
     pub orchestrator_token: String,
+    /// Buyer tokens, the payment callback's token and the `CreateOrder` limits.
+    pub guard: GuardConfig,
     /// An order event unpublished this long goes over gRPC (`events.fallback_after_ms`; 0 never).
     pub events_fallback_after: Duration,
     /// An order still `PENDING` this long gets its saga started again
@@ -123,14 +129,16 @@ impl Config {
         {
             source.invalid("orchestrator.addr", "must start with http:// or https://");
         }
-        let orchestrator_token = source.string("orchestrator.token", &service.admin_token);
+        let orchestrator_token = service.access.service_token.clone();
         let events_fallback_after =
             source.millis("events.fallback_after_ms", Duration::from_secs(3));
         let sweep_pending_after = source.millis("sweep.pending_after_ms", Duration::from_secs(30));
         let sweep_interval = source.millis("sweep.interval_ms", Duration::from_secs(5));
         let admission_hold = source.millis("admission.hold_ms", Duration::from_secs(30));
         let decision_wait = source.millis("create.decision_wait_ms", Duration::from_secs(10));
+        let guard = GuardConfig::load(source, &service.access);
         Self {
+            guard,
             service,
             catalog_addr,
             redis_url,
@@ -161,7 +169,7 @@ impl Application {
             &config.redis_url,
             config.redis_connections,
             &config.redis_key_prefix,
-            &service.client_metrics,
+            &service.clients,
         )
         .await?;
         service.needs(Dependency::redis(tiers.redis().clone()));
@@ -178,13 +186,12 @@ impl Application {
                 commands::CONSUMER_GROUP,
                 topic::ORDER_CMD,
                 commands::TAGS,
-                &config.service.admin_token,
             )
             .await?;
         let orchestrator = Orchestrator::new(
             &config.orchestrator_addr,
             &config.orchestrator_token,
-            &service.client_metrics,
+            &service.clients,
         )
         .map_err(BuildError::Orchestrator)?;
         if !config.events_fallback_after.is_zero() {
@@ -205,8 +212,10 @@ impl Application {
         );
         let contacts = ContactApi {
             db: service.db.clone(),
-            admin_token: config.service.admin_token.clone(),
+            access: service.access.clone(),
         };
+        let guard =
+            Guard::new(&config.service.access, &config.guard).map_err(BuildError::Access)?;
         let api = OrderApi {
             db: service.db.clone(),
             tiers,
@@ -215,11 +224,13 @@ impl Application {
             orchestrator,
             decision_wait: config.decision_wait,
             metrics: order_metrics,
+            guard,
         };
+        let limit = service.max_message_bytes;
         let service = service.router(|router| {
             router
-                .add_service(OrderServiceServer::new(api))
-                .add_service(ContactServiceServer::new(contacts))
+                .add_service(OrderServiceServer::new(api).max_decoding_message_size(limit))
+                .add_service(ContactServiceServer::new(contacts).max_decoding_message_size(limit))
                 .add_service(participant)
         });
         Ok(Self { service, changes })

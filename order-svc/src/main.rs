@@ -9,6 +9,7 @@ async fn main() -> std::process::ExitCode {
     ticket_platform::binary::main::<_, order_svc::migration::Migrator, _, _, order_svc::BuildError>(
         "order-svc",
         order_svc::Config::from_env,
+        || ticket_platform::db::DatabaseConfig::from_env(order_svc::ENV_PREFIX, "ticket_order"),
         |config| &config.service,
         |config| async move {
             let stop = ticket_platform::shutdown::signal();

@@ -7,6 +7,7 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
+use ticket_platform::auth::Actor;
 use ticket_platform::contact::Contact;
 use ticket_proto::order::v1 as pb;
 use ticket_proto::saga::v1::order_event::Event;
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::admission::{Admission, Admitted};
 use crate::error::Error;
+use crate::guard::Guard;
 use crate::order_events::Orchestrator;
 use crate::orders::{self, CancelReason, NewOrder, entity};
 use crate::tiers::{TierInfo, Tiers};
@@ -38,6 +40,8 @@ pub struct OrderApi {
     /// The longest such a CreateOrder waits (`create.decision_wait_ms`).
     pub decision_wait: Duration,
     pub metrics: crate::metrics::OrderMetrics,
+    /// Who may call, and how often.
+    pub guard: Guard,
 }
 
 /// A non-empty identifier without spaces, at most `max` characters.
@@ -250,6 +254,18 @@ fn order_no(value: &str) -> Result<String, Error> {
     identifier("order_no", value, MAX_ID_LEN)
 }
 
+/// The order, when `actor` may see it: another buyer's order is answered as one that does not
+/// exist, so order numbers are not confirmed to those who guess them.
+fn seen_by(
+    found: Option<orders::Order>,
+    actor: &Actor,
+    order_no: &str,
+) -> Result<orders::Order, Error> {
+    found
+        .filter(|order| actor.may_see(&order.user_id))
+        .ok_or_else(|| Error::NotFound(format!("order {order_no} does not exist")))
+}
+
 #[tonic::async_trait]
 impl pb::order_service_server::OrderService for OrderApi {
     type WatchOrderStream = ReceiverStream<Result<pb::Order, Status>>;
@@ -259,7 +275,17 @@ impl pb::order_service_server::OrderService for OrderApi {
         &self,
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let request = request.into_inner();
+        let actor = self.guard.buyer(&request)?;
+        let user_id = identifier(
+            "user_id",
+            &actor.user_id(&request.get_ref().user_id)?,
+            MAX_ID_LEN,
+        )?;
+        self.guard.create_allowed(&request, &user_id)?;
+        let request = pb::CreateOrderRequest {
+            user_id,
+            ..request.into_inner()
+        };
         let wait = request.wait_for_decision;
         let order = self.create(request).await.inspect_err(|err| match err {
             Error::SoldOut(_) => self.metrics.refused("sold_out"),
@@ -279,11 +305,12 @@ impl pb::order_service_server::OrderService for OrderApi {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
+        let actor = self.guard.buyer(&request)?;
         let order_no = order_no(&request.into_inner().order_no)?;
-        let order = orders::find(&self.db, &order_no)
+        let found = orders::find(&self.db, &order_no)
             .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::NotFound(format!("order {order_no} does not exist")))?;
+            .map_err(Error::from)?;
+        let order = seen_by(found, &actor, &order_no)?;
         Ok(Response::new(orders::message(&order)))
     }
 
@@ -292,8 +319,9 @@ impl pb::order_service_server::OrderService for OrderApi {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let actor = self.guard.buyer(&request)?;
         let request = request.into_inner();
-        let user_id = identifier("user_id", &request.user_id, MAX_ID_LEN)?;
+        let user_id = identifier("user_id", &actor.user_id(&request.user_id)?, MAX_ID_LEN)?;
         let size = match u64::try_from(request.page_size) {
             Ok(0) => DEFAULT_PAGE,
             Ok(size) if size <= MAX_PAGE => size,
@@ -339,12 +367,13 @@ impl pb::order_service_server::OrderService for OrderApi {
         &self,
         request: Request<pb::WatchOrderRequest>,
     ) -> Result<Response<Self::WatchOrderStream>, Status> {
+        let actor = self.guard.buyer(&request)?;
         let order_no = order_no(&request.into_inner().order_no)?;
         tracing::Span::current().record("order_no", order_no.as_str());
-        let order = orders::find(&self.db, &order_no)
+        let found = orders::find(&self.db, &order_no)
             .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::NotFound(format!("order {order_no} does not exist")))?;
+            .map_err(Error::from)?;
+        let order = seen_by(found, &actor, &order_no)?;
         let stream = self.changes.watch(self.db.clone(), order);
         Ok(Response::new(ReceiverStream::new(stream)))
     }
@@ -354,6 +383,7 @@ impl pb::order_service_server::OrderService for OrderApi {
         &self,
         request: Request<pb::PayOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
+        self.guard.access.payment(&request)?;
         let request = request.into_inner();
         let order_no = order_no(&request.order_no)?;
         tracing::Span::current().record("order_no", order_no.as_str());
@@ -383,15 +413,19 @@ impl pb::order_service_server::OrderService for OrderApi {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
+        let actor = self.guard.buyer(&request)?;
         let request = request.into_inner();
         let order_no = order_no(&request.order_no)?;
         tracing::Span::current().record("order_no", order_no.as_str());
-        let note = request.reason.trim().to_owned();
-        if note.chars().count() > MAX_NOTE_LEN {
-            return Err(
-                Error::Invalid(format!("reason is longer than {MAX_NOTE_LEN} characters")).into(),
-            );
+        if let Actor::Buyer(_) = actor {
+            // An order's buyer never changes: checked before the change, not within it.
+            let found = orders::find(&self.db, &order_no)
+                .await
+                .map_err(Error::from)?;
+            seen_by(found, &actor, &order_no)?;
         }
+        let note = ticket_platform::fields::text("reason", &request.reason, MAX_NOTE_LEN, false)
+            .map_err(Error::Invalid)?;
         let (order, cancelled) = self
             .in_transaction(|txn| async move {
                 let note = (!note.is_empty()).then_some(note.as_str());

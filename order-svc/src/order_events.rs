@@ -12,9 +12,9 @@ use std::time::Duration;
 use prost::Message;
 use sea_orm::{DatabaseConnection, EntityTrait, Statement};
 use ticket_platform::grpc_client::ClientChannel;
+use ticket_platform::grpc_client::Clients;
 use ticket_platform::handover::Handover;
 use ticket_platform::messaging::{tag, topic};
-use ticket_platform::metrics::GrpcMetrics;
 use ticket_platform::outbox::entity::Model as OutboxRow;
 use ticket_proto::saga::v1::order_event::Event;
 use ticket_proto::saga::v1::saga_events_client::SagaEventsClient;
@@ -35,13 +35,13 @@ pub struct Orchestrator {
 }
 
 impl Orchestrator {
-    /// Connects lazily to `addr` (`http://...`), its calls counted in `metrics`.
-    pub fn new(addr: &str, token: &str, metrics: &GrpcMetrics) -> Result<Self, String> {
+    /// Connects lazily to `addr` (`http://...`), its calls counted in `clients`.
+    pub fn new(addr: &str, token: &str, clients: &Clients) -> Result<Self, String> {
         let channel = ticket_platform::grpc_client::connect_lazy(
             "orchestrator",
             addr,
             Duration::from_secs(10),
-            metrics,
+            clients,
         )?;
         Ok(Self {
             client: SagaEventsClient::new(channel),

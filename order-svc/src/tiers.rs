@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use fred::prelude::*;
 use ticket_platform::grpc_client::ClientChannel;
-use ticket_platform::metrics::GrpcMetrics;
+use ticket_platform::grpc_client::Clients;
 use ticket_platform::stock_keys;
 use ticket_proto::stock::v1 as pb;
 use ticket_proto::stock::v1::catalog_service_client::CatalogServiceClient;
@@ -45,13 +45,13 @@ impl Tiers {
         redis_url: &str,
         redis_connections: usize,
         key_prefix: &str,
-        metrics: &GrpcMetrics,
+        clients: &Clients,
     ) -> Result<Self, Error> {
         let channel = ticket_platform::grpc_client::connect_lazy(
             "stock-svc",
             catalog_addr,
             std::time::Duration::from_secs(5),
-            metrics,
+            clients,
         )
         .map_err(Error::Catalog)?;
         let redis = ticket_platform::redis::connect(redis_url, redis_connections).await?;

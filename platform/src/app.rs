@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::Readiness;
+use crate::auth::Access;
 use crate::grpc::{Bootstrap, GrpcError, Router};
+use crate::grpc_client::Clients;
 use crate::metrics::{GrpcMetrics, Metrics, OutboxMetrics};
 use sea_orm::{DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
@@ -78,9 +80,13 @@ pub struct Service {
     /// The service's metrics registry: the platform's metrics are in it; a service adds its
     /// own.
     pub metrics: Metrics,
-    /// The calls this service makes to others (`grpc_client_*`): for its
+    /// What this service's channels to others share (`grpc_client_*` metrics, TLS): for its
     /// [`crate::grpc_client`] channels.
-    pub client_metrics: GrpcMetrics,
+    pub clients: Clients,
+    /// The admin and service tokens this service accepts.
+    pub access: Access,
+    /// The largest request message its gRPC servers decode (`grpc.max_message_bytes`).
+    pub max_message_bytes: usize,
     outbox_metrics: OutboxMetrics,
     ready: tokio::sync::watch::Sender<Readiness>,
     bootstrap: Bootstrap,
@@ -128,6 +134,10 @@ impl Service {
         grpc.register(&metrics, "server");
         let client_metrics = GrpcMetrics::default();
         client_metrics.register(&metrics, "client");
+        let clients = Clients {
+            metrics: client_metrics,
+            tls: config.grpc.tls.client().map_err(StartError::Config)?,
+        };
         let outbox_metrics = OutboxMetrics::default();
         outbox_metrics.register(&metrics);
         let publisher =
@@ -155,10 +165,12 @@ impl Service {
             admin,
             admin_stop: CancelOnDrop(admin_stop),
             metrics,
-            client_metrics,
+            clients,
+            access: Access::new(&config.access),
+            max_message_bytes: config.grpc.max_message_bytes,
             outbox_metrics,
             ready,
-            bootstrap: Bootstrap::new(services, grpc)?,
+            bootstrap: Bootstrap::new(services, grpc, &config.grpc)?,
             db: db.clone(),
             messaging,
             publisher,
@@ -255,7 +267,6 @@ impl Service {
         group: &str,
         topic: &str,
         tags: &[&str],
-        admin_token: &str,
     ) -> Result<ParticipantServer<ParticipantService<H>>, MessagingError> {
         let handler = Arc::new(handler);
         // The topic exists before the consumer starts: a consumer subscribed to a topic the
@@ -285,8 +296,9 @@ impl Service {
         Ok(ParticipantServer::new(ParticipantService::new(
             handler,
             self.db.clone(),
-            admin_token,
-        )))
+            self.access.clone(),
+        ))
+        .max_decoding_message_size(self.max_message_bytes))
     }
 
     /// Serves until `shutdown` resolves, then stops in order.
@@ -301,7 +313,9 @@ impl Service {
             admin,
             admin_stop,
             metrics: _,
-            client_metrics: _,
+            clients: _,
+            access: _,
+            max_message_bytes: _,
             outbox_metrics: _,
             ready,
             bootstrap,

@@ -22,6 +22,17 @@ pub struct DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// Only the database settings of the service whose variables start with `prefix` (what
+    /// `<binary> migrate` needs; its tokens are not).
+    pub fn from_env(
+        prefix: &str,
+        default_database: &str,
+    ) -> Result<Self, crate::config::ConfigErrors> {
+        let mut source = ConfigSource::from_env(prefix);
+        let config = Self::load(&mut source, default_database);
+        source.finish().map(|()| config)
+    }
+
     pub fn load(source: &mut ConfigSource, default_database: &str) -> Self {
         Self {
             url: source.string(

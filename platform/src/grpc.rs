@@ -17,6 +17,7 @@ use tonic::transport::server::TcpIncoming;
 use tower::layer::util::{Identity, Stack};
 
 use crate::metrics::GrpcMetrics;
+use crate::transport::GrpcConfig;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -38,6 +39,8 @@ pub enum GrpcError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Health and reflection for a service that serves `services` (fully qualified names).
@@ -50,7 +53,12 @@ pub struct Bootstrap {
 impl Bootstrap {
     /// A router already serving health and reflection; add the service's own servers to
     /// [`Bootstrap::router`].
-    pub fn new(services: &[&'static str], metrics: GrpcMetrics) -> Result<Self, GrpcError> {
+    /// `grpc`: the concurrency per connection, the longest a call may take, and TLS.
+    pub fn new(
+        services: &[&'static str],
+        metrics: GrpcMetrics,
+        grpc: &GrpcConfig,
+    ) -> Result<Self, GrpcError> {
         let (health, health_server) = tonic_health::server::health_reporter();
         let mut v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(ticket_proto::FILE_DESCRIPTOR_SET)
@@ -64,7 +72,13 @@ impl Bootstrap {
             v1 = v1.with_service_name(*name);
             v1alpha = v1alpha.with_service_name(*name);
         }
-        let router = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(grpc.concurrency_per_connection)
+            .timeout(grpc.request_timeout);
+        if let Some(tls) = grpc.tls.server().map_err(GrpcError::Tls)? {
+            server = server.tls_config(tls)?;
+        }
+        let router = server
             .layer(MetricsLayer {
                 metrics,
                 methods: Methods::Served(Arc::new(served_methods(services))),
@@ -145,26 +159,6 @@ pub(crate) async fn set_status(
     health.set_service_status("", status).await;
     for name in services {
         health.set_service_status(*name, status).await;
-    }
-}
-
-/// Checks `authorization: Bearer <token>` against the admin token; `UNAUTHENTICATED` otherwise.
-#[allow(clippy::result_large_err)]
-pub fn require_admin<T>(
-    request: &tonic::Request<T>,
-    admin_token: &str,
-) -> Result<(), tonic::Status> {
-    let presented = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if !token.is_empty() && token == admin_token => Ok(()),
-        _ => Err(tonic::Status::unauthenticated(
-            "this call needs the admin token: send `authorization: Bearer <token>`",
-        )),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::grpc::{Metered, MetricsLayer};
 use crate::metrics::GrpcMetrics;
@@ -13,20 +13,35 @@ use crate::metrics::GrpcMetrics;
 /// A channel whose calls carry the trace and are counted.
 pub type ClientChannel = Metered<Traced<Channel>>;
 
+/// What a service's channels share: their metrics, and TLS for `https://` peers.
+#[derive(Clone, Default)]
+pub struct Clients {
+    pub metrics: GrpcMetrics,
+    pub tls: Option<ClientTlsConfig>,
+}
+
 /// A lazily connected channel to `peer` (a service's name, e.g. `order-svc`) at `addr`
-/// (`http://host:port`): a connection is tried within 2 s, a call answered within `timeout`.
+/// (`http://host:port`, or `https://host:port` with `tls.ca_file` set): a connection is tried
+/// within 2 s, a call answered within `timeout`.
 pub fn connect_lazy(
     peer: &'static str,
     addr: &str,
     timeout: Duration,
-    metrics: &GrpcMetrics,
+    clients: &Clients,
 ) -> Result<ClientChannel, String> {
-    let channel = Endpoint::from_shared(addr.to_owned())
+    let mut endpoint = Endpoint::from_shared(addr.to_owned())
         .map_err(|err| format!("{peer} address {addr}: {err}"))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(timeout)
-        .connect_lazy();
-    Ok(over(peer, channel, metrics))
+        .timeout(timeout);
+    if addr.starts_with("https://") {
+        let tls = clients.tls.clone().ok_or_else(|| {
+            format!("{peer} address {addr} is https: set tls.ca_file to the CA that signed its certificate")
+        })?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|err| format!("{peer} address {addr}: {err}"))?;
+    }
+    Ok(over(peer, endpoint.connect_lazy(), &clients.metrics))
 }
 
 /// `channel` (connected by the caller) with its calls traced and counted.

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod binary;
 pub mod config;
 pub mod contact;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod migration;
 pub mod outbox;
 pub mod participant;
+pub mod rate_limit;
 pub mod readiness;
 pub mod redis;
 pub mod service;
@@ -29,6 +31,7 @@ pub mod shutdown;
 pub mod stock_keys;
 pub mod telemetry;
 pub mod time;
+pub mod transport;
 
 /// Every binary built on the platform allocates with mimalloc: a gRPC request and its Redis and
 /// Postgres round trips allocate and free many small buffers across threads. Under load, the

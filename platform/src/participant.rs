@@ -28,8 +28,8 @@ use ticket_proto::saga::v1::{Command, Reply, ReplyOutcome, reply};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::auth::Access;
 use crate::group_commit::{GroupCommit, Results};
-use crate::grpc::require_admin;
 use crate::inbox;
 use crate::messaging::{HandleError, IncomingMessage, MessageHandler, OutgoingMessage, topic};
 use crate::outbox;
@@ -330,15 +330,16 @@ impl<H: CommandHandler> MessageHandler for CommandConsumer<H> {
 pub struct ParticipantService<H> {
     handler: Arc<H>,
     db: DatabaseConnection,
-    admin_token: String,
+    access: Access,
 }
 
 impl<H: CommandHandler> ParticipantService<H> {
-    pub fn new(handler: Arc<H>, db: DatabaseConnection, admin_token: &str) -> Self {
+    /// `access`: the service token opens `Execute`.
+    pub fn new(handler: Arc<H>, db: DatabaseConnection, access: Access) -> Self {
         Self {
             handler,
             db,
-            admin_token: admin_token.to_owned(),
+            access,
         }
     }
 
@@ -357,7 +358,7 @@ impl<H: CommandHandler> ticket_proto::saga::v1::participant_server::Participant
 {
     #[tracing::instrument(skip_all, fields(order_no, saga_id, step))]
     async fn execute(&self, request: Request<Command>) -> Result<Response<Reply>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.service(&request)?;
         let command = request.into_inner();
         let span = tracing::Span::current();
         span.record("order_no", command.order_no.as_str());

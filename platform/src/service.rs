@@ -1,12 +1,14 @@
 //! The settings every service reads the same way: where it listens (gRPC and the admin HTTP
-//! port), its database, messaging, telemetry and the admin token.
+//! port), its database, messaging, telemetry, access and the gRPC server's limits and TLS.
 
 use std::net::SocketAddr;
 
+use crate::auth::AccessConfig;
 use crate::config::{ConfigErrors, ConfigSource};
 use crate::db::DatabaseConfig;
 use crate::messaging::MessagingConfig;
 use crate::telemetry::TelemetryConfig;
+use crate::transport::GrpcConfig;
 
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
@@ -15,8 +17,10 @@ pub struct ServiceConfig {
     /// The admin HTTP port's address (`/metrics`, `/livez`, `/readyz`); port 0 picks a free
     /// port (tests).
     pub admin_addr: SocketAddr,
-    /// Bearer token for admin calls.
-    pub admin_token: String,
+    /// The profile and the admin and service tokens.
+    pub access: AccessConfig,
+    /// Limits and TLS of the gRPC server and channels.
+    pub grpc: GrpcConfig,
     pub database: DatabaseConfig,
     pub messaging: MessagingConfig,
     pub telemetry: TelemetryConfig,
@@ -48,14 +52,11 @@ impl ServiceConfig {
             "admin.addr",
             SocketAddr::from(([127, 0, 0, 1], default_admin_port)),
         );
-        let admin_token = source.string("admin_token", "dev-admin-token");
-        if admin_token.trim().len() < 8 {
-            source.invalid("admin_token", "must be at least 8 characters");
-        }
         Self {
             grpc_addr,
             admin_addr,
-            admin_token,
+            access: AccessConfig::load(source),
+            grpc: GrpcConfig::load(source),
             database: DatabaseConfig::load(source, default_database),
             messaging: MessagingConfig::load(source),
             telemetry: TelemetryConfig::load(source, service),

@@ -245,6 +245,14 @@ fn parse(traceparent: &str) -> Option<opentelemetry::trace::SpanContext> {
     if *version != "00" || trace_id.len() != 32 || span_id.len() != 16 || flags.len() != 2 {
         return None;
     }
+    // W3C: lower-case hex only (a number parser would also take `+` and upper case).
+    let lower_hex = |part: &str| part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ![trace_id, span_id, flags]
+        .into_iter()
+        .all(|part| lower_hex(part))
+    {
+        return None;
+    }
     let remote = opentelemetry::trace::SpanContext::new(
         opentelemetry::trace::TraceId::from_hex(trace_id).ok()?,
         opentelemetry::trace::SpanId::from_hex(span_id).ok()?,

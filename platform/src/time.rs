@@ -11,8 +11,16 @@ pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-/// The instant a protobuf `Timestamp` names; `None` when its nanoseconds are out of range.
+/// The earliest and the latest second a protobuf `Timestamp` may name: 0001-01-01T00:00:00Z
+/// and 9999-12-31T23:59:59Z.
+const SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+/// The instant a protobuf `Timestamp` names; `None` when it is not a valid one (nanoseconds
+/// outside 0..1e9, or a second outside the years 1 to 9999).
 pub fn instant(at: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    if !(0..1_000_000_000).contains(&at.nanos) || !SECONDS.contains(&at.seconds) {
+        return None;
+    }
     DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?)
 }
 

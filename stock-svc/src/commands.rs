@@ -182,3 +182,6 @@ impl CommandHandler for StockCommands {
         answer(request, result).map_err(|err| err.to_string())
     }
 }
+
+#[cfg(test)]
+mod prop_tests;

@@ -159,7 +159,7 @@ impl Application {
             config.ledger_writers,
         );
         stock.metrics.register(&service.metrics);
-        let admin_token = config.service.admin_token.clone();
+        let limit = service.max_message_bytes;
         let participant = service
             .participant(
                 StockCommands {
@@ -168,22 +168,21 @@ impl Application {
                 commands::CONSUMER_GROUP,
                 topic::STOCK,
                 commands::TAGS,
-                &admin_token,
             )
             .await?;
         let catalog = Catalog {
             db: service.db.clone(),
             gate,
-            admin_token: admin_token.clone(),
+            access: service.access.clone(),
         };
         let api = StockApi {
             stock: stock.clone(),
-            admin_token: admin_token.clone(),
+            access: service.access.clone(),
         };
         let service = service.router(|router| {
             router
-                .add_service(CatalogServiceServer::new(catalog))
-                .add_service(StockServiceServer::new(api))
+                .add_service(CatalogServiceServer::new(catalog).max_decoding_message_size(limit))
+                .add_service(StockServiceServer::new(api).max_decoding_message_size(limit))
                 .add_service(participant)
         });
         let drift = (!config.drift_interval.is_zero())

@@ -9,6 +9,7 @@ async fn main() -> std::process::ExitCode {
     ticket_platform::binary::main::<_, stock_svc::migration::Migrator, _, _, stock_svc::BuildError>(
         "stock-svc",
         stock_svc::Config::from_env,
+        || ticket_platform::db::DatabaseConfig::from_env(stock_svc::ENV_PREFIX, "ticket_stock"),
         |config| &config.service,
         |config| async move {
             let stop = ticket_platform::shutdown::signal();

@@ -7,7 +7,6 @@ use ticket_proto::stock::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::validate;
-use ticket_platform::grpc::require_admin;
 
 use crate::error::Error;
 use crate::gate::{FenceOutcome, PredeductOutcome, TierCounters};
@@ -15,7 +14,7 @@ use crate::stock::{Effect, Reconciliation, Record, Stock, StockRequest, StockSte
 
 pub struct StockApi {
     pub stock: Stock,
-    pub admin_token: String,
+    pub access: ticket_platform::auth::Access,
 }
 
 impl StockApi {
@@ -106,7 +105,7 @@ impl pb::stock_service_server::StockService for StockApi {
         &self,
         request: Request<pb::PredeductRequest>,
     ) -> Result<Response<pb::PredeductResponse>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let r = request.into_inner();
         let request = StockRequest::new(
             &r.order_no,
@@ -131,7 +130,7 @@ impl pb::stock_service_server::StockService for StockApi {
         &self,
         request: Request<pb::ConfirmRequest>,
     ) -> Result<Response<pb::StockChange>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let r = request.into_inner();
         let request = StockRequest::new(&r.order_no, StockStep::Confirm { tier_id: r.tier_id })?;
         Ok(Response::new(self.change(request).await?))
@@ -142,7 +141,7 @@ impl pb::stock_service_server::StockService for StockApi {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::StockChange>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let r = request.into_inner();
         let request = StockRequest::new(&r.order_no, StockStep::Rollback { tier_id: r.tier_id })?;
         Ok(Response::new(self.change(request).await?))
@@ -165,7 +164,7 @@ impl pb::stock_service_server::StockService for StockApi {
         request: Request<pb::ReconcileRequest>,
     ) -> Result<Response<pb::ReconcileResponse>, Status> {
         if request.get_ref().repair {
-            require_admin(&request, &self.admin_token)?;
+            self.access.admin(&request)?;
         }
         let r = request.into_inner();
         let tier_id = validate::id("tier_id", r.tier_id)?;

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin_port;
+pub mod auth;
 pub mod broker;
 pub mod http_receiver;
 pub mod order;
@@ -145,8 +146,8 @@ pub async fn fresh_database_on(server: &str, prefix: &str) -> DatabaseConfig {
     }
 }
 
-/// A service's settings for a test: a free port on 127.0.0.1, the tests' admin token
-/// ([`stock::TOKEN`]), warnings only in its log.
+/// A service's settings for a test: a free port on 127.0.0.1, the tests' tokens under the `dev`
+/// profile ([`auth::access`]), warnings only in its log.
 pub fn service_config(
     name: &str,
     database: DatabaseConfig,
@@ -155,7 +156,8 @@ pub fn service_config(
     ticket_platform::service::ServiceConfig {
         grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_token: stock::TOKEN.into(),
+        access: auth::access(),
+        grpc: ticket_platform::transport::GrpcConfig::default(),
         database,
         messaging,
         telemetry: ticket_platform::telemetry::TelemetryConfig {
@@ -264,7 +266,14 @@ pub fn order_config(
         redis_connections: 4,
         redis_key_prefix: key_prefix.to_owned(),
         orchestrator_addr,
-        orchestrator_token: stock::TOKEN.into(),
+        orchestrator_token: auth::SERVICE_TOKEN.into(),
+        // Buyer limits off: tests create many orders for one buyer; `access.rs` turns them on.
+        guard: order_svc::guard::GuardConfig {
+            buyers: auth::buyer_tokens(),
+            payment_token: auth::PAYMENT_TOKEN.into(),
+            per_buyer: ticket_platform::rate_limit::Rate::OFF,
+            per_peer: ticket_platform::rate_limit::Rate::OFF,
+        },
         events_fallback_after: fallback,
         sweep_pending_after: Duration::from_secs(10),
         sweep_interval: sweep,

@@ -200,7 +200,10 @@ impl ProcessSystem {
                 "MESSAGING__MAX_RECONSUME_TIMES",
                 self.messaging.max_reconsume_times.to_string(),
             ),
+            // The tests' tokens, and the `dev` profile: their buyers call without a token.
+            ("PROFILE", "dev".into()),
             ("ADMIN_TOKEN", TOKEN.into()),
+            ("SERVICE_TOKEN", crate::auth::SERVICE_TOKEN.into()),
         ];
         match service {
             Service::Stock => settings.extend([
@@ -216,6 +219,8 @@ impl ProcessSystem {
                 ("EVENTS__FALLBACK_AFTER_MS", "1000".into()),
                 ("SWEEP__PENDING_AFTER_MS", "10000".into()),
                 ("SWEEP__INTERVAL_MS", "1000".into()),
+                ("PAYMENTS__TOKEN", crate::auth::PAYMENT_TOKEN.into()),
+                ("BUYERS__JWT_SECRET", crate::auth::BUYER_SECRET.into()),
             ]),
             Service::Orchestrator => settings.extend([
                 ("PARTICIPANTS__STOCK", self.url(Service::Stock)),
@@ -233,6 +238,7 @@ impl ProcessSystem {
             Service::Notify => settings.extend([
                 ("ORDERS__ADDR", self.url(Service::Order)),
                 ("CATALOG__ADDR", self.url(Service::Stock)),
+                ("BUYERS__JWT_SECRET", crate::auth::BUYER_SECRET.into()),
             ]),
         }
         settings

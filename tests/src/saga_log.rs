@@ -30,14 +30,14 @@ pub fn engine(db: &DatabaseConnection, settings: &SagaSettings) -> Engine<Purcha
         stock: "http://127.0.0.1:9".into(),
         order: "http://127.0.0.1:9".into(),
         notify: "http://127.0.0.1:9".into(),
-        token: crate::stock::TOKEN.into(),
+        token: crate::auth::SERVICE_TOKEN.into(),
     };
     let dispatcher = Dispatcher::start(
         db.clone(),
         Transport::RocketMq,
         &addrs,
         Duration::ZERO,
-        &ticket_platform::metrics::GrpcMetrics::default(),
+        &ticket_platform::grpc_client::Clients::default(),
     )
     .expect("dispatcher");
     Engine::new(db.clone(), Purchase::new(settings), dispatcher)

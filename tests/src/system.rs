@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 
 use crate::order::OrderApp;
 pub use crate::running::Running;
-use crate::stock::{StockApp, TOKEN, admin};
+use crate::stock::{StockApp, admin};
 use crate::{eventually, fresh_database_config};
 use orchestrator::dispatch::{ParticipantAddrs, Transport};
 use orchestrator::saga::purchase::SagaSettings;
@@ -88,6 +88,7 @@ impl System {
         // as in a deployment.
         notify_config.orders_addr = format!("http://{}", order.addr);
         notify_config.catalog_addr = format!("http://{}", stock.addr);
+        notify_config.buyers = crate::auth::buyer_tokens();
         notify(&mut notify_config);
         let notify_app = notify_svc::Application::build(notify_config)
             .await
@@ -324,7 +325,7 @@ async fn start_orchestrator(
         stock: format!("http://{}", stock.addr),
         order: format!("http://{}", order.addr),
         notify: format!("http://{}", notify.addr),
-        token: TOKEN.into(),
+        token: crate::auth::SERVICE_TOKEN.into(),
     };
     let mut service = crate::service_config("orchestrator", database, stock.messaging.clone());
     service.grpc_addr = addr;

@@ -19,6 +19,8 @@ async fn start(name: &str, prefix: &str) -> (Child, String) {
             format!("{prefix}_MESSAGING__NAMESPACE"),
             format!("{}_", unique("t")),
         )
+        // The development profile: its default tokens (production needs them given).
+        .env(format!("{prefix}_PROFILE"), "dev")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -82,14 +84,19 @@ fn every_configuration_problem_is_reported_at_once() {
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // Outside the development profile no token has a default: each missing one is named,
+    // with how to set it.
     for key in [
         "grpc.addr",
         "messaging.consume_batch",
         "messaging.namespace",
+        "admin_token (set with TICKET_STOCK_ADMIN_TOKEN): is not set",
+        "service_token (set with TICKET_STOCK_SERVICE_TOKEN): is not set",
+        "TICKET_STOCK_PROFILE = dev",
     ] {
         assert!(stderr.contains(key), "{key} missing from: {stderr}");
     }
-    assert!(stderr.contains("3 configuration error(s)"), "{stderr}");
+    assert!(stderr.contains("5 configuration error(s)"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

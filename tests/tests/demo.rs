@@ -32,6 +32,10 @@ async fn the_demo_sells_waits_for_every_saga_and_finds_the_stock_matching() {
         &orchestrator,
         "--token",
         e2e::stock::TOKEN,
+        "--buyer-secret",
+        e2e::auth::BUYER_SECRET,
+        "--payment-token",
+        e2e::auth::PAYMENT_TOKEN,
     ]);
     assert!(stdout.contains("every order and saga is final"), "{stdout}");
     assert!(stdout.contains("Redis and the ledger agree"), "{stdout}");

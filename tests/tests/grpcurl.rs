@@ -151,9 +151,14 @@ async fn the_grpcurl_guide_runs_as_written() {
     let steps = steps(&page);
     assert!(steps.len() >= 12, "the page's commands: {steps:#?}");
     let grpcurl = e2e::test_tool("grpcurl");
+    // grpcurl, and `ticketctl` (which signs the buyers' tokens) of this build.
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         grpcurl.parent().expect("a directory").display(),
+        e2e::binary("ticketctl")
+            .parent()
+            .expect("a directory")
+            .display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let system = ProcessSystem::start(Dependencies::shared(3), Duration::from_secs(120)).await;
@@ -184,6 +189,11 @@ async fn the_grpcurl_guide_runs_as_written() {
             system.addrs[&Service::Notify].to_string(),
         ),
         ("TOKEN".to_owned(), e2e::stock::TOKEN.to_owned()),
+        ("PAY_TOKEN".to_owned(), e2e::auth::PAYMENT_TOKEN.to_owned()),
+        (
+            "TICKET_BUYER_JWT_SECRET".to_owned(),
+            e2e::auth::BUYER_SECRET.to_owned(),
+        ),
     ];
     let dir: PathBuf =
         std::env::temp_dir().join(format!("t_grpcurl_{}", uuid::Uuid::new_v4().simple()));

@@ -131,7 +131,7 @@ impl Setup {
             })),
         };
         let reply = ParticipantClient::new(self.notify.channel.clone())
-            .execute(admin(command))
+            .execute(e2e::auth::service(command))
             .await
             .expect("execute")
             .into_inner();

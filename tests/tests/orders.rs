@@ -68,7 +68,7 @@ fn cancel_cmd(order_no: &str, reason: &str) -> Command {
 
 async fn execute(app: &OrderApp, command: Command) -> Reply {
     app.participant()
-        .execute(admin(command))
+        .execute(e2e::auth::service(command))
         .await
         .expect("execute")
         .into_inner()
@@ -649,11 +649,11 @@ async fn a_buyers_contact_is_kept_with_the_order_and_nowhere_else() {
         let request = pb::GetContactRequest {
             order_no: order_no.into(),
         };
-        async move { client.get_contact(admin(request)).await }
+        async move { client.get_contact(e2e::auth::service(request)).await }
     };
     let kept = contact_of(&order.order_no)
         .await
-        .expect("the contact, with the admin token")
+        .expect("the contact, with the service token")
         .into_inner();
     assert_eq!(
         kept.contact,
@@ -680,7 +680,7 @@ async fn a_buyers_contact_is_kept_with_the_order_and_nowhere_else() {
             order_no: order.order_no.clone(),
         })
         .await
-        .expect_err("without the admin token");
+        .expect_err("without the service token");
     assert_eq!(anyone.code(), Code::Unauthenticated);
     let count = |sql: &'static str| {
         let db = orders.db.clone();
@@ -890,7 +890,7 @@ async fn bad_input_gets_the_right_code_and_changes_nothing() {
     assert_eq!(status.code(), Code::Unauthenticated);
     let status = orders
         .participant()
-        .execute(admin(cancel_cmd(no, "BORED")))
+        .execute(e2e::auth::service(cancel_cmd(no, "BORED")))
         .await
         .expect_err("unknown reason");
     assert_eq!(status.code(), Code::InvalidArgument);

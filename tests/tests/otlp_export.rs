@@ -95,6 +95,7 @@ async fn a_service_exports_its_spans_to_the_standard_otlp_endpoint() {
             "TICKET_STOCK_MESSAGING__NAMESPACE",
             format!("{}_", e2e::unique("t")),
         )
+        .env("TICKET_STOCK_PROFILE", "dev")
         .env("TICKET_STOCK_TELEMETRY__OTLP_ENDPOINT", "")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
         .env("RUST_LOG", "warn")

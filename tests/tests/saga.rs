@@ -588,6 +588,10 @@ impl OrchestratorProcess {
                     e2e::stock::TOKEN.to_owned(),
                 ),
                 (
+                    "TICKET_ORCHESTRATOR_SERVICE_TOKEN",
+                    e2e::auth::SERVICE_TOKEN.to_owned(),
+                ),
+                (
                     "TICKET_ORCHESTRATOR_PARTICIPANTS__STOCK",
                     format!("http://{}", stock.addr),
                 ),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::stock::{StockApp, admin};
+use e2e::stock::StockApp;
 use sea_orm::{ConnectionTrait, Statement};
 use ticket_platform::dead_letter;
 use ticket_platform::messaging::{
@@ -249,13 +249,13 @@ async fn participant_execute_answers_like_the_consumer_and_refuses_bad_commands(
 
     let deduct_cmd = command("ORD-RPC-1", "STOCK_DEDUCT", 1, deduct(tier, "buyer", 3));
     let first = participant
-        .execute(admin(deduct_cmd.clone()))
+        .execute(e2e::auth::service(deduct_cmd.clone()))
         .await
         .expect("execute")
         .into_inner();
     assert_eq!(first.outcome(), ReplyOutcome::Ok, "{first:?}");
     let second = participant
-        .execute(admin(deduct_cmd))
+        .execute(e2e::auth::service(deduct_cmd))
         .await
         .expect("execute again")
         .into_inner();
@@ -271,7 +271,7 @@ async fn participant_execute_answers_like_the_consumer_and_refuses_bad_commands(
 
     // STOCK_SYNC writes the Redis counters to Postgres.
     let sync = participant
-        .execute(admin(command(
+        .execute(e2e::auth::service(command(
             "",
             "STOCK_SYNC",
             1,
@@ -300,7 +300,7 @@ async fn participant_execute_answers_like_the_consumer_and_refuses_bad_commands(
 
     // Business refusals are replies; malformed commands are INVALID_ARGUMENT.
     let unknown = participant
-        .execute(admin(command(
+        .execute(e2e::auth::service(command(
             "ORD-RPC-2",
             "STOCK_DEDUCT",
             1,
@@ -314,7 +314,7 @@ async fn participant_execute_answers_like_the_consumer_and_refuses_bad_commands(
         (ReplyOutcome::Refused, "UNKNOWN_TIER")
     );
     let over = participant
-        .execute(admin(command(
+        .execute(e2e::auth::service(command(
             "ORD-RPC-3",
             "STOCK_DEDUCT",
             1,
@@ -368,7 +368,10 @@ async fn participant_execute_answers_like_the_consumer_and_refuses_bad_commands(
         ),
     ];
     for (what, cmd) in bad {
-        let status = participant.execute(admin(cmd)).await.expect_err(what);
+        let status = participant
+            .execute(e2e::auth::service(cmd))
+            .await
+            .expect_err(what);
         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
     }
     let status = participant

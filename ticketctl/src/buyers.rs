@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use ticket_proto::order::v1 as pb;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
+use tonic::Request;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 /// A channel to a service at `addr`, connected now.
@@ -19,6 +21,86 @@ pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
         .with_context(|| {
             format!("cannot reach {addr}; are the services running (`scripts/run.sh`)?")
         })
+}
+
+/// What the demo's and the bench's buyers present: each buyer a token of their own, signed
+/// with the secret the services verify (as a gateway would issue it), and payments the payment
+/// callback's token. The defaults are the services' `dev` profile's.
+#[derive(Clone, clap::Args)]
+pub struct Keys {
+    /// The HS256 secret buyer tokens are signed with: the services' `buyers.jwt_secret`
+    /// (`TICKET_BUYER_JWT_SECRET`).
+    #[arg(
+        long,
+        env = "TICKET_BUYER_JWT_SECRET",
+        default_value = ticket_platform::auth::DEV_BUYER_SECRET,
+        hide_env_values = true
+    )]
+    pub buyer_secret: String,
+    /// The payment callback's token: order-svc's `payments.token` (`TICKET_PAYMENT_TOKEN`).
+    #[arg(
+        long,
+        env = "TICKET_PAYMENT_TOKEN",
+        default_value = ticket_platform::auth::DEV_PAYMENT_TOKEN,
+        hide_env_values = true
+    )]
+    pub payment_token: String,
+}
+
+impl Keys {
+    /// `user_id`'s token, valid for `valid_for`.
+    pub fn buyer_token(&self, user_id: &str, valid_for: Duration) -> anyhow::Result<String> {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            sub: &'a str,
+            iat: i64,
+            exp: i64,
+        }
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id,
+            iat: now,
+            exp: now + i64::try_from(valid_for.as_secs()).unwrap_or(i64::MAX / 2),
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(self.buyer_secret.as_bytes()),
+        )
+        .context("sign a buyer token")
+    }
+
+    /// A buyer's credential for a sale (valid for a day).
+    pub fn buyer(&self, user_id: &str) -> anyhow::Result<Bearer> {
+        Bearer::new(&self.buyer_token(user_id, Duration::from_secs(86_400))?)
+    }
+
+    pub fn payment(&self) -> anyhow::Result<Bearer> {
+        Bearer::new(&self.payment_token)
+    }
+}
+
+/// `authorization: Bearer <token>`, ready to put on requests.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> anyhow::Result<Self> {
+        Ok(Self(
+            format!("Bearer {token}")
+                .parse()
+                .context("a token is not ASCII")?,
+        ))
+    }
+
+    /// `message` with this credential.
+    pub fn on<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        request
+    }
 }
 
 /// What a buyer does once reserved.
@@ -69,29 +151,32 @@ impl Plans {
     }
 }
 
-/// Carries out `plan` on a reserved `order`: the order as order-svc answered (unchanged when
-/// the buyer lets the deadline pass).
+/// Carries out `plan` on a reserved `order` of `buyer`, a payment coming from the payment
+/// callback (`payment`): the order as order-svc answered (unchanged when the buyer lets the
+/// deadline pass).
 pub async fn act(
     orders: &mut OrderServiceClient<Channel>,
     plan: Plan,
     order: pb::Order,
+    buyer: &Bearer,
+    payment: &Bearer,
 ) -> Result<pb::Order, tonic::Status> {
     let answer = match plan {
         Plan::Pay => {
             orders
-                .pay_order(pb::PayOrderRequest {
+                .pay_order(payment.on(pb::PayOrderRequest {
                     payment_ref: format!("pay-{}", order.order_no),
                     order_no: order.order_no,
                     amount_cents: order.total_cents,
-                })
+                }))
                 .await?
         }
         Plan::Cancel => {
             orders
-                .cancel_order(pb::CancelOrderRequest {
+                .cancel_order(buyer.on(pb::CancelOrderRequest {
                     order_no: order.order_no,
                     reason: "changed my mind".into(),
-                })
+                }))
                 .await?
         }
         Plan::LetExpire => return Ok(order),
@@ -114,19 +199,20 @@ pub fn is_final(status: pb::OrderStatus) -> bool {
     )
 }
 
-/// Follows `order_no` with `WatchOrder` until its status is `wanted` or final, within
-/// `within`; watches again when order-svc asks it to (UNAVAILABLE).
+/// Follows `order_no` with `WatchOrder` (as `buyer`) until its status is `wanted` or final,
+/// within `within`; watches again when order-svc asks it to (UNAVAILABLE).
 pub async fn watch_until(
     orders: &mut OrderServiceClient<Channel>,
     order_no: &str,
     wanted: fn(pb::OrderStatus) -> bool,
     within: Duration,
+    buyer: &Bearer,
 ) -> anyhow::Result<pb::Order> {
     let watching = async {
         loop {
-            let request = pb::WatchOrderRequest {
+            let request = buyer.on(pb::WatchOrderRequest {
                 order_no: order_no.to_owned(),
-            };
+            });
             let mut changes = match orders.watch_order(request).await {
                 Ok(stream) => stream.into_inner(),
                 Err(status) if status.code() == tonic::Code::Unavailable => {
@@ -155,13 +241,14 @@ pub async fn watch_until(
         })?
 }
 
-/// The orders `order_nos` once every one is final (CONFIRMED or CANCELLED), asking
-/// `concurrency` at a time, every half second, until `within` has passed.
+/// The orders `order_nos` once every one is final (CONFIRMED or CANCELLED), asking as an
+/// operator (`admin`) `concurrency` at a time, every half second, until `within` has passed.
 pub async fn wait_until_final(
     orders: &OrderServiceClient<Channel>,
     order_nos: Vec<String>,
     concurrency: usize,
     within: Duration,
+    admin: &Bearer,
 ) -> anyhow::Result<Vec<pb::Order>> {
     let deadline = tokio::time::Instant::now() + within;
     let mut open = order_nos;
@@ -170,8 +257,9 @@ pub async fn wait_until_final(
         let looked: Vec<Result<pb::Order, tonic::Status>> = futures::stream::iter(open)
             .map(|order_no| {
                 let mut orders = orders.clone();
+                let request = admin.on(pb::GetOrderRequest { order_no });
                 async move {
-                    let answer = orders.get_order(pb::GetOrderRequest { order_no }).await?;
+                    let answer = orders.get_order(request).await?;
                     Ok(answer.into_inner())
                 }
             })

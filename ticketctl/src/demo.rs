@@ -51,6 +51,8 @@ pub struct Args {
         hide_env_values = true
     )]
     token: String,
+    #[command(flatten)]
+    keys: buyers::Keys,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -58,6 +60,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let orders = OrderServiceClient::new(connect(&args.order).await?);
     let stock_channel = connect(&args.stock).await?;
     let token = args.token.as_str();
+    let admin = buyers::Bearer::new(token)?;
+    let payment = args.keys.payment()?;
     let sale = put_on_sale(
         stock_channel.clone(),
         token,
@@ -83,19 +87,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .map(|i| {
                 let mut orders = orders.clone();
                 let tier_id = sale.tier_id;
+                let user_id = format!("buyer-{i}");
+                let buyer = args.keys.buyer(&user_id);
                 async move {
                     let sent = Instant::now();
-                    let result = orders
-                        .create_order(order_pb::CreateOrderRequest {
-                            user_id: format!("buyer-{i}"),
-                            tier_id,
-                            quantity: if i % 4 == 0 { 2 } else { 1 },
-                            request_id: format!("demo-{}-{i}", tier_id),
-                            wait_for_decision: false,
-                            contact: None,
-                        })
-                        .await
-                        .map(tonic::Response::into_inner);
+                    let result = match buyer {
+                        Ok(buyer) => orders
+                            .create_order(buyer.on(order_pb::CreateOrderRequest {
+                                user_id,
+                                tier_id,
+                                quantity: if i % 4 == 0 { 2 } else { 1 },
+                                request_id: format!("demo-{}-{i}", tier_id),
+                                wait_for_decision: false,
+                                contact: None,
+                            }))
+                            .await
+                            .map(tonic::Response::into_inner),
+                        Err(err) => Err(tonic::Status::internal(format!("{err:#}"))),
+                    };
                     (i, sent.elapsed(), result)
                 }
             })
@@ -131,16 +140,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let acted: Vec<anyhow::Result<Option<buyers::Plan>>> = futures::stream::iter(created.iter())
         .map(|order| {
             let mut orders = orders.clone();
-            let plans = &plans;
+            let (plans, payment) = (&plans, &payment);
+            let buyer = args.keys.buyer(&order.user_id);
             async move {
-                let decided =
-                    buyers::watch_until(&mut orders, &order.order_no, buyers::is_decided, within)
-                        .await?;
+                let buyer = buyer?;
+                let decided = buyers::watch_until(
+                    &mut orders,
+                    &order.order_no,
+                    buyers::is_decided,
+                    within,
+                    &buyer,
+                )
+                .await?;
                 if decided.status() != order_pb::OrderStatus::AwaitingPayment {
                     return Ok(None);
                 }
                 let plan = plans.next();
-                buyers::act(&mut orders, plan, decided).await?;
+                buyers::act(&mut orders, plan, decided, &buyer, payment).await?;
                 Ok(Some(plan))
             }
         })
@@ -159,7 +175,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // tickets go back after the cancel, in the saga's last step.
     let order_nos: Vec<String> = created.iter().map(|o| o.order_no.clone()).collect();
     let finals =
-        buyers::wait_until_final(&orders, order_nos.clone(), args.concurrency, within).await?;
+        buyers::wait_until_final(&orders, order_nos.clone(), args.concurrency, within, &admin)
+            .await?;
     let mut sagas = SagaAdminClient::new(crate::traced("orchestrator", &args.orchestrator).await?);
     let settled = crate::saga::wait_until_settled(&mut sagas, token, &order_nos, within).await?;
     let moving: Vec<&String> = order_nos

@@ -41,6 +41,19 @@ enum Command {
     Dlq(dlq::Args),
     /// Notifications that spent their attempts, and sending one again, through notify-svc.
     Notify(notify::Args),
+    /// A buyer's token, signed as a gateway would sign it (for grpcurl and tests).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The buyer's user id (the token's `sub`).
+    user_id: String,
+    /// How long the token is valid.
+    #[arg(long, default_value_t = 3600)]
+    valid_secs: u64,
+    #[command(flatten)]
+    keys: buyers::Keys,
 }
 
 /// Where the orchestrator's `SagaAdmin` answers, and the token it needs.
@@ -125,6 +138,13 @@ async fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Dlq(args) => dlq::run(args).instrument(command_span("dlq")).await,
         Command::Notify(args) => notify::run(args).instrument(command_span("notify")).await,
+        Command::Token(args) => args
+            .keys
+            .buyer_token(
+                &args.user_id,
+                std::time::Duration::from_secs(args.valid_secs),
+            )
+            .map(|token| println!("{token}")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -293,10 +293,20 @@ impl SagaType for Purchase {
     fn judge(&self, data: &mut PurchaseData, step: Step, reply: &Reply) -> Verdict {
         let refused = match reply.outcome() {
             ReplyOutcome::Ok => {
-                if let (Step::StockDeduct, Some(ReplyBody::StockDeducted(deducted))) =
-                    (step, &reply.body)
-                {
-                    data.unit_price_cents = Some(deducted.unit_price_cents);
+                if step == Step::StockDeduct {
+                    // The reserve needs the price: a deduct answered without a usable one is
+                    // asked again (the same key: stock-svc answers the deduct it made).
+                    match &reply.body {
+                        Some(ReplyBody::StockDeducted(deducted))
+                            if deducted.unit_price_cents >= 0 =>
+                        {
+                            data.unit_price_cents = Some(deducted.unit_price_cents);
+                        }
+                        other => {
+                            tracing::warn!(body = ?other, "a STOCK_DEDUCT reply without a usable price; asking again");
+                            return Verdict::Retry;
+                        }
+                    }
                 }
                 data.reserved |= step == Step::OrderReserve;
                 return Verdict::Done;

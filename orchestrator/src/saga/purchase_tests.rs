@@ -41,7 +41,24 @@ fn an_undo_is_told_to_the_buyer_only_once_the_order_was_reserved() {
         cancel_reason: None,
         reserved: false,
     };
-    assert_eq!(saga.judge(&mut data, Step::StockDeduct, &ok), Verdict::Done);
+    let deducted = Reply {
+        body: Some(ReplyBody::StockDeducted(
+            ticket_proto::saga::v1::StockDeducted {
+                unit_price_cents: 7_500,
+                available: 9,
+            },
+        )),
+        ..ok.clone()
+    };
+    assert_eq!(
+        saga.judge(&mut data, Step::StockDeduct, &ok),
+        Verdict::Retry,
+        "no price"
+    );
+    assert_eq!(
+        saga.judge(&mut data, Step::StockDeduct, &deducted),
+        Verdict::Done
+    );
     assert!(
         !saga.announces_compensation(&data),
         "sold out or limit: answered already"

@@ -377,7 +377,10 @@ fn incoming(namespace: &Namespace, msg: &MessageExt) -> IncomingMessage {
         topic: namespace.strip(&topic),
         tag: msg.get_tags().map(|t| t.to_string()).unwrap_or_default(),
         key: prop("KEYS").unwrap_or_default(),
-        message_id: prop(property::MESSAGE_ID).unwrap_or_else(|| msg.msg_id().to_string()),
+        // Without an id of the sender's, the broker's: the inbox deduplicates on it.
+        message_id: prop(property::MESSAGE_ID)
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| msg.msg_id().to_string()),
         saga_id: prop(property::SAGA_ID),
         step: prop(property::STEP),
         attempt: prop(property::ATTEMPT)
@@ -432,3 +435,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod prop_tests;

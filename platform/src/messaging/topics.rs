@@ -34,6 +34,8 @@ pub mod tag {
 
 /// The broker's prefix of the dead-letter topic of a consumer group.
 pub const DLQ_PREFIX: &str = "%DLQ%";
+/// The prefix of a consumer group's retry topic, where the broker redelivers from.
+pub const RETRY_PREFIX: &str = "%RETRY%";
 
 /// A validated namespace prefix (letters, digits, `_` and `-`; may be empty).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,18 +72,21 @@ impl Namespace {
         }
     }
 
-    /// The logical name of a broker topic of this namespace.
+    /// The logical name of a broker topic of this namespace: a group's dead-letter and retry
+    /// topics (`%DLQ%<group>`, `%RETRY%<group>`) name the logical group.
     pub fn strip(&self, qualified: &str) -> String {
-        match qualified.strip_prefix(DLQ_PREFIX) {
-            Some(group) => format!(
-                "{DLQ_PREFIX}{}",
-                group.strip_prefix(self.0.as_str()).unwrap_or(group)
-            ),
-            None => qualified
-                .strip_prefix(self.0.as_str())
-                .unwrap_or(qualified)
-                .to_owned(),
+        for system in [DLQ_PREFIX, RETRY_PREFIX] {
+            if let Some(group) = qualified.strip_prefix(system) {
+                return format!(
+                    "{system}{}",
+                    group.strip_prefix(self.0.as_str()).unwrap_or(group)
+                );
+            }
         }
+        qualified
+            .strip_prefix(self.0.as_str())
+            .unwrap_or(qualified)
+            .to_owned()
     }
 }
 

@@ -19,7 +19,6 @@ use ticket_proto::stock::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use self::entity::{session, show, tier};
-use ticket_platform::grpc::require_admin;
 
 use crate::error::Error;
 use crate::gate::{StockGate, TierRef};
@@ -30,7 +29,7 @@ use crate::tiers::buyer_limit;
 pub struct Catalog {
     pub db: DatabaseConnection,
     pub gate: StockGate,
-    pub admin_token: String,
+    pub access: ticket_platform::auth::Access,
 }
 
 impl Catalog {
@@ -120,7 +119,7 @@ impl pb::catalog_service_server::CatalogService for Catalog {
         &self,
         request: Request<pb::CreateShowRequest>,
     ) -> Result<Response<pb::Show>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let new = validate::NewShow::try_from(request.into_inner())?;
         let show = show::ActiveModel {
             title: Set(new.title),
@@ -144,7 +143,7 @@ impl pb::catalog_service_server::CatalogService for Catalog {
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let new = validate::NewSession::try_from(request.into_inner())?;
         if show::Entity::find_by_id(new.show_id)
             .one(&self.db)
@@ -174,7 +173,7 @@ impl pb::catalog_service_server::CatalogService for Catalog {
         &self,
         request: Request<pb::CreateTierRequest>,
     ) -> Result<Response<pb::Tier>, Status> {
-        require_admin(&request, &self.admin_token)?;
+        self.access.admin(&request)?;
         let new = validate::NewTier::try_from(request.into_inner())?;
         let txn = self.db.begin().await.map_err(Error::from)?;
         let Some(session) = session::Entity::find_by_id(new.session_id)
@@ -194,6 +193,7 @@ impl pb::catalog_service_server::CatalogService for Catalog {
             ))
             .into());
         }
+        let name = new.name.clone();
         let tier = tier::ActiveModel {
             session_id: Set(new.session_id),
             name: Set(new.name),
@@ -205,7 +205,13 @@ impl pb::catalog_service_server::CatalogService for Catalog {
         }
         .insert(&txn)
         .await
-        .map_err(Error::from)?;
+        .map_err(|err| match err.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists(format!(
+                "session {} already has a tier named {name:?}; give this one another name",
+                session.id
+            )),
+            _ => Error::from(err),
+        })?;
         let loaded = load_session(&txn, &self.gate, session.id).await?;
         if !loaded.contains(&tier.id) {
             // A new tier cannot have live stock yet: these keys belong to another database.

@@ -45,16 +45,7 @@ pub struct Page {
 }
 
 fn text(field: &str, value: &str) -> Result<String, Error> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(Error::Invalid(format!("{field} must not be empty")));
-    }
-    if value.chars().count() > MAX_NAME {
-        return Err(Error::Invalid(format!(
-            "{field} is longer than {MAX_NAME} characters"
-        )));
-    }
-    Ok(value.to_owned())
+    ticket_platform::fields::text(field, value, MAX_NAME, true).map_err(Error::Invalid)
 }
 
 pub fn id(field: &str, value: i64) -> Result<i64, Error> {

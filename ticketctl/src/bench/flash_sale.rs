@@ -42,7 +42,7 @@ pub struct Args {
     /// The orchestrator's gRPC address (ignored with --spawn).
     #[arg(long, default_value = "http://127.0.0.1:50053")]
     orchestrator: String,
-    /// The admin token (`TICKET_ADMIN_TOKEN`); with --spawn, the services get it.
+    /// The admin token (`TICKET_ADMIN_TOKEN`; with --spawn, tokens of the run's own).
     #[arg(
         long,
         env = "TICKET_ADMIN_TOKEN",
@@ -50,6 +50,9 @@ pub struct Args {
         hide_env_values = true
     )]
     token: String,
+    /// The buyers' and the payments' credentials (with --spawn, the run's own).
+    #[command(flatten)]
+    keys: buyers::Keys,
     /// Tickets on sale.
     #[arg(long, default_value_t = 1_000)]
     tickets: i64,
@@ -117,22 +120,35 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// spawned services stopped and their databases dropped whatever happened.
 pub async fn sale(args: &Args) -> anyhow::Result<Report> {
     let plans = Plans::new(args.pay, args.cancel)?;
+    let mut args = args.clone();
+    let args = &mut args;
     let mut system = if args.spawn {
+        // The spawned services run the production profile, with credentials of this run.
+        let fresh = || uuid::Uuid::new_v4().simple().to_string();
+        args.token = fresh();
+        args.keys = buyers::Keys {
+            buyer_secret: format!("{}{}", fresh(), fresh()),
+            payment_token: fresh(),
+        };
         let settings = Settings {
             postgres: &args.postgres,
             name_server: &args.name_server,
             redis: &args.redis,
             admin_token: &args.token,
+            service_token: &fresh(),
+            keys: &args.keys,
             payment_window: Duration::from_secs(args.payment_window_secs),
             transport: if args.synchronous { "grpc" } else { "rocketmq" },
         };
         let system = System::start(&settings).await?;
         println!("spawned the services: {}", describe(&system));
+        println!("{}", spawn::LIMITS_STATED);
         Some(system)
     } else {
         None
     };
     // Ctrl-C ends the sale, and still stops the services and drops their databases.
+    let args = &*args;
     let measured = tokio::select! {
         measured = measure(args, plans, system.as_ref()) => measured,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -199,7 +215,14 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         per_user_limit: 4,
     };
     let on_sale = put_on_sale(stock_channel.clone(), &args.token, sale).await?;
-    let warming = warm_up(&orders, &stock_channel, &args.token, args.wait_secs).await?;
+    let warming = warm_up(
+        &orders,
+        &stock_channel,
+        &args.token,
+        &args.keys,
+        args.wait_secs,
+    )
+    .await?;
     println!("warmed up: one order paid and confirmed in {warming:.1?}");
     let idle = system.map(System::usage);
 
@@ -213,7 +236,8 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         plans,
         Duration::from_secs(args.wait_secs),
         args.synchronous,
-    );
+        &args.keys,
+    )?;
     let buyers = crowd.buy(args.buyers, args.concurrency).await?;
 
     // Orders whose buyers let the deadline pass end after it.
@@ -240,8 +264,10 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         .iter()
         .filter_map(|b| Some(b.order.as_ref()?.order_no.clone()))
         .collect();
+    let admin = buyers::Bearer::new(&args.token)?;
     let finals =
-        buyers::wait_until_final(&orders, order_nos.clone(), args.concurrency, within).await?;
+        buyers::wait_until_final(&orders, order_nos.clone(), args.concurrency, within, &admin)
+            .await?;
     let saga_states =
         crate::saga::wait_until_settled(&mut sagas, &args.token, &order_nos, within).await?;
     let stock = stock_at_end(stock_channel, on_sale.tier_id).await?;

@@ -100,7 +100,12 @@ async fn measure(args: Args, id: &str, url: String) -> anyhow::Result<()> {
         service: ServiceConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_token: TOKEN.into(),
+            access: ticket_platform::auth::AccessConfig {
+                dev: false,
+                admin_token: TOKEN.into(),
+                service_token: format!("{TOKEN}-service"),
+            },
+            grpc: ticket_platform::transport::GrpcConfig::default(),
             database: DatabaseConfig {
                 url,
                 max_connections: 20,

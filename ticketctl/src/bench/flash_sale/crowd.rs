@@ -12,7 +12,7 @@ use ticket_proto::order::v1 as pb;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
 use tonic::transport::Channel;
 
-use crate::buyers::{self, Plan, Plans};
+use crate::buyers::{self, Bearer, Keys, Plan, Plans};
 use crate::catalog::{Sale, put_on_sale};
 
 /// One buyer's sale.
@@ -48,6 +48,9 @@ pub struct Crowd {
     within: Duration,
     /// The synchronous chain: CreateOrder answers with the decision.
     wait_for_decision: bool,
+    /// Each buyer's token is signed with these; payments present the payment token.
+    keys: Arc<Keys>,
+    payment: Bearer,
     progress: ProgressBar,
 }
 
@@ -65,9 +68,12 @@ impl Crowd {
         plans: Plans,
         within: Duration,
         wait_for_decision: bool,
-    ) -> Self {
+        keys: &Keys,
+    ) -> anyhow::Result<Self> {
         assert!(!orders.is_empty(), "a crowd needs a connection");
-        Self {
+        Ok(Self {
+            payment: keys.payment()?,
+            keys: Arc::new(keys.clone()),
             orders: orders.into(),
             tier_id,
             plans: Arc::new(plans),
@@ -75,7 +81,7 @@ impl Crowd {
             within,
             wait_for_decision,
             progress: ProgressBar::hidden(),
-        }
+        })
     }
 
     /// `buyers` buyers, `concurrency` at a time, each in a task of its own; a progress bar on
@@ -111,16 +117,19 @@ impl Crowd {
 
     async fn follow(&self, i: usize, buyer: &mut Buyer) -> anyhow::Result<()> {
         let mut orders = self.orders[i % self.orders.len()].clone();
+        let user_id = format!("flash-buyer-{i}");
+        // The buyer brings a token a gateway signed; its signing is not the sale's.
+        let me = self.keys.buyer(&user_id)?;
         let sent = Instant::now();
         let created = orders
-            .create_order(pb::CreateOrderRequest {
-                user_id: format!("flash-buyer-{i}"),
+            .create_order(me.on(pb::CreateOrderRequest {
+                user_id,
                 tier_id: self.tier_id,
                 quantity: 1,
                 request_id: format!("flash-{}-{i}", self.tier_id),
                 wait_for_decision: self.wait_for_decision,
                 contact: None,
-            })
+            }))
             .await;
         buyer.create_us = micros(sent.elapsed());
         let order = match created {
@@ -138,7 +147,8 @@ impl Crowd {
         let order = if buyers::is_decided(order.status()) {
             order
         } else {
-            buyers::watch_until(&mut orders, &order_no, buyers::is_decided, self.within).await?
+            buyers::watch_until(&mut orders, &order_no, buyers::is_decided, self.within, &me)
+                .await?
         };
         buyer.decision_us = Some(micros(accepted.elapsed()));
         buyer.decided_wall_us = std::time::SystemTime::now()
@@ -152,7 +162,7 @@ impl Crowd {
             return Ok(());
         }
         let plan = self.plans.next();
-        let order = buyers::act(&mut orders, plan, order)
+        let order = buyers::act(&mut orders, plan, order, &me, &self.payment)
             .await
             .with_context(|| format!("{plan:?} {order_no}"))?;
         buyer.order = Some(order);
@@ -161,7 +171,7 @@ impl Crowd {
         }
         buyer.paid_at = Some(self.started.elapsed());
         let confirmed =
-            buyers::watch_until(&mut orders, &order_no, buyers::is_final, self.within).await?;
+            buyers::watch_until(&mut orders, &order_no, buyers::is_final, self.within, &me).await?;
         if confirmed.status() == pb::OrderStatus::Confirmed {
             buyer.confirmed_at = Some(self.started.elapsed());
         }
@@ -182,6 +192,7 @@ pub async fn warm_up(
     orders: &OrderServiceClient<Channel>,
     stock: &Channel,
     token: &str,
+    keys: &Keys,
     wait_secs: u64,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
@@ -195,29 +206,37 @@ pub async fn warm_up(
     };
     let tier = put_on_sale(stock.clone(), token, sale).await?;
     let mut orders = orders.clone();
+    let (me, payment) = (keys.buyer("flash-warm-up")?, keys.payment()?);
     let order = orders
-        .create_order(pb::CreateOrderRequest {
+        .create_order(me.on(pb::CreateOrderRequest {
             user_id: "flash-warm-up".into(),
             tier_id: tier.tier_id,
             quantity: 1,
             request_id: format!("flash-warm-up-{}", tier.tier_id),
             wait_for_decision: false,
             contact: None,
-        })
+        }))
         .await
         .context("warm-up CreateOrder")?
         .into_inner();
     let within = Duration::from_secs(wait_secs);
-    let decided =
-        buyers::watch_until(&mut orders, &order.order_no, buyers::is_decided, within).await?;
+    let decided = buyers::watch_until(
+        &mut orders,
+        &order.order_no,
+        buyers::is_decided,
+        within,
+        &me,
+    )
+    .await?;
     if decided.status() != pb::OrderStatus::AwaitingPayment {
         bail!(
             "the warm-up order was not reserved: {}",
             buyers::ending(&decided)
         );
     }
-    buyers::act(&mut orders, Plan::Pay, decided).await?;
-    let paid = buyers::watch_until(&mut orders, &order.order_no, buyers::is_final, within).await?;
+    buyers::act(&mut orders, Plan::Pay, decided, &me, &payment).await?;
+    let paid =
+        buyers::watch_until(&mut orders, &order.order_no, buyers::is_final, within, &me).await?;
     if paid.status() != pb::OrderStatus::Confirmed {
         bail!("the warm-up order ended {}", buyers::ending(&paid));
     }

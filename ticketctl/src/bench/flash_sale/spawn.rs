@@ -66,6 +66,14 @@ impl Service {
     }
 }
 
+/// The spawned order-svc's `CreateOrder` limit per peer, per second and burst.
+const PEER_RATE: &str = "100000";
+
+/// The access settings the spawned services run with, as the bench prints them.
+pub const LIMITS_STATED: &str = "access: production profile, tokens of this run; every buyer \
+     presents its own JWT, payments the payment token; CreateOrder limited to 5/s (burst 10) \
+     per buyer and 100,000/s per peer (the bench's buyers share one address)";
+
 /// What the spawned services run on, and the settings the bench chooses for them.
 pub struct Settings<'a> {
     /// `postgres://user:password@host:port`: each service gets a fresh database on it.
@@ -73,6 +81,9 @@ pub struct Settings<'a> {
     pub name_server: &'a str,
     pub redis: &'a str,
     pub admin_token: &'a str,
+    pub service_token: &'a str,
+    /// The buyers' JWT secret and the payment callback's token.
+    pub keys: &'a crate::buyers::Keys,
     pub payment_window: Duration,
     /// The orchestrator's `transport`: `rocketmq` (the design) or `grpc` (the synchronous
     /// chain it replaces).
@@ -166,7 +177,9 @@ impl System {
             ("DATABASE__URL", database),
             ("MESSAGING__NAME_SERVER", settings.name_server.to_owned()),
             ("MESSAGING__NAMESPACE", namespace.to_owned()),
+            ("PROFILE", "production".to_owned()),
             ("ADMIN_TOKEN", settings.admin_token.to_owned()),
+            ("SERVICE_TOKEN", settings.service_token.to_owned()),
         ];
         match service {
             Service::Stock => env.extend([
@@ -179,6 +192,12 @@ impl System {
                 ("REDIS__KEY_PREFIX", key_prefix.to_owned()),
                 ("CATALOG__ADDR", self.url(Service::Stock)),
                 ("ORCHESTRATOR__ADDR", self.url(Service::Orchestrator)),
+                ("BUYERS__JWT_SECRET", settings.keys.buyer_secret.clone()),
+                ("PAYMENTS__TOKEN", settings.keys.payment_token.clone()),
+                // Every buyer comes from this one address: the limit per peer is on, and
+                // above the sale's rate; the limit per buyer keeps its default.
+                ("LIMITS__CREATE_PER_PEER__PER_SECOND", PEER_RATE.to_owned()),
+                ("LIMITS__CREATE_PER_PEER__BURST", PEER_RATE.to_owned()),
             ]),
             Service::Orchestrator => env.extend([
                 ("PARTICIPANTS__STOCK", self.url(Service::Stock)),
@@ -190,7 +209,7 @@ impl System {
                 ),
                 ("TRANSPORT", settings.transport.to_owned()),
             ]),
-            Service::Notify => {}
+            Service::Notify => env.push(("BUYERS__JWT_SECRET", settings.keys.buyer_secret.clone())),
         }
         env.into_iter()
             .map(|(key, value)| (format!("{}{key}", service.env_prefix()), value))
