@@ -53,7 +53,7 @@ pub struct ParticipantAddrs {
     pub stock: String,
     pub order: String,
     pub notify: String,
-    /// The service token their `Participant.Execute` needs (the service's own by default).
+    /// The service token their `Participant.Execute` needs.
     pub token: String,
 }
 

@@ -21,7 +21,8 @@ pub struct GuardConfig {
     /// The payment provider's callback presents it to `PayOrder`.
     pub payment_token: String,
     pub per_buyer: Rate,
-    /// Per client address; off by default: behind a gateway every buyer has its address.
+    /// Per client address; off by default: behind a gateway every buyer comes from the
+    /// gateway's address.
     pub per_peer: Rate,
 }
 
@@ -56,7 +57,8 @@ impl Guard {
         })
     }
 
-    /// A `CreateOrder` of `user_id` from the request's peer, within both limits.
+    /// A `CreateOrder` of `user_id` from the request's peer, within both limits. The peer's
+    /// bucket is taken from first: a buyer past their own limit still costs their peer.
     #[allow(clippy::result_large_err)]
     pub fn create_allowed<T>(&self, request: &Request<T>, user_id: &str) -> Result<(), Status> {
         if let Some(peer) = request.remote_addr() {

@@ -73,8 +73,10 @@ impl Bootstrap {
             v1alpha = v1alpha.with_service_name(*name);
         }
         let mut server = tonic::transport::Server::builder()
-            .concurrency_limit_per_connection(grpc.concurrency_per_connection)
-            .timeout(grpc.request_timeout);
+            .concurrency_limit_per_connection(grpc.concurrency_per_connection);
+        if !grpc.request_timeout.is_zero() {
+            server = server.timeout(grpc.request_timeout);
+        }
         if let Some(tls) = grpc.tls.server().map_err(GrpcError::Tls)? {
             server = server.tls_config(tls)?;
         }

@@ -16,7 +16,8 @@ use crate::config::ConfigSource;
 const SHARDS: usize = 16;
 
 /// Past this many keys a shard drops its full buckets (a full bucket is the same as none), so
-/// the map holds only the keys seen within about `burst / per_second`.
+/// the map holds only the keys seen within about `burst / per_second`; the next pass waits
+/// until the shard has doubled, so a pass costs each new key O(1) on average.
 const PRUNE_ABOVE: usize = 4096;
 
 /// `per_second` tokens come back each second, up to `burst`; `per_second = 0` is no limit.
@@ -32,12 +33,15 @@ impl Rate {
         burst: 0,
     };
 
-    /// `<key>.per_second` and `<key>.burst` (the burst defaults to one second's worth).
+    /// `<key>.per_second` and `<key>.burst` (`default`'s unless set).
     pub fn load(source: &mut ConfigSource, key: &str, default: Self) -> Self {
         let per_second = source.get(&format!("{key}.per_second"), default.per_second);
         let burst = source.get(&format!("{key}.burst"), default.burst);
-        if !per_second.is_finite() || per_second < 0.0 {
-            source.invalid(&format!("{key}.per_second"), "must be 0 (no limit) or more");
+        if !per_second.is_finite() || per_second < 0.0 || (per_second > 0.0 && per_second < 0.001) {
+            source.invalid(
+                &format!("{key}.per_second"),
+                "must be 0 (no limit) or at least 0.001",
+            );
         }
         if per_second > 0.0 && burst == 0 {
             source.invalid(&format!("{key}.burst"), "must be at least 1 when limited");
@@ -55,10 +59,16 @@ struct Bucket {
     at: Instant,
 }
 
+struct Shard<K> {
+    buckets: HashMap<K, Bucket>,
+    /// Drop full buckets once there are more than this many.
+    prune_above: usize,
+}
+
 pub struct Limiter<K> {
     rate: Rate,
     hasher: RandomState,
-    shards: Vec<Mutex<HashMap<K, Bucket>>>,
+    shards: Vec<Mutex<Shard<K>>>,
 }
 
 impl<K: Hash + Eq> Limiter<K> {
@@ -66,7 +76,14 @@ impl<K: Hash + Eq> Limiter<K> {
         Self {
             rate,
             hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        buckets: HashMap::new(),
+                        prune_above: PRUNE_ABOVE,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -82,16 +99,17 @@ impl<K: Hash + Eq> Limiter<K> {
         let Rate { per_second, burst } = self.rate;
         let burst = f64::from(burst);
         let shard = usize::try_from(self.hasher.hash_one(&key) % SHARDS as u64).unwrap_or(0);
-        let mut buckets = self.shards[shard]
+        let mut shard = self.shards[shard]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() > PRUNE_ABOVE && !buckets.contains_key(&key) {
-            buckets.retain(|_, bucket| {
+        if shard.buckets.len() > shard.prune_above && !shard.buckets.contains_key(&key) {
+            shard.buckets.retain(|_, bucket| {
                 let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
                 bucket.tokens + elapsed * per_second < burst
             });
+            shard.prune_above = (shard.buckets.len() * 2).max(PRUNE_ABOVE);
         }
-        let bucket = buckets.entry(key).or_insert(Bucket {
+        let bucket = shard.buckets.entry(key).or_insert(Bucket {
             tokens: burst,
             at: now,
         });
@@ -102,7 +120,10 @@ impl<K: Hash + Eq> Limiter<K> {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+            Err(
+                Duration::try_from_secs_f64((1.0 - bucket.tokens) / per_second)
+                    .unwrap_or(Duration::MAX),
+            )
         }
     }
 
@@ -110,7 +131,7 @@ impl<K: Hash + Eq> Limiter<K> {
     fn keys(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.lock().map(|s| s.len()).unwrap_or(0))
+            .map(|shard| shard.lock().map(|s| s.buckets.len()).unwrap_or(0))
             .sum()
     }
 }
@@ -118,7 +139,8 @@ impl<K: Hash + Eq> Limiter<K> {
 /// `RESOURCE_EXHAUSTED` saying `what` was refused, with the retry delay in the status details
 /// (`google.rpc.RetryInfo`) and in the message.
 pub fn exhausted(what: &str, retry_after: Duration) -> Status {
-    let millis = retry_after.as_millis().max(1);
+    // Rounded up: a client that waits the delay given finds its token back.
+    let millis = retry_after.as_micros().div_ceil(1000).max(1);
     let delay = Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX));
     Status::with_error_details(
         Code::ResourceExhausted,
@@ -169,17 +191,19 @@ mod tests {
         for key in 0..SHARDS * PRUNE_ABOVE * 2 {
             let _ = limiter.take_at(key, start);
         }
-        assert!(
-            limiter.keys() > SHARDS * PRUNE_ABOVE,
+        assert_eq!(
+            limiter.keys(),
+            SHARDS * PRUNE_ABOVE * 2,
             "no bucket was full yet"
         );
-        // A second later every one of them is full again: the next new key of a shard
-        // drops them.
+        // A second later every one of them is full again: once a shard has doubled since its
+        // last pass, the pass drops them, and only the new keys are left.
         let later = start + Duration::from_secs(1);
-        for key in 0..1024 {
+        let new = SHARDS * PRUNE_ABOVE * 3;
+        for key in 0..new {
             let _ = limiter.take_at(key + 1_000_000, later);
         }
-        assert!(limiter.keys() < 2048, "{}", limiter.keys());
+        assert_eq!(limiter.keys(), new, "the full buckets are gone");
     }
 
     #[test]

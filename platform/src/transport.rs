@@ -12,11 +12,12 @@ use crate::config::ConfigSource;
 #[derive(Clone, Debug)]
 pub struct GrpcConfig {
     /// The largest request message a server decodes (`grpc.max_message_bytes`); a larger one
-    /// is answered `RESOURCE_EXHAUSTED`.
+    /// is answered `OUT_OF_RANGE` (by the framework).
     pub max_message_bytes: usize,
     /// Calls one connection may have in progress at once; more wait.
     pub concurrency_per_connection: usize,
-    /// The longest a unary call may take; a client's shorter `grpc-timeout` wins.
+    /// The longest a unary call may take (0: no limit of the server's); a client's shorter
+    /// `grpc-timeout` wins.
     pub request_timeout: Duration,
     pub tls: TlsFiles,
 }

@@ -230,10 +230,10 @@ impl StockApp {
 
     pub async fn reconcile(&self, tier_id: i64) -> pb::ReconcileResponse {
         self.stock()
-            .reconcile(pb::ReconcileRequest {
+            .reconcile(admin(pb::ReconcileRequest {
                 tier_id,
                 repair: false,
-            })
+            }))
             .await
             .expect("reconcile")
             .into_inner()

@@ -287,7 +287,7 @@ async fn create_order_is_limited_per_buyer_and_per_peer_with_a_retry_delay() {
         "{delay:?}"
     );
     assert_eq!(orders.count().await, 3, "the refused call wrote nothing");
-    // Others still order, until this peer's burst (5) is spent.
+    // Others still order, until this peer's burst (6) is spent.
     for user in ["bob", "cat"] {
         client
             .create_order(buyer(user, create("", tier.tier_id, "b0")))
@@ -370,4 +370,53 @@ async fn a_clients_deadline_ends_a_call_and_one_connection_runs_at_most_its_limi
     );
     orders.stop().await;
     stock.stop(&[tier.tier_id]).await;
+}
+
+#[tokio::test]
+async fn a_buyer_lists_only_the_notifications_of_their_own_orders() {
+    use ticket_proto::notify::v1 as notify_pb;
+    use ticket_proto::notify::v1::notification_service_client::NotificationServiceClient;
+
+    // The tests' dev profile: a presented buyer token is verified and binds all the same.
+    let system = e2e::system::System::start(
+        e2e::saga::settings(Duration::from_secs(300)),
+        orchestrator::dispatch::Transport::RocketMq,
+    )
+    .await;
+    let tier = system.stock().tier(10, 4).await;
+    let order = system.reserved_order("ann", tier.tier_id, 1, "n1").await;
+    system.order.cancel(&order.order_no).await;
+    system.told(&order.order_no, "order_cancelled").await;
+    let mut notify = NotificationServiceClient::new(system.notify.channel.clone());
+    let list = |user: &str| {
+        buyer(
+            user,
+            notify_pb::ListNotificationsRequest {
+                order_no: order.order_no.clone(),
+            },
+        )
+    };
+    let ann = notify
+        .list_notifications(list("ann"))
+        .await
+        .expect("ann's")
+        .into_inner();
+    assert_eq!(ann.notifications.len(), 3, "{ann:?}");
+    let bob = notify
+        .list_notifications(list("bob"))
+        .await
+        .expect("an empty list, as for an unknown order")
+        .into_inner();
+    assert!(bob.notifications.is_empty(), "{bob:?}");
+    let forged = bearer(
+        &buyer_token_signed("ann", "another-secret-of-thirty-two-bytes!!", 600),
+        notify_pb::ListNotificationsRequest {
+            order_no: order.order_no.clone(),
+        },
+    );
+    assert_eq!(
+        code(notify.list_notifications(forged).await),
+        Code::Unauthenticated
+    );
+    system.stop(&[tier.tier_id]).await;
 }

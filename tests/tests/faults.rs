@@ -429,10 +429,10 @@ async fn run_sale(fault: Fault, buyers: usize, tickets: i64) {
         .sold;
     assert_eq!(sold, confirmed, "sold == tickets in confirmed orders");
     let report = stock
-        .reconcile(stock_pb::ReconcileRequest {
+        .reconcile(e2e::stock::admin(stock_pb::ReconcileRequest {
             tier_id: tier,
             repair: false,
-        })
+        }))
         .await
         .expect("reconcile")
         .into_inner();

@@ -15,12 +15,9 @@ use tonic::transport::Channel;
 
 /// A channel to a service at `addr`, connected now.
 pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(addr.to_owned())?
-        .connect()
-        .await
-        .with_context(|| {
-            format!("cannot reach {addr}; are the services running (`scripts/run.sh`)?")
-        })
+    crate::endpoint(addr)?.connect().await.with_context(|| {
+        format!("cannot reach {addr}; are the services running (`scripts/run.sh`)?")
+    })
 }
 
 /// What the demo's and the bench's buyers present: each buyer a token of their own, signed
@@ -45,6 +42,10 @@ pub struct Keys {
         hide_env_values = true
     )]
     pub payment_token: String,
+    /// Present no credential at all (services of the `dev` profile take such calls as their
+    /// request says): what identity costs is the difference.
+    #[arg(skip)]
+    pub anonymous: bool,
 }
 
 impl Keys {
@@ -72,33 +73,42 @@ impl Keys {
 
     /// A buyer's credential for a sale (valid for a day).
     pub fn buyer(&self, user_id: &str) -> anyhow::Result<Bearer> {
+        if self.anonymous {
+            return Ok(Bearer(None));
+        }
         Bearer::new(&self.buyer_token(user_id, Duration::from_secs(86_400))?)
     }
 
     pub fn payment(&self) -> anyhow::Result<Bearer> {
+        if self.anonymous {
+            return Ok(Bearer(None));
+        }
         Bearer::new(&self.payment_token)
     }
 }
 
-/// `authorization: Bearer <token>`, ready to put on requests.
+/// `authorization: Bearer <token>`, ready to put on requests (or nothing, for
+/// [`Keys::anonymous`]).
 #[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
+pub struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl Bearer {
     pub fn new(token: &str) -> anyhow::Result<Self> {
-        Ok(Self(
+        Ok(Self(Some(
             format!("Bearer {token}")
                 .parse()
                 .context("a token is not ASCII")?,
-        ))
+        )))
     }
 
     /// `message` with this credential.
     pub fn on<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
         request
     }
 }

@@ -96,14 +96,22 @@ pub struct StockAtEnd {
     pub tier: pb::Tier,
 }
 
-pub async fn stock_at_end(channel: Channel, tier_id: i64) -> anyhow::Result<StockAtEnd> {
+/// The stock of `tier_id` at the end of a sale, read as an operator (`token`).
+pub async fn stock_at_end(
+    channel: Channel,
+    tier_id: i64,
+    token: &str,
+) -> anyhow::Result<StockAtEnd> {
     let mut stock = StockServiceClient::new(channel.clone());
     let counters = stock.get_stock(pb::GetStockRequest { tier_id }).await?;
     let reconcile = stock
-        .reconcile(pb::ReconcileRequest {
-            tier_id,
-            repair: false,
-        })
+        .reconcile(crate::admin(
+            pb::ReconcileRequest {
+                tier_id,
+                repair: false,
+            },
+            token,
+        )?)
         .await?;
     let tier = CatalogServiceClient::new(channel)
         .get_tier(pb::GetTierRequest { tier_id })

@@ -79,6 +79,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "on sale: show {} \"Demo Night\", tier {} with {} tickets at 75.00, {} buyers",
         sale.show_id, sale.tier_id, args.tickets, args.buyers
     );
+    println!(
+        "access: each buyer presents a token of their own (signed with --buyer-secret), \
+         payments the payment token; the services' own profile and limits apply \
+         (scripts/run.sh: dev, 5 orders a second per buyer)"
+    );
 
     // Everyone orders at once.
     let started = Instant::now();
@@ -209,7 +214,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for (what, count) in &tally {
         println!("  {what:<28} {count}");
     }
-    let end = stock_at_end(stock_channel, sale.tier_id).await?;
+    let end = stock_at_end(stock_channel, sale.tier_id, token).await?;
     let (counters, report) = (end.stock, end.reconcile);
     println!(
         "stock: {} sold (confirmed), {} held, {} available of {}; tickets in confirmed orders: {}",

@@ -92,7 +92,7 @@ impl OrchestratorArgs {
 /// `traceparent`), so the services' logs of an operator's action name one trace id.
 pub async fn traced(peer: &'static str, addr: &str) -> anyhow::Result<ClientChannel> {
     use anyhow::Context;
-    let channel = Channel::from_shared(addr.to_owned())?
+    let channel = endpoint(addr)?
         .connect()
         .await
         .with_context(|| format!("cannot reach {peer} at {addr}"))?;
@@ -101,6 +101,30 @@ pub async fn traced(peer: &'static str, addr: &str) -> anyhow::Result<ClientChan
         channel,
         &ticket_platform::metrics::GrpcMetrics::default(),
     ))
+}
+
+/// Where a command connects: `http://`, or `https://` trusting the CA in `TICKET_TLS_CA_FILE`
+/// and presenting `TICKET_TLS_CERT_FILE` and `TICKET_TLS_KEY_FILE` when the server asks for a
+/// client certificate (docs/SECURITY.md).
+pub fn endpoint(addr: &str) -> anyhow::Result<tonic::transport::Endpoint> {
+    use anyhow::Context;
+    let endpoint = Channel::from_shared(addr.to_owned())?;
+    if !addr.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let tls = ticket_platform::transport::TlsFiles {
+        cert_file: var("TICKET_TLS_CERT_FILE"),
+        key_file: var("TICKET_TLS_KEY_FILE"),
+        client_ca_file: String::new(),
+        ca_file: var("TICKET_TLS_CA_FILE"),
+    }
+    .client()
+    .map_err(anyhow::Error::msg)?
+    .with_context(|| {
+        format!("{addr} is https: set TICKET_TLS_CA_FILE to the CA that signed its certificate")
+    })?;
+    Ok(endpoint.tls_config(tls)?)
 }
 
 /// `message` with `authorization: Bearer <token>`.

@@ -101,6 +101,11 @@ pub struct Args {
     /// decision (`wait_for_decision`).
     #[arg(long)]
     pub synchronous: bool,
+    /// With --spawn: the services run the `dev` profile without limits and the buyers present
+    /// no token, so that what identity and the limits cost can be measured against a run
+    /// without this switch.
+    #[arg(long)]
+    pub open_access: bool,
     /// Keep the spawned services' logs even when every check passed (they are kept when one
     /// fails); `RUST_LOG=info,ticket_platform::outbox=debug` logs every relay round's timings.
     #[arg(long)]
@@ -123,13 +128,20 @@ pub async fn sale(args: &Args) -> anyhow::Result<Report> {
     let mut args = args.clone();
     let args = &mut args;
     let mut system = if args.spawn {
-        // The spawned services run the production profile, with credentials of this run.
+        // The spawned services run the production profile, with credentials of this run (or,
+        // with --open-access, the dev profile and its default admin token).
         let fresh = || uuid::Uuid::new_v4().simple().to_string();
-        args.token = fresh();
-        args.keys = buyers::Keys {
-            buyer_secret: format!("{}{}", fresh(), fresh()),
-            payment_token: fresh(),
-        };
+        if args.open_access {
+            args.token = ticket_platform::auth::DEV_ADMIN_TOKEN.to_owned();
+            args.keys.anonymous = true;
+        } else {
+            args.token = fresh();
+            args.keys = buyers::Keys {
+                buyer_secret: format!("{}{}", fresh(), fresh()),
+                payment_token: fresh(),
+                anonymous: false,
+            };
+        }
         let settings = Settings {
             postgres: &args.postgres,
             name_server: &args.name_server,
@@ -139,10 +151,18 @@ pub async fn sale(args: &Args) -> anyhow::Result<Report> {
             keys: &args.keys,
             payment_window: Duration::from_secs(args.payment_window_secs),
             transport: if args.synchronous { "grpc" } else { "rocketmq" },
+            open_access: args.open_access,
         };
         let system = System::start(&settings).await?;
         println!("spawned the services: {}", describe(&system));
-        println!("{}", spawn::LIMITS_STATED);
+        println!(
+            "{}",
+            if args.open_access {
+                spawn::OPEN_ACCESS_STATED
+            } else {
+                spawn::LIMITS_STATED
+            }
+        );
         Some(system)
     } else {
         None
@@ -270,7 +290,7 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
             .await?;
     let saga_states =
         crate::saga::wait_until_settled(&mut sagas, &args.token, &order_nos, within).await?;
-    let stock = stock_at_end(stock_channel, on_sale.tier_id).await?;
+    let stock = stock_at_end(stock_channel, on_sale.tier_id, &args.token).await?;
     let resources = match (system, idle) {
         (Some(system), Some(idle)) => Some(resources(&idle, &system.usage())),
         _ => None,

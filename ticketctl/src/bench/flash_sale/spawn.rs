@@ -74,6 +74,10 @@ pub const LIMITS_STATED: &str = "access: production profile, tokens of this run;
      presents its own JWT, payments the payment token; CreateOrder limited to 5/s (burst 10) \
      per buyer and 100,000/s per peer (the bench's buyers share one address)";
 
+/// The access settings of `--open-access`, as the bench prints them.
+pub const OPEN_ACCESS_STATED: &str = "access: dev profile, no credentials presented, no \
+     CreateOrder limit (--open-access)";
+
 /// What the spawned services run on, and the settings the bench chooses for them.
 pub struct Settings<'a> {
     /// `postgres://user:password@host:port`: each service gets a fresh database on it.
@@ -88,6 +92,8 @@ pub struct Settings<'a> {
     /// The orchestrator's `transport`: `rocketmq` (the design) or `grpc` (the synchronous
     /// chain it replaces).
     pub transport: &'a str,
+    /// The `dev` profile, its default tokens, no limits.
+    pub open_access: bool,
 }
 
 /// The running services; stopped, and their databases dropped, when dropped.
@@ -195,7 +201,9 @@ impl System {
                 ("BUYERS__JWT_SECRET", settings.keys.buyer_secret.clone()),
                 ("PAYMENTS__TOKEN", settings.keys.payment_token.clone()),
                 // Every buyer comes from this one address: the limit per peer is on, and
-                // above the sale's rate; the limit per buyer keeps its default.
+                // above the sale's rate; the limit per buyer is the services' default.
+                ("LIMITS__CREATE_PER_BUYER__PER_SECOND", "5".to_owned()),
+                ("LIMITS__CREATE_PER_BUYER__BURST", "10".to_owned()),
                 ("LIMITS__CREATE_PER_PEER__PER_SECOND", PEER_RATE.to_owned()),
                 ("LIMITS__CREATE_PER_PEER__BURST", PEER_RATE.to_owned()),
             ]),
@@ -210,6 +218,28 @@ impl System {
                 ("TRANSPORT", settings.transport.to_owned()),
             ]),
             Service::Notify => env.push(("BUYERS__JWT_SECRET", settings.keys.buyer_secret.clone())),
+        }
+        if settings.open_access {
+            // The dev profile's own tokens and secret; no credential checked that is not
+            // presented, and no limit.
+            env.retain(|(key, _)| {
+                !matches!(
+                    *key,
+                    "PROFILE"
+                        | "ADMIN_TOKEN"
+                        | "SERVICE_TOKEN"
+                        | "BUYERS__JWT_SECRET"
+                        | "PAYMENTS__TOKEN"
+                        | "LIMITS__CREATE_PER_BUYER__PER_SECOND"
+                        | "LIMITS__CREATE_PER_BUYER__BURST"
+                        | "LIMITS__CREATE_PER_PEER__PER_SECOND"
+                        | "LIMITS__CREATE_PER_PEER__BURST"
+                )
+            });
+            env.push(("PROFILE", "dev".to_owned()));
+            if service == Service::Order {
+                env.push(("LIMITS__CREATE_PER_BUYER__PER_SECOND", "0".to_owned()));
+            }
         }
         env.into_iter()
             .map(|(key, value)| (format!("{}{key}", service.env_prefix()), value))

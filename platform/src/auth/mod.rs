@@ -91,6 +91,11 @@ pub fn token(source: &mut ConfigSource, dev: bool, key: &str, dev_default: &str)
                 source.env_name("profile")
             ),
         );
+    } else if !dev && value == dev_default {
+        source.invalid(
+            key,
+            "is the development profile's default, which anyone can read: give a token of your own",
+        );
     } else if value.len() < MIN_TOKEN_LEN && !dev {
         source.invalid(key, format!("must be at least {MIN_TOKEN_LEN} characters"));
     }
@@ -123,8 +128,18 @@ impl BuyerTokens {
             jwt_issuer,
             jwt_audience,
         };
-        if let Err(problem) = tokens.verifier() {
-            source.invalid("buyers.jwt_secret", problem);
+        if !dev && tokens.jwt_secret == DEV_BUYER_SECRET {
+            source.invalid(
+                "buyers.jwt_secret",
+                "is the development profile's default, which anyone can read: give a secret of your own",
+            );
+        } else if let Err(problem) = tokens.verifier() {
+            let key = if tokens.jwt_public_key_file.is_empty() {
+                "buyers.jwt_secret"
+            } else {
+                "buyers.jwt_public_key_file"
+            };
+            source.invalid(key, problem);
         }
         tokens
     }
@@ -187,18 +202,25 @@ struct Claims {
     sub: String,
 }
 
-/// One secret token, compared in constant time.
+/// One secret token, kept and compared as its SHA-256 digest: the comparison takes the same
+/// time whatever was presented, its length included.
 #[derive(Clone)]
-struct Secret(Vec<u8>);
+struct Secret([u8; 32]);
 
 impl Secret {
     fn new(token: &str) -> Option<Self> {
-        (!token.is_empty()).then(|| Self(token.as_bytes().to_vec()))
+        (!token.is_empty()).then(|| Self(digest(token.as_bytes())))
     }
 
-    fn matches(this: Option<&Self>, presented: &[u8]) -> bool {
-        this.is_some_and(|secret| bool::from(secret.0.as_slice().ct_eq(presented)))
+    fn matches(this: Option<&Self>, presented: &[u8; 32]) -> bool {
+        this.is_some_and(|secret| bool::from(secret.0.ct_eq(presented)))
     }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    out
 }
 
 /// Who made a call, from its credential.
@@ -324,7 +346,8 @@ impl Access {
             .ok_or_else(|| {
                 Status::unauthenticated("the authorization header must be `Bearer <token>`")
             })?;
-        let bytes = token.as_bytes();
+        let bytes = digest(token.as_bytes());
+        let bytes = &bytes;
         // Every token is compared, whichever matches, so the time taken names none of them.
         let admin = Secret::matches(self.inner.admin.as_ref(), bytes);
         let service = Secret::matches(self.inner.service.as_ref(), bytes);
@@ -421,180 +444,4 @@ fn denied(caller: &Caller, for_whom: &str) -> Status {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn access() -> Access {
-        let config = AccessConfig {
-            dev: false,
-            admin_token: "admin-token-0123456789".into(),
-            service_token: "service-token-0123456789".into(),
-        };
-        let buyers = BuyerTokens {
-            jwt_secret: "a-secret-of-at-least-thirty-two-bytes".into(),
-            ..BuyerTokens::default()
-        };
-        Access::with_buyers(&config, &buyers, Some("payment-token-0123456789")).expect("keys")
-    }
-
-    fn with(token: &str) -> tonic::Request<()> {
-        let mut request = tonic::Request::new(());
-        request
-            .metadata_mut()
-            .insert("authorization", token.parse().expect("ascii"));
-        request
-    }
-
-    fn jwt(secret: &str, sub: &str, exp_from_now: i64) -> String {
-        #[derive(serde::Serialize)]
-        struct Claims<'a> {
-            sub: &'a str,
-            exp: i64,
-        }
-        let exp = chrono::Utc::now().timestamp() + exp_from_now;
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &Claims { sub, exp },
-            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .expect("encode")
-    }
-
-    #[test]
-    fn each_credential_opens_its_own_calls() {
-        let access = access();
-        let admin = with("Bearer admin-token-0123456789");
-        let service = with("Bearer service-token-0123456789");
-        let payment = with("Bearer payment-token-0123456789");
-        let buyer = with(&format!(
-            "Bearer {}",
-            jwt("a-secret-of-at-least-thirty-two-bytes", "u1", 600)
-        ));
-        assert!(access.admin(&admin).is_ok());
-        assert!(access.service(&service).is_ok());
-        assert!(access.payment(&payment).is_ok());
-        assert_eq!(
-            access.buyer(&buyer).expect("buyer"),
-            Actor::Buyer("u1".into())
-        );
-        assert_eq!(access.buyer(&admin).expect("operator"), Actor::Anyone);
-        for (request, call) in [
-            (&service, "admin"),
-            (&buyer, "admin"),
-            (&payment, "admin"),
-            (&admin, "service"),
-            (&buyer, "service"),
-            (&buyer, "payment"),
-            (&service, "buyer"),
-        ] {
-            let code = match call {
-                "admin" => access.admin(request).err(),
-                "service" => access.service(request).err(),
-                "payment" => access.payment(request).err(),
-                _ => access.buyer(request).err(),
-            }
-            .map(|status| status.code());
-            assert_eq!(code, Some(tonic::Code::PermissionDenied), "{call}");
-        }
-    }
-
-    #[test]
-    fn missing_wrong_or_unverified_credentials_are_unauthenticated() {
-        let access = access();
-        let expired = jwt("a-secret-of-at-least-thirty-two-bytes", "u1", -600);
-        let forged = jwt("another-secret-of-thirty-two-bytes!!", "u1", 600);
-        let nobody = tonic::Request::new(());
-        for request in [
-            &nobody,
-            &with("Bearer admin-token-012345678"),
-            &with("Bearer admin-token-01234567890"),
-            &with("Basic admin-token-0123456789"),
-            &with("Bearer "),
-            &with(&format!("Bearer {expired}")),
-            &with(&format!("Bearer {forged}")),
-            &with("Bearer a.b.c"),
-        ] {
-            for status in [
-                access.admin(request).err(),
-                access.service(request).err(),
-                access.payment(request).err(),
-                access.buyer(request).err(),
-            ] {
-                assert_eq!(
-                    status.map(|status| status.code()),
-                    Some(tonic::Code::Unauthenticated)
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_buyer_names_only_themself() {
-        let buyer = Actor::Buyer("u1".into());
-        assert_eq!(buyer.user_id("").expect("own"), "u1");
-        assert_eq!(buyer.user_id("u1").expect("own"), "u1");
-        assert_eq!(
-            buyer.user_id("u2").map_err(|status| status.code()),
-            Err(tonic::Code::PermissionDenied)
-        );
-        assert!(buyer.may_see("u1") && !buyer.may_see("u2"));
-        assert!(Actor::Anyone.may_see("u2"));
-    }
-
-    #[test]
-    fn without_tokens_a_service_does_not_start_outside_dev() {
-        let mut source = ConfigSource::from_pairs("T", []);
-        let config = AccessConfig::load(&mut source);
-        assert!(!config.dev);
-        let errors = source.finish().expect_err("no tokens").to_string();
-        assert!(errors.contains("T_ADMIN_TOKEN"), "{errors}");
-        assert!(errors.contains("T_SERVICE_TOKEN"), "{errors}");
-        assert!(errors.contains("T_PROFILE = dev"), "{errors}");
-
-        let mut source = ConfigSource::from_pairs("T", [("T_PROFILE".into(), "dev".into())]);
-        let config = AccessConfig::load(&mut source);
-        assert!(source.finish().is_ok());
-        assert_eq!(config.admin_token, DEV_ADMIN_TOKEN);
-
-        let mut source = ConfigSource::from_pairs(
-            "T",
-            [
-                ("T_ADMIN_TOKEN".into(), "same-token-0123456789".into()),
-                ("T_SERVICE_TOKEN".into(), "same-token-0123456789".into()),
-            ],
-        );
-        AccessConfig::load(&mut source);
-        let errors = source.finish().expect_err("same tokens").to_string();
-        assert!(errors.contains("must differ"), "{errors}");
-    }
-
-    #[test]
-    fn dev_takes_calls_without_a_credential_as_their_request_says() {
-        let config = AccessConfig {
-            dev: true,
-            admin_token: DEV_ADMIN_TOKEN.into(),
-            service_token: DEV_SERVICE_TOKEN.into(),
-        };
-        let buyers = BuyerTokens {
-            jwt_secret: DEV_BUYER_SECRET.into(),
-            ..BuyerTokens::default()
-        };
-        let access = Access::with_buyers(&config, &buyers, Some(DEV_PAYMENT_TOKEN)).expect("keys");
-        let nobody = tonic::Request::new(());
-        assert_eq!(access.buyer(&nobody).expect("dev"), Actor::Anyone);
-        assert!(access.payment(&nobody).is_ok());
-        assert_eq!(
-            access.admin(&nobody).map_err(|s| s.code()),
-            Err(tonic::Code::Unauthenticated)
-        );
-        assert_eq!(
-            access.service(&nobody).map_err(|s| s.code()),
-            Err(tonic::Code::Unauthenticated)
-        );
-        let wrong = with("Bearer not-a-token-of-ours");
-        assert_eq!(
-            access.buyer(&wrong).map_err(|s| s.code()),
-            Err(tonic::Code::Unauthenticated)
-        );
-    }
-}
+mod tests;
