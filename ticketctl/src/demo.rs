@@ -127,7 +127,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for (i, _, result) in results {
         match result {
             Ok(order) => created.push(order),
-            Err(status) if status.code() == tonic::Code::ResourceExhausted => refused_at_once += 1,
+            // Sold out; a limit's refusal (with a retry delay) is not one.
+            Err(status)
+                if status.code() == tonic::Code::ResourceExhausted
+                    && tonic_types::StatusExt::get_details_retry_info(&status).is_none() =>
+            {
+                refused_at_once += 1
+            }
             Err(status) => bail!("buyer {i}: {}", status.message()),
         }
     }

@@ -134,7 +134,11 @@ impl Crowd {
         buyer.create_us = micros(sent.elapsed());
         let order = match created {
             Ok(order) => order.into_inner(),
-            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+            // A limit's refusal carries a retry delay; a sold-out tier's does not.
+            Err(status)
+                if status.code() == tonic::Code::ResourceExhausted
+                    && tonic_types::StatusExt::get_details_retry_info(&status).is_none() =>
+            {
                 buyer.refused_at_once = true;
                 self.decided(buyer);
                 return Ok(());
