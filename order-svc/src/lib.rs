@@ -178,6 +178,11 @@ impl Application {
             .await;
         let order_metrics = metrics::OrderMetrics::default();
         order_metrics.register(&service.metrics);
+        // Every door of order-svc knows every credential it is shown (the payment token and
+        // buyer tokens too), so a known one on the wrong call is refused as such.
+        let guard =
+            Guard::new(&config.service.access, &config.guard).map_err(BuildError::Access)?;
+        service.access = guard.access.clone();
         let participant = service
             .participant(
                 OrderCommands {
@@ -214,8 +219,6 @@ impl Application {
             db: service.db.clone(),
             access: service.access.clone(),
         };
-        let guard =
-            Guard::new(&config.service.access, &config.guard).map_err(BuildError::Access)?;
         let api = OrderApi {
             db: service.db.clone(),
             tiers,

@@ -255,3 +255,56 @@ fn an_issuer_or_audience_set_must_be_the_tokens() {
         );
     }
 }
+
+#[test]
+fn rs256_tokens_verify_with_the_public_key_file() {
+    // A key pair made for this test only (openssl genpkey -algorithm RSA).
+    let private = include_str!("test_rsa_key.pem");
+    let public = std::env::temp_dir().join(format!("ticket-rs256-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&public, include_str!("test_rsa_pub.pem")).expect("write the public key");
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        sub: &'a str,
+        exp: i64,
+    }
+    let claims = Claims {
+        sub: "u7",
+        exp: chrono::Utc::now().timestamp() + 600,
+    };
+    let rs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(private.as_bytes()).expect("an RSA key"),
+    )
+    .expect("encode");
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"a-secret-of-at-least-thirty-two-bytes"),
+    )
+    .expect("encode");
+    let config = AccessConfig {
+        dev: false,
+        admin_token: "admin-token-0123456789".into(),
+        service_token: "service-token-0123456789".into(),
+    };
+    let buyers = BuyerTokens {
+        jwt_public_key_file: public.display().to_string(),
+        ..BuyerTokens::default()
+    };
+    let access = Access::with_buyers(&config, &buyers, None).expect("the public key");
+    let _ = std::fs::remove_file(&public);
+    assert_eq!(
+        access
+            .buyer(&with(&format!("Bearer {rs256}")))
+            .expect("verified"),
+        Actor::Buyer("u7".into())
+    );
+    // An HS256 token is not taken where RS256 is configured.
+    assert_eq!(
+        access
+            .buyer(&with(&format!("Bearer {hs256}")))
+            .map_err(|s| s.code()),
+        Err(tonic::Code::Unauthenticated)
+    );
+}
