@@ -8,7 +8,7 @@ use ticket_platform::time::timestamp;
 use ticket_proto::saga::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::error::Error;
+use crate::error::{Error, identifier};
 use crate::saga::engine::{Engine, OperatorAction};
 use crate::saga::log::{self, SagaRow};
 use crate::saga::machine::State;
@@ -128,11 +128,6 @@ fn page_size(requested: i32) -> Result<i64, Error> {
 
 fn saga_id(value: &str) -> Result<String, Error> {
     identifier("saga_id", value)
-}
-
-/// A client's identifier of at most 64 characters, without spaces or control characters.
-fn identifier(field: &str, value: &str) -> Result<String, Error> {
-    ticket_platform::fields::identifier(field, value, 64).map_err(Error::Invalid)
 }
 
 /// `ListSagas`' page token: a saga id it gave, or empty for the first page.

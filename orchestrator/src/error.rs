@@ -24,6 +24,12 @@ pub enum Error {
     Unavailable(String),
 }
 
+/// An identifier a client or an event gave (an order number, a user id, a saga or message id):
+/// at most 64 characters, without spaces or control characters.
+pub fn identifier(field: &str, value: &str) -> Result<String, Error> {
+    ticket_platform::fields::identifier(field, value, 64).map_err(Error::Invalid)
+}
+
 impl From<ticket_platform::group_commit::NotRun> for Error {
     fn from(not_run: ticket_platform::group_commit::NotRun) -> Self {
         Self::Unavailable(not_run.to_string())

@@ -14,7 +14,7 @@ use ticket_proto::saga::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::Batches;
-use crate::error::Error;
+use crate::error::{Error, identifier};
 use crate::saga::engine::Engine;
 use crate::saga::machine::Signal;
 use crate::saga::purchase::{CancelReason, Purchase, PurchaseData};
@@ -91,11 +91,6 @@ async fn apply(intake: &Intake, event: Event) -> Result<(), Error> {
             intake.signals.submit((order_no, Signal::Abort)).await
         }
     }
-}
-
-/// An order number or user id of an event: what order-svc takes from buyers.
-fn identifier(field: &str, value: &str) -> Result<String, Error> {
-    ticket_platform::fields::identifier(field, value, 64).map_err(Error::Invalid)
 }
 
 fn handle_error(err: Error) -> HandleError {
