@@ -37,20 +37,7 @@ pub fn buyer_tokens() -> ticket_platform::auth::BuyerTokens {
 
 /// A buyer token for `user_id`, valid for an hour, signed with `secret`.
 pub fn buyer_token_signed(user_id: &str, secret: &str, valid_for_secs: i64) -> String {
-    #[derive(serde::Serialize)]
-    struct Claims<'a> {
-        sub: &'a str,
-        exp: i64,
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &Claims {
-            sub: user_id,
-            exp: chrono::Utc::now().timestamp() + valid_for_secs,
-        },
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("a JWT")
+    ticket_platform::auth::sign_buyer_token(secret, user_id, valid_for_secs).expect("a JWT")
 }
 
 /// A buyer token for `user_id`, as the tests' gateway issues it.

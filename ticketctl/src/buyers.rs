@@ -51,24 +51,9 @@ pub struct Keys {
 impl Keys {
     /// `user_id`'s token, valid for `valid_for`.
     pub fn buyer_token(&self, user_id: &str, valid_for: Duration) -> anyhow::Result<String> {
-        #[derive(serde::Serialize)]
-        struct Claims<'a> {
-            sub: &'a str,
-            iat: i64,
-            exp: i64,
-        }
-        let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
-            sub: user_id,
-            iat: now,
-            exp: now + i64::try_from(valid_for.as_secs()).unwrap_or(i64::MAX / 2),
-        };
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(self.buyer_secret.as_bytes()),
-        )
-        .context("sign a buyer token")
+        let secs = i64::try_from(valid_for.as_secs()).unwrap_or(i64::MAX);
+        ticket_platform::auth::sign_buyer_token(&self.buyer_secret, user_id, secs)
+            .context("sign a buyer token")
     }
 
     /// A buyer's credential for a sale (valid for a day).

@@ -202,6 +202,32 @@ struct Claims {
     sub: String,
 }
 
+/// A buyer token for `user_id`, signed with the HS256 `secret` as a gateway would issue it,
+/// expiring `expires_in_secs` from now (negative: already expired). `ticketctl token`, the
+/// demo's and the bench's buyers and the tests sign with it.
+pub fn sign_buyer_token(
+    secret: &str,
+    user_id: &str,
+    expires_in_secs: i64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    #[derive(serde::Serialize)]
+    struct Issued<'a> {
+        sub: &'a str,
+        iat: i64,
+        exp: i64,
+    }
+    let now = chrono::Utc::now().timestamp();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &Issued {
+            sub: user_id,
+            iat: now,
+            exp: now.saturating_add(expires_in_secs),
+        },
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+}
+
 /// One secret token, kept and compared as its SHA-256 digest: the comparison takes the same
 /// time whatever was presented, its length included.
 #[derive(Clone)]

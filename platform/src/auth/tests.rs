@@ -24,18 +24,7 @@ fn with(token: &str) -> tonic::Request<()> {
 }
 
 fn jwt(secret: &str, sub: &str, exp_from_now: i64) -> String {
-    #[derive(serde::Serialize)]
-    struct Claims<'a> {
-        sub: &'a str,
-        exp: i64,
-    }
-    let exp = chrono::Utc::now().timestamp() + exp_from_now;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &Claims { sub, exp },
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("encode")
+    sign_buyer_token(secret, sub, exp_from_now).expect("encode")
 }
 
 #[test]
