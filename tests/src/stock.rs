@@ -38,12 +38,7 @@ pub struct StockApp {
 
 /// `request` with `authorization: Bearer <TOKEN>`.
 pub fn admin<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
-    );
-    request
+    crate::auth::bearer(TOKEN, message)
 }
 
 pub fn at(seconds_from_now: i64) -> Option<prost_types::Timestamp> {

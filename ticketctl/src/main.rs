@@ -130,14 +130,8 @@ pub fn endpoint(addr: &str) -> anyhow::Result<tonic::transport::Endpoint> {
 /// `message` with `authorization: Bearer <token>`.
 pub fn admin<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
     use anyhow::Context;
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}")
-            .parse()
-            .context("the admin token is not ASCII")?,
-    );
-    Ok(request)
+    let admin = buyers::Bearer::new(token).context("the admin token")?;
+    Ok(admin.on(message))
 }
 
 /// The root span of an operator's command: its calls continue its trace.
