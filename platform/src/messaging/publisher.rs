@@ -253,7 +253,10 @@ fn stable_hash(key: &str) -> u64 {
     })
 }
 
-fn to_message(topic: &str, outgoing: &OutgoingMessage) -> Result<Message, MessagingError> {
+pub(crate) fn to_message(
+    topic: &str,
+    outgoing: &OutgoingMessage,
+) -> Result<Message, MessagingError> {
     let invalid =
         |what: &str| MessagingError::Invalid(format!("message {}: {what}", outgoing.message_id));
     let mut builder = Message::builder()

@@ -34,32 +34,12 @@ fn over_the_wire(message: &mut Message) {
     message.set_properties(string_to_message_properties(Some(&text)));
 }
 
-/// `outgoing` as `ns`'s consumer receives it: built with the same calls as the publisher's
-/// `to_message` (private to `publisher`), its properties through the wire codec.
+/// `outgoing` as `ns`'s consumer receives it: built by the publisher's `to_message`, its
+/// properties through the wire codec.
 fn delivered(ns: &Namespace, outgoing: &OutgoingMessage) -> MessageExt {
-    let mut builder = Message::builder()
-        .topic(ns.qualify(&outgoing.topic))
-        .body(outgoing.payload.clone())
-        .tags(outgoing.tag.clone())
-        .raw_property(property::MESSAGE_ID, outgoing.message_id.to_string())
-        .expect("message_id is not a reserved property")
-        .raw_property(property::ATTEMPT, outgoing.attempt.to_string())
-        .expect("attempt is not a reserved property");
-    if !outgoing.key.is_empty() {
-        builder = builder.key(CheetahString::from(outgoing.key.clone()));
-    }
-    for (name, value) in [
-        (property::SAGA_ID, &outgoing.saga_id),
-        (property::STEP, &outgoing.step),
-        (property::TRACEPARENT, &outgoing.traceparent),
-    ] {
-        if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
-            builder = builder
-                .raw_property(name, value.clone())
-                .expect("the contract's properties are not reserved");
-        }
-    }
-    let mut message = builder.build().expect("a message with a topic");
+    let mut message =
+        crate::messaging::publisher::to_message(&ns.qualify(&outgoing.topic), outgoing)
+            .expect("a message the publisher sends");
     over_the_wire(&mut message);
     MessageExt {
         message,
