@@ -58,8 +58,6 @@ pub struct Config {
     /// stock-svc's gRPC address, where the shows are asked for (`catalog.addr`; used with
     /// `orders.addr`).
     pub catalog_addr: String,
-    /// The token presented to order-svc's `ContactService` (the service token).
-    pub orders_token: String,
     /// How buyers' tokens to `ListNotifications` are verified (`buyers.*`).
     pub buyers: BuyerTokens,
 }
@@ -76,7 +74,6 @@ impl Config {
         let mut source = ConfigSource::from_pairs(ENV_PREFIX, []);
         let buyers = BuyerTokens::load(&mut source, service.access.dev);
         Self {
-            orders_token: service.access.service_token.clone(),
             buyers,
             service,
             ..Self::load(&mut source)
@@ -112,7 +109,6 @@ impl Config {
         {
             source.invalid("catalog.addr", "must be an http:// or https:// address");
         }
-        let orders_token = service.access.service_token.clone();
         let buyers = BuyerTokens::load(source, service.access.dev);
         // One attempt asks order-svc and stock-svc what to say and where, then waits for the
         // provider.
@@ -135,7 +131,6 @@ impl Config {
             delivery,
             orders_addr,
             catalog_addr,
-            orders_token,
             buyers,
         }
     }
@@ -166,7 +161,7 @@ impl Application {
             Some(
                 Sources::new(
                     &config.orders_addr,
-                    &config.orders_token,
+                    &config.service.access.service_token,
                     &config.catalog_addr,
                     &service.clients,
                 )

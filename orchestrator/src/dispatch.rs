@@ -53,8 +53,6 @@ pub struct ParticipantAddrs {
     pub stock: String,
     pub order: String,
     pub notify: String,
-    /// The service token their `Participant.Execute` needs.
-    pub token: String,
 }
 
 #[derive(Clone)]
@@ -70,12 +68,14 @@ struct Inner {
 }
 
 impl Dispatcher {
-    /// Connects lazily to the participants (its calls counted in `channels`' metrics) and, over
-    /// RocketMQ, starts watching the outbox.
+    /// Connects lazily to the participants (its calls counted in `channels`' metrics; each
+    /// presenting `service_token`, which their `Participant.Execute` needs) and, over RocketMQ,
+    /// starts watching the outbox.
     pub fn start(
         db: DatabaseConnection,
         transport: Transport,
         addrs: &ParticipantAddrs,
+        service_token: &str,
         fallback_after: Duration,
         channels: &ticket_platform::grpc_client::Clients,
     ) -> Result<Self, String> {
@@ -96,7 +96,7 @@ impl Dispatcher {
         let inner = Arc::new(Inner {
             transport,
             clients,
-            token: addrs.token.clone(),
+            token: service_token.to_owned(),
             broker_down: AtomicBool::new(false),
         });
         if transport == Transport::RocketMq && !fallback_after.is_zero() {

@@ -67,8 +67,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// `rocketmq` (default; gRPC while the broker is down) or `grpc` (`transport`).
     pub transport: Transport,
-    /// Participants' gRPC addresses and token (`participants.stock`, `.order`, `.notify`,
-    /// `.token`).
+    /// Participants' gRPC addresses (`participants.stock`, `.order`, `.notify`); they are
+    /// called with the service token.
     pub participants: ParticipantAddrs,
     /// Step timeouts, retries, the payment window and the margin after it
     /// (`saga.step_timeout_ms`, `saga.max_attempts`, `saga.backoff_ms`, `saga.max_backoff_ms`,
@@ -107,13 +107,10 @@ impl Config {
             source.invalid("transport", "must be rocketmq or grpc");
             Transport::RocketMq
         });
-        // Every service presents the service token to every other.
-        let token = service.access.service_token.clone();
         let participants = ParticipantAddrs {
             stock: source.string("participants.stock", "http://127.0.0.1:50052"),
             order: source.string("participants.order", "http://127.0.0.1:50051"),
             notify: source.string("participants.notify", "http://127.0.0.1:50054"),
-            token,
         };
         let defaults = SagaSettings::default();
         let saga = SagaSettings {
@@ -216,6 +213,7 @@ impl Application {
             service.db.clone(),
             config.transport,
             &config.participants,
+            &config.service.access.service_token,
             config.fallback_after,
             &service.clients,
         )

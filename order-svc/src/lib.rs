@@ -81,8 +81,6 @@ pub struct Config {
     /// The orchestrator's gRPC address (`orchestrator.addr`), where order events go when the
     /// broker does not take them and where the sweeper starts sagas.
     pub orchestrator_addr: String,
-    /// Bearer token of the orchestrator's `SagaEvents` (the service token).
-    pub orchestrator_token: String,
     /// Buyer tokens, the payment callback's token and the `CreateOrder` limits.
     pub guard: GuardConfig,
     /// An order event unpublished this long goes over gRPC (`events.fallback_after_ms`; 0 never).
@@ -129,7 +127,6 @@ impl Config {
         {
             source.invalid("orchestrator.addr", "must start with http:// or https://");
         }
-        let orchestrator_token = service.access.service_token.clone();
         let events_fallback_after =
             source.millis("events.fallback_after_ms", Duration::from_secs(3));
         let sweep_pending_after = source.millis("sweep.pending_after_ms", Duration::from_secs(30));
@@ -145,7 +142,6 @@ impl Config {
             redis_connections,
             redis_key_prefix,
             orchestrator_addr,
-            orchestrator_token,
             events_fallback_after,
             sweep_pending_after,
             sweep_interval,
@@ -195,7 +191,7 @@ impl Application {
             .await?;
         let orchestrator = Orchestrator::new(
             &config.orchestrator_addr,
-            &config.orchestrator_token,
+            &config.service.access.service_token,
             &service.clients,
         )
         .map_err(BuildError::Orchestrator)?;

@@ -266,7 +266,6 @@ pub fn order_config(
         redis_connections: 4,
         redis_key_prefix: key_prefix.to_owned(),
         orchestrator_addr,
-        orchestrator_token: auth::SERVICE_TOKEN.into(),
         // Buyer limits off: tests create many orders for one buyer; `access.rs` turns them on.
         guard: order_svc::guard::GuardConfig {
             buyers: auth::buyer_tokens(),

@@ -30,12 +30,12 @@ pub fn engine(db: &DatabaseConnection, settings: &SagaSettings) -> Engine<Purcha
         stock: "http://127.0.0.1:9".into(),
         order: "http://127.0.0.1:9".into(),
         notify: "http://127.0.0.1:9".into(),
-        token: crate::auth::SERVICE_TOKEN.into(),
     };
     let dispatcher = Dispatcher::start(
         db.clone(),
         Transport::RocketMq,
         &addrs,
+        crate::auth::SERVICE_TOKEN,
         Duration::ZERO,
         &ticket_platform::grpc_client::Clients::default(),
     )

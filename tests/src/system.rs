@@ -325,7 +325,6 @@ async fn start_orchestrator(
         stock: format!("http://{}", stock.addr),
         order: format!("http://{}", order.addr),
         notify: format!("http://{}", notify.addr),
-        token: crate::auth::SERVICE_TOKEN.into(),
     };
     let mut service = crate::service_config("orchestrator", database, stock.messaging.clone());
     service.grpc_addr = addr;

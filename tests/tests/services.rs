@@ -170,7 +170,6 @@ async fn orchestrator_serves_health_and_reflection_and_stops_cleanly() {
                 stock: "http://127.0.0.1:1".into(),
                 order: "http://127.0.0.1:1".into(),
                 notify: "http://127.0.0.1:1".into(),
-                token: e2e::stock::TOKEN.into(),
             },
             orchestrator::saga::purchase::SagaSettings::default(),
             orchestrator::dispatch::Transport::RocketMq,
