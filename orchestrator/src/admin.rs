@@ -340,6 +340,7 @@ impl SagaAdminApi {
         ))
         .await?;
         txn.commit().await?;
+        ticket_platform::outbox::committed();
         let received: DateTime<Utc> = row.try_get("", "received_at")?;
         let last_seen: DateTime<Utc> = row.try_get("", "last_seen_at")?;
         Ok(pb::DeadLetter {

@@ -171,6 +171,8 @@ impl OrderApi {
         let written = orders::create(&txn, new).await?;
         txn.commit().await?;
         if written.1 {
+            // Its ORDER_CREATED goes out now, not at the relay's next poll.
+            ticket_platform::outbox::committed();
             self.metrics.created.inc();
         }
         Ok(written)
@@ -220,6 +222,8 @@ impl OrderApi {
         let (txn, result) = change(txn).await;
         let order = result?;
         txn.commit().await?;
+        // A change that announced an event has it published now.
+        ticket_platform::outbox::committed();
         Ok(order)
     }
 }

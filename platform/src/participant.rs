@@ -286,6 +286,9 @@ async fn run_batch<H: CommandHandler>(
         .await
         .map_err(|err| retry(&err))?;
     txn.commit().await.map_err(|err| retry(&err))?;
+    if !replies.is_empty() {
+        outbox::committed();
+    }
     for (consumed, answer) in answered {
         handler.committed(&consumed.checked, &answer);
     }

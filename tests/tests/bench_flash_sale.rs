@@ -164,3 +164,48 @@ async fn a_compare_sells_the_same_sale_both_ways_correctly_and_reports_the_ratio
         assert!(field(&report, &[ratio]).as_f64().is_some(), "{ratio}");
     }
 }
+
+#[tokio::test]
+async fn an_open_loop_sale_brings_every_buyer_at_its_rate_and_sells_correctly() {
+    // 200 buyers at 100 a second: the last arrives about 2 s after the first, whatever the
+    // sagas of the first are doing.
+    let report = bench_report(
+        "bench-open-loop-",
+        &[
+            "flash-sale",
+            "--spawn",
+            "--buyers",
+            "200",
+            "--tickets",
+            "30",
+            "--rate",
+            "100",
+            "--payment-window-secs",
+            "5",
+        ],
+    );
+    assert_eq!(field(&report, &["all_passed"]), &Json::Bool(true));
+    assert_eq!(
+        field(&report, &["setup", "arrivals_per_sec"]).as_f64(),
+        Some(100.0)
+    );
+    let count = |path: &[&str]| field(&report, path).as_u64().expect("a count");
+    assert_eq!(
+        count(&["refused_at_once"]) + count(&["accepted"]),
+        200,
+        "every buyer was refused at once or accepted"
+    );
+    // The buyers came at their rate: the sale cannot have been decided before the last
+    // arrived (199 / 100 s after the first).
+    let decided_in = field(&report, &["decided_in_secs"])
+        .as_f64()
+        .expect("seconds");
+    assert!(decided_in >= 1.99, "every buyer decided in {decided_in} s");
+    assert!(
+        field(&report, &["attempts_per_sec"])
+            .as_f64()
+            .expect("a rate")
+            <= 100.5,
+        "no faster than the buyers came"
+    );
+}

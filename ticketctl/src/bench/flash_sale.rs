@@ -24,7 +24,7 @@ use ticket_proto::order::v1 as pb;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
 use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
 
-use self::crowd::{Buyer, Crowd, micros, warm_up};
+use self::crowd::{Arrivals, Buyer, Crowd, micros, warm_up};
 pub use self::report::Report;
 use self::report::{Check, OverAcceptance, Percentiles, ServiceResources, Setup};
 use self::spawn::{Service, Settings, System};
@@ -59,9 +59,13 @@ pub struct Args {
     /// Buyers, one ticket each.
     #[arg(long, default_value_t = 20_000)]
     buyers: usize,
-    /// Buyers at once.
+    /// Buyers at once: a closed loop, the next buyer comes when one is done.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
+    /// Buyers arriving per second instead, whatever the others are doing (an open loop, as a
+    /// sale's crowd comes); CreateOrder is then timed from each buyer's arrival.
+    #[arg(long, value_parser = arrival_rate)]
+    rate: Option<f64>,
     /// HTTP/2 connections to order-svc the buyers are spread over (buyers of a real sale come
     /// on connections of their own; one connection carries every frame through one task at
     /// each end).
@@ -196,6 +200,16 @@ pub async fn sale(args: &Args) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// `--rate`: a number of buyers per second above zero.
+fn arrival_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a number of buyers per second above 0"
+        )),
+    }
+}
+
 fn describe(system: &System) -> String {
     Service::ALL
         .iter()
@@ -258,7 +272,11 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         args.synchronous,
         &args.keys,
     )?;
-    let buyers = crowd.buy(args.buyers, args.concurrency).await?;
+    let arrivals = match args.rate {
+        Some(rate) => Arrivals::PerSecond(rate),
+        None => Arrivals::AtOnce(args.concurrency),
+    };
+    let buyers = crowd.buy(args.buyers, arrivals).await?;
 
     // Orders whose buyers let the deadline pass end after it.
     if let Some(last) = buyers
@@ -396,6 +414,7 @@ fn report(
             tickets: args.tickets,
             buyers: args.buyers,
             concurrency: args.concurrency,
+            arrivals_per_sec: args.rate,
             connections: args.connections,
             pay_percent: args.pay,
             cancel_percent: args.cancel,

@@ -148,8 +148,12 @@ impl<T: SagaType> Engine<T> {
         );
         let mut pending = Pending::default();
         let value = change(&txn, &mut pending).await?;
+        let announces = !pending.messages.is_empty();
         pending.write(&txn, self.replica()).await?;
         txn.commit().await?;
+        if announces {
+            ticket_platform::outbox::committed();
+        }
         std::mem::take(&mut pending.outcomes)
             .count(&self.inner.metrics, self.saga_type().declaration().name);
         let calls = pending.calls;

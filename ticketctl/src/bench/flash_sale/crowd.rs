@@ -15,10 +15,22 @@ use tonic::transport::Channel;
 use crate::buyers::{self, Bearer, Keys, Plan, Plans};
 use crate::catalog::{Sale, put_on_sale};
 
+/// How buyers come to the sale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arrivals {
+    /// A closed loop: `n` buyers at once, the next coming only when one is done (paid and
+    /// confirmed, cancelled, or decided not to pay), so the loop slows with the saga.
+    AtOnce(usize),
+    /// An open loop: buyers arrive at this many per second whatever the others are doing, as
+    /// a sale's crowd does; a buyer's CreateOrder is timed from its arrival, so time spent
+    /// waiting for the bench itself counts against the system, not for it.
+    PerSecond(f64),
+}
+
 /// One buyer's sale.
 #[derive(Default)]
 pub struct Buyer {
-    /// CreateOrder, sent to answered.
+    /// CreateOrder, from the buyer's arrival (sent, in a closed loop) to answered.
     pub create_us: u64,
     pub refused_at_once: bool,
     /// The order as last seen, once CreateOrder accepted it.
@@ -84,29 +96,57 @@ impl Crowd {
         })
     }
 
-    /// `buyers` buyers, `concurrency` at a time, each in a task of its own; a progress bar on
-    /// the terminal counts the decided ones. The clock starts now.
-    pub async fn buy(mut self, buyers: usize, concurrency: usize) -> anyhow::Result<Vec<Buyer>> {
+    /// `buyers` buyers, coming as `arrivals` says, each in a task of its own; a progress bar
+    /// on the terminal counts the decided ones. The clock starts now.
+    pub async fn buy(mut self, buyers: usize, arrivals: Arrivals) -> anyhow::Result<Vec<Buyer>> {
         self.progress = ProgressBar::new(buyers as u64).with_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} buyers decided")
                 .context("progress bar template")?,
         );
         self.started = Instant::now();
-        let bought = futures::stream::iter(0..buyers)
-            .map(|i| tokio::spawn(self.clone().one(i)))
-            .buffer_unordered(concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .context("a buyer's task");
+        let bought = match arrivals {
+            Arrivals::AtOnce(concurrency) => {
+                futures::stream::iter(0..buyers)
+                    .map(|i| tokio::spawn(self.clone().one(i, None)))
+                    .buffer_unordered(concurrency.max(1))
+                    .collect::<Vec<_>>()
+                    .await
+            }
+            Arrivals::PerSecond(rate) => {
+                let tasks = self.arrive(buyers, rate).await;
+                futures::future::join_all(tasks).await
+            }
+        };
         self.progress.finish_and_clear();
         bought
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .context("a buyer's task")
     }
 
-    async fn one(self, i: usize) -> Buyer {
+    /// Starts buyer `i` at `i / rate` seconds after the clock started, on the timer's
+    /// millisecond ticks (every buyer due by a tick starts at it, timed from when it was due).
+    async fn arrive(&self, buyers: usize, rate: f64) -> Vec<tokio::task::JoinHandle<Buyer>> {
+        let rate = rate.max(f64::MIN_POSITIVE);
+        let mut tasks = Vec::with_capacity(buyers);
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while tasks.len() < buyers {
+            tick.tick().await;
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let due = ((elapsed * rate).floor() as usize + 1).min(buyers);
+            for i in tasks.len()..due {
+                let arrival = self.started + Duration::from_secs_f64(i as f64 / rate);
+                tasks.push(tokio::spawn(self.clone().one(i, Some(arrival))));
+            }
+        }
+        tasks
+    }
+
+    /// Buyer `i`'s sale; `arrival` is when an open loop's buyer was due.
+    async fn one(self, i: usize, arrival: Option<Instant>) -> Buyer {
         let mut buyer = Buyer::default();
-        if let Err(err) = self.follow(i, &mut buyer).await {
+        if let Err(err) = self.follow(i, arrival, &mut buyer).await {
             buyer.failure = Some(format!("buyer {i}: {err:#}"));
         }
         if buyer.decided_at.is_none() {
@@ -115,12 +155,17 @@ impl Crowd {
         buyer
     }
 
-    async fn follow(&self, i: usize, buyer: &mut Buyer) -> anyhow::Result<()> {
+    async fn follow(
+        &self,
+        i: usize,
+        arrival: Option<Instant>,
+        buyer: &mut Buyer,
+    ) -> anyhow::Result<()> {
         let mut orders = self.orders[i % self.orders.len()].clone();
         let user_id = format!("flash-buyer-{i}");
         // The buyer brings a token a gateway signed; its signing is not the sale's.
         let me = self.keys.buyer(&user_id)?;
-        let sent = Instant::now();
+        let sent = arrival.unwrap_or_else(Instant::now);
         let created = orders
             .create_order(me.on(pb::CreateOrderRequest {
                 user_id,

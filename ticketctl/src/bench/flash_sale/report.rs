@@ -50,7 +50,10 @@ pub struct Report {
 pub struct Setup {
     pub tickets: i64,
     pub buyers: usize,
+    /// Buyers at once (a closed loop), unless buyers arrived at a rate.
     pub concurrency: usize,
+    /// Buyers arriving per second (an open loop), when the sale was run so.
+    pub arrivals_per_sec: Option<f64>,
     /// HTTP/2 connections to order-svc.
     pub connections: u16,
     pub pay_percent: usize,
@@ -149,11 +152,14 @@ impl Report {
     pub fn print(&self) {
         let s = &self.setup;
         println!(
-            "\nflash sale: {} tickets, {} buyers, {} at once over {} connection(s); reserved buyers pay {}%, cancel {}%, \
+            "\nflash sale: {} tickets, {} buyers, {} over {} connection(s); reserved buyers pay {}%, cancel {}%, \
              let the deadline pass {}%{}",
             s.tickets,
             s.buyers,
-            s.concurrency,
+            match s.arrivals_per_sec {
+                Some(rate) => format!("arriving {} a second (an open loop)", num(rate, 0)),
+                None => format!("{} at once", s.concurrency),
+            },
             s.connections,
             s.pay_percent,
             s.cancel_percent,

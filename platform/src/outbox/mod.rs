@@ -3,6 +3,12 @@
 //! batches and marks them sent. Delivery is at-least-once: a relay that stops after publishing
 //! and before marking publishes the rows again with the same `message_id`, which inboxes skip.
 //! Several relays may run against one table: rows are claimed with `FOR UPDATE SKIP LOCKED`.
+//! A relay is woken by the commit of rows in its own process ([`committed`]); its poll is the
+//! floor beneath that.
+
+mod wake;
+
+pub use wake::committed;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,8 +110,8 @@ pub async fn pending(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
 pub struct RelaySettings {
     /// Rows claimed (and published) per round.
     pub batch: u64,
-    /// Wait after a round that found the outbox empty (a round that published goes again at
-    /// once).
+    /// Wait after a round that found the outbox empty, unless a commit of outbox rows wakes
+    /// the relay first (a round that published goes again at once).
     pub idle_poll: Duration,
     /// Wait after a failed round (broker or database down).
     pub error_backoff: Duration,
@@ -265,33 +271,51 @@ async fn run(
         if stop.is_cancelled() {
             break;
         }
+        let mark = wake::mark();
         let wait = match relay_once(&db, &publisher, settings.batch).await {
             Ok(n) => {
                 published.fetch_add(n as u64, Ordering::Relaxed);
                 // Rows written while a round published wait for the next one: it starts at
-                // once. Only a round that found nothing waits for the next poll.
+                // once. Only a round that found nothing waits, for a commit or the next poll.
                 if n > 0 {
-                    Duration::ZERO
+                    Wait::None
                 } else {
-                    settings.idle_poll
+                    Wait::Idle(settings.idle_poll)
                 }
             }
             Err(err) => {
                 tracing::warn!(error = %err, "outbox relay round failed; retrying");
-                settings.error_backoff
+                // Commits do not cut this short: a broker that is down is not asked again
+                // for every row written meanwhile.
+                Wait::Backoff(settings.error_backoff)
             }
         };
         if last_purge.elapsed() > Duration::from_secs(60) {
             last_purge = tokio::time::Instant::now();
             purge_sent(&db, settings.retention).await;
         }
-        if !wait.is_zero() {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(wait) => {}
+        match wait {
+            Wait::None => {}
+            Wait::Idle(poll) => {
+                if let wake::Woken::Stopped = mark.wait(poll, &stop).await {
+                    break;
+                }
             }
+            Wait::Backoff(delay) => tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(delay) => {}
+            },
         }
     }
+}
+
+/// What the relay waits for before its next round.
+enum Wait {
+    None,
+    /// The poll, or a commit of outbox rows since the round began, whichever comes first.
+    Idle(Duration),
+    /// The backoff after a failed round.
+    Backoff(Duration),
 }
 
 async fn purge_sent(db: &DatabaseConnection, retention: Duration) {
