@@ -12,9 +12,11 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct OrderMetrics {
     pub created: Counter,
+    /// New orders written per transaction (`orders_create_batch`).
+    pub create_batch: prometheus_client::metrics::histogram::Histogram,
     /// CreateOrder refused before any order was written: `sold_out`, `invalid` (bad input),
     /// `exists` (a request id used for another order).
     pub refused: Family<ReasonLabel, Counter>,
@@ -23,9 +25,26 @@ pub struct OrderMetrics {
     pub cancelled: Family<ReasonLabel, Counter>,
 }
 
+impl Default for OrderMetrics {
+    fn default() -> Self {
+        Self {
+            created: Counter::default(),
+            create_batch: ticket_platform::metrics::sizes(),
+            refused: Family::default(),
+            paid: Counter::default(),
+            cancelled: Family::default(),
+        }
+    }
+}
+
 impl OrderMetrics {
     pub fn register(&self, metrics: &Metrics) {
         metrics.register("orders_created", "Orders created", self.created.clone());
+        metrics.register(
+            "orders_create_batch",
+            "New orders written in one transaction",
+            self.create_batch.clone(),
+        );
         metrics.register(
             "orders_refused",
             "CreateOrder calls refused before an order was written, by reason",
