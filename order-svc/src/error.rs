@@ -26,10 +26,6 @@ pub enum Error {
     Catalog(String),
     #[error("live stock (Redis): {0}")]
     Redis(#[from] fred::error::Error),
-    /// A new order's batch did not run (the service is stopping, or the orders before it in
-    /// its batch failed one after another).
-    #[error("order not written: {0}")]
-    NotWritten(String),
 }
 
 impl Error {
@@ -42,10 +38,7 @@ impl Error {
 
     /// A failure that passes (a dependency down), as opposed to an answer about the input.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Database(_) | Self::Catalog(_) | Self::Redis(_) | Self::NotWritten(_)
-        )
+        matches!(self, Self::Database(_) | Self::Catalog(_) | Self::Redis(_))
     }
 }
 
@@ -71,10 +64,6 @@ impl From<Error> for Status {
             Error::Redis(err) => {
                 tracing::error!(error = %err, "live stock failure");
                 Status::unavailable("the live stock store is unavailable; retry later")
-            }
-            Error::NotWritten(why) => {
-                tracing::warn!(%why, "a new order was not written");
-                Status::unavailable(format!("the order was not written ({why}); retry later"))
             }
         }
     }

@@ -36,7 +36,6 @@ use crate::contacts::ContactApi;
 use crate::guard::{Guard, GuardConfig};
 use crate::order_api::OrderApi;
 use crate::order_events::{EventHandover, Orchestrator};
-use crate::orders::new_orders::{self, NewOrders};
 use crate::tiers::Tiers;
 use crate::watch::Changes;
 
@@ -97,10 +96,6 @@ pub struct Config {
     /// The longest a CreateOrder that asks for its decision waits for it
     /// (`create.decision_wait_ms`).
     pub decision_wait: Duration,
-    /// New orders written in one transaction at most (`create.batch_max`), and such
-    /// transactions at once (`create.batch_concurrency`).
-    pub create_batch_max: usize,
-    pub create_batch_concurrency: usize,
 }
 
 impl Config {
@@ -138,17 +133,6 @@ impl Config {
         let sweep_interval = source.millis("sweep.interval_ms", Duration::from_secs(5));
         let admission_hold = source.millis("admission.hold_ms", Duration::from_secs(30));
         let decision_wait = source.millis("create.decision_wait_ms", Duration::from_secs(10));
-        let create_batch_max = source.get("create.batch_max", new_orders::DEFAULT_BATCH_MAX);
-        if !(1..=512).contains(&create_batch_max) {
-            source.invalid("create.batch_max", "must be between 1 and 512");
-        }
-        let create_batch_concurrency = source.get(
-            "create.batch_concurrency",
-            new_orders::DEFAULT_BATCH_CONCURRENCY,
-        );
-        if !(1..=64).contains(&create_batch_concurrency) {
-            source.invalid("create.batch_concurrency", "must be between 1 and 64");
-        }
         let guard = GuardConfig::load(source, &service.access);
         Self {
             guard,
@@ -163,8 +147,6 @@ impl Config {
             sweep_interval,
             admission_hold,
             decision_wait,
-            create_batch_max,
-            create_batch_concurrency,
         }
     }
 }
@@ -233,15 +215,8 @@ impl Application {
             db: service.db.clone(),
             access: service.access.clone(),
         };
-        let new_orders = NewOrders::start(
-            service.db.clone(),
-            config.create_batch_max,
-            config.create_batch_concurrency,
-            order_metrics.create_batch.clone(),
-        );
         let api = OrderApi {
             db: service.db.clone(),
-            new_orders,
             tiers,
             admission,
             changes: changes.clone(),

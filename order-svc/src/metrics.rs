@@ -12,11 +12,9 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OrderMetrics {
     pub created: Counter,
-    /// New orders written per transaction (`orders_create_batch`).
-    pub create_batch: prometheus_client::metrics::histogram::Histogram,
     /// CreateOrder refused before any order was written: `sold_out`, `invalid` (bad input),
     /// `exists` (a request id used for another order).
     pub refused: Family<ReasonLabel, Counter>,
@@ -25,26 +23,9 @@ pub struct OrderMetrics {
     pub cancelled: Family<ReasonLabel, Counter>,
 }
 
-impl Default for OrderMetrics {
-    fn default() -> Self {
-        Self {
-            created: Counter::default(),
-            create_batch: ticket_platform::metrics::sizes(),
-            refused: Family::default(),
-            paid: Counter::default(),
-            cancelled: Family::default(),
-        }
-    }
-}
-
 impl OrderMetrics {
     pub fn register(&self, metrics: &Metrics) {
         metrics.register("orders_created", "Orders created", self.created.clone());
-        metrics.register(
-            "orders_create_batch",
-            "New orders written in one transaction",
-            self.create_batch.clone(),
-        );
         metrics.register(
             "orders_refused",
             "CreateOrder calls refused before an order was written, by reason",

@@ -18,7 +18,6 @@ use crate::admission::{Admission, Admitted};
 use crate::error::Error;
 use crate::guard::Guard;
 use crate::order_events::Orchestrator;
-use crate::orders::new_orders::NewOrders;
 use crate::orders::{self, CancelReason, NewOrder, entity};
 use crate::tiers::{TierInfo, Tiers};
 use crate::watch::Changes;
@@ -33,8 +32,6 @@ pub const MAX_PAGE: u64 = 100;
 
 pub struct OrderApi {
     pub db: DatabaseConnection,
-    /// Where new orders are written, together with those arriving beside them.
-    pub new_orders: NewOrders,
     pub tiers: Tiers,
     pub admission: Admission,
     pub changes: Changes,
@@ -167,11 +164,15 @@ impl OrderApi {
         answer(self.write(&new).await?, &new)
     }
 
-    /// Writes the order and its event (in the transaction of the orders written beside it);
-    /// `false` with the order that (user, request id) already had.
+    /// Writes the order and its event in one transaction; `false` with the order that
+    /// (user, request id) already had.
     async fn write(&self, new: &NewOrder) -> Result<(orders::Order, bool), Error> {
-        let written = self.new_orders.write(new.clone()).await?;
+        let txn = self.db.begin().await?;
+        let written = orders::create(&txn, new).await?;
+        txn.commit().await?;
         if written.1 {
+            // Its ORDER_CREATED goes out now, not at the relay's next poll.
+            ticket_platform::outbox::committed();
             self.metrics.created.inc();
         }
         Ok(written)

@@ -278,8 +278,6 @@ pub fn order_config(
         sweep_interval: sweep,
         admission_hold: Duration::from_secs(30),
         decision_wait: Duration::from_secs(10),
-        create_batch_max: order_svc::orders::new_orders::DEFAULT_BATCH_MAX,
-        create_batch_concurrency: order_svc::orders::new_orders::DEFAULT_BATCH_CONCURRENCY,
     }
 }
 

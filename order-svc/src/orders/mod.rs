@@ -9,7 +9,6 @@
 //! state before `PAID`.
 
 pub mod entity;
-pub mod new_orders;
 pub mod status;
 
 use chrono::{DateTime, Utc};
