@@ -11,7 +11,7 @@ use ticket_proto::saga::v1::command::Body;
 
 use crate::error::Error;
 use crate::order_api::{MAX_ID_LEN, identifier};
-use crate::orders::{self, CancelReason, Watchers};
+use crate::orders::{self, CancelReason};
 
 /// The consumer group of order-svc on `ORDER_CMD_TOPIC` (the namespace is added).
 pub const CONSUMER_GROUP: &str = "order-svc";
@@ -108,9 +108,7 @@ impl CommandHandler for OrderCommands {
             OrderStep::Confirm => orders::confirm(txn, order_no)
                 .await
                 .map(|order| (order, false)),
-            OrderStep::Cancel { reason } => {
-                orders::cancel(txn, order_no, *reason, None, Watchers::InTheTransaction).await
-            }
+            OrderStep::Cancel { reason } => orders::cancel(txn, order_no, *reason, None).await,
         };
         match result {
             Ok((order, applied)) => Ok(Answer::ok(

@@ -18,7 +18,7 @@ use crate::admission::{Admission, Admitted};
 use crate::error::Error;
 use crate::guard::Guard;
 use crate::order_events::Orchestrator;
-use crate::orders::{self, CancelReason, NewOrder, Watchers, entity};
+use crate::orders::{self, CancelReason, NewOrder, entity};
 use crate::tiers::{TierInfo, Tiers};
 use crate::watch::Changes;
 
@@ -168,12 +168,11 @@ impl OrderApi {
     /// (user, request id) already had.
     async fn write(&self, new: &NewOrder) -> Result<(orders::Order, bool), Error> {
         let txn = self.db.begin().await?;
-        let written = orders::create(&txn, new, Watchers::AfterCommit).await?;
+        let written = orders::create(&txn, new).await?;
         txn.commit().await?;
         if written.1 {
             // Its ORDER_CREATED goes out now, not at the relay's next poll.
             ticket_platform::outbox::committed();
-            self.tell_watchers(&written.0).await;
             self.metrics.created.inc();
         }
         Ok(written)
@@ -212,14 +211,6 @@ impl OrderApi {
                     self.decision_wait
                 ))
             })?
-    }
-
-    /// Announces a committed change to the order's watchers; a failure only delays them (each
-    /// stream re-reads its order every few seconds).
-    async fn tell_watchers(&self, order: &orders::Order) {
-        if let Err(err) = orders::tell_watchers(&self.db, order).await {
-            tracing::warn!(error = %err, order_no = %order.order_no, "watchers not told of a change");
-        }
     }
 
     async fn in_transaction<F, Fut, T>(&self, change: F) -> Result<T, Error>
@@ -411,13 +402,11 @@ impl pb::order_service_server::OrderService for OrderApi {
         let amount = request.amount_cents;
         let (order, paid) = self
             .in_transaction(|txn| async move {
-                let result =
-                    orders::pay(&txn, &order_no, &payment_ref, amount, Watchers::AfterCommit).await;
+                let result = orders::pay(&txn, &order_no, &payment_ref, amount).await;
                 (txn, result)
             })
             .await?;
         if paid {
-            self.tell_watchers(&order).await;
             self.metrics.paid.inc();
         }
         Ok(Response::new(orders::message(&order)))
@@ -444,19 +433,12 @@ impl pb::order_service_server::OrderService for OrderApi {
         let (order, cancelled) = self
             .in_transaction(|txn| async move {
                 let note = (!note.is_empty()).then_some(note.as_str());
-                let result = orders::cancel(
-                    &txn,
-                    &order_no,
-                    CancelReason::UserCancelled,
-                    note,
-                    Watchers::AfterCommit,
-                )
-                .await;
+                let result =
+                    orders::cancel(&txn, &order_no, CancelReason::UserCancelled, note).await;
                 (txn, result)
             })
             .await?;
         if cancelled {
-            self.tell_watchers(&order).await;
             self.metrics.cancelled(CancelReason::UserCancelled);
         }
         Ok(Response::new(orders::message(&order)))

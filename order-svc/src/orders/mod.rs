@@ -120,37 +120,14 @@ async fn existing(conn: &impl ConnectionTrait, order_no: &str) -> Result<Order, 
         .ok_or_else(|| Error::NotFound(format!("order {order_no} does not exist")))
 }
 
-/// When an order change is announced to its watchers (`pg_notify`, heard by every replica's
-/// listener only once the change committed either way).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Watchers {
-    /// In the change's own transaction: a batch of saga commands, one commit for the batch.
-    InTheTransaction,
-    /// By the caller once the change committed ([`tell_watchers`]): a transaction that
-    /// notifies holds Postgres' one notification-queue lock through its commit, so the commits
-    /// of single-order calls (CreateOrder, PayOrder, CancelOrder) would queue one behind
-    /// another (docs/BENCHMARKS.md, tenth reading). Lost in a crash between the two, the
-    /// announcement costs a watcher its periodic re-read.
-    AfterCommit,
-}
-
 async fn announce(
     conn: &impl ConnectionTrait,
     order: &Order,
     event: Option<OutgoingMessage>,
-    watchers: Watchers,
 ) -> Result<(), Error> {
     if let Some(event) = event {
         outbox::enqueue(conn, &[event]).await?;
     }
-    if watchers == Watchers::InTheTransaction {
-        tell_watchers(conn, order).await?;
-    }
-    Ok(())
-}
-
-/// Announces `order` as it now is to the `WatchOrder` streams of every replica.
-pub async fn tell_watchers(conn: &impl ConnectionTrait, order: &Order) -> Result<(), DbErr> {
     conn.execute_raw(Statement::from_sql_and_values(
         conn.get_database_backend(),
         "SELECT pg_notify($1, $2)",
@@ -169,11 +146,7 @@ pub async fn tell_watchers(conn: &impl ConnectionTrait, order: &Order) -> Result
 /// either unique key does nothing: naming only (user, request id) made the loser of that race
 /// fail on the order number instead. The buyer's contact, when given, is saved in the same
 /// statement, with the order it belongs to (a repeated request keeps the first one's).
-pub async fn create(
-    conn: &impl ConnectionTrait,
-    new: &NewOrder,
-    watchers: Watchers,
-) -> Result<(Order, bool), Error> {
+pub async fn create(conn: &impl ConnectionTrait, new: &NewOrder) -> Result<(Order, bool), Error> {
     let insert = "INSERT INTO orders (order_no, user_id, request_id, show_id, session_id, \
                   tier_id, quantity, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING') \
                   ON CONFLICT DO NOTHING RETURNING *";
@@ -216,7 +189,7 @@ pub async fn create(
             &order.order_no,
             &created_event(&order),
         );
-        announce(conn, &order, Some(event), watchers).await?;
+        announce(conn, &order, Some(event)).await?;
         return Ok((order, true));
     }
     let order = entity::Entity::find()
@@ -292,7 +265,7 @@ pub async fn reserve(
     )
     .await?
     {
-        announce(conn, &order, None, Watchers::InTheTransaction).await?;
+        announce(conn, &order, None).await?;
         return Ok(order);
     }
     let order = existing(conn, order_no).await?;
@@ -330,7 +303,7 @@ pub async fn confirm(conn: &impl ConnectionTrait, order_no: &str) -> Result<Orde
     )
     .await?
     {
-        announce(conn, &order, None, Watchers::InTheTransaction).await?;
+        announce(conn, &order, None).await?;
         return Ok(order);
     }
     let order = existing(conn, order_no).await?;
@@ -354,7 +327,6 @@ pub async fn cancel(
     order_no: &str,
     reason: CancelReason,
     note: Option<&str>,
-    watchers: Watchers,
 ) -> Result<(Order, bool), Error> {
     if let Some(order) = compare_and_set(
         conn,
@@ -377,7 +349,7 @@ pub async fn cancel(
                 cancelled_at: Some(timestamp(order.updated_at)),
             },
         );
-        announce(conn, &order, Some(event), watchers).await?;
+        announce(conn, &order, Some(event)).await?;
         return Ok((order, true));
     }
     let order = existing(conn, order_no).await?;
@@ -402,7 +374,6 @@ pub async fn pay(
     order_no: &str,
     payment_ref: &str,
     amount_cents: i64,
-    watchers: Watchers,
 ) -> Result<(Order, bool), Error> {
     if let Some(order) = compare_and_set(
         conn,
@@ -431,7 +402,7 @@ pub async fn pay(
                 paid_at: order.paid_at.map(timestamp),
             },
         );
-        announce(conn, &order, Some(event), watchers).await?;
+        announce(conn, &order, Some(event)).await?;
         return Ok((order, true));
     }
     let order = existing(conn, order_no).await?;
