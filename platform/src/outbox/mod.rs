@@ -297,7 +297,7 @@ async fn run(
         match wait {
             Wait::None => {}
             Wait::Idle(poll) => {
-                if let wake::Woken::Stopped = mark.wait(poll, &stop).await {
+                if !mark.wait(poll, &stop).await {
                     break;
                 }
             }

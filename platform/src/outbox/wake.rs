@@ -31,27 +31,20 @@ pub fn mark() -> Mark {
 
 pub struct Mark(u64);
 
-/// How an idle wait ended.
-pub enum Woken {
-    Committed,
-    Polled,
-    Stopped,
-}
-
 impl Mark {
-    /// Waits for a commit after this mark, at most `poll`, or until `stop`.
-    pub async fn wait(self, poll: Duration, stop: &CancellationToken) -> Woken {
+    /// Waits for a commit after this mark, at most `poll`; `false` once `stop` came instead.
+    pub async fn wait(self, poll: Duration, stop: &CancellationToken) -> bool {
         let notified = COMMITTED.notified();
         tokio::pin!(notified);
         // Registered before the check, so a commit between the two is not missed.
         notified.as_mut().enable();
         if COMMITS.load(Ordering::Acquire) != self.0 {
-            return Woken::Committed;
+            return true;
         }
         tokio::select! {
-            () = stop.cancelled() => Woken::Stopped,
-            () = tokio::time::sleep(poll) => Woken::Polled,
-            () = notified => Woken::Committed,
+            () = stop.cancelled() => false,
+            () = tokio::time::sleep(poll) => true,
+            () = notified => true,
         }
     }
 }

@@ -9,13 +9,14 @@
 
 mod checks;
 mod crowd;
+mod figures;
 mod messages;
 mod report;
 mod spawn;
 mod stages;
 mod usage;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,9 +25,8 @@ use ticket_proto::order::v1 as pb;
 use ticket_proto::order::v1::order_service_client::OrderServiceClient;
 use ticket_proto::saga::v1::saga_admin_client::SagaAdminClient;
 
-use self::crowd::{Arrivals, Buyer, Crowd, micros, warm_up};
+use self::crowd::{Arrivals, Crowd, warm_up};
 pub use self::report::Report;
-use self::report::{Check, OverAcceptance, Percentiles, ServiceResources, Setup};
 use self::spawn::{Service, Settings, System};
 use crate::buyers::{self, Plans, connect};
 use crate::catalog::{Sale, put_on_sale, stock_at_end};
@@ -310,7 +310,7 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         crate::saga::wait_until_settled(&mut sagas, &args.token, &order_nos, within).await?;
     let stock = stock_at_end(stock_channel, on_sale.tier_id, &args.token).await?;
     let resources = match (system, idle) {
-        (Some(system), Some(idle)) => Some(resources(&idle, &system.usage())),
+        (Some(system), Some(idle)) => Some(figures::resources(&idle, &system.usage())),
         _ => None,
     };
     let paid: HashSet<String> = finals
@@ -338,7 +338,7 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         &stock,
         &buyers,
     );
-    Ok(report(
+    Ok(figures::report(
         args,
         &buyers,
         &finals,
@@ -347,113 +347,4 @@ async fn measure(args: &Args, plans: Plans, system: Option<&System>) -> anyhow::
         resources,
         checks,
     ))
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-fn resources(
-    idle: &[(Service, usage::Usage)],
-    after: &[(Service, usage::Usage)],
-) -> Vec<ServiceResources> {
-    idle.iter()
-        .filter_map(|(service, before)| {
-            let (_, now) = after.iter().find(|(s, _)| s == service)?;
-            Some(ServiceResources {
-                service: service.binary().to_owned(),
-                idle_rss_mib: mib(before.rss_kib),
-                peak_rss_mib: mib(now.peak_rss_kib),
-                sale_cpu_secs: now.cpu_secs - before.cpu_secs,
-                total_cpu_secs: now.cpu_secs,
-            })
-        })
-        .collect()
-}
-
-fn report(
-    args: &Args,
-    buyers: &[Buyer],
-    finals: &[pb::Order],
-    saga_states: &HashMap<String, String>,
-    messages: Option<messages::MessageFigures>,
-    resources: Option<Vec<ServiceResources>>,
-    checks: Vec<Check>,
-) -> Report {
-    let decided_in = buyers
-        .iter()
-        .filter_map(|b| b.decided_at)
-        .max()
-        .unwrap_or_default();
-    let first_paid = buyers.iter().filter_map(|b| b.paid_at).min();
-    let last_confirmed = buyers.iter().filter_map(|b| b.confirmed_at).max();
-    let paid = buyers.iter().filter(|b| b.confirmed_at.is_some()).count();
-    let confirming = match (first_paid, last_confirmed) {
-        (Some(first), Some(last)) => last.saturating_sub(first).as_secs_f64(),
-        _ => f64::NAN,
-    };
-    let mut endings: BTreeMap<String, usize> = BTreeMap::new();
-    for order in finals {
-        *endings.entry(buyers::ending(order)).or_default() += 1;
-    }
-    let over_accepted = finals
-        .iter()
-        .filter(|o| {
-            o.status() == pb::OrderStatus::Cancelled
-                && o.cancel_reason() == pb::CancelReason::SoldOut
-        })
-        .count();
-    let mut saga_tally: BTreeMap<String, usize> = BTreeMap::new();
-    for state in saga_states.values() {
-        *saga_tally.entry(state.clone()).or_default() += 1;
-    }
-    let failures: Vec<String> = buyers.iter().filter_map(|b| b.failure.clone()).collect();
-    let all_passed = checks.iter().all(|c| c.passed);
-    Report {
-        setup: Setup {
-            tickets: args.tickets,
-            buyers: args.buyers,
-            concurrency: args.concurrency,
-            arrivals_per_sec: args.rate,
-            connections: args.connections,
-            pay_percent: args.pay,
-            cancel_percent: args.cancel,
-            spawned: args.spawn,
-            synchronous: args.synchronous,
-            payment_window_secs: args.spawn.then_some(args.payment_window_secs),
-        },
-        attempts_per_sec: args.buyers as f64 / decided_in.as_secs_f64(),
-        decided_in_secs: decided_in.as_secs_f64(),
-        create_order_ms: Percentiles::of(buyers.iter().map(|b| b.create_us).collect()),
-        refused_at_once: buyers.iter().filter(|b| b.refused_at_once).count(),
-        accepted: finals.len(),
-        decision_ms: Percentiles::of(buyers.iter().filter_map(|b| b.decision_us).collect()),
-        send_to_decision_ms: Percentiles::of(
-            buyers
-                .iter()
-                .filter(|b| b.decided_at.is_some())
-                .map(|b| b.create_us + b.decision_us.unwrap_or(0))
-                .collect(),
-        ),
-        paid,
-        paid_to_confirmed_ms: Percentiles::of(
-            buyers
-                .iter()
-                .filter_map(|b| Some(micros(b.confirmed_at?.saturating_sub(b.paid_at?))))
-                .collect(),
-        ),
-        completed_sagas_per_sec: paid as f64 / confirming,
-        over_acceptance: OverAcceptance {
-            orders: over_accepted,
-            percent_of_supply: 100.0 * over_accepted as f64 / args.tickets as f64,
-        },
-        failed_buyers: failures.len(),
-        failures: failures.into_iter().take(10).collect(),
-        endings,
-        sagas: saga_tally,
-        messages,
-        resources,
-        checks,
-        all_passed,
-    }
 }

@@ -124,10 +124,9 @@ impl Crowd {
             .context("a buyer's task")
     }
 
-    /// Starts buyer `i` at `i / rate` seconds after the clock started, on the timer's
+    /// Starts buyer `i` at `i / rate` seconds (`rate` above 0) after the clock started, on the timer's
     /// millisecond ticks (every buyer due by a tick starts at it, timed from when it was due).
     async fn arrive(&self, buyers: usize, rate: f64) -> Vec<tokio::task::JoinHandle<Buyer>> {
-        let rate = rate.max(f64::MIN_POSITIVE);
         let mut tasks = Vec::with_capacity(buyers);
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
