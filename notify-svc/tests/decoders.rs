@@ -1,5 +1,5 @@
-//! Properties of notify-svc's decoder of the saga's notification commands (`SMS`, `EMAIL`,
-//! `PUSH` on `NOTIFICATION_TOPIC`, or `Participant.Execute`): `NotifyCommands::check`, which the
+//! Properties of notify-svc's decoder of the saga's notification commands (`NOTIFY`, `SMS`,
+//! `EMAIL`, `PUSH` on `NOTIFICATION_TOPIC`, or `Participant.Execute`): `NotifyCommands::check`, which the
 //! platform runs on a command after decoding its body and checking its envelope (the body's
 //! decoding is covered in platform/tests/decoders.rs).
 //!
@@ -72,6 +72,17 @@ fn notify(channel: &str, user_id: String, template: String) -> Option<Body> {
         channel: channel.to_owned(),
         user_id,
         template,
+        channels: Vec::new(),
+    }))
+}
+
+/// The `NOTIFY` form: the channels in `channels`.
+fn notify_on(channels: &[&str], user_id: String, template: String) -> Option<Body> {
+    Some(Body::Notify(Notify {
+        channel: String::new(),
+        user_id,
+        template,
+        channels: channels.iter().map(|c| c.to_string()).collect(),
     }))
 }
 
@@ -102,9 +113,10 @@ fn other_body() -> impl Strategy<Value = Body> {
 proptest! {
     #![proptest_config(config())]
 
-    /// Any command is checked without panicking; one accepted is a notification on one of
-    /// the three channels (by their exact names), travelling under its channel's tag, for one
-    /// of the known events.
+    /// Any command is checked without panicking; one accepted is a notification for one of the
+    /// known events, either on one of the three channels (by their exact names) in `channel`,
+    /// travelling under its channel's tag, or on those named in `channels` (each once, all of
+    /// them known), travelling as `NOTIFY`.
     #[test]
     fn any_command_is_checked_without_panicking(
         order_no in prop_oneof![identifier(), text()],
@@ -113,12 +125,21 @@ proptest! {
                 prop_oneof![channel().prop_map(str::to_owned), text()],
                 prop_oneof![identifier(), text()],
                 prop_oneof![template(), text()],
+                proptest::collection::vec(prop_oneof![channel().prop_map(str::to_owned), text()], 0..4),
+                any::<bool>(),
             )
-                .prop_map(|(channel, user_id, template)| {
+                .prop_map(|(channel, user_id, template, channels, one)| {
+                    // Mostly one form or the other, sometimes both or neither.
+                    let (channel, channels) = match (one, channels.len() % 3 == 0) {
+                        (_, true) => (channel, channels),
+                        (true, false) => (channel, Vec::new()),
+                        (false, false) => (String::new(), channels),
+                    };
                     Body::Notify(Notify {
                         channel,
                         user_id,
                         template,
+                        channels,
                     })
                 }),
             other_body(),
@@ -133,9 +154,22 @@ proptest! {
                         sent.body
                     )));
                 };
-                prop_assert!(CHANNELS.contains(&asked.channel.as_str()), "{asked:?}");
-                prop_assert_eq!(travels_as, asked.channel.as_str());
-                prop_assert_eq!(notification.channel, travels_as);
+                if asked.channels.is_empty() {
+                    prop_assert!(CHANNELS.contains(&asked.channel.as_str()), "{asked:?}");
+                    prop_assert_eq!(travels_as, asked.channel.as_str());
+                    prop_assert_eq!(&notification.channels, &[travels_as]);
+                } else {
+                    prop_assert!(asked.channel.is_empty(), "{asked:?}");
+                    prop_assert_eq!(travels_as, tag::NOTIFY);
+                    let mut named: Vec<&str> = Vec::new();
+                    for c in &asked.channels {
+                        prop_assert!(CHANNELS.contains(&c.as_str()), "{asked:?}");
+                        if !named.contains(&c.as_str()) {
+                            named.push(c);
+                        }
+                    }
+                    prop_assert_eq!(&notification.channels, &named);
+                }
                 prop_assert!(templates().contains(&asked.template), "{asked:?}");
                 prop_assert_eq!(&notification.order_no, &sent.order_no);
                 prop_assert_eq!(&notification.user_id, &asked.user_id);
@@ -157,10 +191,31 @@ proptest! {
             .check(&command(order_no.clone(), notify(channel, user_id.clone(), template.clone())))
             .map_err(TestCaseError::fail)?;
         prop_assert_eq!(travels_as, channel);
-        prop_assert_eq!(notification.channel, channel);
+        prop_assert_eq!(notification.channels, [channel]);
         prop_assert_eq!(notification.user_id, user_id);
         prop_assert_eq!(notification.template, template);
         prop_assert!(notification.body.contains(&order_no), "{}", notification.body);
+        prop_assert_eq!(notification.order_no, order_no);
+    }
+
+    /// A notification on several channels is one `NOTIFY`, naming each channel once in the
+    /// order given.
+    #[test]
+    fn a_notification_on_several_channels_travels_as_notify(
+        order_no in identifier(),
+        named in proptest::collection::vec(channel(), 1..6),
+        user_id in identifier(),
+        template in template(),
+    ) {
+        let (notification, travels_as) = NotifyCommands
+            .check(&command(order_no.clone(), notify_on(&named, user_id.clone(), template)))
+            .map_err(TestCaseError::fail)?;
+        prop_assert_eq!(travels_as, tag::NOTIFY);
+        let mut once = named.clone();
+        let mut seen = Vec::new();
+        once.retain(|c| if seen.contains(c) { false } else { seen.push(*c); true });
+        prop_assert_eq!(notification.channels, once);
+        prop_assert_eq!(notification.user_id, user_id);
         prop_assert_eq!(notification.order_no, order_no);
     }
 
@@ -181,10 +236,12 @@ proptest! {
         let (sent, expected) = match defect {
             0 => {
                 prop_assume!(!CHANNELS.contains(&unknown.as_str()));
-                (
-                    command(order_no, notify(&unknown, user_id, template)),
-                    format!("channel {unknown:?} is not SMS, EMAIL or PUSH"),
-                )
+                let expected = if unknown.is_empty() {
+                    "names no channel".to_owned()
+                } else {
+                    format!("channel {unknown:?} is not SMS, EMAIL or PUSH")
+                };
+                (command(order_no, notify(&unknown, user_id, template)), expected)
             }
             1 => {
                 let lower = channel.to_lowercase();

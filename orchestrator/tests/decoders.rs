@@ -125,7 +125,9 @@ fn reply_message() -> impl Strategy<Value = Reply> {
 fn is_notification(step: Step) -> bool {
     matches!(
         step,
-        Step::NotifySms
+        Step::Notify
+            | Step::NotifyCancelled
+            | Step::NotifySms
             | Step::NotifyEmail
             | Step::NotifyPush
             | Step::NotifyCancelledSms

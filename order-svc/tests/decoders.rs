@@ -98,13 +98,20 @@ fn other_body() -> impl Strategy<Value = Body> {
         any::<i64>().prop_map(|tier_id| Body::StockConfirm(StockConfirm { tier_id })),
         any::<i64>().prop_map(|tier_id| Body::StockRollback(StockRollback { tier_id })),
         any::<i64>().prop_map(|tier_id| Body::StockSync(StockSync { tier_id })),
-        (text(), text(), text()).prop_map(|(channel, user_id, template)| {
-            Body::Notify(Notify {
-                channel,
-                user_id,
-                template,
-            })
-        }),
+        (
+            text(),
+            text(),
+            text(),
+            proptest::collection::vec(text(), 0..4)
+        )
+            .prop_map(|(channel, user_id, template, channels)| {
+                Body::Notify(Notify {
+                    channel,
+                    user_id,
+                    template,
+                    channels,
+                })
+            }),
     ]
 }
 

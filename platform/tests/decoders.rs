@@ -283,13 +283,20 @@ fn command_body() -> impl Strategy<Value = Body> {
         }),
         Just(Body::OrderConfirm(OrderConfirm {})),
         text().prop_map(|reason| Body::OrderCancel(OrderCancel { reason })),
-        (text(), text(), text()).prop_map(|(channel, user_id, template)| {
-            Body::Notify(Notify {
-                channel,
-                user_id,
-                template,
-            })
-        }),
+        (
+            text(),
+            text(),
+            text(),
+            proptest::collection::vec(text(), 0..4)
+        )
+            .prop_map(|(channel, user_id, template, channels)| {
+                Body::Notify(Notify {
+                    channel,
+                    user_id,
+                    template,
+                    channels,
+                })
+            }),
     ]
 }
 

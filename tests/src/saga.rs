@@ -32,12 +32,9 @@ pub const PURCHASE: [&str; 4] = [
     "ORDER_CONFIRM",
 ];
 
-/// [`steps`] without the notifications (which run beside the purchase, in any order).
+/// [`steps`] without the notification (its step, `NOTIFY`, comes last).
 pub fn forward_steps(saga: &saga_pb::Saga) -> Vec<String> {
-    steps(saga)
-        .into_iter()
-        .filter(|s| !s.starts_with("NOTIFY_"))
-        .collect()
+    steps(saga).into_iter().filter(|s| s != "NOTIFY").collect()
 }
 
 /// The steps of a saga's history in order, a retried step once.

@@ -642,6 +642,7 @@ fn notify_body(channel: &str, user_id: &str, template: &str) -> Body {
         channel: channel.into(),
         user_id: user_id.into(),
         template: template.into(),
+        channels: Vec::new(),
     })
 }
 

@@ -119,16 +119,34 @@ impl Setup {
 
     /// notify-svc's command `channel` for `order_no` of `user`, through `Participant.Execute`.
     async fn command(&self, order_no: &str, user: &str, channel: &str) {
+        let notify = Notify {
+            channel: channel.into(),
+            user_id: user.into(),
+            template: "purchase_confirmed".into(),
+            channels: Vec::new(),
+        };
+        self.execute(order_no, &format!("NOTIFY_{channel}"), notify)
+            .await;
+    }
+
+    /// notify-svc's `NOTIFY` command on `channels`, as the purchase sends it.
+    async fn command_on(&self, order_no: &str, user: &str, channels: &[&str]) {
+        let notify = Notify {
+            channel: String::new(),
+            user_id: user.into(),
+            template: "purchase_confirmed".into(),
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+        };
+        self.execute(order_no, "NOTIFY", notify).await;
+    }
+
+    async fn execute(&self, order_no: &str, step: &str, notify: Notify) {
         let command = Command {
             saga_id: format!("saga-{order_no}"),
             order_no: order_no.into(),
-            step: format!("NOTIFY_{channel}"),
+            step: step.into(),
             attempt: 1,
-            body: Some(Body::Notify(Notify {
-                channel: channel.into(),
-                user_id: user.into(),
-                template: "purchase_confirmed".into(),
-            })),
+            body: Some(Body::Notify(notify)),
         };
         let reply = ParticipantClient::new(self.notify.channel.clone())
             .execute(e2e::auth::service(command))
@@ -218,6 +236,45 @@ async fn a_provider_that_fails_twice_then_answers_gets_the_message_once() {
     assert_eq!(pushes.len(), 1);
     let body: serde_json::Value = serde_json::from_str(&pushes[0].body).expect("JSON");
     assert_eq!(body["to"], TOKEN);
+    setup.stop().await;
+}
+
+/// One `NOTIFY` command queues the buyer's notification on each channel it names, once: the
+/// command repeated, or a channel queued before by a command of its own, sends nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_command_on_every_channel_sends_each_once() {
+    let sms = HttpReceiver::start(&[], 200).await;
+    let push = HttpReceiver::start(&[], 200).await;
+    let setup = Setup::start(&sms, &push, 3).await;
+    let order_no = setup.order("everyone", true).await;
+    setup.command(&order_no, "everyone", "SMS").await;
+    setup.reaches(&order_no, pb::Channel::Sms, "SENT").await;
+    for _ in 0..2 {
+        setup
+            .command_on(&order_no, "everyone", &["SMS", "EMAIL", "PUSH"])
+            .await;
+    }
+    for channel in [pb::Channel::Sms, pb::Channel::Email, pb::Channel::Push] {
+        let sent = setup.reaches(&order_no, channel, "SENT").await;
+        assert_eq!(sent.attempts, 1, "{sent:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sms.received().len(),
+        1,
+        "the SMS queued before is not sent again"
+    );
+    assert_eq!(push.received().len(), 1);
+    let listed = setup
+        .client()
+        .list_notifications(pb::ListNotificationsRequest {
+            order_no: order_no.clone(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .notifications;
+    assert_eq!(listed.len(), 3, "{listed:?}");
     setup.stop().await;
 }
 

@@ -7,6 +7,7 @@ mod m20261126_000302_typed_saga_log;
 mod m20261127_000303_open_timers_by_saga;
 mod m20261127_000304_cancellation_notices;
 mod m20261128_000305_saga_trace;
+mod m20261128_000306_one_notify_step;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(m20261127_000303_open_timers_by_saga::Migration));
         migrations.push(Box::new(m20261127_000304_cancellation_notices::Migration));
         migrations.push(Box::new(m20261128_000305_saga_trace::Migration));
+        migrations.push(Box::new(m20261128_000306_one_notify_step::Migration));
         migrations
     }
 }

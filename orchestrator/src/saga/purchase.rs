@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! ORDER_CREATED ─► STOCK_DEDUCT ─► ORDER_RESERVE ─► AWAIT_PAYMENT (pivot) ─► STOCK_CONFIRM ─► ORDER_CONFIRM
-//!               ─► NOTIFY_SMS ─► NOTIFY_EMAIL ─► NOTIFY_PUSH
+//!               ─► NOTIFY (SMS, EMAIL, PUSH)
 //! undo: ORDER_CANCEL first (refused as ORDER_PAID: the purchase goes on), then STOCK_ROLLBACK
-//!       ─► NOTIFY_CANCELLED_SMS, NOTIFY_CANCELLED_EMAIL, NOTIFY_CANCELLED_PUSH (announced)
+//!       ─► NOTIFY_CANCELLED (SMS, EMAIL, PUSH; announced)
 //! ```
 //!
 //! - `STOCK_DEDUCT` answers with the tier's unit price, which `ORDER_RESERVE` sets on the order
@@ -15,9 +15,10 @@
 //!   order still awaiting payment, so a payment that won the race makes the cancel refused
 //!   (`ORDER_PAID`), and the purchase goes on. The stock returns only after the cancel
 //!   succeeded.
-//! - The buyer is told on every channel as steps of their own after the confirmation: each has a
-//!   timeout and retries like any step (a notification refused outright is logged by
-//!   notify-svc and not retried).
+//! - The buyer is told on every channel by one step after the confirmation, one command naming
+//!   the channels: notify-svc queues each once per (order, channel, event), so a retried
+//!   command sends nothing twice. It has a timeout and retries like any step (a notification
+//!   refused outright is logged by notify-svc and not retried).
 //! - A purchase undone after its order was reserved (the buyer saw it awaiting payment) tells
 //!   the buyer on every channel, once, when it ends compensated; one undone before (sold out,
 //!   the buyer's limit) was answered to the buyer already and tells nothing more.
@@ -50,12 +51,36 @@ pub enum Step {
     OrderConfirm,
     StockRollback,
     OrderCancel,
+    /// The buyer told of the purchase, on every channel.
+    Notify,
+    /// The buyer told of the undo, on every channel.
+    NotifyCancelled,
+    // Retired: one step per channel, before a notification went as one command. Still named by
+    // the logs of sagas from then (read, never declared); migration 000306 moved the sagas not
+    // ended at one of them to `Notify`.
     NotifySms,
     NotifyEmail,
     NotifyPush,
     NotifyCancelledSms,
     NotifyCancelledEmail,
     NotifyCancelledPush,
+}
+
+impl Step {
+    /// A notification step, current or retired: its refusal holds up nothing.
+    fn notifies(self) -> bool {
+        matches!(
+            self,
+            Self::Notify
+                | Self::NotifyCancelled
+                | Self::NotifySms
+                | Self::NotifyEmail
+                | Self::NotifyPush
+                | Self::NotifyCancelledSms
+                | Self::NotifyCancelledEmail
+                | Self::NotifyCancelledPush
+        )
+    }
 }
 
 impl StepName for Step {
@@ -67,6 +92,8 @@ impl StepName for Step {
         Self::OrderConfirm,
         Self::StockRollback,
         Self::OrderCancel,
+        Self::Notify,
+        Self::NotifyCancelled,
         Self::NotifySms,
         Self::NotifyEmail,
         Self::NotifyPush,
@@ -84,6 +111,8 @@ impl StepName for Step {
             Self::OrderConfirm => tag::ORDER_CONFIRM,
             Self::StockRollback => tag::STOCK_ROLLBACK,
             Self::OrderCancel => tag::ORDER_CANCEL,
+            Self::Notify => "NOTIFY",
+            Self::NotifyCancelled => "NOTIFY_CANCELLED",
             Self::NotifySms => "NOTIFY_SMS",
             Self::NotifyEmail => "NOTIFY_EMAIL",
             Self::NotifyPush => "NOTIFY_PUSH",
@@ -97,6 +126,8 @@ impl StepName for Step {
 /// notify-svc's templates of a confirmed purchase and of a cancelled order.
 const CONFIRMED: &str = "purchase_confirmed";
 const CANCELLED: &str = "order_cancelled";
+/// The channels every notification goes on.
+const CHANNELS: [&str; 3] = [tag::SMS, tag::EMAIL, tag::PUSH];
 
 /// Why a purchase was undone; order-svc keeps it on the cancelled order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,18 +230,13 @@ impl Purchase {
         };
         let stock = |name| command(Participant::Stock, name);
         let order = |name| command(Participant::Order, name);
-        let notify = |name, channel| {
+        let notify = |name| {
             let kind = StepKind::Command {
                 participant: Participant::Notify,
-                tag: channel,
+                tag: tag::NOTIFY,
             };
             spec(name, kind, None, Skip::Allowed)
         };
-        let notifications = [
-            notify(Step::NotifySms, tag::SMS),
-            notify(Step::NotifyEmail, tag::EMAIL),
-            notify(Step::NotifyPush, tag::PUSH),
-        ];
         let declaration = Declaration {
             name: Self::NAME,
             forward: vec![
@@ -248,10 +274,8 @@ impl Purchase {
                     None,
                     Skip::Allowed,
                 ),
-            ]
-            .into_iter()
-            .chain(notifications)
-            .collect(),
+                notify(Step::Notify),
+            ],
             compensations: vec![
                 spec(
                     Step::OrderCancel,
@@ -272,11 +296,7 @@ impl Purchase {
             pivot: Step::AwaitPayment,
             abort: Step::OrderCancel,
             on_complete: Vec::new(),
-            on_compensated: vec![
-                notify(Step::NotifyCancelledSms, tag::SMS),
-                notify(Step::NotifyCancelledEmail, tag::EMAIL),
-                notify(Step::NotifyCancelledPush, tag::PUSH),
-            ],
+            on_compensated: vec![notify(Step::NotifyCancelled)],
         };
         Self { declaration }
     }
@@ -333,15 +353,7 @@ impl SagaType for Purchase {
             // first): the same command again finds where it stands.
             (_, "CONFLICT") => Verdict::Retry,
             // A notification that can never be sent does not hold up the purchase.
-            (
-                Step::NotifySms
-                | Step::NotifyEmail
-                | Step::NotifyPush
-                | Step::NotifyCancelledSms
-                | Step::NotifyCancelledEmail
-                | Step::NotifyCancelledPush,
-                _,
-            ) => Verdict::Done,
+            (step, _) if step.notifies() => Verdict::Done,
             (step, reason) => Verdict::Park(format!(
                 "{} was refused: {reason} ({})",
                 step.as_str(),
@@ -373,11 +385,12 @@ impl SagaType for Purchase {
         deadline: Option<DateTime<Utc>>,
         step: Step,
     ) -> Result<Body, String> {
-        let notify = |channel: &str, template: &str| {
+        let notify = |template: &str| {
             Body::Notify(Notify {
-                channel: channel.to_owned(),
+                channels: CHANNELS.map(str::to_owned).to_vec(),
                 user_id: data.user_id.clone(),
                 template: template.to_owned(),
+                channel: String::new(),
             })
         };
         Ok(match step {
@@ -408,13 +421,10 @@ impl SagaType for Purchase {
                     .as_str()
                     .to_owned(),
             }),
-            Step::NotifySms => notify(tag::SMS, CONFIRMED),
-            Step::NotifyEmail => notify(tag::EMAIL, CONFIRMED),
-            Step::NotifyPush => notify(tag::PUSH, CONFIRMED),
-            Step::NotifyCancelledSms => notify(tag::SMS, CANCELLED),
-            Step::NotifyCancelledEmail => notify(tag::EMAIL, CANCELLED),
-            Step::NotifyCancelledPush => notify(tag::PUSH, CANCELLED),
+            Step::Notify => notify(CONFIRMED),
+            Step::NotifyCancelled => notify(CANCELLED),
             Step::AwaitPayment => return Err("AWAIT_PAYMENT is a wait, not a command".into()),
+            retired => return Err(format!("{} is a retired step", retired.as_str())),
         })
     }
 }

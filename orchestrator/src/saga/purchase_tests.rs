@@ -68,34 +68,22 @@ fn an_undo_is_told_to_the_buyer_only_once_the_order_was_reserved() {
         Verdict::Done
     );
     assert!(saga.announces_compensation(&data));
-    let told: Vec<(Step, String, String)> = saga
+    let told: Vec<(Step, Vec<String>, String)> = saga
         .declaration()
         .on_compensated
         .iter()
         .map(|spec| match saga.command(&data, None, spec.name) {
-            Ok(Body::Notify(n)) => (spec.name, n.channel, n.template),
+            Ok(Body::Notify(n)) if n.channel.is_empty() => (spec.name, n.channels, n.template),
             other => panic!("{:?}: {other:?}", spec.name),
         })
         .collect();
     assert_eq!(
         told,
-        [
-            (
-                Step::NotifyCancelledSms,
-                "SMS".into(),
-                "order_cancelled".into()
-            ),
-            (
-                Step::NotifyCancelledEmail,
-                "EMAIL".into(),
-                "order_cancelled".into()
-            ),
-            (
-                Step::NotifyCancelledPush,
-                "PUSH".into(),
-                "order_cancelled".into()
-            ),
-        ]
+        [(
+            Step::NotifyCancelled,
+            vec!["SMS".into(), "EMAIL".into(), "PUSH".into()],
+            "order_cancelled".into()
+        )]
     );
     // Saved before the flag existed, a saga reads as not reserved.
     let old: PurchaseData =
@@ -153,18 +141,58 @@ fn only_steps_an_operator_can_do_by_hand_may_be_skipped() {
             Step::StockConfirm,
             Step::OrderConfirm,
             Step::StockRollback,
-            Step::NotifySms,
-            Step::NotifyEmail,
-            Step::NotifyPush,
-            Step::NotifyCancelledSms,
-            Step::NotifyCancelledEmail,
-            Step::NotifyCancelledPush,
+            Step::Notify,
+            Step::NotifyCancelled,
         ]
     );
     let Some(Skip::Refused(why)) = decl.step(Step::OrderCancel).map(|s| s.skip) else {
         panic!("the order's cancel must not be skipped");
     };
     assert!(why.contains("paid buyer"), "{why}");
+}
+
+#[test]
+fn a_purchase_tells_the_buyer_on_every_channel_in_one_command_after_its_confirmation() {
+    let saga = purchase();
+    let decl = saga.declaration();
+    assert_eq!(
+        decl.next(Step::OrderConfirm).map(|s| s.name),
+        Some(Step::Notify)
+    );
+    assert!(decl.next(Step::Notify).is_none(), "the purchase ends there");
+    let data = PurchaseData {
+        user_id: "u".into(),
+        tier_id: 1,
+        quantity: 1,
+        unit_price_cents: Some(100),
+        cancel_reason: None,
+        reserved: true,
+    };
+    let Ok(Body::Notify(n)) = saga.command(&data, None, Step::Notify) else {
+        panic!("NOTIFY is a notification");
+    };
+    assert_eq!(n.channels, ["SMS", "EMAIL", "PUSH"]);
+    assert_eq!(n.template, "purchase_confirmed");
+    let refused = Reply {
+        outcome: ReplyOutcome::Refused as i32,
+        reason: "INVALID".into(),
+        ..Reply::default()
+    };
+    let mut data = data;
+    assert_eq!(
+        saga.judge(&mut data, Step::Notify, &refused),
+        Verdict::Done,
+        "a notification that can never be sent holds up nothing"
+    );
+    // The retired steps, one per channel, are read from old logs but never declared or sent.
+    for retired in [
+        Step::NotifySms,
+        Step::NotifyEmail,
+        Step::NotifyCancelledPush,
+    ] {
+        assert!(decl.step(retired).is_none(), "{retired:?}");
+        assert!(saga.command(&data, None, retired).is_err());
+    }
 }
 
 #[test]

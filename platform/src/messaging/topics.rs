@@ -28,6 +28,8 @@ pub mod tag {
     pub const SMS: &str = "SMS";
     pub const EMAIL: &str = "EMAIL";
     pub const PUSH: &str = "PUSH";
+    /// `NOTIFICATION_TOPIC`: one notification on several channels.
+    pub const NOTIFY: &str = "NOTIFY";
     /// `DEAD_LETTER_TOPIC`: a message a handler rejected.
     pub const REJECTED: &str = "REJECTED";
 }
