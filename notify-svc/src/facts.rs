@@ -2,11 +2,15 @@
 //! time it is sent: the order and the buyer's contact from order-svc (`ContactService`, behind
 //! a token), the show, session and tier from stock-svc's catalog (`CatalogService.GetShow`,
 //! kept here a minute: a show's name and times do not change during a sale). Neither is stored
-//! here: the contact only masked, the rest only in the rendered text.
+//! here: the contact only masked, the rest only in the rendered text. The notifications of one
+//! order sent at once (its event on every channel) share one lookup.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 
 use ticket_platform::grpc_client::ClientChannel;
 use ticket_platform::grpc_client::Clients;
@@ -28,6 +32,9 @@ pub const LOOKUP_LIMIT: Duration = Duration::from_secs(5);
 
 /// Shows read from the catalog, by id, with when they were read.
 type ShowsKept = HashMap<i64, (Instant, Arc<stock_pb::Show>)>;
+
+/// A lookup under way, which every notification of its order sent meanwhile awaits.
+type Lookup = Shared<BoxFuture<'static, Result<About, LookupError>>>;
 
 /// Why what a notification is about could not be known.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +91,8 @@ pub struct Sources {
     token: String,
     catalog: CatalogServiceClient<ClientChannel>,
     shows: Arc<Mutex<ShowsKept>>,
+    /// The lookups under way, by order.
+    under_way: Arc<Mutex<HashMap<String, Lookup>>>,
 }
 
 impl Sources {
@@ -103,11 +112,40 @@ impl Sources {
             token: token.to_owned(),
             catalog: CatalogServiceClient::new(channel("stock-svc", catalog_addr)?),
             shows: Arc::default(),
+            under_way: Arc::default(),
         })
     }
 
-    /// What `order_no`'s notifications say and where they go, within [`LOOKUP_LIMIT`].
+    /// What `order_no`'s notifications say and where they go, within [`LOOKUP_LIMIT`]. A
+    /// lookup of the order already under way is awaited rather than made again: the
+    /// notifications of an event, one per channel, are sent at once.
     pub async fn about(&self, order_no: &str) -> Result<About, LookupError> {
+        let lookup = {
+            let mut under_way = self.under_way.lock().unwrap_or_else(|e| e.into_inner());
+            under_way
+                .entry(order_no.to_owned())
+                .or_insert_with(|| {
+                    let sources = self.clone();
+                    let order_no = order_no.to_owned();
+                    async move { sources.look_up_in_time(&order_no).await }
+                        .boxed()
+                        .shared()
+                })
+                .clone()
+        };
+        let about = lookup.clone().await;
+        // The first to finish lets the order be looked up afresh by later notifications.
+        let mut under_way = self.under_way.lock().unwrap_or_else(|e| e.into_inner());
+        if under_way
+            .get(order_no)
+            .is_some_and(|current| current.ptr_eq(&lookup))
+        {
+            under_way.remove(order_no);
+        }
+        about
+    }
+
+    async fn look_up_in_time(&self, order_no: &str) -> Result<About, LookupError> {
         tokio::time::timeout(LOOKUP_LIMIT, self.look_up(order_no))
             .await
             .unwrap_or_else(|_| {

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use e2e::admin_port::Scrape;
 use e2e::http_receiver::HttpReceiver;
 use e2e::order::OrderApp;
 use e2e::running::Running;
@@ -80,8 +81,10 @@ impl Setup {
         let app = notify_svc::Application::build(config)
             .await
             .expect("notify-svc starts");
-        let notify =
-            Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped)).await;
+        let admin = app.admin_addr();
+        let notify = Running::spawn(app.local_addr(), |stopped| app.run_until_stopped(stopped))
+            .await
+            .admin_at(admin);
         Self {
             stock,
             orders,
@@ -241,6 +244,7 @@ async fn a_provider_that_fails_twice_then_answers_gets_the_message_once() {
 
 /// One `NOTIFY` command queues the buyer's notification on each channel it names, once: the
 /// command repeated, or a channel queued before by a command of its own, sends nothing twice.
+/// The notifications it queued ask order-svc for the buyer's contact once, together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_command_on_every_channel_sends_each_once() {
     let sms = HttpReceiver::start(&[], 200).await;
@@ -275,6 +279,12 @@ async fn one_command_on_every_channel_sends_each_once() {
         .into_inner()
         .notifications;
     assert_eq!(listed.len(), 3, "{listed:?}");
+    let contacts = r#"grpc_client_requests_total{method="order-svc/ticket.order.v1.ContactService/GetContact",code="OK"}"#;
+    assert_eq!(
+        Scrape::of(setup.notify.admin).await.value(contacts),
+        2.0,
+        "one lookup for the SMS, one for the e-mail and the push sent together"
+    );
     setup.stop().await;
 }
 
