@@ -16,8 +16,7 @@ pub struct ReasonLabel {
 pub struct OrderMetrics {
     pub created: Counter,
     /// CreateOrder refused before any order was written: `sold_out`, `invalid` (bad input),
-    /// `exists` (a request id used for another order), `busy` (the replica was taking
-    /// `limits.create_in_flight` new orders already).
+    /// `exists` (a request id used for another order).
     pub refused: Family<ReasonLabel, Counter>,
     pub paid: Counter,
     /// Orders cancelled, by cancel reason (`USER_CANCELLED`, `PAYMENT_EXPIRED`, ...).

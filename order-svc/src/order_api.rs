@@ -286,10 +286,6 @@ impl pb::order_service_server::OrderService for OrderApi {
             MAX_ID_LEN,
         )?;
         self.guard.create_allowed(&request, &user_id)?;
-        let place = self
-            .guard
-            .create_place()
-            .inspect_err(|_| self.metrics.refused("busy"))?;
         let request = pb::CreateOrderRequest {
             user_id,
             ..request.into_inner()
@@ -301,8 +297,6 @@ impl pb::order_service_server::OrderService for OrderApi {
             Error::AlreadyExists(_) => self.metrics.refused("exists"),
             _ => {}
         })?;
-        // Taken or refused: a wait for the decision holds no place.
-        drop(place);
         tracing::Span::current().record("order_no", order.order_no.as_str());
         if wait {
             return Ok(Response::new(self.decided(order).await?));

@@ -272,9 +272,6 @@ pub fn order_config(
             payment_token: auth::PAYMENT_TOKEN.into(),
             per_buyer: ticket_platform::rate_limit::Rate::OFF,
             per_peer: ticket_platform::rate_limit::Rate::OFF,
-            // The services' defaults; `create_order_busy.rs` lowers the limit.
-            in_flight: order_svc::guard::IN_FLIGHT,
-            busy_retry: order_svc::guard::BUSY_RETRY,
         },
         events_fallback_after: fallback,
         sweep_pending_after: Duration::from_secs(10),

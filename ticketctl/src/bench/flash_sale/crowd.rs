@@ -15,9 +15,6 @@ use tonic::transport::Channel;
 use crate::buyers::{self, Bearer, Keys, Plan, Plans};
 use crate::catalog::{Sale, put_on_sale};
 
-/// The most times a buyer sends its CreateOrder again after a refusal with a retry delay.
-const SENT_AGAIN_AT_MOST: u32 = 50;
-
 /// How buyers come to the sale.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Arrivals {
@@ -36,9 +33,6 @@ pub struct Buyer {
     /// CreateOrder, from the buyer's arrival (sent, in a closed loop) to answered.
     pub create_us: u64,
     pub refused_at_once: bool,
-    /// CreateOrders refused with a retry delay (order-svc taking all the new orders it takes
-    /// at once, or a rate limit) and sent again after it, as a client does.
-    pub sent_again: u32,
     /// The order as last seen, once CreateOrder accepted it.
     pub order: Option<pb::Order>,
     /// When the saga's decision was seen (or the refusal), since the sale started.
@@ -171,42 +165,20 @@ impl Crowd {
         // The buyer brings a token a gateway signed; its signing is not the sale's.
         let me = self.keys.buyer(&user_id)?;
         let sent = arrival.unwrap_or_else(Instant::now);
-        let created = loop {
-            let created = orders
-                .create_order(me.on(pb::CreateOrderRequest {
-                    user_id: user_id.clone(),
-                    tier_id: self.tier_id,
-                    quantity: 1,
-                    request_id: format!("flash-{}-{i}", self.tier_id),
-                    wait_for_decision: self.wait_for_decision,
-                    contact: None,
-                }))
-                .await;
-            // Refused with a retry delay: the same request again once it has passed, the
-            // wait counted in the buyer's CreateOrder time.
-            match &created {
-                Err(status)
-                    if status.code() == tonic::Code::ResourceExhausted
-                        && buyer.sent_again < SENT_AGAIN_AT_MOST =>
-                {
-                    match tonic_types::StatusExt::get_details_retry_info(status)
-                        .and_then(|retry| retry.retry_delay)
-                    {
-                        Some(delay) => {
-                            buyer.sent_again += 1;
-                            tokio::time::sleep(delay).await;
-                        }
-                        None => break created,
-                    }
-                }
-                _ => break created,
-            }
-        };
+        let created = orders
+            .create_order(me.on(pb::CreateOrderRequest {
+                user_id,
+                tier_id: self.tier_id,
+                quantity: 1,
+                request_id: format!("flash-{}-{i}", self.tier_id),
+                wait_for_decision: self.wait_for_decision,
+                contact: None,
+            }))
+            .await;
         buyer.create_us = micros(sent.elapsed());
         let order = match created {
             Ok(order) => order.into_inner(),
-            // A limit's refusal carries a retry delay (sent again above, until the buyer gives
-            // up); a sold-out tier's does not.
+            // A limit's refusal carries a retry delay; a sold-out tier's does not.
             Err(status)
                 if status.code() == tonic::Code::ResourceExhausted
                     && tonic_types::StatusExt::get_details_retry_info(&status).is_none() =>

@@ -89,8 +89,6 @@ pub fn report(
         decided_in_secs: decided_in.as_secs_f64(),
         create_order_ms: Percentiles::of(buyers.iter().map(|b| b.create_us).collect()),
         refused_at_once: buyers.iter().filter(|b| b.refused_at_once).count(),
-        sent_again: buyers.iter().map(|b| u64::from(b.sent_again)).sum(),
-        buyers_sent_again: buyers.iter().filter(|b| b.sent_again > 0).count(),
         accepted: finals.len(),
         decision_ms: Percentiles::of(buyers.iter().filter_map(|b| b.decision_us).collect()),
         send_to_decision_ms: Percentiles::of(

@@ -17,11 +17,6 @@ pub struct Report {
     pub create_order_ms: Percentiles,
     /// Orders refused by CreateOrder itself (RESOURCE_EXHAUSTED: sold out).
     pub refused_at_once: usize,
-    /// CreateOrders refused with a retry delay and sent again (order-svc taking all the new
-    /// orders it takes at once), and the buyers who did so: their CreateOrder time includes
-    /// the waits.
-    pub sent_again: u64,
-    pub buyers_sent_again: usize,
     /// Orders CreateOrder accepted.
     pub accepted: usize,
     /// CreateOrder answered to the saga's decision (AWAITING_PAYMENT or CANCELLED) seen.
@@ -188,13 +183,6 @@ impl Report {
         row(
             "refused at once (sold out)",
             self.refused_at_once.to_string(),
-        );
-        row(
-            "CreateOrder refused with a retry delay, sent again",
-            format!(
-                "{} times, by {} buyers",
-                self.sent_again, self.buyers_sent_again
-            ),
         );
         row("accepted", self.accepted.to_string());
         row("create → decision ms", spread(&self.decision_ms));
