@@ -24,6 +24,24 @@ pub async fn fresh(prefix: &str) -> (DatabaseConfig, DatabaseConnection) {
     (config, db)
 }
 
+/// A fresh database with the orchestrator's schema as it was before `migration` (its name):
+/// to leave what an older version left, then upgrade.
+pub async fn before(migration: &str) -> (DatabaseConfig, DatabaseConnection) {
+    let config = crate::fresh_database_config("t_orch_").await;
+    let db = ticket_platform::db::connect(&config)
+        .await
+        .expect("connect");
+    let migrations = orchestrator::migration::Migrator::migrations();
+    let before = migrations
+        .iter()
+        .position(|m| m.name() == migration)
+        .unwrap_or_else(|| panic!("no migration {migration}"));
+    orchestrator::migration::Migrator::up(&db, Some(u32::try_from(before).expect("a count")))
+        .await
+        .expect("the older schema");
+    (config, db)
+}
+
 /// An engine (a replica of the orchestrator) on `db`.
 pub fn engine(db: &DatabaseConnection, settings: &SagaSettings) -> Engine<Purchase> {
     let addrs = ParticipantAddrs {

@@ -167,18 +167,24 @@ impl Setup {
         status: &str,
     ) -> pb::Notification {
         e2e::eventually(Duration::from_secs(20), status, || async {
-            self.client()
-                .list_notifications(pb::ListNotificationsRequest {
-                    order_no: order_no.into(),
-                })
+            self.listed(order_no)
                 .await
-                .expect("list")
-                .into_inner()
-                .notifications
                 .into_iter()
                 .find(|n| n.channel() == channel && n.status == status)
         })
         .await
+    }
+
+    /// The notifications of `order_no`, as `ListNotifications` answers.
+    async fn listed(&self, order_no: &str) -> Vec<pb::Notification> {
+        self.client()
+            .list_notifications(pb::ListNotificationsRequest {
+                order_no: order_no.into(),
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .notifications
     }
 
     async fn stop(self) {
@@ -269,15 +275,7 @@ async fn one_command_on_every_channel_sends_each_once() {
         "the SMS queued before is not sent again"
     );
     assert_eq!(push.received().len(), 1);
-    let listed = setup
-        .client()
-        .list_notifications(pb::ListNotificationsRequest {
-            order_no: order_no.clone(),
-        })
-        .await
-        .expect("list")
-        .into_inner()
-        .notifications;
+    let listed = setup.listed(&order_no).await;
     assert_eq!(listed.len(), 3, "{listed:?}");
     let contacts = r#"grpc_client_requests_total{method="order-svc/ticket.order.v1.ContactService/GetContact",code="OK"}"#;
     assert_eq!(
@@ -422,14 +420,8 @@ async fn a_notification_waits_for_order_svc_without_spending_its_attempts() {
     setup.command(&order_no, "patient", "SMS").await;
     let waiting = e2e::eventually(Duration::from_secs(20), "a postponed attempt", || async {
         setup
-            .client()
-            .list_notifications(pb::ListNotificationsRequest {
-                order_no: order_no.clone(),
-            })
+            .listed(&order_no)
             .await
-            .expect("list")
-            .into_inner()
-            .notifications
             .into_iter()
             .find(|n| n.status == "PENDING" && n.last_error.contains("order-svc"))
     })

@@ -410,19 +410,8 @@ async fn the_upgrade_marks_fired_what_an_older_version_left_open_for_nothing() {
     use orchestrator::migration::Migrator;
     use sea_orm_migration::MigratorTrait;
 
-    let config = e2e::fresh_database_config("t_orch_").await;
-    let db = ticket_platform::db::connect(&config)
-        .await
-        .expect("connect");
     // The schema as it was before the migration that marks them.
-    let before = Migrator::migrations()
-        .iter()
-        .position(|m| m.name() == "m20261127_000303_open_timers_by_saga")
-        .expect("the migration");
-    let before = u32::try_from(before).expect("a count");
-    Migrator::up(&db, Some(before))
-        .await
-        .expect("the older schema");
+    let (config, db) = saga_log::before("m20261127_000303_open_timers_by_saga").await;
     db.execute_unprepared(
         "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data) VALUES
            ('s-done', 'T1', 'purchase', 'COMPLETED', 'NOTIFY_PUSH', 1, '{}'),

@@ -81,17 +81,7 @@ async fn fire_until_notified(
 /// `NOTIFY`; one completed there keeps its history and stays readable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sagas_left_at_a_retired_notification_step_tell_their_buyer_after_the_upgrade() {
-    let config = e2e::fresh_database_config("t_orch_").await;
-    let db = ticket_platform::db::connect(&config)
-        .await
-        .expect("connect");
-    let before = Migrator::migrations()
-        .iter()
-        .position(|m| m.name() == "m20261128_000306_one_notify_step")
-        .expect("the migration");
-    Migrator::up(&db, Some(u32::try_from(before).expect("a count")))
-        .await
-        .expect("the older schema");
+    let (config, db) = saga_log::before("m20261128_000306_one_notify_step").await;
     let data = r#"{"user_id":"u","tier_id":1,"quantity":1,"unit_price_cents":100,"reserved":true}"#;
     db.execute_unprepared(&format!(
         "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data, passed_pivot, incident) VALUES

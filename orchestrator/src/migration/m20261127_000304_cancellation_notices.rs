@@ -4,6 +4,8 @@
 use sea_orm_migration::async_trait;
 use sea_orm_migration::prelude::*;
 
+use super::step_names::checks;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -12,17 +14,6 @@ const BEFORE: &str = "'STOCK_DEDUCT', 'ORDER_RESERVE', 'AWAIT_PAYMENT', 'STOCK_C
     'ORDER_CONFIRM', 'STOCK_ROLLBACK', 'ORDER_CANCEL', 'NOTIFY_SMS', 'NOTIFY_EMAIL', 'NOTIFY_PUSH'";
 /// The steps this migration adds.
 const ADDED: &str = "'NOTIFY_CANCELLED_SMS', 'NOTIFY_CANCELLED_EMAIL', 'NOTIFY_CANCELLED_PUSH'";
-
-fn checks(steps: &str) -> String {
-    format!(
-        "ALTER TABLE saga DROP CONSTRAINT saga_step_known,
-            ADD CONSTRAINT saga_step_known CHECK (step IN ({steps}));
-        ALTER TABLE saga_step DROP CONSTRAINT saga_step_step_known,
-            ADD CONSTRAINT saga_step_step_known CHECK (step IN ({steps}));
-        ALTER TABLE saga_timer DROP CONSTRAINT saga_timer_step_known,
-            ADD CONSTRAINT saga_timer_step_known CHECK (step IN ({steps}));"
-    )
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

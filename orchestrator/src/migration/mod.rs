@@ -8,6 +8,7 @@ mod m20261127_000303_open_timers_by_saga;
 mod m20261127_000304_cancellation_notices;
 mod m20261128_000305_saga_trace;
 mod m20261128_000306_one_notify_step;
+mod step_names;
 
 pub struct Migrator;
 
