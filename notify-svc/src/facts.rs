@@ -118,7 +118,9 @@ impl Sources {
 
     /// What `order_no`'s notifications say and where they go, within [`LOOKUP_LIMIT`]. A
     /// lookup of the order already under way is awaited rather than made again: the
-    /// notifications of an event, one per channel, are sent at once.
+    /// notifications of an event, one per channel, are sent at once. The lookup runs as a task
+    /// of its own, so a caller that stops waiting stops nothing, and it leaves the map when
+    /// done: a later notification of the order looks it up afresh.
     pub async fn about(&self, order_no: &str) -> Result<About, LookupError> {
         let lookup = {
             let mut under_way = self.under_way.lock().unwrap_or_else(|e| e.into_inner());
@@ -127,22 +129,28 @@ impl Sources {
                 .or_insert_with(|| {
                     let sources = self.clone();
                     let order_no = order_no.to_owned();
-                    async move { sources.look_up_in_time(&order_no).await }
-                        .boxed()
-                        .shared()
+                    let task = tokio::spawn(async move {
+                        let about = sources.look_up_in_time(&order_no).await;
+                        sources
+                            .under_way
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&order_no);
+                        about
+                    });
+                    async move {
+                        task.await.unwrap_or_else(|err| {
+                            Err(LookupError::Unavailable(format!(
+                                "the lookup stopped: {err}"
+                            )))
+                        })
+                    }
+                    .boxed()
+                    .shared()
                 })
                 .clone()
         };
-        let about = lookup.clone().await;
-        // The first to finish lets the order be looked up afresh by later notifications.
-        let mut under_way = self.under_way.lock().unwrap_or_else(|e| e.into_inner());
-        if under_way
-            .get(order_no)
-            .is_some_and(|current| current.ptr_eq(&lookup))
-        {
-            under_way.remove(order_no);
-        }
-        about
+        lookup.await
     }
 
     async fn look_up_in_time(&self, order_no: &str) -> Result<About, LookupError> {

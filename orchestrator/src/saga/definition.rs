@@ -137,6 +137,11 @@ pub struct Declaration<S> {
     /// Commands sent once when the saga ends compensated, if its type says the undo is worth
     /// telling ([`SagaType::announces_compensation`]); their failure changes nothing.
     pub on_compensated: Vec<StepSpec<S>>,
+    /// Steps the type no longer declares, each with the declared step that does its work now.
+    /// A saga an older version left at one (or moved to one while versions overlapped) goes on
+    /// at its replacement: after the retired step's reply, at its timeout or retry, at an
+    /// operator's retry.
+    pub retired: Vec<(S, S)>,
 }
 
 impl<S: StepName> Declaration<S> {
@@ -147,6 +152,14 @@ impl<S: StepName> Declaration<S> {
             .chain(&self.on_complete)
             .chain(&self.on_compensated)
             .find(|s| s.name == name)
+    }
+
+    /// The declared step that does the work of retired step `name`.
+    pub fn replacement(&self, name: S) -> Option<S> {
+        self.retired
+            .iter()
+            .find(|(retired, _)| *retired == name)
+            .map(|(_, now)| *now)
     }
 
     fn position(&self, name: S) -> Option<usize> {

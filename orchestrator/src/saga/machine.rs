@@ -214,6 +214,9 @@ impl<'a, T: SagaType> Machine<'a, T> {
     /// or, when its budget is spent, compensation (before the pivot) or parking (after).
     fn retry_later(&mut self, saga: &mut SagaOf<T>) {
         let step = saga.step;
+        if let Some(now) = self.decl().replacement(step) {
+            return self.send(saga, now, 1);
+        }
         let Some(spec) = self.decl().step(step) else {
             return park(saga, format!("{} is not a step of the saga", step.as_str()));
         };
@@ -245,6 +248,11 @@ impl<'a, T: SagaType> Machine<'a, T> {
 
     /// The forward step after `done`; the saga completes after the last.
     pub(super) fn forward(&mut self, saga: &mut SagaOf<T>, done: T::Step) {
+        if let Some(now) = self.decl().replacement(done) {
+            // A retired step's work is done again by its replacement, which does only what
+            // is still to do.
+            return self.enter(saga, now, 1);
+        }
         match self.decl().next(done) {
             Some(next) => {
                 let name = next.name;
@@ -257,6 +265,7 @@ impl<'a, T: SagaType> Machine<'a, T> {
     /// Moves the saga to `step`: a command is sent; a wait is waited (or skipped, when the
     /// pivot passed already).
     fn enter(&mut self, saga: &mut SagaOf<T>, step: T::Step, attempt: i32) {
+        let step = self.decl().replacement(step).unwrap_or(step);
         let Some(spec) = self.decl().step(step) else {
             return park(saga, format!("{} is not a step of the saga", step.as_str()));
         };
@@ -281,6 +290,7 @@ impl<'a, T: SagaType> Machine<'a, T> {
 
     /// Sends attempt `attempt` of command step `step` with its timeout.
     pub(super) fn send(&mut self, saga: &mut SagaOf<T>, step: T::Step, attempt: i32) {
+        let step = self.decl().replacement(step).unwrap_or(step);
         let Some(spec) = self.decl().step(step) else {
             return park(saga, format!("{} is not a step of the saga", step.as_str()));
         };

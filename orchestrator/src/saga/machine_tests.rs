@@ -126,6 +126,7 @@ impl Transfer {
                     None,
                     Skip::Allowed,
                 )],
+                retired: Vec::new(),
             },
         }
     }

@@ -57,7 +57,8 @@ pub enum Step {
     NotifyCancelled,
     // Retired: one step per channel, before a notification went as one command. Still named by
     // the logs of sagas from then (read, never declared); migration 000306 moved the sagas not
-    // ended at one of them to `Notify`.
+    // ended at one of them to `Notify`, and a saga met at one later goes on at `Notify`
+    // (`Declaration::retired`).
     NotifySms,
     NotifyEmail,
     NotifyPush,
@@ -297,6 +298,17 @@ impl Purchase {
             abort: Step::OrderCancel,
             on_complete: Vec::new(),
             on_compensated: vec![notify(Step::NotifyCancelled)],
+            // An orchestrator of the version before may still move a saga to one of these
+            // while the two run side by side: the saga goes on at NOTIFY, which queues what
+            // is not queued yet.
+            retired: vec![
+                (Step::NotifySms, Step::Notify),
+                (Step::NotifyEmail, Step::Notify),
+                (Step::NotifyPush, Step::Notify),
+                (Step::NotifyCancelledSms, Step::NotifyCancelled),
+                (Step::NotifyCancelledEmail, Step::NotifyCancelled),
+                (Step::NotifyCancelledPush, Step::NotifyCancelled),
+            ],
         };
         Self { declaration }
     }

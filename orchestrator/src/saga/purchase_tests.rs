@@ -195,6 +195,70 @@ fn a_purchase_tells_the_buyer_on_every_channel_in_one_command_after_its_confirma
     }
 }
 
+/// A saga at a retired step (left by an older orchestrator running beside this one) goes on at
+/// `NOTIFY`: after the retired step's reply, at its timeout, and at an operator's retry.
+#[test]
+fn a_saga_met_at_a_retired_notification_step_goes_on_at_notify() {
+    use crate::saga::machine::{Effect, Machine, Saga, State, TimerKind};
+
+    let saga_type = purchase();
+    let at = |step: Step, state: State| Saga {
+        state,
+        step,
+        attempt: 1,
+        attempt_base: 0,
+        compensations: Vec::new(),
+        passed_pivot: true,
+        abort_requested: false,
+        deadline: None,
+        incident: None,
+        data: PurchaseData {
+            user_id: "u".into(),
+            tier_id: 1,
+            quantity: 1,
+            unit_price_cents: Some(100),
+            cancel_reason: None,
+            reserved: true,
+        },
+    };
+    let sends = |effects: &[Effect<Step>]| -> Vec<(Step, i32)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { step, attempt } => Some((*step, *attempt)),
+                _ => None,
+            })
+            .collect()
+    };
+    let now = Utc::now();
+
+    let mut replied = at(Step::NotifySms, State::Running);
+    let mut machine = Machine::new(&saga_type, now);
+    let ok = Reply {
+        outcome: ReplyOutcome::Ok as i32,
+        ..Reply::default()
+    };
+    machine.reply(&mut replied, &ok);
+    assert_eq!(sends(&machine.effects), [(Step::Notify, 1)]);
+    assert_eq!(
+        (replied.state, replied.step),
+        (State::Running, Step::Notify)
+    );
+
+    let mut timed_out = at(Step::NotifyEmail, State::Running);
+    let mut machine = Machine::new(&saga_type, now);
+    assert!(machine.timer(&mut timed_out, TimerKind::StepTimeout, Step::NotifyEmail, 1));
+    assert_eq!(sends(&machine.effects), [(Step::Notify, 1)]);
+
+    let mut parked = at(Step::NotifyPush, State::Parked);
+    let mut machine = Machine::new(&saga_type, now);
+    machine
+        .retry(&mut parked)
+        .expect("a parked saga is retried");
+    assert_eq!(sends(&machine.effects), [(Step::Notify, 2)]);
+    assert_eq!((parked.state, parked.step), (State::Running, Step::Notify));
+}
+
 #[test]
 fn step_names_and_reasons_round_trip() {
     for step in Step::ALL {
