@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use tracing::Instrument;
 
 use ticket_platform::grpc_client::ClientChannel;
 use ticket_platform::grpc_client::Clients;
@@ -129,15 +130,20 @@ impl Sources {
                 .or_insert_with(|| {
                     let sources = self.clone();
                     let order_no = order_no.to_owned();
-                    let task = tokio::spawn(async move {
-                        let about = sources.look_up_in_time(&order_no).await;
-                        sources
-                            .under_way
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&order_no);
-                        about
-                    });
+                    // In the span of the notification that asked first: its calls belong to
+                    // that notification's trace.
+                    let task = tokio::spawn(
+                        async move {
+                            let about = sources.look_up_in_time(&order_no).await;
+                            sources
+                                .under_way
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&order_no);
+                            about
+                        }
+                        .instrument(tracing::Span::current()),
+                    );
                     async move {
                         task.await.unwrap_or_else(|err| {
                             Err(LookupError::Unavailable(format!(
