@@ -6,6 +6,18 @@ fn purchase() -> Purchase {
     Purchase::new(&SagaSettings::default())
 }
 
+/// A purchase of one ticket at 1.00, reserved (its buyer saw it awaiting payment).
+fn reserved() -> PurchaseData {
+    PurchaseData {
+        user_id: "u".into(),
+        tier_id: 1,
+        quantity: 1,
+        unit_price_cents: Some(100),
+        cancel_reason: None,
+        reserved: true,
+    }
+}
+
 #[test]
 fn a_refused_or_unknown_deduct_cancels_the_order_then_returns_the_stock() {
     assert_eq!(
@@ -160,14 +172,7 @@ fn a_purchase_tells_the_buyer_on_every_channel_in_one_command_after_its_confirma
         Some(Step::Notify)
     );
     assert!(decl.next(Step::Notify).is_none(), "the purchase ends there");
-    let data = PurchaseData {
-        user_id: "u".into(),
-        tier_id: 1,
-        quantity: 1,
-        unit_price_cents: Some(100),
-        cancel_reason: None,
-        reserved: true,
-    };
+    let data = reserved();
     let Ok(Body::Notify(n)) = saga.command(&data, None, Step::Notify) else {
         panic!("NOTIFY is a notification");
     };
@@ -212,14 +217,7 @@ fn a_saga_met_at_a_retired_notification_step_goes_on_at_notify() {
         abort_requested: false,
         deadline: None,
         incident: None,
-        data: PurchaseData {
-            user_id: "u".into(),
-            tier_id: 1,
-            quantity: 1,
-            unit_price_cents: Some(100),
-            cancel_reason: None,
-            reserved: true,
-        },
+        data: reserved(),
     };
     let sends = |effects: &[Effect<Step>]| -> Vec<(Step, i32)> {
         effects
