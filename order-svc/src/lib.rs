@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod announcement;
 pub mod commands;
 pub mod contacts;
 pub mod error;

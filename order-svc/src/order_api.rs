@@ -1,12 +1,9 @@
 //! `OrderService`: what buyers call. Every request is checked at the edge (`INVALID_ARGUMENT`
-//! and nothing written); every change runs in one transaction with its event.
+//! and nothing written); every change is one statement with its event and its announcement.
 
 use std::time::Duration;
 
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use ticket_platform::auth::Actor;
 use ticket_platform::contact::Contact;
 use ticket_proto::order::v1 as pb;
@@ -164,12 +161,10 @@ impl OrderApi {
         answer(self.write(&new).await?, &new)
     }
 
-    /// Writes the order and its event in one transaction; `false` with the order that
-    /// (user, request id) already had.
+    /// Writes the order and its event (one statement); `false` with the order that (user,
+    /// request id) already had.
     async fn write(&self, new: &NewOrder) -> Result<(orders::Order, bool), Error> {
-        let txn = self.db.begin().await?;
-        let written = orders::create(&txn, new).await?;
-        txn.commit().await?;
+        let written = orders::create(&self.db, new).await?;
         if written.1 {
             // Its ORDER_CREATED goes out now, not at the relay's next poll.
             ticket_platform::outbox::committed();
@@ -211,20 +206,6 @@ impl OrderApi {
                     self.decision_wait
                 ))
             })?
-    }
-
-    async fn in_transaction<F, Fut, T>(&self, change: F) -> Result<T, Error>
-    where
-        F: FnOnce(sea_orm::DatabaseTransaction) -> Fut,
-        Fut: Future<Output = (sea_orm::DatabaseTransaction, Result<T, Error>)>,
-    {
-        let txn = self.db.begin().await?;
-        let (txn, result) = change(txn).await;
-        let order = result?;
-        txn.commit().await?;
-        // A change that announced an event has it published now.
-        ticket_platform::outbox::committed();
-        Ok(order)
     }
 }
 
@@ -400,13 +381,10 @@ impl pb::order_service_server::OrderService for OrderApi {
             .into());
         }
         let amount = request.amount_cents;
-        let (order, paid) = self
-            .in_transaction(|txn| async move {
-                let result = orders::pay(&txn, &order_no, &payment_ref, amount).await;
-                (txn, result)
-            })
-            .await?;
+        let (order, paid) = orders::pay(&self.db, &order_no, &payment_ref, amount).await?;
         if paid {
+            // Its ORDER_PAID goes out now, not at the relay's next poll.
+            ticket_platform::outbox::committed();
             self.metrics.paid.inc();
         }
         Ok(Response::new(orders::message(&order)))
@@ -430,15 +408,11 @@ impl pb::order_service_server::OrderService for OrderApi {
         }
         let note = ticket_platform::fields::text("reason", &request.reason, MAX_NOTE_LEN, false)
             .map_err(Error::Invalid)?;
-        let (order, cancelled) = self
-            .in_transaction(|txn| async move {
-                let note = (!note.is_empty()).then_some(note.as_str());
-                let result =
-                    orders::cancel(&txn, &order_no, CancelReason::UserCancelled, note).await;
-                (txn, result)
-            })
-            .await?;
+        let note = (!note.is_empty()).then_some(note.as_str());
+        let (order, cancelled) =
+            orders::cancel(&self.db, &order_no, CancelReason::UserCancelled, note).await?;
         if cancelled {
+            ticket_platform::outbox::committed();
             self.metrics.cancelled(CancelReason::UserCancelled);
         }
         Ok(Response::new(orders::message(&order)))

@@ -3,17 +3,15 @@
 //! process hands each to the `WatchOrder` streams of that order in that process, and to no
 //! other. The announcement carries the changed order ([`announcement`]), so a stream passes it
 //! on without reading the order back. A stream re-reads its order when it hears an
-//! announcement without one (from a replica of an older version), after the listener lost
-//! Postgres, and every few seconds, so a notification lost while the listener reconnects delays
+//! announcement without one (an order too long to carry), after the listener lost Postgres,
+//! and every few seconds, so a notification lost while the listener reconnects delays
 //! an update and never loses it.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prost::Message;
 use sea_orm::DatabaseConnection;
 use sqlx::postgres::PgListener;
 use ticket_proto::order::v1 as pb;
@@ -21,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use crate::announcement;
 use crate::orders::{self, CHANGES_CHANNEL};
 
 /// How often a stream re-reads its order without a notification.
@@ -48,50 +47,13 @@ pub struct Changes {
     stop: CancellationToken,
 }
 
-/// The longest announcement that carries its order: Postgres refuses a `pg_notify` payload
-/// of 8,000 bytes or more, and the transaction with it.
-const MAX_ANNOUNCEMENT: usize = 7_000;
-
-/// The text `pg_notify` carries for a change that left `order`: its number, its version and
-/// the order as clients see it (protobuf, in hex), separated by tabs; the number alone when
-/// that would be too long (the streams then read the order).
-pub fn announcement(order: &orders::Order) -> String {
-    let bytes = orders::message(order).encode_to_vec();
-    if order.order_no.len() + 24 + 2 * bytes.len() > MAX_ANNOUNCEMENT {
-        return order.order_no.clone();
-    }
-    let mut text = String::with_capacity(order.order_no.len() + 24 + 2 * bytes.len());
-    let _ = write!(text, "{}\t{}\t", order.order_no, order.version);
-    for byte in bytes {
-        let _ = write!(text, "{byte:02x}");
-    }
-    text
-}
-
-/// The order number an announcement names, and what it says of the order (`Look` when it
-/// carries no readable order: an older replica announces the number alone).
+/// The order number an announcement names, and what it says of the order.
 fn heard(payload: &str) -> (&str, Heard) {
-    let mut fields = payload.splitn(3, '\t');
-    let order_no = fields.next().unwrap_or_default();
-    let carried = fields
-        .next()
-        .and_then(|version| version.parse().ok())
-        .zip(fields.next().and_then(unhex))
-        .and_then(|(version, bytes)| Some((version, pb::Order::decode(&bytes[..]).ok()?)));
-    match carried {
-        Some((version, order)) => (order_no, Heard::Changed(version, Arc::new(order))),
-        None => (order_no, Heard::Look),
-    }
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    let (order_no, carried) = announcement::read(payload);
+    let heard = carried.map_or(Heard::Look, |(version, order)| {
+        Heard::Changed(version, Arc::new(order))
+    });
+    (order_no, heard)
 }
 
 fn lock(streams: &Mutex<Streams>) -> std::sync::MutexGuard<'_, Streams> {
@@ -294,19 +256,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_announcement_carries_the_order_as_clients_see_it() {
-        let order = order();
-        let text = announcement(&order);
-        assert_eq!(
-            heard(&text),
-            (
-                order.order_no.as_str(),
-                Heard::Changed(3, Arc::new(orders::message(&order)))
-            )
-        );
-    }
-
     /// Every stream leaves the listener's map when it ends, whichever way it ends: at a final
     /// state, or when its client goes away.
     #[tokio::test]
@@ -340,23 +289,5 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("{} orders still watched", changes.watched());
-    }
-
-    #[test]
-    fn an_order_too_long_to_carry_is_announced_by_its_number() {
-        let mut order = order();
-        order.payment_ref = Some("p".repeat(MAX_ANNOUNCEMENT));
-        let text = announcement(&order);
-        assert_eq!(text, order.order_no);
-        assert_eq!(heard(&text), (order.order_no.as_str(), Heard::Look));
-    }
-
-    #[test]
-    fn an_announcement_without_a_readable_order_asks_for_a_look() {
-        assert_eq!(heard("T1"), ("T1", Heard::Look));
-        assert_eq!(heard("T1\t3"), ("T1", Heard::Look));
-        assert_eq!(heard("T1\tx\t0a00"), ("T1", Heard::Look));
-        assert_eq!(heard("T1\t3\t0a0"), ("T1", Heard::Look));
-        assert_eq!(heard("T1\t3\tzz"), ("T1", Heard::Look));
     }
 }

@@ -1,9 +1,9 @@
 //! Orders and their state machine. Every status change is a compare-and-set on the current
-//! status (`UPDATE ... WHERE status IN (...)`), so of two racing changes exactly one wins; it
-//! writes its event (`ORDER_CREATED`, `ORDER_PAID`, `ORDER_CANCELLED` on `ORDER_TOPIC`) to the
-//! outbox and notifies watchers (`pg_notify`) in the same transaction. Every function here runs
-//! in the caller's transaction, which commits the change, its event and its notification
-//! together.
+//! status (`UPDATE ... WHERE status IN (...)`), so of two racing changes exactly one wins; the
+//! same statement writes its event (`ORDER_CREATED`, `ORDER_PAID`, `ORDER_CANCELLED` on
+//! `ORDER_TOPIC`) to the outbox and announces the change to watchers (`pg_notify`), so the
+//! change, its event and its announcement are one round trip to Postgres, and commit together
+//! whether the caller runs it alone or in a transaction of its own.
 //!
 //! `PENDING -> AWAITING_PAYMENT -> PAID -> CONFIRMED`, and `CANCELLED` (with a reason) from any
 //! state before `PAID`.
@@ -22,6 +22,7 @@ use ticket_proto::saga::v1::{OrderCancelled, OrderCreated, OrderPaid};
 
 pub use self::entity::Model as Order;
 pub use self::status::{CancelReason, Status};
+use crate::announcement;
 use crate::error::Error;
 
 /// The Postgres channel every order change is announced on (payload:
@@ -120,24 +121,40 @@ async fn existing(conn: &impl ConnectionTrait, order_no: &str) -> Result<Order, 
         .ok_or_else(|| Error::NotFound(format!("order {order_no} does not exist")))
 }
 
-async fn announce(
+/// Now, to the microsecond Postgres keeps: the time a change writes, and its event carries.
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// Runs `ctes` (the first named `changed`: it writes the order and returns its row, if it
+/// wrote one), writes `event` to the outbox and announces the change, in one statement: the
+/// order after the change, or `None` when `changed` wrote nothing (and then nothing is
+/// written or announced).
+async fn change(
     conn: &impl ConnectionTrait,
-    order: &Order,
-    event: Option<OutgoingMessage>,
-) -> Result<(), Error> {
+    mut ctes: Vec<String>,
+    mut values: Vec<Value>,
+    event: Option<&OutgoingMessage>,
+) -> Result<Option<Order>, DbErr> {
     if let Some(event) = event {
-        outbox::enqueue(conn, &[event]).await?;
+        let insert = outbox::insert_from("changed", event, &mut values)?;
+        ctes.push(format!("event AS ({insert})"));
     }
-    conn.execute_raw(Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        "SELECT pg_notify($1, $2)",
-        [
-            CHANGES_CHANNEL.into(),
-            crate::watch::announcement(order).into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    let sql = format!(
+        "WITH {} SELECT changed.* FROM changed \
+         CROSS JOIN LATERAL (SELECT pg_notify('{CHANGES_CHANNEL}', {})) AS told",
+        ctes.join(", "),
+        announcement::SQL,
+    );
+    entity::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            values,
+        ))
+        .one(conn)
+        .await
 }
 
 /// Saves a new `PENDING` order unless the buyer's request id was used already; returns the
@@ -147,9 +164,14 @@ async fn announce(
 /// fail on the order number instead. The buyer's contact, when given, is saved in the same
 /// statement, with the order it belongs to (a repeated request keeps the first one's).
 pub async fn create(conn: &impl ConnectionTrait, new: &NewOrder) -> Result<(Order, bool), Error> {
-    let insert = "INSERT INTO orders (order_no, user_id, request_id, show_id, session_id, \
-                  tier_id, quantity, status) VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING') \
-                  ON CONFLICT DO NOTHING RETURNING *";
+    let at = now();
+    let mut ctes = vec![
+        "changed AS (INSERT INTO orders (order_no, user_id, request_id, show_id, session_id, \
+         tier_id, quantity, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', $8, $8) \
+         ON CONFLICT DO NOTHING RETURNING *)"
+            .to_owned(),
+    ];
     let mut values: Vec<Value> = vec![
         new.order_no.clone().into(),
         new.user_id.clone().into(),
@@ -158,38 +180,33 @@ pub async fn create(conn: &impl ConnectionTrait, new: &NewOrder) -> Result<(Orde
         new.session_id.into(),
         new.tier_id.into(),
         new.quantity.into(),
+        at.into(),
     ];
-    let sql = if new.contact.is_empty() {
-        insert.to_owned()
-    } else {
+    if !new.contact.is_empty() {
         values.extend([
             new.contact.email.clone().into(),
             new.contact.phone.clone().into(),
             new.contact.push_token.clone().into(),
         ]);
-        format!(
-            "WITH created AS ({insert}), \
-               contact AS (INSERT INTO order_contact (order_no, email, phone, push_token) \
-                 SELECT order_no, $8, $9, $10 FROM created) \
-             SELECT * FROM created"
-        )
-    };
-    let inserted = entity::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            sql,
-            values,
-        ))
-        .one(conn)
-        .await?;
-    if let Some(order) = inserted {
-        let event = OutgoingMessage::new(
-            topic::ORDER,
-            tag::ORDER_CREATED,
-            &order.order_no,
-            &created_event(&order),
+        ctes.push(
+            "contact AS (INSERT INTO order_contact (order_no, email, phone, push_token) \
+             SELECT order_no, $9, $10, $11 FROM changed)"
+                .to_owned(),
         );
-        announce(conn, &order, Some(event)).await?;
+    }
+    let event = OutgoingMessage::new(
+        topic::ORDER,
+        tag::ORDER_CREATED,
+        &new.order_no,
+        &OrderCreated {
+            order_no: new.order_no.clone(),
+            user_id: new.user_id.clone(),
+            tier_id: new.tier_id,
+            quantity: new.quantity,
+            created_at: Some(timestamp(at)),
+        },
+    );
+    if let Some(order) = change(conn, ctes, values, Some(&event)).await? {
         return Ok((order, true));
     }
     let order = entity::Entity::find()
@@ -215,35 +232,41 @@ pub fn created_event(order: &Order) -> OrderCreated {
     }
 }
 
-/// `UPDATE ... SET status = to WHERE order_no = $1 AND status IN from [AND extra]`: the order
-/// after the change, or `None` when its status (or `extra`) did not allow it. `$1` is the order
-/// number; `values` are `$2...`.
+/// A compare-and-set: `UPDATE ... SET {set}status = to WHERE order_no = $1 AND status IN from
+/// {extra}`, where `$2` is the time of the change and `values` are `$3...`.
+struct Cas<'a> {
+    from: &'a [Status],
+    to: Status,
+    set: &'a str,
+    extra: &'a str,
+    values: Vec<Value>,
+}
+
+/// Runs `cas` on `order_no` at `at`, with `event` (see [`change`]): the order after the
+/// change, or `None` when its status (or `extra`) did not allow it.
 async fn compare_and_set(
     conn: &impl ConnectionTrait,
     order_no: &str,
-    from: &[Status],
-    to: Status,
-    set: &str,
-    extra: &str,
-    values: Vec<Value>,
+    at: DateTime<Utc>,
+    cas: Cas<'_>,
+    event: Option<&OutgoingMessage>,
 ) -> Result<Option<Order>, DbErr> {
-    let from: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
-    let sql = format!(
-        "UPDATE orders SET {set}status = '{}', version = version + 1, updated_at = now() \
-         WHERE order_no = $1 AND status IN ({}) {extra} RETURNING *",
-        to.as_str(),
+    let from: Vec<String> = cas
+        .from
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let update = format!(
+        "changed AS (UPDATE orders SET {}status = '{}', version = version + 1, updated_at = $2 \
+         WHERE order_no = $1 AND status IN ({}) {} RETURNING *)",
+        cas.set,
+        cas.to.as_str(),
         from.join(", "),
+        cas.extra,
     );
-    let mut all: Vec<Value> = vec![order_no.into()];
-    all.extend(values);
-    entity::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            sql,
-            all,
-        ))
-        .one(conn)
-        .await
+    let mut values: Vec<Value> = vec![order_no.into(), at.into()];
+    values.extend(cas.values);
+    change(conn, vec![update], values, event).await
 }
 
 /// `ORDER_RESERVE`: the stock is held; the order takes the server's price and a payment
@@ -254,18 +277,14 @@ pub async fn reserve(
     unit_price_cents: i64,
     expire_at: DateTime<Utc>,
 ) -> Result<Order, Error> {
-    if let Some(order) = compare_and_set(
-        conn,
-        order_no,
-        &[Status::Pending],
-        Status::AwaitingPayment,
-        "unit_price_cents = $2, total_cents = $2 * quantity, expire_at = $3, ",
-        "",
-        vec![unit_price_cents.into(), expire_at.into()],
-    )
-    .await?
-    {
-        announce(conn, &order, None).await?;
+    let cas = Cas {
+        from: &[Status::Pending],
+        to: Status::AwaitingPayment,
+        set: "unit_price_cents = $3, total_cents = $3 * quantity, expire_at = $4, ",
+        extra: "",
+        values: vec![unit_price_cents.into(), expire_at.into()],
+    };
+    if let Some(order) = compare_and_set(conn, order_no, now(), cas, None).await? {
         return Ok(order);
     }
     let order = existing(conn, order_no).await?;
@@ -292,18 +311,14 @@ fn cancelled(order: &Order) -> Error {
 
 /// `ORDER_CONFIRM`: a paid order's tickets are sold. Repeated → the same order.
 pub async fn confirm(conn: &impl ConnectionTrait, order_no: &str) -> Result<Order, Error> {
-    if let Some(order) = compare_and_set(
-        conn,
-        order_no,
-        &[Status::Paid],
-        Status::Confirmed,
-        "",
-        "",
-        vec![],
-    )
-    .await?
-    {
-        announce(conn, &order, None).await?;
+    let cas = Cas {
+        from: &[Status::Paid],
+        to: Status::Confirmed,
+        set: "",
+        extra: "",
+        values: vec![],
+    };
+    if let Some(order) = compare_and_set(conn, order_no, now(), cas, None).await? {
         return Ok(order);
     }
     let order = existing(conn, order_no).await?;
@@ -328,28 +343,25 @@ pub async fn cancel(
     reason: CancelReason,
     note: Option<&str>,
 ) -> Result<(Order, bool), Error> {
-    if let Some(order) = compare_and_set(
-        conn,
+    let at = now();
+    let event = OutgoingMessage::new(
+        topic::ORDER,
+        tag::ORDER_CANCELLED,
         order_no,
-        &[Status::Pending, Status::AwaitingPayment],
-        Status::Cancelled,
-        "cancel_reason = $2, cancel_note = $3, ",
-        "",
-        vec![reason.as_str().into(), note.map(str::to_owned).into()],
-    )
-    .await?
-    {
-        let event = OutgoingMessage::new(
-            topic::ORDER,
-            tag::ORDER_CANCELLED,
-            &order.order_no,
-            &OrderCancelled {
-                order_no: order.order_no.clone(),
-                reason: reason.as_str().to_owned(),
-                cancelled_at: Some(timestamp(order.updated_at)),
-            },
-        );
-        announce(conn, &order, Some(event)).await?;
+        &OrderCancelled {
+            order_no: order_no.to_owned(),
+            reason: reason.as_str().to_owned(),
+            cancelled_at: Some(timestamp(at)),
+        },
+    );
+    let cas = Cas {
+        from: &[Status::Pending, Status::AwaitingPayment],
+        to: Status::Cancelled,
+        set: "cancel_reason = $3, cancel_note = $4, ",
+        extra: "",
+        values: vec![reason.as_str().into(), note.map(str::to_owned).into()],
+    };
+    if let Some(order) = compare_and_set(conn, order_no, at, cas, Some(&event)).await? {
         return Ok((order, true));
     }
     let order = existing(conn, order_no).await?;
@@ -375,34 +387,34 @@ pub async fn pay(
     payment_ref: &str,
     amount_cents: i64,
 ) -> Result<(Order, bool), Error> {
-    if let Some(order) = compare_and_set(
-        conn,
+    let at = now();
+    let event = OutgoingMessage::new(
+        topic::ORDER,
+        tag::ORDER_PAID,
         order_no,
-        &[Status::AwaitingPayment],
-        Status::Paid,
-        "payment_ref = $2, paid_at = now(), ",
-        "AND expire_at > now() AND total_cents = $3",
-        vec![payment_ref.into(), amount_cents.into()],
-    )
-    .await
-    .map_err(|err| match err.sql_err() {
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists(format!(
-            "payment_ref {payment_ref} was already used for another order"
-        )),
-        _ => Error::Database(err),
-    })? {
-        let event = OutgoingMessage::new(
-            topic::ORDER,
-            tag::ORDER_PAID,
-            &order.order_no,
-            &OrderPaid {
-                order_no: order.order_no.clone(),
-                payment_ref: payment_ref.to_owned(),
-                amount_cents,
-                paid_at: order.paid_at.map(timestamp),
-            },
-        );
-        announce(conn, &order, Some(event)).await?;
+        &OrderPaid {
+            order_no: order_no.to_owned(),
+            payment_ref: payment_ref.to_owned(),
+            amount_cents,
+            paid_at: Some(timestamp(at)),
+        },
+    );
+    let cas = Cas {
+        from: &[Status::AwaitingPayment],
+        to: Status::Paid,
+        set: "payment_ref = $3, paid_at = $2, ",
+        extra: "AND expire_at > now() AND total_cents = $4",
+        values: vec![payment_ref.into(), amount_cents.into()],
+    };
+    if let Some(order) = compare_and_set(conn, order_no, at, cas, Some(&event))
+        .await
+        .map_err(|err| match err.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists(format!(
+                "payment_ref {payment_ref} was already used for another order"
+            )),
+            _ => Error::Database(err),
+        })?
+    {
         return Ok((order, true));
     }
     let order = existing(conn, order_no).await?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -89,6 +89,46 @@ pub async fn enqueue(db: &impl ConnectionTrait, messages: &[OutgoingMessage]) ->
         .exec_without_returning(db)
         .await?;
     Ok(())
+}
+
+/// `INSERT INTO outbox ... SELECT ... FROM {source}`: `message` as a data-modifying CTE of a
+/// caller's statement, written only when `source` (one of that statement's CTEs, returning at
+/// most one row) has a row, so a change and its event are one statement and one round trip.
+/// The message's values are appended to `values`, numbered after those already there. A
+/// message the broker would refuse fails here, before anything is sent.
+pub fn insert_from(
+    source: &str,
+    message: &OutgoingMessage,
+    values: &mut Vec<Value>,
+) -> Result<String, DbErr> {
+    message
+        .validate()
+        .map_err(|err| DbErr::Custom(err.to_string()))?;
+    let cells: [(Value, &str); 10] = [
+        (message.message_id.into(), "uuid"),
+        (message.topic.clone().into(), "text"),
+        (message.tag.clone().into(), "text"),
+        (message.key.clone().into(), "text"),
+        (message.saga_id.clone().into(), "text"),
+        (message.step.clone().into(), "text"),
+        (
+            i32::try_from(message.attempt).unwrap_or(i32::MAX).into(),
+            "int4",
+        ),
+        (message.traceparent.clone().into(), "text"),
+        (message.payload.clone().into(), "bytea"),
+        (chrono::Utc::now().into(), "timestamptz"),
+    ];
+    let mut selected = Vec::with_capacity(cells.len());
+    for (value, ty) in cells {
+        values.push(value);
+        selected.push(format!("${}::{ty}", values.len()));
+    }
+    Ok(format!(
+        "INSERT INTO outbox (message_id, topic, tag, message_key, saga_id, step, attempt, \
+         traceparent, payload, created_at) SELECT {} FROM {source}",
+        selected.join(", ")
+    ))
 }
 
 /// Rows not yet published.
