@@ -91,16 +91,13 @@ pub async fn enqueue(db: &impl ConnectionTrait, messages: &[OutgoingMessage]) ->
     Ok(())
 }
 
-/// `INSERT INTO outbox ... SELECT ... FROM {source}`: `message` as a data-modifying CTE of a
-/// caller's statement, written only when `source` (one of that statement's CTEs, returning at
-/// most one row) has a row, so a change and its event are one statement and one round trip.
-/// The message's values are appended to `values`, numbered after those already there. A
-/// message the broker would refuse fails here, before anything is sent.
-pub fn insert_from(
-    source: &str,
-    message: &OutgoingMessage,
-    values: &mut Vec<Value>,
-) -> Result<String, DbErr> {
+/// The columns a statement of the caller's writes an outbox row with.
+const COLUMNS: &str =
+    "message_id, topic, tag, message_key, saga_id, step, attempt, traceparent, payload, created_at";
+
+/// `message`'s cells for [`COLUMNS`] (`$n::type, ...`), its values appended to `values` and
+/// numbered after those already there. A message the broker would refuse fails here.
+fn cells(message: &OutgoingMessage, values: &mut Vec<Value>) -> Result<String, DbErr> {
     message
         .validate()
         .map_err(|err| DbErr::Custom(err.to_string()))?;
@@ -124,11 +121,42 @@ pub fn insert_from(
         values.push(value);
         selected.push(format!("${}::{ty}", values.len()));
     }
+    Ok(selected.join(", "))
+}
+
+/// `INSERT INTO outbox ... SELECT ... FROM {source}`: `message` as a data-modifying CTE of a
+/// caller's statement, written only when `source` (one of that statement's CTEs, returning at
+/// most one row) has a row, so a change and its event are one statement and one round trip.
+/// The message's values are appended to `values`, numbered after those already there. A
+/// message the broker would refuse fails here, before anything is sent.
+pub fn insert_from(
+    source: &str,
+    message: &OutgoingMessage,
+    values: &mut Vec<Value>,
+) -> Result<String, DbErr> {
+    let cells = cells(message, values)?;
     Ok(format!(
-        "INSERT INTO outbox (message_id, topic, tag, message_key, saga_id, step, attempt, \
-         traceparent, payload, created_at) SELECT {} FROM {source}",
-        selected.join(", ")
+        "INSERT INTO outbox ({COLUMNS}) SELECT {cells} FROM {source}"
     ))
+}
+
+/// `INSERT INTO outbox ... VALUES ...` of `messages` (none: `None`), for a data-modifying CTE
+/// of a caller's statement; values appended to `values` like [`insert_from`]'s.
+pub fn insert_values(
+    messages: &[OutgoingMessage],
+    values: &mut Vec<Value>,
+) -> Result<Option<String>, DbErr> {
+    if messages.is_empty() {
+        return Ok(None);
+    }
+    let rows = messages
+        .iter()
+        .map(|message| Ok(format!("({})", cells(message, values)?)))
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    Ok(Some(format!(
+        "INSERT INTO outbox ({COLUMNS}) VALUES {}",
+        rows.join(", ")
+    )))
 }
 
 /// Rows not yet published.

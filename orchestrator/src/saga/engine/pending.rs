@@ -1,10 +1,9 @@
 //! What one engine transaction writes, gathered while the step machine moves its sagas and
-//! written at its end with one statement per table: the sagas' rows, their history, their
-//! timers and the outbox's commands; plus the gRPC calls made once it committed.
+//! written at its end with one statement: the sagas' rows, their history, their timers and the
+//! outbox's commands; plus the gRPC calls made once it committed.
 
 use sea_orm::DatabaseTransaction;
 use ticket_platform::messaging::OutgoingMessage;
-use ticket_platform::outbox;
 
 use crate::dispatch::Calls;
 use crate::error::Error;
@@ -36,10 +35,13 @@ impl Pending {
     /// Writes what was gathered in `txn` on behalf of `replica` (the timers an ended saga
     /// leaves are marked fired by it); the calls stay for after the commit.
     pub async fn write(&mut self, txn: &DatabaseTransaction, replica: &str) -> Result<(), Error> {
-        log::record_sent(txn, &std::mem::take(&mut self.sent)).await?;
-        log::add_timers(txn, &std::mem::take(&mut self.timers)).await?;
-        log::save(txn, &std::mem::take(&mut self.sagas), replica).await?;
-        outbox::enqueue(txn, &std::mem::take(&mut self.messages)).await?;
+        let moved = log::Moved {
+            sent: &std::mem::take(&mut self.sent),
+            timers: &std::mem::take(&mut self.timers),
+            sagas: &std::mem::take(&mut self.sagas),
+            messages: &std::mem::take(&mut self.messages),
+        };
+        log::write(txn, &moved, replica).await?;
         Ok(())
     }
 }

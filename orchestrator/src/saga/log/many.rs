@@ -1,6 +1,7 @@
 //! The saga log's statements over many sagas at once: the engine moves every saga a batch of
-//! events or replies touches in one transaction, with one statement per table, so a burst of a
-//! few hundred replies costs a few statements rather than a few per reply.
+//! events or replies touches in one transaction, reading with one statement per table and
+//! writing with one ([`super::write`]), so a burst of a few hundred replies costs a few
+//! statements rather than a few per reply.
 
 use std::collections::HashSet;
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, Value};
 
 use super::{SagaRow, saga};
-use crate::saga::state::{State, TimerKind};
+use crate::saga::state::TimerKind;
 
 /// A command recorded in a step's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,12 +47,17 @@ pub type StepKey = (String, String, i32);
 
 /// `($1::a, $2::b), ($3::a, $4::b)` for `rows` rows of columns of `types`.
 fn placeholders(rows: usize, types: &[&str]) -> String {
+    placeholders_after(0, rows, types)
+}
+
+/// [`placeholders`], numbered after the `before` values a statement has already.
+pub(super) fn placeholders_after(before: usize, rows: usize, types: &[&str]) -> String {
     (0..rows)
         .map(|row| {
             let cells: Vec<String> = types
                 .iter()
                 .enumerate()
-                .map(|(col, ty)| format!("${}::{ty}", row * types.len() + col + 1))
+                .map(|(col, ty)| format!("${}::{ty}", before + row * types.len() + col + 1))
                 .collect();
             format!("({})", cells.join(", "))
         })
@@ -233,137 +239,6 @@ pub async fn record_replies(
         .collect()
 }
 
-/// Records commands in their steps' history; one recorded already is left as it is.
-pub async fn record_sent(conn: &impl ConnectionTrait, sent: &[Sent]) -> Result<(), DbErr> {
-    if sent.is_empty() {
-        return Ok(());
-    }
-    let values = sent
-        .iter()
-        .flat_map(|s| {
-            [
-                s.saga_id.clone().into(),
-                s.step.clone().into(),
-                s.attempt.into(),
-                s.command.clone().into(),
-                s.transport.clone().into(),
-            ]
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO saga_step (saga_id, step, attempt, command, transport) VALUES {} \
-         ON CONFLICT (saga_id, step, attempt) DO NOTHING",
-        placeholders(sent.len(), &["text", "text", "int4", "text", "text"])
-    );
-    conn.execute_raw(statement(conn, sql, values)).await?;
-    Ok(())
-}
-
-pub async fn add_timers(conn: &impl ConnectionTrait, timers: &[NewTimer]) -> Result<(), DbErr> {
-    if timers.is_empty() {
-        return Ok(());
-    }
-    let values = timers
-        .iter()
-        .flat_map(|t| {
-            [
-                t.saga_id.clone().into(),
-                t.kind.clone().into(),
-                t.step.clone().into(),
-                t.attempt.into(),
-                t.due_at.into(),
-            ]
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO saga_timer (saga_id, kind, step, attempt, due_at) VALUES {}",
-        placeholders(
-            timers.len(),
-            &["text", "text", "text", "int4", "timestamptz"]
-        )
-    );
-    conn.execute_raw(statement(conn, sql, values)).await?;
-    Ok(())
-}
-
-/// Writes the sagas' mutable fields and bumps their versions (each saga once: the last of its
-/// rows in `sagas` wins). The timers of a saga that ended (COMPLETED or COMPENSATED, which
-/// nothing leaves) can do nothing: they are marked fired on behalf of `replica`, so a payment
-/// deadline does not fire as a no-op long after its saga was paid and finished.
-pub async fn save(
-    conn: &impl ConnectionTrait,
-    sagas: &[SagaRow],
-    replica: &str,
-) -> Result<(), DbErr> {
-    let mut seen = HashSet::new();
-    let mut last_first: Vec<&SagaRow> = sagas
-        .iter()
-        .rev()
-        .filter(|s| seen.insert(&s.saga_id))
-        .collect();
-    if last_first.is_empty() {
-        return Ok(());
-    }
-    // In the order of their ids, as they were locked.
-    last_first.sort_by(|a, b| a.saga_id.cmp(&b.saga_id));
-    let types = [
-        "text",
-        "text",
-        "text",
-        "int4",
-        "int4",
-        "jsonb",
-        "bool",
-        "bool",
-        "timestamptz",
-        "text",
-        "jsonb",
-    ];
-    let mut values: Vec<Value> = last_first
-        .iter()
-        .flat_map(|s| {
-            [
-                s.saga_id.clone().into(),
-                s.state.clone().into(),
-                s.step.clone().into(),
-                s.attempt.into(),
-                s.attempt_base.into(),
-                s.compensations.clone().into(),
-                s.passed_pivot.into(),
-                s.abort_requested.into(),
-                s.deadline.into(),
-                s.incident.clone().into(),
-                s.data.clone().into(),
-            ]
-        })
-        .collect();
-    values.push(replica.into());
-    let ended = State::ALL
-        .iter()
-        .filter(|state| state.is_final())
-        .map(|state| format!("'{}'", state.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "WITH saved AS ( \
-           UPDATE saga s SET state = v.state, step = v.step, attempt = v.attempt, \
-             attempt_base = v.attempt_base, compensations = v.compensations, \
-             passed_pivot = v.passed_pivot, abort_requested = v.abort_requested, \
-             deadline = v.deadline, incident = v.incident, data = v.data, \
-             version = s.version + 1, updated_at = now() \
-           FROM (VALUES {}) AS v (saga_id, state, step, attempt, attempt_base, compensations, \
-             passed_pivot, abort_requested, deadline, incident, data) \
-           WHERE s.saga_id = v.saga_id \
-           RETURNING s.saga_id, s.state) \
-         UPDATE saga_timer t SET fired_at = now(), fired_by = ${} FROM saved \
-         WHERE t.saga_id = saved.saga_id AND saved.state IN ({ended}) AND t.fired_at IS NULL",
-        placeholders(last_first.len(), &types),
-        values.len(),
-    );
-    conn.execute_raw(statement(conn, sql, values)).await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +250,6 @@ mod tests {
             "($1::text, $2::int4), ($3::text, $4::int4)"
         );
         assert_eq!(placeholders(0, &["text"]), "");
+        assert_eq!(placeholders_after(3, 1, &["int4"]), "($4::int4)");
     }
 }

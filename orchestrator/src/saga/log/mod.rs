@@ -7,6 +7,7 @@ use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
 
 mod entity;
 mod many;
+mod write;
 
 pub use action::Model as ActionRecord;
 pub use entity::{action, saga, step};
@@ -14,9 +15,10 @@ pub use saga::Model as SagaRow;
 pub use step::Model as Step;
 
 pub use many::{
-    Answer, NewTimer, Sent, StepKey, add_timers, insert, lock as lock_many, lock_by_orders,
-    record_replies, record_sent, save, unanswered,
+    Answer, NewTimer, Sent, StepKey, insert, lock as lock_many, lock_by_orders, record_replies,
+    unanswered,
 };
+pub use write::{Moved, write};
 
 /// What an operator did to a saga.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
