@@ -122,29 +122,14 @@ mod tests {
 
     const ROW: &str = r#"{"id":7,"order_no":"T0123456789ABCDEF0123","user_id":"buyer","request_id":"r1","show_id":1,"session_id":2,"tier_id":3,"quantity":2,"unit_price_cents":4200,"total_cents":8400,"status":"AWAITING_PAYMENT","cancel_reason":null,"cancel_note":null,"expire_at":"2026-09-21T14:13:20.25+00:00","payment_ref":null,"paid_at":null,"version":3,"created_at":"2026-09-21T16:13:20.000001+02:00","updated_at":"2026-09-21T14:13:20+00:00"}"#;
 
+    /// The order [`ROW`] is.
     fn order() -> orders::Order {
-        let at = DateTime::from_timestamp(1_790_000_000, 0).expect("a time");
-        orders::Order {
-            id: 7,
-            order_no: "T0123456789ABCDEF0123".into(),
-            user_id: "buyer".into(),
-            request_id: "r1".into(),
-            show_id: 1,
-            session_id: 2,
-            tier_id: 3,
-            quantity: 2,
-            unit_price_cents: 4_200,
-            total_cents: 8_400,
-            status: "AWAITING_PAYMENT".into(),
-            cancel_reason: None,
-            cancel_note: None,
-            expire_at: Some(at + chrono::Duration::milliseconds(250)),
-            payment_ref: None,
-            paid_at: None,
-            version: 3,
-            created_at: at + chrono::Duration::microseconds(1),
-            updated_at: at,
-        }
+        let mut order = orders::entity::sample();
+        order.expire_at = order
+            .expire_at
+            .map(|at| at + chrono::Duration::milliseconds(250));
+        order.created_at += chrono::Duration::microseconds(1);
+        order
     }
 
     #[test]

@@ -32,3 +32,30 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// An order awaiting payment, for the unit tests of what reads orders.
+#[cfg(test)]
+pub fn sample() -> Model {
+    let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("a time");
+    Model {
+        id: 7,
+        order_no: "T0123456789ABCDEF0123".into(),
+        user_id: "buyer".into(),
+        request_id: "r1".into(),
+        show_id: 1,
+        session_id: 2,
+        tier_id: 3,
+        quantity: 2,
+        unit_price_cents: 4_200,
+        total_cents: 8_400,
+        status: "AWAITING_PAYMENT".into(),
+        cancel_reason: None,
+        cancel_note: None,
+        expire_at: Some(at),
+        payment_ref: None,
+        paid_at: None,
+        version: 3,
+        created_at: at,
+        updated_at: at,
+    }
+}

@@ -8,6 +8,7 @@
 //! `PENDING -> AWAITING_PAYMENT -> PAID -> CONFIRMED`, and `CANCELLED` (with a reason) from any
 //! state before `PAID`.
 
+mod change;
 pub mod entity;
 pub mod status;
 
@@ -15,14 +16,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, Value};
 use ticket_platform::contact::Contact;
 use ticket_platform::messaging::{OutgoingMessage, tag, topic};
-use ticket_platform::outbox;
 use ticket_platform::time::timestamp;
 use ticket_proto::order::v1 as pb;
 use ticket_proto::saga::v1::{OrderCancelled, OrderCreated, OrderPaid};
 
+use self::change::{Cas, change, compare_and_set, now};
 pub use self::entity::Model as Order;
 pub use self::status::{CancelReason, Status};
-use crate::announcement;
 use crate::error::Error;
 
 /// The Postgres channel every order change is announced on (payload:
@@ -121,42 +121,6 @@ async fn existing(conn: &impl ConnectionTrait, order_no: &str) -> Result<Order, 
         .ok_or_else(|| Error::NotFound(format!("order {order_no} does not exist")))
 }
 
-/// Now, to the microsecond Postgres keeps: the time a change writes, and its event carries.
-fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
-}
-
-/// Runs `ctes` (the first named `changed`: it writes the order and returns its row, if it
-/// wrote one), writes `event` to the outbox and announces the change, in one statement: the
-/// order after the change, or `None` when `changed` wrote nothing (and then nothing is
-/// written or announced).
-async fn change(
-    conn: &impl ConnectionTrait,
-    mut ctes: Vec<String>,
-    mut values: Vec<Value>,
-    event: Option<&OutgoingMessage>,
-) -> Result<Option<Order>, DbErr> {
-    if let Some(event) = event {
-        let insert = outbox::insert_from("changed", event, &mut values)?;
-        ctes.push(format!("event AS ({insert})"));
-    }
-    let sql = format!(
-        "WITH {} SELECT changed.* FROM changed \
-         CROSS JOIN LATERAL (SELECT pg_notify('{CHANGES_CHANNEL}', {})) AS told",
-        ctes.join(", "),
-        announcement::SQL,
-    );
-    entity::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            sql,
-            values,
-        ))
-        .one(conn)
-        .await
-}
-
 /// Saves a new `PENDING` order unless the buyer's request id was used already; returns the
 /// order and whether this call created it. Two calls of one request may race here with the
 /// same order number (admission hands a repeat the number it admitted first), so a conflict on
@@ -230,43 +194,6 @@ pub fn created_event(order: &Order) -> OrderCreated {
         quantity: order.quantity,
         created_at: Some(timestamp(order.created_at)),
     }
-}
-
-/// A compare-and-set: `UPDATE ... SET {set}status = to WHERE order_no = $1 AND status IN from
-/// {extra}`, where `$2` is the time of the change and `values` are `$3...`.
-struct Cas<'a> {
-    from: &'a [Status],
-    to: Status,
-    set: &'a str,
-    extra: &'a str,
-    values: Vec<Value>,
-}
-
-/// Runs `cas` on `order_no` at `at`, with `event` (see [`change`]): the order after the
-/// change, or `None` when its status (or `extra`) did not allow it.
-async fn compare_and_set(
-    conn: &impl ConnectionTrait,
-    order_no: &str,
-    at: DateTime<Utc>,
-    cas: Cas<'_>,
-    event: Option<&OutgoingMessage>,
-) -> Result<Option<Order>, DbErr> {
-    let from: Vec<String> = cas
-        .from
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect();
-    let update = format!(
-        "changed AS (UPDATE orders SET {}status = '{}', version = version + 1, updated_at = $2 \
-         WHERE order_no = $1 AND status IN ({}) {} RETURNING *)",
-        cas.set,
-        cas.to.as_str(),
-        from.join(", "),
-        cas.extra,
-    );
-    let mut values: Vec<Value> = vec![order_no.into(), at.into()];
-    values.extend(cas.values);
-    change(conn, vec![update], values, event).await
 }
 
 /// `ORDER_RESERVE`: the stock is held; the order takes the server's price and a payment
