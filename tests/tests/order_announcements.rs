@@ -115,7 +115,7 @@ async fn every_change_is_announced_with_the_order_clients_read_and_its_event_agr
         unit_price_cents: 12_500,
         expire_at: Some(timestamp(expire_at)),
     });
-    command(&app, &order_no, "ORDER_RESERVE", reserve).await;
+    command(&app, &order_no, "ORDER_RESERVE", reserve.clone()).await;
     let (_, version, reserved) = heard(&mut listener).await;
     assert_eq!((version, reserved.clone()), (2, app.get(&order_no).await));
     assert_eq!(reserved.status(), pb::OrderStatus::AwaitingPayment);
@@ -168,10 +168,27 @@ async fn every_change_is_announced_with_the_order_clients_read_and_its_event_agr
         .expect("create");
     let (heard_no, _, _) = heard(&mut listener).await;
     assert_eq!(heard_no, other.order_no, "nothing was announced in between");
+    command(&app, &other.order_no, "ORDER_RESERVE", reserve).await;
+    assert_eq!(heard(&mut listener).await.1, 2);
+    // A payment reference pays one order: reused, it is refused, and nothing is written.
+    let reused = app
+        .orders()
+        .pay_order(pb::PayOrderRequest {
+            order_no: other.order_no.clone(),
+            payment_ref: "pay-a1".into(),
+            amount_cents: 12_500,
+        })
+        .await
+        .expect_err("a payment reference pays one order");
+    assert_eq!(reused.code(), tonic::Code::AlreadyExists, "{reused:?}");
+    assert_eq!(
+        reused.message(),
+        "payment_ref pay-a1 was already used for another order"
+    );
     let cancelled = app.cancel(&other.order_no).await;
     assert_eq!(
         heard(&mut listener).await,
-        (other.order_no.clone(), 2, cancelled.clone())
+        (other.order_no.clone(), 3, cancelled.clone())
     );
     let cancelled_event: OrderCancelled = event_of(&app, &other.order_no, "ORDER_CANCELLED").await;
     assert_eq!(cancelled_event.cancelled_at, cancelled.updated_at);

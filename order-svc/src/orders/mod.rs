@@ -26,8 +26,11 @@ pub use self::status::{CancelReason, Status};
 use crate::error::Error;
 
 /// The Postgres channel every order change is announced on (payload:
-/// [`crate::watch::announcement`], the order number and the changed order).
+/// [`crate::announcement`], the order number and the changed order).
 pub const CHANGES_CHANNEL: &str = "order_changed";
+
+/// The unique constraint on `orders.payment_ref`: a payment reference pays one order.
+const PAYMENT_REF_KEY: &str = "orders_payment_ref_key";
 
 /// Where a new order's tickets come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,15 +333,20 @@ pub async fn pay(
         from: &[Status::AwaitingPayment],
         to: Status::Paid,
         set: "payment_ref = $3, paid_at = $2, ",
-        extra: "AND expire_at > now() AND total_cents = $4",
+        // The deadline is checked against the time the payment is recorded with.
+        extra: "AND expire_at > $2 AND total_cents = $4",
         values: vec![payment_ref.into(), amount_cents.into()],
     };
     if let Some(order) = compare_and_set(conn, order_no, at, cas, Some(&event))
         .await
         .map_err(|err| match err.sql_err() {
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists(format!(
-                "payment_ref {payment_ref} was already used for another order"
-            )),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(message))
+                if message.contains(PAYMENT_REF_KEY) =>
+            {
+                Error::AlreadyExists(format!(
+                    "payment_ref {payment_ref} was already used for another order"
+                ))
+            }
             _ => Error::Database(err),
         })?
     {
