@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait, Value,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -60,34 +60,15 @@ pub mod entity {
 /// Writes messages to the outbox inside the caller's transaction (or connection). A message
 /// the broker would refuse fails the call, so the caller's transaction does not commit it.
 pub async fn enqueue(db: &impl ConnectionTrait, messages: &[OutgoingMessage]) -> Result<(), DbErr> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    for message in messages {
-        message
-            .validate()
-            .map_err(|err| DbErr::Custom(err.to_string()))?;
-    }
-    let now = chrono::Utc::now();
-    let rows = messages.iter().map(|m| entity::ActiveModel {
-        message_id: Set(m.message_id),
-        topic: Set(m.topic.clone()),
-        tag: Set(m.tag.clone()),
-        message_key: Set(m.key.clone()),
-        saga_id: Set(m.saga_id.clone()),
-        step: Set(m.step.clone()),
-        attempt: Set(i32::try_from(m.attempt).unwrap_or(i32::MAX)),
-        traceparent: Set(m.traceparent.clone()),
-        payload: Set(m.payload.clone()),
-        created_at: Set(now),
-        sent_at: Set(None),
-        failure: Set(None),
-        handed_over_at: Set(None),
-        ..Default::default()
-    });
-    entity::Entity::insert_many(rows)
-        .exec_without_returning(db)
+    let mut values = Vec::new();
+    if let Some(sql) = insert_values(messages, &mut values)? {
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
         .await?;
+    }
     Ok(())
 }
 
