@@ -4,11 +4,11 @@
 //! - [`CommandConsumer`]: a command arriving over RocketMQ runs in a transaction that holds its
 //!   inbox row and the outbox row of its reply (on `SAGA_REPLY_TOPIC`, tagged with the step), so
 //!   its effect and its reply commit together, once per `message_id`. Commands consumed together
-//!   share that transaction ([`GroupCommit`], up to `messaging.command_batch_max`) unless the
-//!   handler says they may not ([`CommandHandler::batches`]): one inbox statement, each
-//!   command's effect in order-number order, one outbox statement, one commit. A batch that
-//!   fails as a whole (a command's passing failure, a lost deadlock) runs its commands again
-//!   one per transaction, so only the failing one is redelivered;
+//!   share that transaction ([`GroupCommit`], up to `messaging.command_batch_max`): one inbox
+//!   statement, the commands' effects in order-number order ([`CommandHandler::run_all`]), one
+//!   outbox statement, one commit. A batch that fails as a whole (a command's passing failure,
+//!   a lost deadlock) runs its commands again one per transaction, so only the failing one is
+//!   redelivered;
 //! - [`ParticipantService`]: `Participant.Execute` over gRPC, the orchestrator's synchronous
 //!   path, answers the same reply directly (admin token required).
 //!
@@ -120,14 +120,6 @@ pub trait CommandHandler: Send + Sync + 'static {
     /// travels under. An error means the command can never succeed.
     fn check(&self, command: &Command) -> Result<(Self::Checked, &'static str), String>;
 
-    /// Whether commands consumed together may share one transaction. A handler that reads
-    /// what its own commands write through another connection while it runs (stock-svc checks
-    /// Redis against the committed ledger when Redis started anew) must say no: a batch's
-    /// earlier commands are not committed yet, so such a check would miss them.
-    fn batches(&self) -> bool {
-        true
-    }
-
     /// Runs the command in `txn`, which the caller commits with the reply. An error is a passing
     /// failure: the command is retried.
     fn run(
@@ -136,9 +128,38 @@ pub trait CommandHandler: Send + Sync + 'static {
         txn: &DatabaseTransaction,
     ) -> impl Future<Output = Result<Answer, String>> + Send;
 
+    /// Runs the fresh commands of a batch in `txn`, in order; one answer each. By default each
+    /// in turn with [`CommandHandler::run`], under its span; a handler may share work between
+    /// them (stock-svc records its batch's fence changes with one statement). An error fails the
+    /// batch: its commands run again, one batch each.
+    fn run_all(
+        &self,
+        commands: &[Batched<'_, Self::Checked>],
+        txn: &DatabaseTransaction,
+    ) -> impl Future<Output = Result<Vec<Answer>, String>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(commands.len());
+            for command in commands {
+                let answer = self
+                    .run(command.checked, txn)
+                    .instrument(command.span.clone())
+                    .await?;
+                answers.push(answer);
+            }
+            Ok(answers)
+        }
+    }
+
     /// Called once the transaction that ran the command committed, with its answer: what a
     /// command did is counted here, so a batch that fails and runs again counts nothing twice.
     fn committed(&self, _checked: &Self::Checked, _answer: &Answer) {}
+}
+
+/// A fresh command of a batch: checked, with the span its run is recorded under (a child of
+/// its message's handling, in the trace the message carried).
+pub struct Batched<'a, C> {
+    pub checked: &'a C,
+    pub span: tracing::Span,
 }
 
 fn check<H: CommandHandler>(
@@ -152,12 +173,7 @@ fn check<H: CommandHandler>(
 /// The RocketMQ door: a consumer's message handler.
 pub struct CommandConsumer<H: CommandHandler> {
     handler: Arc<H>,
-    db: DatabaseConnection,
-    group: Arc<str>,
-    /// `None` when the handler does not batch: each command is its own transaction.
-    batches: Option<GroupCommit<Arc<Consumed<H::Checked>>, HandleError>>,
-    /// Commands per transaction (`participant_batch_commands`).
-    sizes: Histogram,
+    batches: GroupCommit<Arc<Consumed<H::Checked>>, HandleError>,
 }
 
 /// A checked command waiting for its batch.
@@ -208,28 +224,17 @@ impl<H: CommandHandler> CommandConsumer<H> {
     ) -> Self {
         let group: Arc<str> = group.into();
         let runner = Arc::clone(&handler);
-        let (pool, name) = (db.clone(), Arc::clone(&group));
-        let batch_sizes = sizes.clone();
-        let batches = handler.batches().then(|| {
-            GroupCommit::start(batches.max, batches.concurrency, move |commands| {
-                let (handler, db, group) = (Arc::clone(&runner), pool.clone(), Arc::clone(&name));
-                batch_sizes.observe(commands.len() as f64);
-                async move {
-                    let span =
-                        tracing::debug_span!("command batch", %group, commands = commands.len());
-                    run_batch(handler.as_ref(), &db, &group, commands)
-                        .instrument(span)
-                        .await
-                }
-            })
+        let batches = GroupCommit::start(batches.max, batches.concurrency, move |commands| {
+            let (handler, db, group) = (Arc::clone(&runner), db.clone(), Arc::clone(&group));
+            sizes.observe(commands.len() as f64);
+            async move {
+                let span = tracing::debug_span!("command batch", %group, commands = commands.len());
+                run_batch(handler.as_ref(), &db, &group, commands)
+                    .instrument(span)
+                    .await
+            }
         });
-        Self {
-            handler,
-            db,
-            group,
-            batches,
-            sizes,
-        }
+        Self { handler, batches }
     }
 }
 
@@ -251,8 +256,7 @@ async fn run_batch<H: CommandHandler>(
         .map_err(|err| retry(&err))?;
     let mut in_order: Vec<&Consumed<H::Checked>> = commands.iter().map(Arc::as_ref).collect();
     in_order.sort_by(|a, b| a.command.order_no.cmp(&b.command.order_no));
-    let mut replies = Vec::with_capacity(fresh.len());
-    let mut answered = Vec::with_capacity(fresh.len());
+    let mut batch: Vec<(&Consumed<H::Checked>, tracing::Span)> = Vec::with_capacity(fresh.len());
     for consumed in in_order {
         if !fresh.remove(&consumed.message_id) {
             continue;
@@ -265,22 +269,41 @@ async fn run_batch<H: CommandHandler>(
             saga_id = %command.saga_id,
             step = %command.step
         );
-        let answer = handler
-            .run(&consumed.checked, &txn)
-            .instrument(span)
-            .await
-            .map_err(|err| retry(&err))?;
-        answered.push((consumed, answer.clone()));
+        batch.push((consumed, span));
+    }
+    let commands: Vec<Batched<'_, H::Checked>> = batch
+        .iter()
+        .map(|(consumed, span)| Batched {
+            checked: &consumed.checked,
+            span: span.clone(),
+        })
+        .collect();
+    let answers = handler
+        .run_all(&commands, &txn)
+        .await
+        .map_err(|err| retry(&err))?;
+    if answers.len() != batch.len() {
+        return Err(retry(&format!(
+            "{} answers to a batch of {} commands",
+            answers.len(),
+            batch.len()
+        )));
+    }
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut answered = Vec::with_capacity(batch.len());
+    for ((consumed, _), answer) in batch.into_iter().zip(answers) {
+        let command = &consumed.command;
         replies.push(
             OutgoingMessage::new(
                 topic::SAGA_REPLY,
                 &command.step,
                 &command.order_no,
-                &reply(command, answer),
+                &reply(command, answer.clone()),
             )
             .with_saga(&command.saga_id, &command.step, command.attempt)
             .with_traceparent(consumed.traceparent.clone()),
         );
+        answered.push((consumed, answer));
     }
     outbox::enqueue(&txn, &replies)
         .await
@@ -316,16 +339,7 @@ impl<H: CommandHandler> MessageHandler for CommandConsumer<H> {
             traceparent: message.traceparent,
             span,
         });
-        match &self.batches {
-            Some(batches) => batches.submit(consumed).await,
-            None => {
-                self.sizes.observe(1.0);
-                run_batch(self.handler.as_ref(), &self.db, &self.group, vec![consumed])
-                    .await?
-                    .pop()
-                    .unwrap_or(Ok(()))
-            }
-        }
+        self.batches.submit(consumed).await
     }
 }
 

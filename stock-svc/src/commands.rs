@@ -7,13 +7,15 @@
 
 use sea_orm::DatabaseTransaction;
 use ticket_platform::messaging::tag;
-use ticket_platform::participant::{Answer, CommandHandler};
+use ticket_platform::participant::{Answer, Batched, CommandHandler};
 use ticket_proto::saga::v1::command::Body;
 use ticket_proto::saga::v1::reply::Body as ReplyBody;
 use ticket_proto::saga::v1::{Command, StockDeducted};
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::gate::{FenceOutcome, PredeductOutcome};
+use crate::ledger::{self, LedgerEntry};
 use crate::stock::{Effect, Record, Stock, StockRequest, StockStep};
 
 /// The consumer group of stock-svc on `STOCK_TOPIC` (the namespace is added).
@@ -166,13 +168,6 @@ impl CommandHandler for StockCommands {
         stock_request(command).map_err(|err| err.to_string())
     }
 
-    /// One transaction per command: when Redis started anew, a command checks it against the
-    /// committed ledger (`Stock::verify_session`) and rebuilds what differs, which would drop
-    /// the deducts of a batch's earlier, not yet committed commands.
-    fn batches(&self) -> bool {
-        false
-    }
-
     async fn run(
         &self,
         request: &StockRequest,
@@ -180,6 +175,59 @@ impl CommandHandler for StockCommands {
     ) -> Result<Answer, String> {
         let result = self.stock.execute(request, Record::In(txn)).await;
         answer(request, result).map_err(|err| err.to_string())
+    }
+
+    /// The batch's scripts first, each under its command's span: the transaction locks no tier
+    /// until they all ran, so a check of Redis against the ledger that one of them needs (which
+    /// waits for the records on their way, [`crate::verify`]) never waits for this batch. Then
+    /// the batch's fence changes with one statement. A change refused (its tier was checked
+    /// since its script ran) fails the batch; its commands then run alone, each running its
+    /// script again until its record is taken ([`Stock::execute`]).
+    async fn run_all(
+        &self,
+        commands: &[Batched<'_, StockRequest>],
+        txn: &DatabaseTransaction,
+    ) -> Result<Vec<Answer>, String> {
+        if let [command] = commands {
+            let answer = self
+                .run(command.checked, txn)
+                .instrument(command.span.clone());
+            return Ok(vec![answer.await?]);
+        }
+        let mut applied = Vec::with_capacity(commands.len());
+        for command in commands {
+            let result = self
+                .stock
+                .apply(command.checked)
+                .instrument(command.span.clone())
+                .await;
+            applied.push(result);
+        }
+        let entries: Vec<LedgerEntry> = applied
+            .iter()
+            .filter_map(|result| result.as_ref().ok()?.1.clone())
+            .collect();
+        let refused = ledger::record(txn, &entries)
+            .await
+            .map_err(|err| err.to_string())?;
+        if !refused.is_empty() {
+            return Err(format!(
+                "the ledger refused the records of order(s) {}: their tier was checked against \
+                 the ledger since their scripts ran",
+                refused.join(", ")
+            ));
+        }
+        let mut answers = Vec::with_capacity(commands.len());
+        for (command, result) in commands.iter().zip(applied) {
+            if let Ok((Effect::Synced(counters), _)) = &result {
+                ledger::sync(txn, command.checked.step.tier_id(), counters)
+                    .await
+                    .map_err(|err| err.to_string())?;
+            }
+            let result = result.map(|(effect, _)| effect);
+            answers.push(answer(command.checked, result).map_err(|err| err.to_string())?);
+        }
+        Ok(answers)
     }
 }
 

@@ -10,14 +10,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
 use crate::error::Error;
 use crate::gate::{
     Fence, FenceChange, FenceOutcome, FenceState, GateError, PredeductOutcome, Prededucted,
     StockGate, TierCounters,
 };
-use crate::ledger::{self, LedgerEntry, LedgerWriter};
+use crate::ledger::{self, LedgerEntry, LedgerWriter, Recorded};
 use crate::rebuild::load_session;
 use crate::tiers::{TierRules, Tiers};
 use crate::verify::SessionChecks;
@@ -197,18 +197,82 @@ impl Stock {
         }
     }
 
-    /// Runs one step: the script, then its record. Idempotent on the order number.
+    /// Runs one step: the script, then its record. Idempotent on the order number. A record
+    /// refused because the tier was checked since the script ran ([`crate::ledger`]) runs the
+    /// script again (the same answer, or the one the checked Redis gives); when the script
+    /// answers with the very stamp the ledger refused, Redis and Postgres disagree on the
+    /// tier's last check, and the session is checked again first.
     #[tracing::instrument(skip_all, fields(order_no = %request.order_no, tier_id = request.step.tier_id()))]
     pub async fn execute<C: ConnectionTrait>(
         &self,
         request: &StockRequest,
         record: Record<'_, C>,
     ) -> Result<Effect, Error> {
-        let tier_id = request.step.tier_id();
-        let rules = self.tiers.get(tier_id).await?;
+        let rules = self.tiers.get(request.step.tier_id()).await?;
+        let mut refused: Option<String> = None;
+        for _ in 0..GATE_ATTEMPTS {
+            let (effect, entry) = self.apply_to(request, &rules).await?;
+            if let Effect::Synced(counters) = &effect {
+                match &record {
+                    Record::In(conn) => ledger::sync(*conn, rules.tier_id, counters).await?,
+                    Record::Writer => ledger::sync(&self.db, rules.tier_id, counters).await?,
+                }
+            }
+            let Some(entry) = entry else {
+                return Ok(effect);
+            };
+            if refused.as_deref() == Some(entry.stamp.as_str()) {
+                self.verify_session(&rules, &self.gate.run_id().await?, true)
+                    .await?;
+                continue;
+            }
+            let taken = match &record {
+                Record::In(conn) => ledger::record(*conn, std::slice::from_ref(&entry))
+                    .await?
+                    .is_empty(),
+                Record::Writer => self.writer.write(entry.clone()).await? == Recorded::Taken,
+            };
+            if taken {
+                return Ok(effect);
+            }
+            tracing::info!(
+                order_no = %request.order_no,
+                tier_id = rules.tier_id,
+                "the tier was checked against the ledger since the script ran; running it again"
+            );
+            refused = Some(entry.stamp);
+        }
+        Err(Error::Gate(GateError::Protocol(format!(
+            "tier {} kept being checked against the ledger while order {}'s change was \
+             recorded; it is retried",
+            rules.tier_id, request.order_no
+        ))))
+    }
+
+    /// A step's script (after a rebuild or a check of the session when Redis needs one), not
+    /// recorded: the fence change to record, when it made one, goes with what it did.
+    pub async fn apply(
+        &self,
+        request: &StockRequest,
+    ) -> Result<(Effect, Option<LedgerEntry>), Error> {
+        let rules = self.tiers.get(request.step.tier_id()).await?;
+        self.apply_to(request, &rules).await
+    }
+
+    async fn apply_to(
+        &self,
+        request: &StockRequest,
+        rules: &TierRules,
+    ) -> Result<(Effect, Option<LedgerEntry>), Error> {
+        let tier_id = rules.tier_id;
         let tier = rules.tier_ref();
         let order_no = request.order_no.as_str();
-        let (effect, fence) = match &request.step {
+        let entry = |fence: Fence, stamp: &str| LedgerEntry {
+            tier_id,
+            fence,
+            stamp: stamp.to_owned(),
+        };
+        Ok(match &request.step {
             StockStep::Prededuct {
                 user_id, quantity, ..
             } => {
@@ -220,57 +284,51 @@ impl Stock {
                     )));
                 }
                 let answer = self
-                    .gated(&rules, || {
+                    .gated(rules, || {
                         self.gate.prededuct(tier, order_no, user_id, *quantity)
                     })
                     .await?;
                 self.metrics.prededucted(answer.outcome);
                 self.metrics.left(tier_id, answer.available);
-                let fence = (answer.outcome == PredeductOutcome::Deducted).then(|| Fence {
-                    order_no: order_no.to_owned(),
-                    state: FenceState::Deducted,
-                    quantity: *quantity,
-                    user_id: user_id.clone(),
+                let fence = (answer.outcome == PredeductOutcome::Deducted).then(|| {
+                    let fence = Fence {
+                        order_no: order_no.to_owned(),
+                        state: FenceState::Deducted,
+                        quantity: *quantity,
+                        user_id: user_id.clone(),
+                    };
+                    entry(fence, &answer.stamp)
                 });
                 (Effect::Prededucted(answer), fence)
             }
             StockStep::Confirm { .. } => {
                 let change = self
-                    .gated(&rules, || self.gate.confirm(tier, order_no))
+                    .gated(rules, || self.gate.confirm(tier, order_no))
                     .await?;
                 self.metrics.left(tier_id, change.available);
-                let fence = (change.outcome == FenceOutcome::Confirmed)
-                    .then(|| fence_of(order_no, FenceState::Confirmed, &change));
+                let fence = (change.outcome == FenceOutcome::Confirmed).then(|| {
+                    entry(
+                        fence_of(order_no, FenceState::Confirmed, &change),
+                        &change.stamp,
+                    )
+                });
                 (Effect::Changed(change), fence)
             }
             StockStep::Rollback { .. } => {
                 let change = self
-                    .gated(&rules, || self.gate.rollback(tier, order_no))
+                    .gated(rules, || self.gate.rollback(tier, order_no))
                     .await?;
                 self.metrics.left(tier_id, change.available);
-                let fence = (change.outcome == FenceOutcome::RolledBack)
-                    .then(|| fence_of(order_no, FenceState::RolledBack, &change));
+                let fence = (change.outcome == FenceOutcome::RolledBack).then(|| {
+                    entry(
+                        fence_of(order_no, FenceState::RolledBack, &change),
+                        &change.stamp,
+                    )
+                });
                 (Effect::Changed(change), fence)
             }
-            StockStep::Sync { .. } => {
-                let counters = self.counters(&rules).await?;
-                match record {
-                    Record::In(conn) => ledger::sync(conn, tier_id, &counters).await?,
-                    Record::Writer => ledger::sync(&self.db, tier_id, &counters).await?,
-                }
-                return Ok(Effect::Synced(counters));
-            }
-        };
-        if let Some(fence) = fence {
-            let entry = LedgerEntry { tier_id, fence };
-            match record {
-                Record::In(conn) => {
-                    ledger::record(conn, std::slice::from_ref(&entry)).await?;
-                }
-                Record::Writer => self.writer.write(entry).await?,
-            }
-        }
-        Ok(effect)
+            StockStep::Sync { .. } => (Effect::Synced(self.counters(rules).await?), None),
+        })
     }
 
     /// Runs a script; when Redis does not hold the tier or its session's holdings, rebuilds
@@ -288,7 +346,7 @@ impl Stock {
                     self.rebuild(rules).await?;
                 }
                 Err(GateError::Unverified { run_id, .. }) => {
-                    self.verify_session(rules, &run_id).await?;
+                    self.verify_session(rules, &run_id, false).await?;
                 }
                 other => return Ok(other?),
             }
@@ -301,7 +359,10 @@ impl Stock {
     /// holdings across the session computed afresh. Never twice: returns the tiers this call
     /// loaded, none when Redis held them all already.
     pub async fn rebuild(&self, rules: &TierRules) -> Result<Vec<i64>, Error> {
-        let loaded = load_session(&self.record, &self.gate, rules.session_id).await?;
+        // The session's tiers stay locked until the load is recorded (`load_session`).
+        let txn = self.record.begin().await?;
+        let loaded = load_session(&txn, &self.gate, rules.session_id).await?;
+        txn.commit().await?;
         if !loaded.is_empty() {
             tracing::warn!(
                 session_id = rules.session_id,
@@ -328,6 +389,17 @@ impl Stock {
     pub async fn reconcile(&self, tier_id: i64) -> Result<Reconciliation, Error> {
         let rules = self.tiers.get(tier_id).await?;
         let redis = self.counters(&rules).await?;
+        self.compare(&self.record, &rules, redis).await
+    }
+
+    /// [`Stock::reconcile`] of Redis' `redis` counters, reading the ledger through `conn`.
+    pub(crate) async fn compare(
+        &self,
+        conn: &impl ConnectionTrait,
+        rules: &TierRules,
+        redis: TierCounters,
+    ) -> Result<Reconciliation, Error> {
+        let tier_id = rules.tier_id;
         let redis_fences: HashMap<String, Fence> = self
             .gate
             .fences(rules.tier_ref())
@@ -335,12 +407,12 @@ impl Stock {
             .into_iter()
             .map(|f| (f.order_no.clone(), f))
             .collect();
-        let ledger_fences: HashMap<String, Fence> = ledger::fences(&self.record, tier_id)
+        let ledger_fences: HashMap<String, Fence> = ledger::fences(conn, tier_id)
             .await?
             .into_iter()
             .map(|f| (f.order_no.clone(), f))
             .collect();
-        let totals = ledger::totals(&self.record, tier_id).await?;
+        let totals = ledger::totals(conn, tier_id).await?;
         let ledger = TierCounters {
             total: rules.total,
             available: rules.total - totals.deducted - totals.confirmed,

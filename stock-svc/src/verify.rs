@@ -3,16 +3,18 @@
 //! records. Every fence-changing script refuses a tier not checked since Redis started
 //! ([`GateError::Unverified`](crate::gate::GateError::Unverified)); this checks the whole
 //! session (a buyer's limit spans its tiers) against the ledger, the record, and rebuilds from
-//! it every tier that differs, before the script runs again.
+//! it every tier that differs, before the script runs again. The check waits for the records
+//! on their way and refuses the late ones (`crate::ledger`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::TransactionTrait;
 
-use crate::catalog::entity::tier;
 use crate::error::Error;
 use crate::gate::Verified;
+use crate::ledger;
+use crate::rebuild::lock_session;
 use crate::stock::Stock;
 use crate::tiers::TierRules;
 
@@ -33,44 +35,72 @@ impl SessionChecks {
 
 impl Stock {
     /// Checks every tier of `rules`' session against the ledger on Redis run `run_id`: a tier
-    /// that agrees is marked checked; one that differs is dropped and rebuilt from the ledger,
+    /// that agrees is stamped checked; one that differs is dropped and rebuilt from the ledger,
     /// with the buyers' holdings in the session computed afresh. When Redis restarted again
-    /// meanwhile, nothing is marked and the caller's next script asks again.
-    pub async fn verify_session(&self, rules: &TierRules, run_id: &str) -> Result<(), Error> {
+    /// meanwhile, nothing is marked and the caller's next script asks again. `again` checks the
+    /// session even when Redis says it was checked on this run (a record refused with the stamp
+    /// Redis still gives: Postgres missed the stamp of the last check).
+    ///
+    /// The session's tiers are locked for update in Postgres from before the ledger is read
+    /// until the new stamp is written in both (a local script call; the same lock serialises
+    /// the checks and loads of every replica): so the check waits for each record on its way,
+    /// and any record whose script ran before it is refused (`crate::ledger`).
+    pub async fn verify_session(
+        &self,
+        rules: &TierRules,
+        run_id: &str,
+        again: bool,
+    ) -> Result<(), Error> {
         let session = self.checks.of(rules.session_id);
         let _one_check_at_a_time = session.lock().await;
-        if self.gate.checked_on(rules.tier_ref(), run_id).await? {
+        if !again
+            && self
+                .gate
+                .checked_on(rules.tier_ref(), run_id)
+                .await?
+                .is_some()
+        {
             // Checked (or rebuilt) while this call waited.
             return Ok(());
         }
-        let tier_ids: Vec<i64> = tier::Entity::find()
-            .filter(tier::Column::SessionId.eq(rules.session_id))
-            .order_by_asc(tier::Column::Id)
-            .all(&self.record)
-            .await?
-            .into_iter()
-            .map(|t| t.id)
-            .collect();
-        let mut checked = Vec::with_capacity(tier_ids.len());
-        for tier_id in tier_ids {
-            let reconciliation = self.reconcile(tier_id).await?;
+        let txn = self.record.begin().await?;
+        let (_, tiers) = lock_session(&txn, rules.session_id).await?;
+        let mut checked = Vec::with_capacity(tiers.len());
+        for tier_rules in tiers {
+            let tier_id = tier_rules.tier_id;
+            // A tier Redis does not hold is loaded (and stamped) by its next command.
+            let Some(redis) = self.gate.counters(tier_rules.tier_ref()).await? else {
+                continue;
+            };
+            let reconciliation = self.compare(&txn, &tier_rules, redis).await?;
             if reconciliation.drift() {
                 tracing::warn!(
                     tier_id,
                     report = %reconciliation.report(),
-                    "Redis started anew behind the ledger; rebuilding the tier from the ledger"
+                    "Redis behind the ledger; rebuilding the tier from the ledger"
                 );
             }
             checked.push((tier_id, !reconciliation.drift()));
         }
-        match self.gate.verify(rules.session_id, run_id, &checked).await? {
-            Verified::Restarted => Ok(()),
+        let stamp = ledger::new_stamp();
+        let same: Vec<i64> = checked.iter().filter(|c| c.1).map(|c| c.0).collect();
+        ledger::stamp(&txn, &same, &stamp).await?;
+        match self
+            .gate
+            .verify(rules.session_id, run_id, &stamp, &checked)
+            .await?
+        {
+            Verified::Restarted => {
+                txn.rollback().await?;
+                Ok(())
+            }
             Verified::Checked { dropped } => {
+                txn.commit().await?;
                 tracing::info!(
                     session_id = rules.session_id,
                     run_id,
                     rebuilt = ?dropped,
-                    "session checked against the ledger after Redis started anew"
+                    "session checked against the ledger"
                 );
                 if !dropped.is_empty() {
                     self.rebuild(rules).await?;

@@ -73,7 +73,7 @@ async fn gate_with(stock: &SessionStock) -> StockGate {
     let gate = connect().await;
     let every_tier = stock.tiers.iter().map(|t| t.tier_id).collect();
     assert_eq!(
-        gate.load(stock).await.expect("load"),
+        gate.load(stock, "stamp").await.expect("load"),
         SessionLoad::Loaded(every_tier)
     );
     gate
@@ -292,7 +292,7 @@ async fn prededucts_outside_the_sale_window_are_refused() {
     let late = fresh_tier();
     let mut closed = on_sale(late, 10, 4);
     closed.tiers[0].closes_at_ms = now_ms() - 1;
-    gate.load(&closed).await.expect("load");
+    gate.load(&closed, "stamp").await.expect("load");
     assert_eq!(
         gate.prededuct(late, "ORD-1", "u1", 1)
             .await
@@ -316,7 +316,7 @@ async fn a_tier_is_loaded_once_and_the_scripts_survive_a_script_flush() {
         .await
         .expect("deduct");
     assert_eq!(
-        gate.load(&stock).await.expect("second load"),
+        gate.load(&stock, "stamp").await.expect("second load"),
         SessionLoad::Loaded(Vec::new()),
         "an existing tier is never loaded twice"
     );
@@ -534,7 +534,7 @@ async fn a_tier_loaded_beside_the_session_s_other_tiers_counts_each_holding_once
     let mut again = stock.clone();
     again.tiers[1].fences = None;
     assert_eq!(
-        gate.load(&again).await.expect("load"),
+        gate.load(&again, "stamp").await.expect("load"),
         SessionLoad::Loaded(vec![a.tier_id])
     );
     assert_eq!(held().await, 3);
@@ -557,7 +557,7 @@ async fn a_tier_loaded_beside_the_session_s_other_tiers_counts_each_holding_once
     // Redis loses the whole session: a load that lacks B's fences writes nothing and says so.
     clean_up(&gate, stock.session_id, &tier_ids(&stock)).await;
     assert_eq!(
-        gate.load(&again).await.expect("load"),
+        gate.load(&again, "stamp").await.expect("load"),
         SessionLoad::Missing(vec![b.tier_id])
     );
     assert!(gate.counters(a).await.expect("counters").is_none());
@@ -566,7 +566,7 @@ async fn a_tier_loaded_beside_the_session_s_other_tiers_counts_each_holding_once
         fence("ORD-B3", FenceState::Deducted, 1, "u1"),
     ]);
     assert_eq!(
-        gate.load(&again).await.expect("load"),
+        gate.load(&again, "stamp").await.expect("load"),
         SessionLoad::Loaded(tier_ids(&stock))
     );
     assert_eq!(held().await, 4);
@@ -586,7 +586,7 @@ async fn a_tier_loaded_beside_the_session_s_other_tiers_counts_each_holding_once
     ));
     stock.tiers.iter_mut().for_each(|t| t.fences = None);
     assert_eq!(
-        gate.load(&stock).await.expect("load"),
+        gate.load(&stock, "stamp").await.expect("load"),
         SessionLoad::Loaded(Vec::new())
     );
     assert_eq!(held().await, 4);

@@ -393,10 +393,9 @@ async fn participant_execute_answers_like_the_consumer_and_refuses_bad_commands(
     app.stop(&[tier]).await;
 }
 
-/// A burst of commands: each is handled and answered once, however often it is delivered, each
-/// in a transaction of its own (stock-svc does not batch its commands: when Redis started
-/// anew it checks Redis against the committed ledger, which a batch's earlier commands are not
-/// yet in), and a command that fails every time fails alone.
+/// A burst of commands: each is handled and answered once, however often it is delivered, the
+/// commands consumed together in one transaction with their fence changes recorded together,
+/// and a command that fails every time fails alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_commands_is_answered_once_each_and_a_failing_command_fails_alone() {
     const GOOD: usize = 60;
@@ -496,7 +495,7 @@ async fn a_burst_of_commands_is_answered_once_each_and_a_failing_command_fails_a
         "Redis took the failing command's deduct before the ledger refused it"
     );
 
-    // The good commands' inbox rows were written by a transaction each.
+    // The good commands' inbox rows were written by fewer transactions than commands.
     let row = app
         .db
         .query_one_raw(Statement::from_sql_and_values(
@@ -514,9 +513,9 @@ async fn a_burst_of_commands_is_answered_once_each_and_a_failing_command_fails_a
     let rows: i64 = row.try_get("", "rows").expect("rows");
     let transactions: i64 = row.try_get("", "transactions").expect("transactions");
     assert_eq!(rows, i64::try_from(GOOD).expect("small"));
-    assert_eq!(
-        transactions, rows,
-        "{rows} commands took {transactions} transactions"
+    assert!(
+        transactions < rows,
+        "{rows} commands took {transactions} transactions: not batched"
     );
     eprintln!("{rows} commands consumed in {transactions} transactions");
 

@@ -28,11 +28,14 @@ pub enum FenceOutcome {
     UnknownOrder,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prededucted {
     pub outcome: PredeductOutcome,
     pub available: i64,
     pub unit_price_cents: i64,
+    /// The tier's last check against the ledger when the script ran: its record in the ledger
+    /// names it, and is refused when the tier was checked again since.
+    pub stamp: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +45,8 @@ pub struct FenceChange {
     pub available: i64,
     /// The buyer the fence belongs to (empty for an empty rollback).
     pub user_id: String,
+    /// As [`Prededucted::stamp`].
+    pub stamp: String,
 }
 
 /// The state of one order's fence.

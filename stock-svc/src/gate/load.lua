@@ -1,5 +1,5 @@
--- load(per_user_limit, [tier]...): puts the tiers of one session that Redis lacks into it, each
--- never twice, with the fences they are rebuilt from; then the session's rules and its buyers'
+-- load(per_user_limit, stamp, [tier]...): puts the tiers of one session that Redis lacks into
+-- it, each never twice, with the fences they are rebuilt from; then the session's rules and its buyers'
 -- holdings across its tiers.
 -- KEYS[1] session meta, KEYS[2] session users, then for every tier of the session its meta,
 -- fences and users (as in prededuct.lua). The caller passes every tier the session has.
@@ -11,13 +11,14 @@
 -- tiers are loaded (a tier's buyers' holdings follow from its DEDUCTED and CONFIRMED fences)
 -- and, when any was or the session's meta was missing, the session's holdings are computed
 -- afresh as the sum of its tiers' holdings: never added to, so a tier rebuilt beside tiers
--- that Redis kept is counted once. A tier loaded is stamped with Redis' run_id: it is the
--- ledger's, checked. Returns {'LOADED', tier_id...}: the tiers this call loaded.
+-- that Redis kept is counted once. A tier loaded is stamped with Redis' run_id and with
+-- `stamp`, which the caller records as the tier's in Postgres: it is the ledger's, checked.
+-- Returns {'LOADED', tier_id...}: the tiers this call loaded.
 local session_meta, session_users = KEYS[1], KEYS[2]
 local tiers = (#KEYS - 2) / 3
 local blocks = {}
 local missing = {'MISSING'}
-local at = 2
+local at = 3
 for t = 1, tiers do
   local n = tonumber(ARGV[at + 9])
   local present = redis.call('EXISTS', KEYS[3 * t]) == 1
@@ -50,7 +51,7 @@ for t = 1, tiers do
       'total', ARGV[s + 1], 'available', ARGV[s + 2], 'deducted', ARGV[s + 3],
       'confirmed', ARGV[s + 4], 'opens_at_ms', ARGV[s + 5], 'closes_at_ms', ARGV[s + 6],
       'tier_limit', ARGV[s + 7], 'price_cents', ARGV[s + 8],
-      'sold_out', tonumber(ARGV[s + 2]) == 0 and 1 or 0, 'run_id', run_id)
+      'sold_out', tonumber(ARGV[s + 2]) == 0 and 1 or 0, 'run_id', run_id, 'stamp', ARGV[2])
     table.insert(loaded, ARGV[s])
   end
 end

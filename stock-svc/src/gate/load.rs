@@ -94,10 +94,15 @@ pub enum SessionLoad {
 impl StockGate {
     /// Puts every tier of `session` that Redis lacks into it, with its fences, and the
     /// session's rules and buyers' holdings; a tier Redis holds is left as it is. Pass every
-    /// tier the session has: the session's holdings are the sum over the tiers passed.
-    pub async fn load(&self, session: &SessionStock) -> Result<SessionLoad, GateError> {
+    /// tier the session has: the session's holdings are the sum over the tiers passed. A tier
+    /// loaded carries `stamp` (the caller records it in Postgres, [`super::Prededucted::stamp`]).
+    pub async fn load(
+        &self,
+        session: &SessionStock,
+        stamp: &str,
+    ) -> Result<SessionLoad, GateError> {
         let mut keys = self.session_keys(session.session_id);
-        let mut args: Vec<Value> = vec![session.per_user_limit.into()];
+        let mut args: Vec<Value> = vec![session.per_user_limit.into(), stamp.into()];
         for tier in &session.tiers {
             keys.extend(self.tier_keys(TierRef {
                 session_id: session.session_id,

@@ -245,7 +245,7 @@ impl StockGate {
                 vec![order_no.into(), user_id.into(), quantity.into()],
             )
             .await?;
-        let (word, available, price, run_id) = parse_reply(&reply)?;
+        let (word, available, price, last) = parse_reply(&reply)?;
         let outcome = match word.as_str() {
             "DEDUCTED" => PredeductOutcome::Deducted,
             "SOLD_OUT" => PredeductOutcome::SoldOut,
@@ -254,13 +254,14 @@ impl StockGate {
             "SALE_CLOSED" => PredeductOutcome::SaleClosed,
             "ALREADY_ROLLED_BACK" => PredeductOutcome::AlreadyRolledBack,
             "NOT_LOADED" => return Err(GateError::NotLoaded(tier.tier_id)),
-            "UNVERIFIED" => return Err(unverified(tier, run_id)),
+            "UNVERIFIED" => return Err(unverified(tier, last)),
             other => return Err(GateError::Protocol(other.to_owned())),
         };
         Ok(Prededucted {
             outcome,
             available,
             unit_price_cents: price,
+            stamp: stamped(&reply, last)?,
         })
     }
 
@@ -399,7 +400,7 @@ fn parse_reply(reply: &[Value]) -> Result<(String, i64, i64, String), GateError>
 }
 
 fn fence_change(tier: TierRef, reply: &[Value]) -> Result<FenceChange, GateError> {
-    let (word, quantity, available, user_id) = parse_reply(reply)?;
+    let (word, quantity, available, user_id) = parse_reply(reply.get(..4).unwrap_or(reply))?;
     let outcome = match word.as_str() {
         "ROLLED_BACK" => FenceOutcome::RolledBack,
         "CONFIRMED" => FenceOutcome::Confirmed,
@@ -410,12 +411,27 @@ fn fence_change(tier: TierRef, reply: &[Value]) -> Result<FenceChange, GateError
         "UNVERIFIED" => return Err(unverified(tier, user_id)),
         other => return Err(GateError::Protocol(other.to_owned())),
     };
+    let stamp = match reply.get(4) {
+        Some(stamp) => stamp
+            .as_string()
+            .ok_or_else(|| GateError::Protocol(format!("{reply:?}")))?,
+        None => return Err(GateError::Protocol(format!("no stamp in {reply:?}"))),
+    };
     Ok(FenceChange {
         outcome,
         quantity,
         available,
         user_id,
+        stamp,
     })
+}
+
+/// The stamp a prededuct answered with (its fourth value).
+fn stamped(reply: &[Value], stamp: String) -> Result<String, GateError> {
+    if reply.len() < 4 || stamp.is_empty() {
+        return Err(GateError::Protocol(format!("no stamp in {reply:?}")));
+    }
+    Ok(stamp)
 }
 
 fn unverified(tier: TierRef, run_id: String) -> GateError {

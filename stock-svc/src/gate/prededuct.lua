@@ -7,16 +7,17 @@
 --         promised_at (optional): the order's promise ends here, whatever the outcome.
 -- A buyer holds at most the session's per_user_limit across its tiers, and at most the tier's
 -- tier_limit in this tier when that is above 0.
--- Returns {outcome, available, price_cents}; {'UNVERIFIED', 0, 0, run_id} when the tier was not
--- checked against the ledger since Redis started (run_id.lua).
+-- Returns {outcome, available, price_cents, stamp}: stamp is the tier's last check against the
+-- ledger, which its record in the ledger names (run_id.lua); {'UNVERIFIED', 0, 0, run_id} when
+-- the tier was not checked since Redis started.
 local session_meta, session_users, meta, fences, users = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local order_no, user, qty = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('EXISTS', meta) == 0 or redis.call('EXISTS', session_meta) == 0 then
   return {'NOT_LOADED', 0, 0}
 end
 -- Redis started anew since the tier was checked against the ledger: check it first.
-local run_id = current_run_id()
-if redis.call('HGET', meta, 'run_id') ~= run_id then
+local stamp, run_id = checked_stamp(meta)
+if not stamp then
   return {'UNVERIFIED', 0, 0, run_id}
 end
 if KEYS[7] then
@@ -29,34 +30,34 @@ local fence = redis.call('HGET', fences, order_no)
 if fence then
   local state = string.sub(fence, 1, 1)
   if state == 'R' then
-    return {'ALREADY_ROLLED_BACK', available, price}
+    return {'ALREADY_ROLLED_BACK', available, price, stamp}
   end
-  return {'DEDUCTED', available, price}
+  return {'DEDUCTED', available, price, stamp}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now < opens then
-  return {'SALE_NOT_OPEN', available, price}
+  return {'SALE_NOT_OPEN', available, price, stamp}
 end
 if now >= closes then
-  return {'SALE_CLOSED', available, price}
+  return {'SALE_CLOSED', available, price, stamp}
 end
 local session_limit = tonumber(redis.call('HGET', session_meta, 'per_user_limit'))
 local in_session = tonumber(redis.call('HGET', session_users, user) or '0')
 if in_session + qty > session_limit then
-  return {'LIMIT_REACHED', available, price}
+  return {'LIMIT_REACHED', available, price, stamp}
 end
 if tier_limit > 0 then
   local in_tier = tonumber(redis.call('HGET', users, user) or '0')
   if in_tier + qty > tier_limit then
-    return {'LIMIT_REACHED', available, price}
+    return {'LIMIT_REACHED', available, price, stamp}
   end
 end
 if available < qty then
   if available == 0 then
     redis.call('HSET', meta, 'sold_out', 1)
   end
-  return {'SOLD_OUT', available, price}
+  return {'SOLD_OUT', available, price, stamp}
 end
 available = redis.call('HINCRBY', meta, 'available', -qty)
 redis.call('HINCRBY', meta, 'deducted', qty)
@@ -66,4 +67,4 @@ redis.call('HSET', fences, order_no, 'D:' .. qty .. ':' .. user)
 if available == 0 then
   redis.call('HSET', meta, 'sold_out', 1)
 end
-return {'DEDUCTED', available, price}
+return {'DEDUCTED', available, price, stamp}

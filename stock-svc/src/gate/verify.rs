@@ -1,7 +1,7 @@
 //! Recording that a session's tiers were checked against the ledger after Redis started anew
-//! (`verify.lua`): a tier that held what the ledger records is stamped with the running Redis'
-//! `run_id`; one that did not is deleted, with its session's meta, to be rebuilt from the
-//! ledger.
+//! or a record was refused (`verify.lua`): a tier that held what the ledger records is stamped
+//! with the running Redis' `run_id` and the check's stamp; one that did not is deleted, with
+//! its session's meta, to be rebuilt from the ledger.
 
 use fred::prelude::*;
 use fred::types::Value;
@@ -18,24 +18,50 @@ pub enum Verified {
 }
 
 impl StockGate {
-    /// Whether `tier` was checked against the ledger (or loaded from it) on Redis run `run_id`.
-    pub async fn checked_on(&self, tier: TierRef, run_id: &str) -> Result<bool, GateError> {
+    /// The stamp of `tier`'s last check against the ledger (or load from it), when that was
+    /// made on Redis run `run_id`.
+    pub async fn checked_on(
+        &self,
+        tier: TierRef,
+        run_id: &str,
+    ) -> Result<Option<String>, GateError> {
         let [meta, ..] = self.tier_keys(tier);
-        let stamp: Option<String> = self.pool.next().hget(meta, "run_id").await?;
-        Ok(stamp.as_deref() == Some(run_id))
+        let fields: Vec<Option<String>> = self
+            .pool
+            .next()
+            .hmget(meta, vec!["run_id", "stamp"])
+            .await?;
+        Ok(match fields.as_slice() {
+            [Some(run), Some(stamp)] if run == run_id => Some(stamp.clone()),
+            _ => None,
+        })
     }
 
-    /// Records the check of session `session_id`'s tiers made on Redis run `run_id`: each
-    /// `(tier_id, same)` says whether Redis held what the ledger records. A tier checked or
-    /// rebuilt by someone else meanwhile is left as it is.
+    /// The running Redis' `run_id` (new on every start).
+    pub async fn run_id(&self) -> Result<String, GateError> {
+        let info: String = self
+            .pool
+            .next()
+            .info(Some(fred::types::InfoKind::Server))
+            .await?;
+        info.lines()
+            .find_map(|line| line.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned())
+            .ok_or_else(|| GateError::Protocol("INFO server has no run_id".into()))
+    }
+
+    /// Records the check of session `session_id`'s tiers made on Redis run `run_id`, with
+    /// `stamp`: each `(tier_id, same)` says whether Redis held what the ledger records. The
+    /// caller holds the tiers locked in Postgres ([`crate::verify`]).
     pub async fn verify(
         &self,
         session_id: i64,
         run_id: &str,
+        stamp: &str,
         tiers: &[(i64, bool)],
     ) -> Result<Verified, GateError> {
         let mut keys = self.session_keys(session_id);
-        let mut args: Vec<Value> = vec![run_id.into()];
+        let mut args: Vec<Value> = vec![run_id.into(), stamp.into()];
         for &(tier_id, same) in tiers {
             keys.extend(self.tier_keys(TierRef {
                 session_id,

@@ -6,15 +6,22 @@
 //! `D`educted → `C`onfirmed or `R`olled back), so replaying a command writes nothing twice and
 //! a confirm counts once. A tier's `sold` is the sum of its confirmed rows ([`totals`]): no
 //! counter row that every confirm of a tier would queue on.
+//!
+//! A record names the stamp its script saw (`tier.live_stamp`, [`crate::gate::Prededucted::stamp`])
+//! and is taken only while the tier's stamp is still that one, the tier row share-locked until
+//! the record commits. A load of the tier into Redis or a check of Redis against the ledger
+//! locks the session's tiers for update before it reads the ledger, so it waits for every
+//! record on its way, and then writes a new stamp, so a record whose script ran before it is
+//! refused and its command runs the script again on the Redis the check left.
 
 mod writer;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use sea_orm::{ConnectionTrait, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement, Value};
 
-pub use self::writer::LedgerWriter;
+pub use self::writer::{LedgerWriter, Recorded};
 use crate::gate::{Fence, FenceState, TierCounters};
 
 /// One fence change to record.
@@ -22,6 +29,8 @@ use crate::gate::{Fence, FenceState, TierCounters};
 pub struct LedgerEntry {
     pub tier_id: i64,
     pub fence: Fence,
+    /// The tier's stamp the change's script saw.
+    pub stamp: String,
 }
 
 /// A tier's totals as the ledger holds them.
@@ -41,51 +50,76 @@ ON CONFLICT (order_no) DO UPDATE SET
     rolled_back_at = COALESCE(EXCLUDED.rolled_back_at, l.rolled_back_at)
 WHERE l.state = 'D' AND EXCLUDED.state <> 'D'";
 
+/// What follows the rows to record (named `e(o, t, u, q, s, st)`: order, tier, user, quantity,
+/// state, stamp): the tiers whose stamp is a row's, share-locked (in id order, as loads and
+/// checks lock them); those rows written as one compare-and-set ([`ON_CONFLICT`]); the orders
+/// of the others returned. A tier whose stamp no row has is not locked, so a command whose
+/// record was refused may check the session in another transaction before it runs again.
+/// Under a check that holds the tier, the lock waits, then reads the tier's new stamp.
+static CHECKED_WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "checked AS ( \
+             SELECT id, live_stamp FROM tier WHERE (id, live_stamp) IN (SELECT t, st FROM e) \
+             ORDER BY id FOR KEY SHARE), \
+         fresh AS (SELECT e.* FROM e JOIN checked c ON c.id = e.t AND c.live_stamp = e.st), \
+         written AS ( \
+             INSERT INTO stock_ledger AS l \
+             (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at) \
+             SELECT o, t, u, q, s, \
+                    CASE WHEN s = 'D' THEN now() END, CASE WHEN s = 'C' THEN now() END, \
+                    CASE WHEN s = 'R' THEN now() END \
+             FROM fresh {ON_CONFLICT}) \
+         SELECT e.o FROM e WHERE NOT EXISTS (SELECT 1 FROM fresh WHERE fresh.o = e.o)"
+    )
+});
+
 /// Records fence changes in the caller's transaction. Each is written at most once: a change
-/// the ledger already holds (a replay) writes nothing. Returns how many entries changed the
-/// ledger.
-pub async fn record(conn: &impl ConnectionTrait, entries: &[LedgerEntry]) -> Result<usize, DbErr> {
-    let mut changed = 0;
+/// the ledger already holds (a replay) writes nothing. Returns the orders whose record was
+/// refused: their tier was loaded or checked since their script ran (module docs); their
+/// scripts run again.
+pub async fn record(
+    conn: &impl ConnectionTrait,
+    entries: &[LedgerEntry],
+) -> Result<Vec<String>, DbErr> {
+    let mut refused = Vec::new();
     // One statement per run of distinct orders: a statement may not touch a row twice.
     let mut chunk: Vec<&LedgerEntry> = Vec::new();
     let mut orders: HashSet<&str> = HashSet::new();
     for entry in entries {
         if !orders.insert(entry.fence.order_no.as_str()) {
-            changed += record_distinct(conn, &chunk).await?;
+            refused.extend(record_distinct(conn, &chunk).await?);
             chunk.clear();
             orders.clear();
             orders.insert(entry.fence.order_no.as_str());
         }
         chunk.push(entry);
     }
-    changed += record_distinct(conn, &chunk).await?;
-    Ok(changed)
+    refused.extend(record_distinct(conn, &chunk).await?);
+    Ok(refused)
 }
 
-/// The statement of [`record_distinct_orders`]: [`ON_CONFLICT`] over rows that travel as arrays.
+/// The statement of [`record_distinct_orders`]: the rows travel as arrays.
 static RECORD_DISTINCT_ORDERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "INSERT INTO stock_ledger AS l \
-         (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at) \
-         SELECT o, t, u, q, s, \
-                CASE WHEN s = 'D' THEN now() END, CASE WHEN s = 'C' THEN now() END, \
-                CASE WHEN s = 'R' THEN now() END \
-         FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[]) AS e(o, t, u, q, s) \
-         {ON_CONFLICT}"
+        "WITH e AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], \
+                    $5::text[], $6::text[]) AS e(o, t, u, q, s, st)), {}",
+        *CHECKED_WRITE
     )
 });
 
-/// [`record`] for entries of distinct orders, as one statement that commits on its own. The entries travel as arrays, so the statement is the same whatever
-/// their number and Postgres plans it once per connection. Returns how many changed the ledger.
+/// [`record`] for entries of distinct orders, as one statement that commits on its own. The
+/// entries travel as arrays, so the statement is the same whatever their number and Postgres
+/// plans it once per connection. Returns the orders whose record was refused.
 pub async fn record_distinct_orders(
     pool: &sqlx::PgPool,
     entries: &[LedgerEntry],
-) -> Result<u64, DbErr> {
+) -> Result<Vec<String>, DbErr> {
     let mut orders = Vec::with_capacity(entries.len());
     let mut tiers = Vec::with_capacity(entries.len());
     let mut users = Vec::with_capacity(entries.len());
     let mut quantities = Vec::with_capacity(entries.len());
     let mut states = Vec::with_capacity(entries.len());
+    let mut stamps = Vec::with_capacity(entries.len());
     for entry in entries {
         let fence = &entry.fence;
         orders.push(fence.order_no.as_str());
@@ -93,72 +127,86 @@ pub async fn record_distinct_orders(
         users.push(fence.user_id.as_str());
         quantities.push(fence.quantity);
         states.push(fence.state.code());
+        stamps.push(entry.stamp.as_str());
     }
-    let done = sqlx::query(sqlx::AssertSqlSafe(RECORD_DISTINCT_ORDERS.as_str()))
+    sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(RECORD_DISTINCT_ORDERS.as_str()))
         .bind(orders)
         .bind(tiers)
         .bind(users)
         .bind(quantities)
         .bind(states)
-        .execute(pool)
+        .bind(stamps)
+        .fetch_all(pool)
         .await
-        .map_err(|err| DbErr::Custom(format!("record the ledger: {err}")))?;
-    Ok(done.rows_affected())
+        .map_err(|err| DbErr::Custom(format!("record the ledger: {err}")))
 }
 
-/// One `INSERT ... ON CONFLICT` for entries of distinct orders.
+/// [`record`]'s statement for entries of distinct orders; the orders refused.
 async fn record_distinct(
     conn: &impl ConnectionTrait,
     entries: &[&LedgerEntry],
-) -> Result<usize, DbErr> {
+) -> Result<Vec<String>, DbErr> {
     if entries.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let mut sql = String::from(
-        "INSERT INTO stock_ledger AS l \
-         (order_no, tier_id, user_id, quantity, state, deducted_at, confirmed_at, rolled_back_at) \
-         VALUES ",
-    );
-    let mut values: Vec<Value> = Vec::with_capacity(entries.len() * 4);
+    let mut sql = String::from("WITH e(o, t, u, q, s, st) AS (VALUES ");
+    let mut values: Vec<Value> = Vec::with_capacity(entries.len() * 5);
     for (k, entry) in entries.iter().enumerate() {
         let fence = &entry.fence;
-        let at = |state: FenceState| {
-            if fence.state == state {
-                "now()"
-            } else {
-                "NULL"
-            }
-        };
-        let n = k * 4;
+        let n = k * 5;
         let _ = write!(
             sql,
-            "{}(${}, ${}, ${}, ${}, '{}', {}, {}, {})",
+            "{}(${}, ${}::int8, ${}, ${}::int8, '{}', ${})",
             if k == 0 { "" } else { ", " },
             n + 1,
             n + 2,
             n + 3,
             n + 4,
             fence.state.code(),
-            at(FenceState::Deducted),
-            at(FenceState::Confirmed),
-            at(FenceState::RolledBack),
+            n + 5,
         );
         values.push(fence.order_no.clone().into());
         values.push(entry.tier_id.into());
         values.push(fence.user_id.clone().into());
         values.push(fence.quantity.into());
+        values.push(entry.stamp.clone().into());
     }
-    sql.push(' ');
-    sql.push_str(ON_CONFLICT);
-    let changed = conn
-        .execute_raw(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            sql,
-            values,
-        ))
-        .await?
-        .rows_affected();
-    Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+    sql.push_str("), ");
+    sql.push_str(&CHECKED_WRITE);
+    conn.query_all_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        sql,
+        values,
+    ))
+    .await?
+    .into_iter()
+    .map(|row| row.try_get::<String>("", "o"))
+    .collect()
+}
+
+/// A new stamp, for a load or a check.
+pub fn new_stamp() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Writes `stamp` as the stamp of `tiers`, in the transaction that locked them.
+pub async fn stamp(txn: &DatabaseTransaction, tiers: &[i64], stamp: &str) -> Result<(), DbErr> {
+    if tiers.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = (0..tiers.len()).map(|k| format!("${}", k + 2)).collect();
+    let mut values: Vec<Value> = vec![stamp.into()];
+    values.extend(tiers.iter().map(|&id| Value::from(id)));
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        format!(
+            "UPDATE tier SET live_stamp = $1 WHERE id IN ({})",
+            ids.join(", ")
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Every fence of a tier (to rebuild Redis, and to reconcile).

@@ -1,6 +1,7 @@
 //! Group commit of ledger entries for the gRPC doors: callers hand their entry to a few writer
 //! tasks and wait; each task takes every entry queued at that moment (up to a batch) and
-//! records them in one transaction. A caller's reply leaves only after its entry committed.
+//! records them in one transaction. A caller's reply leaves only after its entry committed, or
+//! was refused because its tier was checked since its script ran (see [`super`]).
 
 use std::sync::Arc;
 
@@ -13,7 +14,16 @@ use super::{LedgerEntry, record, record_distinct_orders};
 /// Entries recorded per transaction at most.
 const BATCH: usize = 256;
 
-type Pending = (LedgerEntry, oneshot::Sender<Result<(), String>>);
+type Pending = (LedgerEntry, oneshot::Sender<Result<Recorded, String>>);
+
+/// What became of an entry handed to the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Committed (or the ledger held it already: a replay).
+    Taken,
+    /// Refused: its tier was loaded or checked since its script ran; run the script again.
+    Refused,
+}
 
 /// A handle to the writer tasks; they stop when every handle is dropped.
 #[derive(Clone)]
@@ -32,8 +42,8 @@ impl LedgerWriter {
         Self { queue }
     }
 
-    /// Records one entry; returns once it is committed.
-    pub async fn write(&self, entry: LedgerEntry) -> Result<(), DbErr> {
+    /// Records one entry; returns once it is committed or refused.
+    pub async fn write(&self, entry: LedgerEntry) -> Result<Recorded, DbErr> {
         let (done, committed) = oneshot::channel();
         self.queue
             .send((entry, done))
@@ -65,21 +75,28 @@ async fn run(
         if let Err(err) = &result {
             tracing::error!(error = %err, entries = entries.len(), "ledger batch failed");
         }
-        for (_, done) in batch.drain(..) {
-            let _ = done.send(result.clone());
+        for (entry, done) in batch.drain(..) {
+            let _ = done.send(result.as_ref().map_err(Clone::clone).map(|refused| {
+                if refused.contains(&entry.fence.order_no) {
+                    Recorded::Refused
+                } else {
+                    Recorded::Taken
+                }
+            }));
         }
     }
 }
 
-async fn commit(db: &DatabaseConnection, entries: &[LedgerEntry]) -> Result<(), DbErr> {
+/// Records `entries`; the orders refused.
+async fn commit(db: &DatabaseConnection, entries: &[LedgerEntry]) -> Result<Vec<String>, DbErr> {
     if single_statement(entries) {
         // One statement commits on its own: no BEGIN and COMMIT round trips.
-        record_distinct_orders(db.get_postgres_connection_pool(), entries).await?;
-        return Ok(());
+        return record_distinct_orders(db.get_postgres_connection_pool(), entries).await;
     }
     let txn = db.begin().await?;
-    record(&txn, entries).await?;
-    txn.commit().await
+    let refused = record(&txn, entries).await?;
+    txn.commit().await?;
+    Ok(refused)
 }
 
 /// Whether `record` writes `entries` with one statement: distinct orders (a statement may not

@@ -5,6 +5,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 mod m20261125_000101_create_catalog;
 mod m20261125_000102_create_ledger;
 mod m20261126_000103_session_per_user_limit;
+mod m20261128_000104_tier_live_stamp;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         migrations.push(Box::new(m20261125_000101_create_catalog::Migration));
         migrations.push(Box::new(m20261125_000102_create_ledger::Migration));
         migrations.push(Box::new(m20261126_000103_session_per_user_limit::Migration));
+        migrations.push(Box::new(m20261128_000104_tier_live_stamp::Migration));
         migrations
     }
 }

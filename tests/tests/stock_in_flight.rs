@@ -1,0 +1,192 @@
+//! A command in flight while Redis goes back in time: its script ran on the Redis before the
+//! restart, its ledger row is not committed yet when the restarted Redis is checked against the
+//! ledger. Neither order of the two may sell a ticket twice: a check waits for the record that
+//! is on its way, and a record whose script ran before a check is refused, to run again.
+
+use std::time::Duration;
+
+use e2e::fresh_database_config;
+use e2e::redis::PrivateRedis;
+use e2e::stock::{StockApp, admin};
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use stock_svc::gate::{Fence, FenceState, PredeductOutcome, TierRef};
+use stock_svc::ledger::{self, LedgerEntry};
+use ticket_proto::stock::v1 as pb;
+
+const TOTAL: i64 = 3;
+
+/// A prededuct of one ticket over gRPC, repeated while Redis reconnects.
+async fn prededuct(app: &StockApp, order: &str, tier: i64, user: &str) -> pb::PredeductOutcome {
+    for _ in 0..100 {
+        match app
+            .stock()
+            .prededuct(admin(pb::PredeductRequest {
+                order_no: order.into(),
+                tier_id: tier,
+                user_id: user.into(),
+                quantity: 1,
+            }))
+            .await
+        {
+            Ok(answer) => return answer.into_inner().outcome(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("{order}: {status:?}"),
+        }
+    }
+    panic!("{order}: Redis never came back");
+}
+
+/// Tickets the ledger records as held (deducted or confirmed) in `tier`.
+async fn ledger_held(app: &StockApp, tier: i64) -> i64 {
+    app.db
+        .query_one_raw(Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            "SELECT COALESCE(SUM(quantity), 0)::BIGINT AS n FROM stock_ledger \
+             WHERE tier_id = $1 AND state IN ('D', 'C')",
+            [tier.into()],
+        ))
+        .await
+        .expect("ledger")
+        .expect("a row")
+        .try_get("", "n")
+        .expect("n")
+}
+
+/// Sells one ticket to each new buyer until the tier answers sold out; the orders sold.
+async fn sell_out(app: &StockApp, tier: i64) -> usize {
+    let mut sold = 0;
+    for n in 0..20 {
+        match prededuct(app, &format!("S{n}"), tier, &format!("s{n}")).await {
+            pb::PredeductOutcome::Deducted => sold += 1,
+            pb::PredeductOutcome::SoldOut => return sold,
+            other => panic!("S{n}: {other:?}"),
+        }
+    }
+    panic!("tier {tier} never sold out");
+}
+
+struct Sale {
+    redis: PrivateRedis,
+    app: StockApp,
+    tier: TierRef,
+}
+
+/// A tier of `TOTAL` tickets on a private Redis, snapshotted while nothing is sold.
+async fn sale() -> Sale {
+    let redis = PrivateRedis::start();
+    let app = StockApp::start_on_redis(
+        e2e::messaging_config(3),
+        fresh_database_config("t_stock_").await,
+        None,
+        false,
+        &redis.url(),
+    )
+    .await;
+    let session = app.session(2).await;
+    let tier = app.tier_in(session.session_id, "Floor", TOTAL, 0).await;
+    redis.snapshot("empty.rdb");
+    let tier = TierRef {
+        session_id: session.session_id,
+        tier_id: tier.tier_id,
+    };
+    Sale { redis, app, tier }
+}
+
+impl Sale {
+    /// Command A's script, on the Redis of now: one ticket deducted for order A.
+    async fn script_of_a(&self) -> LedgerEntry {
+        let answer = self
+            .app
+            .gate()
+            .await
+            .prededuct(self.tier, "A", "uA", 1)
+            .await
+            .expect("A's script");
+        assert_eq!(answer.outcome, PredeductOutcome::Deducted);
+        LedgerEntry {
+            tier_id: self.tier.tier_id,
+            fence: Fence {
+                order_no: "A".into(),
+                state: FenceState::Deducted,
+                quantity: 1,
+                user_id: "uA".into(),
+            },
+            stamp: answer.stamp,
+        }
+    }
+
+    /// Redis killed and started from the snapshot taken before anything was sold.
+    fn back_in_time(&mut self) {
+        let before = self.redis.run_id();
+        self.redis.kill();
+        self.redis.restore("empty.rdb");
+        self.redis.up();
+        assert_ne!(self.redis.run_id(), before, "a new Redis process");
+    }
+
+    /// Whatever happened, exactly `TOTAL` tickets are held and Redis agrees with the ledger.
+    async fn never_sold_twice(self) {
+        let (app, tier) = (&self.app, self.tier.tier_id);
+        sell_out(app, tier).await;
+        assert_eq!(
+            ledger_held(app, tier).await,
+            TOTAL,
+            "tickets held by the ledger"
+        );
+        let report = app.reconcile(tier).await;
+        assert!(!report.drift, "{}", report.report);
+        self.app.halt().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_check_after_a_restart_waits_for_the_record_on_its_way() {
+    let mut sale = sale().await;
+    let entry = sale.script_of_a().await;
+    // A's transaction writes its record and has not committed when Redis goes back in time.
+    let txn = sale.app.db.begin().await.expect("begin");
+    let stale = ledger::record(&txn, std::slice::from_ref(&entry))
+        .await
+        .expect("A's record");
+    assert!(stale.is_empty(), "A's script ran on the tier's last check");
+    sale.back_in_time();
+
+    // B is the first call on the restarted Redis: it checks the session against the ledger.
+    let (b, ()) = tokio::join!(prededuct(&sale.app, "B", sale.tier.tier_id, "uB"), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        txn.commit().await.expect("A commits");
+    });
+    assert_eq!(
+        b,
+        pb::PredeductOutcome::Deducted,
+        "two of three tickets held"
+    );
+    sale.never_sold_twice().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_whose_script_ran_before_a_check_is_refused() {
+    let mut sale = sale().await;
+    let entry = sale.script_of_a().await;
+    sale.back_in_time();
+    // B checks the restarted Redis against the ledger, which has no record of A yet.
+    assert_eq!(
+        prededuct(&sale.app, "B", sale.tier.tier_id, "uB").await,
+        pb::PredeductOutcome::Deducted
+    );
+    // A's record arrives after the check: refused, so A runs its script again.
+    let txn = sale.app.db.begin().await.expect("begin");
+    let stale = ledger::record(&txn, std::slice::from_ref(&entry))
+        .await
+        .expect("A's record");
+    assert_eq!(stale, vec!["A".to_owned()], "A's record is refused");
+    txn.commit().await.expect("commit");
+    // A runs again, over gRPC: the restarted Redis holds no ticket of A, so it takes one now.
+    assert_eq!(
+        prededuct(&sale.app, "A", sale.tier.tier_id, "uA").await,
+        pb::PredeductOutcome::Deducted
+    );
+    sale.never_sold_twice().await;
+}
