@@ -188,8 +188,7 @@ struct Consumed<C> {
 }
 
 /// Registers `participant_batch_commands` (how many commands each transaction of `group`'s
-/// consumer took; for stock-svc, its ledger's group commit on the RocketMQ door) and returns
-/// the histogram of `group`.
+/// consumer took) and returns the histogram of `group`.
 pub fn batch_sizes(metrics: &crate::metrics::Metrics, group: &str) -> Histogram {
     let sizes: crate::metrics::Histograms<crate::metrics::GroupLabel> =
         prometheus_client::metrics::family::Family::new_with_constructor(crate::metrics::sizes);

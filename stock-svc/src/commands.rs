@@ -179,10 +179,11 @@ impl CommandHandler for StockCommands {
 
     /// The batch's scripts first, each under its command's span: the transaction locks no tier
     /// until they all ran, so a check of Redis against the ledger that one of them needs (which
-    /// waits for the records on their way, [`crate::verify`]) never waits for this batch. Then
-    /// the batch's fence changes with one statement. A change refused (its tier was checked
-    /// since its script ran) fails the batch; its commands then run alone, each running its
-    /// script again until its record is taken ([`Stock::execute`]).
+    /// waits for the records taken, [`crate::verify`]) never waits for this batch. Then the
+    /// batch's fence changes, with one statement (more when an order comes twice). A change
+    /// refused (its tier was checked since its script ran) fails the batch, whose commands then
+    /// run alone; one refused alone is redelivered and runs its script again
+    /// ([`Stock::execute`]).
     async fn run_all(
         &self,
         commands: &[Batched<'_, StockRequest>],
@@ -210,6 +211,12 @@ impl CommandHandler for StockCommands {
         let refused = ledger::record(txn, &entries)
             .await
             .map_err(|err| err.to_string())?;
+        for entry in entries
+            .iter()
+            .filter(|e| refused.contains(&e.fence.order_no))
+        {
+            self.stock.refused(entry);
+        }
         if !refused.is_empty() {
             return Err(format!(
                 "the ledger refused the records of order(s) {}: their tier was checked against \

@@ -10,7 +10,8 @@ use sea_orm::{ConnectionTrait, Statement};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::stock::{Reconciliation, Stock};
+use crate::reconciliation::Reconciliation;
+use crate::stock::Stock;
 
 /// Remembers the last check's drift of each tier.
 pub struct DriftWatch {

@@ -16,6 +16,11 @@ pub enum Error {
     /// The order's fence forbids the change (confirm after rollback, rollback after confirm).
     #[error("{0}")]
     Refused(String),
+    /// The change's record was refused: its tier was loaded into Redis or checked against the
+    /// ledger since the change's script ran (`crate::ledger`). A passing failure: the command
+    /// runs again, on the Redis the check left.
+    #[error("{0}")]
+    CheckedMeanwhile(String),
     #[error("database: {0}")]
     Database(#[from] DbErr),
     #[error("live stock: {0}")]
@@ -29,6 +34,7 @@ impl From<Error> for Status {
             Error::NotFound(msg) => Status::not_found(msg),
             Error::AlreadyExists(msg) => Status::already_exists(msg),
             Error::Refused(msg) => Status::failed_precondition(msg),
+            Error::CheckedMeanwhile(msg) => Status::unavailable(msg),
             Error::Database(db) => match db.sql_err() {
                 Some(SqlErr::UniqueConstraintViolation(detail)) => Status::already_exists(detail),
                 _ => {

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod migration;
 pub mod rebuild;
+pub mod reconciliation;
 pub mod stock;
 pub mod stock_api;
 pub mod tiers;

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
@@ -114,51 +115,6 @@ pub enum Record<'a, C: ConnectionTrait> {
     Writer,
 }
 
-/// Redis against the ledger for one tier.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reconciliation {
-    pub tier_id: i64,
-    pub redis: TierCounters,
-    pub ledger: TierCounters,
-    /// Orders whose fence differs, sorted.
-    pub drifting_orders: Vec<String>,
-}
-
-impl Reconciliation {
-    pub fn drift(&self) -> bool {
-        self.redis.available != self.ledger.available
-            || self.redis.deducted != self.ledger.deducted
-            || self.redis.confirmed != self.ledger.confirmed
-            || !self.drifting_orders.is_empty()
-    }
-
-    /// In words, for logs and operators.
-    pub fn report(&self) -> String {
-        if !self.drift() {
-            return format!(
-                "tier {}: Redis and the ledger agree (available {}, deducted {}, confirmed {})",
-                self.tier_id, self.redis.available, self.redis.deducted, self.redis.confirmed
-            );
-        }
-        format!(
-            "tier {}: Redis has available {} / deducted {} / confirmed {}, the ledger {} / {} / {}; \
-             {} order(s) differ{}",
-            self.tier_id,
-            self.redis.available,
-            self.redis.deducted,
-            self.redis.confirmed,
-            self.ledger.available,
-            self.ledger.deducted,
-            self.ledger.confirmed,
-            self.drifting_orders.len(),
-            match self.drifting_orders.first() {
-                Some(first) => format!(", e.g. {first}"),
-                None => String::new(),
-            }
-        )
-    }
-}
-
 /// The stock of every tier: Redis gate, tier rules, ledger.
 #[derive(Clone)]
 pub struct Stock {
@@ -174,6 +130,8 @@ pub struct Stock {
     writer: LedgerWriter,
     /// One check against the ledger per session at a time, after Redis started anew.
     pub(crate) checks: SessionChecks,
+    /// The last stamp the ledger refused, per tier ([`Stock::refused`]).
+    refused_stamps: Arc<Mutex<HashMap<i64, String>>>,
     pub metrics: crate::metrics::StockMetrics,
 }
 
@@ -190,6 +148,7 @@ impl Stock {
             tiers: Tiers::new(record.clone()),
             writer: LedgerWriter::spawn(db.clone(), ledger_writers, metrics.ledger_commits.clone()),
             checks: SessionChecks::default(),
+            refused_stamps: Arc::default(),
             metrics,
             db,
             record,
@@ -198,10 +157,10 @@ impl Stock {
     }
 
     /// Runs one step: the script, then its record. Idempotent on the order number. A record
-    /// refused because the tier was checked since the script ran ([`crate::ledger`]) runs the
-    /// script again (the same answer, or the one the checked Redis gives); when the script
-    /// answers with the very stamp the ledger refused, Redis and Postgres disagree on the
-    /// tier's last check, and the session is checked again first.
+    /// refused because the tier was loaded or checked since the script ran ([`crate::ledger`])
+    /// is [`Error::CheckedMeanwhile`] in a caller's transaction, which may hold the tier's lock
+    /// until it ends (the command runs again in a new one); through the writer, whose
+    /// transaction has ended, the script runs again at once.
     #[tracing::instrument(skip_all, fields(order_no = %request.order_no, tier_id = request.step.tier_id()))]
     pub async fn execute<C: ConnectionTrait>(
         &self,
@@ -209,7 +168,6 @@ impl Stock {
         record: Record<'_, C>,
     ) -> Result<Effect, Error> {
         let rules = self.tiers.get(request.step.tier_id()).await?;
-        let mut refused: Option<String> = None;
         for _ in 0..GATE_ATTEMPTS {
             let (effect, entry) = self.apply_to(request, &rules).await?;
             if let Effect::Synced(counters) = &effect {
@@ -221,11 +179,6 @@ impl Stock {
             let Some(entry) = entry else {
                 return Ok(effect);
             };
-            if refused.as_deref() == Some(entry.stamp.as_str()) {
-                self.verify_session(&rules, &self.gate.run_id().await?, true)
-                    .await?;
-                continue;
-            }
             let taken = match &record {
                 Record::In(conn) => ledger::record(*conn, std::slice::from_ref(&entry))
                     .await?
@@ -235,18 +188,39 @@ impl Stock {
             if taken {
                 return Ok(effect);
             }
-            tracing::info!(
-                order_no = %request.order_no,
-                tier_id = rules.tier_id,
-                "the tier was checked against the ledger since the script ran; running it again"
-            );
-            refused = Some(entry.stamp);
+            self.refused(&entry);
+            if matches!(record, Record::In(_)) {
+                break;
+            }
         }
-        Err(Error::Gate(GateError::Protocol(format!(
-            "tier {} kept being checked against the ledger while order {}'s change was \
-             recorded; it is retried",
+        Err(Error::CheckedMeanwhile(format!(
+            "tier {} was checked against the ledger while order {}'s change was recorded; retry",
             rules.tier_id, request.order_no
-        ))))
+        )))
+    }
+
+    /// Remembers that the ledger refused `entry`'s stamp: when a script of its tier answers
+    /// with it again, Redis and Postgres disagree on the tier's last check (its stamp reached
+    /// Redis, not Postgres), and the session is checked again before anything is recorded.
+    pub(crate) fn refused(&self, entry: &LedgerEntry) {
+        tracing::info!(
+            order_no = %entry.fence.order_no,
+            tier_id = entry.tier_id,
+            "the tier was checked against the ledger since the script ran; it runs again"
+        );
+        self.refused_stamps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(entry.tier_id, entry.stamp.clone());
+    }
+
+    /// Whether the ledger refused `stamp` of `tier_id` before.
+    fn was_refused(&self, tier_id: i64, stamp: &str) -> bool {
+        self.refused_stamps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&tier_id)
+            .is_some_and(|refused| refused == stamp)
     }
 
     /// A step's script (after a rebuild or a check of the session when Redis needs one), not
@@ -260,6 +234,23 @@ impl Stock {
     }
 
     async fn apply_to(
+        &self,
+        request: &StockRequest,
+        rules: &TierRules,
+    ) -> Result<(Effect, Option<LedgerEntry>), Error> {
+        let (effect, entry) = self.script(request, rules).await?;
+        match entry {
+            Some(entry) if self.was_refused(rules.tier_id, &entry.stamp) => {
+                let run_id = self.gate.run_id().await?;
+                self.verify_session(rules, &run_id, Some(&entry.stamp))
+                    .await?;
+                self.script(request, rules).await
+            }
+            entry => Ok((effect, entry)),
+        }
+    }
+
+    async fn script(
         &self,
         request: &StockRequest,
         rules: &TierRules,
@@ -346,7 +337,7 @@ impl Stock {
                     self.rebuild(rules).await?;
                 }
                 Err(GateError::Unverified { run_id, .. }) => {
-                    self.verify_session(rules, &run_id, false).await?;
+                    self.verify_session(rules, &run_id, None).await?;
                 }
                 other => return Ok(other?),
             }
@@ -383,72 +374,6 @@ impl Stock {
             .counters(rules.tier_ref())
             .await?
             .ok_or(Error::Gate(GateError::NotLoaded(rules.tier_id)))
-    }
-
-    /// Compares Redis with the ledger, counters and fence by fence.
-    pub async fn reconcile(&self, tier_id: i64) -> Result<Reconciliation, Error> {
-        let rules = self.tiers.get(tier_id).await?;
-        let redis = self.counters(&rules).await?;
-        self.compare(&self.record, &rules, redis).await
-    }
-
-    /// [`Stock::reconcile`] of Redis' `redis` counters, reading the ledger through `conn`.
-    pub(crate) async fn compare(
-        &self,
-        conn: &impl ConnectionTrait,
-        rules: &TierRules,
-        redis: TierCounters,
-    ) -> Result<Reconciliation, Error> {
-        let tier_id = rules.tier_id;
-        let redis_fences: HashMap<String, Fence> = self
-            .gate
-            .fences(rules.tier_ref())
-            .await?
-            .into_iter()
-            .map(|f| (f.order_no.clone(), f))
-            .collect();
-        let ledger_fences: HashMap<String, Fence> = ledger::fences(conn, tier_id)
-            .await?
-            .into_iter()
-            .map(|f| (f.order_no.clone(), f))
-            .collect();
-        let totals = ledger::totals(conn, tier_id).await?;
-        let ledger = TierCounters {
-            total: rules.total,
-            available: rules.total - totals.deducted - totals.confirmed,
-            deducted: totals.deducted,
-            confirmed: totals.confirmed,
-            sold_out: rules.total - totals.deducted - totals.confirmed == 0,
-        };
-        let mut drifting_orders: Vec<String> = redis_fences
-            .iter()
-            .filter(|(order, fence)| ledger_fences.get(*order) != Some(*fence))
-            .map(|(order, _)| order.clone())
-            .chain(
-                ledger_fences
-                    .keys()
-                    .filter(|order| !redis_fences.contains_key(*order))
-                    .cloned(),
-            )
-            .collect();
-        drifting_orders.sort();
-        Ok(Reconciliation {
-            tier_id,
-            redis,
-            ledger,
-            drifting_orders,
-        })
-    }
-
-    /// The repair rule: the ledger is the record. Drops the tier from Redis and rebuilds it
-    /// from the ledger, the buyers' holdings in its session computed afresh. Fences Redis held
-    /// without a ledger row belong to commands whose reply never left; their senders retry
-    /// them and the retry runs on the rebuilt tier.
-    pub async fn repair(&self, tier_id: i64) -> Result<Reconciliation, Error> {
-        let rules = self.tiers.get(tier_id).await?;
-        self.gate.forget(rules.tier_ref()).await?;
-        self.rebuild(&rules).await?;
-        self.reconcile(tier_id).await
     }
 }
 

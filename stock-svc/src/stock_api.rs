@@ -10,7 +10,8 @@ use crate::catalog::validate;
 
 use crate::error::Error;
 use crate::gate::{FenceOutcome, PredeductOutcome, TierCounters};
-use crate::stock::{Effect, Reconciliation, Record, Stock, StockRequest, StockStep};
+use crate::reconciliation::Reconciliation;
+use crate::stock::{Effect, Record, Stock, StockRequest, StockStep};
 
 pub struct StockApi {
     pub stock: Stock,

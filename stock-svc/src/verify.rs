@@ -34,32 +34,33 @@ impl SessionChecks {
 }
 
 impl Stock {
-    /// Checks every tier of `rules`' session against the ledger on Redis run `run_id`: a tier
+    /// Checks the tiers of `rules`' session against the ledger on Redis run `run_id`: a tier
     /// that agrees is stamped checked; one that differs is dropped and rebuilt from the ledger,
     /// with the buyers' holdings in the session computed afresh. When Redis restarted again
-    /// meanwhile, nothing is marked and the caller's next script asks again. `again` checks the
-    /// session even when Redis says it was checked on this run (a record refused with the stamp
-    /// Redis still gives: Postgres missed the stamp of the last check).
+    /// meanwhile, nothing is marked and the caller's next script asks again. Tiers checked on
+    /// this run already are left as they are, unless `refused` names a stamp the ledger
+    /// refused and Redis still gives (Postgres missed the stamp of the last check): then every
+    /// tier is checked, unless another check came since.
     ///
     /// The session's tiers are locked for update in Postgres from before the ledger is read
-    /// until the new stamp is written in both (a local script call; the same lock serialises
-    /// the checks and loads of every replica): so the check waits for each record on its way,
-    /// and any record whose script ran before it is refused (`crate::ledger`).
+    /// until the new stamp is written in both (the check's Redis calls are local; the same lock
+    /// serialises the checks and loads of every replica): so the check waits for each record
+    /// taken, and any record whose script ran before it is refused (`crate::ledger`).
     pub async fn verify_session(
         &self,
         rules: &TierRules,
         run_id: &str,
-        again: bool,
+        refused: Option<&str>,
     ) -> Result<(), Error> {
         let session = self.checks.of(rules.session_id);
         let _one_check_at_a_time = session.lock().await;
-        if !again
-            && self
-                .gate
-                .checked_on(rules.tier_ref(), run_id)
-                .await?
-                .is_some()
-        {
+        let checked_on = |tier| self.gate.checked_on(tier, run_id);
+        let done = |stamp: Option<String>| match (stamp, refused) {
+            (Some(stamp), Some(refused)) => stamp != refused,
+            (stamp, None) => stamp.is_some(),
+            (None, Some(_)) => false,
+        };
+        if done(checked_on(rules.tier_ref()).await?) {
             // Checked (or rebuilt) while this call waited.
             return Ok(());
         }
@@ -68,6 +69,10 @@ impl Stock {
         let mut checked = Vec::with_capacity(tiers.len());
         for tier_rules in tiers {
             let tier_id = tier_rules.tier_id;
+            if refused.is_none() && checked_on(tier_rules.tier_ref()).await?.is_some() {
+                // Loaded or checked on this run: live, and right.
+                continue;
+            }
             // A tier Redis does not hold is loaded (and stamped) by its next command.
             let Some(redis) = self.gate.counters(tier_rules.tier_ref()).await? else {
                 continue;

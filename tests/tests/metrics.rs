@@ -170,7 +170,7 @@ async fn the_counters_move_by_exactly_what_a_batch_of_purchases_did() {
             "order-svc {series}"
         );
     }
-    // stock-svc runs each command in a transaction of its own: one per command consumed.
+    // stock-svc's consumer runs the commands it consumed in batches: each consumed once in one.
     let stock_commands = grew(
         stock_0,
         stock_1,
@@ -181,7 +181,7 @@ async fn the_counters_move_by_exactly_what_a_batch_of_purchases_did() {
         (r#"stock_prededucts_total{outcome="DEDUCTED"}"#, 5.0),
         (r#"stock_prededucts_total{outcome="SOLD_OUT"}"#, late_n),
         (
-            r#"participant_batch_commands_count{group="stock-svc"}"#,
+            r#"participant_batch_commands_sum{group="stock-svc"}"#,
             stock_commands,
         ),
     ] {

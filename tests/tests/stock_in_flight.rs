@@ -1,7 +1,8 @@
 //! A command in flight while Redis goes back in time: its script ran on the Redis before the
 //! restart, its ledger row is not committed yet when the restarted Redis is checked against the
 //! ledger. Neither order of the two may sell a ticket twice: a check waits for the record that
-//! is on its way, and a record whose script ran before a check is refused, to run again.
+//! is on its way, and a record whose script ran before a check is refused, to run again. And a
+//! check whose stamp reached Redis but not Postgres is made again by the next change.
 
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use e2e::stock::{StockApp, admin};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 use stock_svc::gate::{Fence, FenceState, PredeductOutcome, TierRef};
 use stock_svc::ledger::{self, LedgerEntry};
+use ticket_proto::saga::v1::command::Body;
+use ticket_proto::saga::v1::{Command, ReplyOutcome, StockDeduct};
 use ticket_proto::stock::v1 as pb;
 
 const TOTAL: i64 = 3;
@@ -188,5 +191,70 @@ async fn a_record_whose_script_ran_before_a_check_is_refused() {
         prededuct(&sale.app, "A", sale.tier.tier_id, "uA").await,
         pb::PredeductOutcome::Deducted
     );
+    sale.never_sold_twice().await;
+}
+
+/// The tier's stamp in Postgres replaced, as when a check's commit was lost after it stamped
+/// Redis: every record of the tier now names a stamp Postgres does not have.
+async fn lose_the_stamp(app: &StockApp, tier: i64) {
+    app.db
+        .execute_raw(Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            "UPDATE tier SET live_stamp = 'lost' WHERE id = $1",
+            [tier.into()],
+        ))
+        .await
+        .expect("stamp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stamp_postgres_missed_is_checked_again_by_the_next_change() {
+    let sale = sale().await;
+    let tier = sale.tier.tier_id;
+    assert_eq!(
+        prededuct(&sale.app, "A", tier, "uA").await,
+        pb::PredeductOutcome::Deducted
+    );
+    lose_the_stamp(&sale.app, tier).await;
+    // Over the gRPC door: refused once, then the session is checked again and B recorded.
+    assert_eq!(
+        prededuct(&sale.app, "B", tier, "uB").await,
+        pb::PredeductOutcome::Deducted
+    );
+    assert_eq!(ledger_held(&sale.app, tier).await, 2);
+
+    // Over Participant.Execute, the orchestrator's synchronous path: the command's own
+    // transaction refuses, the reply says to retry, and the retry goes through.
+    lose_the_stamp(&sale.app, tier).await;
+    let command = Command {
+        saga_id: "saga-C".into(),
+        order_no: "C".into(),
+        step: "STOCK_DEDUCT".into(),
+        attempt: 1,
+        body: Some(Body::StockDeduct(StockDeduct {
+            tier_id: tier,
+            user_id: "uC".into(),
+            quantity: 1,
+        })),
+    };
+    let mut participant = sale.app.participant();
+    let first = participant
+        .execute(e2e::auth::service(command.clone()))
+        .await
+        .expect("execute")
+        .into_inner();
+    assert_eq!(
+        (first.outcome(), first.reason.as_str()),
+        (ReplyOutcome::Failed, "UNAVAILABLE"),
+        "{first:?}"
+    );
+    assert_eq!(ledger_held(&sale.app, tier).await, 2, "nothing recorded");
+    let again = participant
+        .execute(e2e::auth::service(command))
+        .await
+        .expect("execute again")
+        .into_inner();
+    assert_eq!(again.outcome(), ReplyOutcome::Ok, "{again:?}");
+    assert_eq!(ledger_held(&sale.app, tier).await, 3);
     sale.never_sold_twice().await;
 }

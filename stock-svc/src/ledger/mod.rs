@@ -53,9 +53,9 @@ WHERE l.state = 'D' AND EXCLUDED.state <> 'D'";
 /// What follows the rows to record (named `e(o, t, u, q, s, st)`: order, tier, user, quantity,
 /// state, stamp): the tiers whose stamp is a row's, share-locked (in id order, as loads and
 /// checks lock them); those rows written as one compare-and-set ([`ON_CONFLICT`]); the orders
-/// of the others returned. A tier whose stamp no row has is not locked, so a command whose
-/// record was refused may check the session in another transaction before it runs again.
-/// Under a check that holds the tier, the lock waits, then reads the tier's new stamp.
+/// of the others returned. Under a load or check that holds the tier, the lock waits, then
+/// reads the tier's new stamp; the tier may then stay locked though its rows were refused, so
+/// the caller's transaction must end before anything checks the session.
 static CHECKED_WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "checked AS ( \
