@@ -205,6 +205,23 @@ impl StockApp {
             .await
     }
 
+    /// Tickets the ledger records as held (deducted or confirmed) in `tier_id`.
+    pub async fn ledger_held(&self, tier_id: i64) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        self.db
+            .query_one_raw(Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                "SELECT COALESCE(SUM(quantity), 0)::BIGINT AS n FROM stock_ledger \
+                 WHERE tier_id = $1 AND state IN ('D', 'C')",
+                [tier_id.into()],
+            ))
+            .await
+            .expect("ledger")
+            .expect("a row")
+            .try_get("", "n")
+            .expect("n")
+    }
+
     /// The tier's `sold` as the catalog (Postgres) has it.
     pub async fn sold(&self, tier_id: i64) -> i64 {
         self.catalog()

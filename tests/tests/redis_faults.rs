@@ -12,7 +12,6 @@ use e2e::fresh_database_config;
 use e2e::order::OrderApp;
 use e2e::redis::PrivateRedis;
 use e2e::stock::{StockApp, admin};
-use sea_orm::{ConnectionTrait, Statement};
 use ticket_proto::stock::v1 as pb;
 use ticket_proto::stock::v1::PredeductOutcome;
 use tonic::Code;
@@ -77,22 +76,6 @@ where
     }
 }
 
-/// Tickets the ledger records as deducted or confirmed in `tier`.
-async fn ledger_held(app: &StockApp, tier: i64) -> i64 {
-    app.db
-        .query_one_raw(Statement::from_sql_and_values(
-            app.db.get_database_backend(),
-            "SELECT COALESCE(SUM(quantity), 0)::BIGINT AS n FROM stock_ledger \
-             WHERE tier_id = $1 AND state IN ('D', 'C')",
-            [tier.into()],
-        ))
-        .await
-        .expect("ledger")
-        .expect("a row")
-        .try_get("", "n")
-        .expect("n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_restored_from_an_older_snapshot_never_sells_a_ticket_twice() {
     const TOTAL: i64 = 10;
@@ -142,7 +125,7 @@ async fn a_redis_restored_from_an_older_snapshot_never_sells_a_ticket_twice() {
         prededuct(&app, "B1", balcony.tier_id, "u1").await.ok(),
         Some(PredeductOutcome::Deducted)
     );
-    assert_eq!(ledger_held(&app, tier_id).await, 6);
+    assert_eq!(app.ledger_held(tier_id).await, 6);
 
     let before = redis.run_id();
     redis.kill();
@@ -215,7 +198,7 @@ async fn a_redis_restored_from_an_older_snapshot_never_sells_a_ticket_twice() {
         "{sold:?}"
     );
     assert_eq!(
-        ledger_held(&app, tier_id).await,
+        app.ledger_held(tier_id).await,
         TOTAL,
         "the ledger never exceeds the total"
     );

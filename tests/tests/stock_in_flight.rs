@@ -41,22 +41,6 @@ async fn prededuct(app: &StockApp, order: &str, tier: i64, user: &str) -> pb::Pr
     panic!("{order}: Redis never came back");
 }
 
-/// Tickets the ledger records as held (deducted or confirmed) in `tier`.
-async fn ledger_held(app: &StockApp, tier: i64) -> i64 {
-    app.db
-        .query_one_raw(Statement::from_sql_and_values(
-            app.db.get_database_backend(),
-            "SELECT COALESCE(SUM(quantity), 0)::BIGINT AS n FROM stock_ledger \
-             WHERE tier_id = $1 AND state IN ('D', 'C')",
-            [tier.into()],
-        ))
-        .await
-        .expect("ledger")
-        .expect("a row")
-        .try_get("", "n")
-        .expect("n")
-}
-
 /// Sells one ticket to each new buyer until the tier answers sold out; the orders sold.
 async fn sell_out(app: &StockApp, tier: i64) -> usize {
     let mut sold = 0;
@@ -134,7 +118,7 @@ impl Sale {
         let (app, tier) = (&self.app, self.tier.tier_id);
         sell_out(app, tier).await;
         assert_eq!(
-            ledger_held(app, tier).await,
+            app.ledger_held(tier).await,
             TOTAL,
             "tickets held by the ledger"
         );
@@ -221,7 +205,7 @@ async fn a_stamp_postgres_missed_is_checked_again_by_the_next_change() {
         prededuct(&sale.app, "B", tier, "uB").await,
         pb::PredeductOutcome::Deducted
     );
-    assert_eq!(ledger_held(&sale.app, tier).await, 2);
+    assert_eq!(sale.app.ledger_held(tier).await, 2);
 
     // Over Participant.Execute, the orchestrator's synchronous path: the command's own
     // transaction refuses, the reply says to retry, and the retry goes through.
@@ -248,13 +232,13 @@ async fn a_stamp_postgres_missed_is_checked_again_by_the_next_change() {
         (ReplyOutcome::Failed, "UNAVAILABLE"),
         "{first:?}"
     );
-    assert_eq!(ledger_held(&sale.app, tier).await, 2, "nothing recorded");
+    assert_eq!(sale.app.ledger_held(tier).await, 2, "nothing recorded");
     let again = participant
         .execute(e2e::auth::service(command))
         .await
         .expect("execute again")
         .into_inner();
     assert_eq!(again.outcome(), ReplyOutcome::Ok, "{again:?}");
-    assert_eq!(ledger_held(&sale.app, tier).await, 3);
+    assert_eq!(sale.app.ledger_held(tier).await, 3);
     sale.never_sold_twice().await;
 }
