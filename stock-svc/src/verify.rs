@@ -66,6 +66,17 @@ impl Stock {
         }
         let txn = self.record.begin().await?;
         let (_, tiers) = lock_session(&txn, rules.session_id).await?;
+        if let Some(refused) = refused {
+            // Under the lock, which every replica's checks take: another check may have come
+            // since, or Postgres may hold the refused stamp by now (a record refused between a
+            // check's write to Redis and its commit).
+            let now = checked_on(rules.tier_ref()).await?;
+            let recorded = ledger::live_stamp(&txn, rules.tier_id).await?;
+            if now.as_deref() != Some(refused) || recorded.as_deref() == Some(refused) {
+                txn.rollback().await?;
+                return Ok(());
+            }
+        }
         let mut checked = Vec::with_capacity(tiers.len());
         for tier_rules in tiers {
             let tier_id = tier_rules.tier_id;

@@ -10,8 +10,11 @@ use e2e::fresh_database_config;
 use e2e::redis::PrivateRedis;
 use e2e::stock::{StockApp, admin};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use stock_svc::commands::StockCommands;
 use stock_svc::gate::{Fence, FenceState, PredeductOutcome, TierRef};
 use stock_svc::ledger::{self, LedgerEntry};
+use stock_svc::stock::{Stock, StockRequest, StockStep};
+use ticket_platform::participant::{Batched, CommandHandler};
 use ticket_proto::saga::v1::command::Body;
 use ticket_proto::saga::v1::{Command, ReplyOutcome, StockDeduct};
 use ticket_proto::stock::v1 as pb;
@@ -39,6 +42,30 @@ async fn prededuct(app: &StockApp, order: &str, tier: i64, user: &str) -> pb::Pr
         }
     }
     panic!("{order}: Redis never came back");
+}
+
+/// Waits until a connection of the app's database waits for a lock (a check waiting for a
+/// record's transaction); fails after five seconds.
+async fn wait_for_a_lock(app: &StockApp) {
+    for _ in 0..100 {
+        let waiting: i64 = app
+            .db
+            .query_one_raw(Statement::from_string(
+                app.db.get_database_backend(),
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ))
+            .await
+            .expect("pg_stat_activity")
+            .expect("a row")
+            .try_get("", "n")
+            .expect("n");
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing waited for a lock");
 }
 
 /// Sells one ticket to each new buyer until the tier answers sold out; the orders sold.
@@ -142,7 +169,7 @@ async fn a_check_after_a_restart_waits_for_the_record_on_its_way() {
 
     // B is the first call on the restarted Redis: it checks the session against the ledger.
     let (b, ()) = tokio::join!(prededuct(&sale.app, "B", sale.tier.tier_id, "uB"), async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait_for_a_lock(&sale.app).await;
         txn.commit().await.expect("A commits");
     });
     assert_eq!(
@@ -240,5 +267,82 @@ async fn a_stamp_postgres_missed_is_checked_again_by_the_next_change() {
         .into_inner();
     assert_eq!(again.outcome(), ReplyOutcome::Ok, "{again:?}");
     assert_eq!(sale.app.ledger_held(tier).await, 3);
+    sale.never_sold_twice().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_waiting_for_a_check_takes_the_stamp_the_check_commits() {
+    let sale = sale().await;
+    let (app, tier) = (&sale.app, sale.tier);
+    // A check between its two writes: the tier locked in Postgres with its new stamp not yet
+    // committed, Redis already giving that stamp.
+    let check = app.db.begin().await.expect("begin");
+    check
+        .execute_raw(Statement::from_sql_and_values(
+            check.get_database_backend(),
+            "UPDATE tier SET live_stamp = 'next' WHERE id = $1",
+            [tier.tier_id.into()],
+        ))
+        .await
+        .expect("the check's stamp");
+    let meta = ticket_platform::stock_keys::meta(&app.key_prefix, tier.session_id, tier.tier_id);
+    assert_eq!(
+        sale.redis.cli(&["HSET", &meta, "stamp", "next"]).trim(),
+        "0"
+    );
+    // A's script gives the new stamp; its record waits for the check, then is taken.
+    let (a, ()) = tokio::join!(prededuct(app, "A", tier.tier_id, "uA"), async {
+        wait_for_a_lock(app).await;
+        check.commit().await.expect("the check commits");
+    });
+    assert_eq!(a, pb::PredeductOutcome::Deducted);
+    assert_eq!(
+        ledger::live_stamp(&app.db, tier.tier_id)
+            .await
+            .expect("stamp"),
+        Some("next".to_owned()),
+        "recorded at once: no second check"
+    );
+    sale.never_sold_twice().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_with_a_refused_record_fails_whole_and_its_commands_then_go_through_alone() {
+    let sale = sale().await;
+    let (app, tier) = (&sale.app, sale.tier.tier_id);
+    let stock = Stock::new(app.db.clone(), app.db.clone(), app.gate().await, 1);
+    let handler = StockCommands { stock };
+    let requests: Vec<StockRequest> = ["D1", "D2"]
+        .into_iter()
+        .map(|order| {
+            let step = StockStep::Prededuct {
+                tier_id: tier,
+                user_id: format!("u{order}"),
+                quantity: 1,
+            };
+            StockRequest::new(order, step).expect("a request")
+        })
+        .collect();
+    let batch: Vec<Batched<'_, StockRequest>> = requests
+        .iter()
+        .map(|checked| Batched {
+            checked,
+            span: tracing::Span::none(),
+        })
+        .collect();
+    lose_the_stamp(app, tier).await;
+    let txn = app.db.begin().await.expect("begin");
+    let refused = handler.run_all(&batch, &txn).await;
+    assert!(refused.is_err(), "{refused:?}");
+    txn.rollback().await.expect("rollback");
+    assert_eq!(app.ledger_held(tier).await, 0, "nothing recorded");
+    // Alone, each in a transaction of its own, as the consumer runs them again.
+    for request in &requests {
+        let txn = app.db.begin().await.expect("begin");
+        let answer = handler.run(request, &txn).await.expect("runs alone");
+        assert_eq!(answer.outcome, ReplyOutcome::Ok, "{answer:?}");
+        txn.commit().await.expect("commit");
+    }
+    assert_eq!(app.ledger_held(tier).await, 2);
     sale.never_sold_twice().await;
 }

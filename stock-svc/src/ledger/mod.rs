@@ -51,15 +51,17 @@ ON CONFLICT (order_no) DO UPDATE SET
 WHERE l.state = 'D' AND EXCLUDED.state <> 'D'";
 
 /// What follows the rows to record (named `e(o, t, u, q, s, st)`: order, tier, user, quantity,
-/// state, stamp): the tiers whose stamp is a row's, share-locked (in id order, as loads and
-/// checks lock them); those rows written as one compare-and-set ([`ON_CONFLICT`]); the orders
-/// of the others returned. Under a load or check that holds the tier, the lock waits, then
-/// reads the tier's new stamp; the tier may then stay locked though its rows were refused, so
-/// the caller's transaction must end before anything checks the session.
+/// state, stamp): their tiers share-locked (in id order, as loads and checks lock them); the
+/// rows whose stamp is their tier's written as one compare-and-set ([`ON_CONFLICT`]); the
+/// orders of the others returned. The stamp is compared on the locked row: under a load or
+/// check that holds the tier, the lock waits and then reads the stamp it committed, so a record
+/// whose script saw that stamp is taken and one whose script ran before it is refused. A tier
+/// stays locked though its rows were refused: the caller's transaction must end before
+/// anything checks the session.
 static CHECKED_WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "checked AS ( \
-             SELECT id, live_stamp FROM tier WHERE (id, live_stamp) IN (SELECT t, st FROM e) \
+             SELECT id, live_stamp FROM tier WHERE id IN (SELECT t FROM e) \
              ORDER BY id FOR KEY SHARE), \
          fresh AS (SELECT e.* FROM e JOIN checked c ON c.id = e.t AND c.live_stamp = e.st), \
          written AS ( \
@@ -187,6 +189,24 @@ async fn record_distinct(
 /// A new stamp, for a load or a check.
 pub fn new_stamp() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The stamp of tier `tier_id` (none for a tier of a version before).
+pub async fn live_stamp(
+    conn: &impl ConnectionTrait,
+    tier_id: i64,
+) -> Result<Option<String>, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT live_stamp FROM tier WHERE id = $1",
+            [tier_id.into()],
+        ))
+        .await?;
+    match row {
+        Some(row) => row.try_get::<Option<String>>("", "live_stamp"),
+        None => Ok(None),
+    }
 }
 
 /// Writes `stamp` as the stamp of `tiers`, in the transaction that locked them.
