@@ -69,6 +69,12 @@ impl StockApp {
         Self::start_on_redis(messaging, database, key_prefix, duplicates, &redis_url()).await
     }
 
+    /// A fresh stock-svc (its own database and namespace) on the Redis at `redis_url`.
+    pub async fn start_on(redis_url: &str) -> Self {
+        let database = fresh_database_config("t_stock_").await;
+        Self::start_on_redis(messaging_config(3), database, None, false, redis_url).await
+    }
+
     /// As [`StockApp::start_with`], on the Redis at `redis_url` (a private one, say).
     pub async fn start_on_redis(
         messaging: MessagingConfig,

@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use e2e::fresh_database_config;
 use e2e::order::OrderApp;
 use e2e::redis::PrivateRedis;
 use e2e::stock::{StockApp, admin};
@@ -80,14 +79,7 @@ where
 async fn a_redis_restored_from_an_older_snapshot_never_sells_a_ticket_twice() {
     const TOTAL: i64 = 10;
     let mut redis = PrivateRedis::start();
-    let app = StockApp::start_on_redis(
-        e2e::messaging_config(3),
-        fresh_database_config("t_stock_").await,
-        None,
-        false,
-        &redis.url(),
-    )
-    .await;
+    let app = StockApp::start_on(&redis.url()).await;
     let session = app.session(2).await;
     let tier = app.tier_in(session.session_id, "Floor", TOTAL, 0).await;
     // A second tier of the session, which the buyers of the first one also hold tickets of.
@@ -221,14 +213,7 @@ async fn a_redis_restored_from_an_older_snapshot_never_sells_a_ticket_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_and_started_again_answers_unavailable_then_recovers() {
     let mut redis = PrivateRedis::start();
-    let stock = StockApp::start_on_redis(
-        e2e::messaging_config(3),
-        fresh_database_config("t_stock_").await,
-        None,
-        false,
-        &redis.url(),
-    )
-    .await;
+    let stock = StockApp::start_on(&redis.url()).await;
     let orders = OrderApp::start(&stock).await;
     let tier = stock.tier(5, 4).await;
     let tier_id = tier.tier_id;

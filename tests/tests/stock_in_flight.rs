@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use e2e::fresh_database_config;
 use e2e::redis::PrivateRedis;
 use e2e::stock::{StockApp, admin};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
@@ -90,14 +89,7 @@ struct Sale {
 /// A tier of `TOTAL` tickets on a private Redis, snapshotted while nothing is sold.
 async fn sale() -> Sale {
     let redis = PrivateRedis::start();
-    let app = StockApp::start_on_redis(
-        e2e::messaging_config(3),
-        fresh_database_config("t_stock_").await,
-        None,
-        false,
-        &redis.url(),
-    )
-    .await;
+    let app = StockApp::start_on(&redis.url()).await;
     let session = app.session(2).await;
     let tier = app.tier_in(session.session_id, "Floor", TOTAL, 0).await;
     redis.snapshot("empty.rdb");
