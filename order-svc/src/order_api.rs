@@ -355,11 +355,13 @@ impl pb::order_service_server::OrderService for OrderApi {
         let actor = self.guard.buyer(&request)?;
         let order_no = order_no(&request.into_inner().order_no)?;
         tracing::Span::current().record("order_no", order_no.as_str());
+        // Subscribed first: a change that commits while the order is read is heard.
+        let subscription = self.changes.subscribe(&order_no);
         let found = orders::find(&self.db, &order_no)
             .await
             .map_err(Error::from)?;
         let order = seen_by(found, &actor, &order_no)?;
-        let stream = self.changes.watch(self.db.clone(), order);
+        let stream = subscription.stream(self.db.clone(), order);
         Ok(Response::new(ReceiverStream::new(stream)))
     }
 

@@ -2,10 +2,11 @@
 //! in its transaction (so only committed changes are heard), one listener connection per
 //! process hands each to the `WatchOrder` streams of that order in that process, and to no
 //! other. The announcement carries the changed order ([`announcement`]), so a stream passes it
-//! on without reading the order back. A stream re-reads its order when it hears an
-//! announcement without one (an order too long to carry), after the listener lost Postgres,
-//! and every few seconds, so a notification lost while the listener reconnects delays
-//! an update and never loses it.
+//! on without reading the order back. A stream is subscribed before its order is read
+//! ([`Changes::subscribe`]), so a change that commits between the two is heard. It re-reads its
+//! order when it hears an announcement without one (an order too long to carry), whenever the
+//! listener lost its connection (notifications sent meanwhile were not heard), and after half
+//! a minute without a word, as a last net.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +23,8 @@ use tonic::Status;
 use crate::announcement;
 use crate::orders::{self, CHANGES_CHANNEL};
 
-/// How often a stream re-reads its order without a notification.
-const RESYNC: Duration = Duration::from_secs(2);
+/// How long a stream waits without a word before it re-reads its order anyway.
+const RESYNC: Duration = Duration::from_secs(30);
 
 /// What a stream heard about its order.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,25 +110,59 @@ impl Changes {
         self.stop.cancel();
     }
 
-    /// Streams `order` now and on every change until it reaches a final state.
+    /// Streams `order` now and on every change until it reaches a final state. Changes that
+    /// commit before this call are not heard: subscribe before reading the order when the two
+    /// may be apart ([`Changes::subscribe`]).
     pub fn watch(
         &self,
         db: DatabaseConnection,
         order: orders::Order,
     ) -> mpsc::Receiver<Result<pb::Order, Status>> {
-        let (tx, rx) = mpsc::channel(16);
-        let (sender, mut heard) = watch::channel(Heard::Nothing);
+        self.subscribe(&order.order_no).stream(db, order)
+    }
+
+    /// Hears the changes of `order_no` from now on; read the order, then
+    /// [`Subscription::stream`] it.
+    pub fn subscribe(&self, order_no: &str) -> Subscription {
+        let (sender, heard) = watch::channel(Heard::Nothing);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.streams)
-            .entry(order.order_no.clone())
+            .entry(order_no.to_owned())
             .or_default()
             .push((id, sender));
-        let registered = Registered {
-            streams: Arc::clone(&self.streams),
-            order_no: order.order_no.clone(),
-            id,
-        };
-        let stop = self.stop.clone();
+        Subscription {
+            heard,
+            registered: Registered {
+                streams: Arc::clone(&self.streams),
+                order_no: order_no.to_owned(),
+                id,
+            },
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+/// An order's changes heard since [`Changes::subscribe`]; dropped unused, it is given up.
+pub struct Subscription {
+    heard: watch::Receiver<Heard>,
+    registered: Registered,
+    stop: CancellationToken,
+}
+
+impl Subscription {
+    /// Streams `order` (read after the subscription) now and on every change until it reaches
+    /// a final state.
+    pub fn stream(
+        self,
+        db: DatabaseConnection,
+        order: orders::Order,
+    ) -> mpsc::Receiver<Result<pb::Order, Status>> {
+        let (tx, rx) = mpsc::channel(16);
+        let Self {
+            mut heard,
+            registered,
+            stop,
+        } = self;
         tokio::spawn(async move {
             let _registered = registered;
             let order_no = order.order_no.clone();
@@ -205,9 +240,14 @@ async fn listen(url: String, streams: Arc<Mutex<Streams>>, stop: CancellationTok
             // What changed while no listener was connected was not heard: every stream looks.
             tell(&streams, None, &Heard::Look);
             loop {
-                let notification = listener.recv().await?;
-                let (order_no, heard) = heard(notification.payload());
-                tell(&streams, Some(order_no), &heard);
+                match listener.try_recv().await? {
+                    Some(notification) => {
+                        let (order_no, heard) = heard(notification.payload());
+                        tell(&streams, Some(order_no), &heard);
+                    }
+                    // The connection was lost and is back: what was sent meanwhile was not heard.
+                    None => tell(&streams, None, &Heard::Look),
+                }
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
@@ -268,5 +308,41 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("{} orders still watched", changes.watched());
+    }
+
+    /// A change announced after the subscription and before the order was read (and streamed)
+    /// reaches the stream; one announced before the subscription does not.
+    #[tokio::test]
+    async fn a_change_heard_between_subscribing_and_reading_reaches_the_stream() {
+        let changes = Changes::unlistened();
+        let read = order();
+        let mut paid = orders::message(&read);
+        paid.status = pb::OrderStatus::Paid as i32;
+        let paid = Heard::Changed(read.version + 1, Arc::new(paid));
+
+        // Told before anyone subscribed: nobody hears it.
+        tell(&changes.streams, Some(&read.order_no), &paid);
+        let mut late = changes.watch(DatabaseConnection::default(), read.clone());
+        assert!(
+            late.recv().await.is_some_and(|o| o.is_ok()),
+            "the order read"
+        );
+        let missed = tokio::time::timeout(Duration::from_millis(200), late.recv()).await;
+        assert!(
+            missed.is_err(),
+            "a change before the subscription is not heard"
+        );
+
+        let subscription = changes.subscribe(&read.order_no);
+        tell(&changes.streams, Some(&read.order_no), &paid);
+        let mut stream = subscription.stream(DatabaseConnection::default(), read);
+        let first = stream.recv().await.expect("the order read").expect("ok");
+        assert_eq!(first.status(), pb::OrderStatus::AwaitingPayment);
+        let next = tokio::time::timeout(Duration::from_secs(1), stream.recv())
+            .await
+            .expect("the change heard before the stream started")
+            .expect("a message")
+            .expect("ok");
+        assert_eq!(next.status(), pb::OrderStatus::Paid);
     }
 }
