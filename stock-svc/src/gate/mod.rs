@@ -261,7 +261,7 @@ impl StockGate {
             outcome,
             available,
             unit_price_cents: price,
-            stamp: stamped(&reply, last)?,
+            stamp: stamp_at(&reply, 3)?,
         })
     }
 
@@ -411,27 +411,22 @@ fn fence_change(tier: TierRef, reply: &[Value]) -> Result<FenceChange, GateError
         "UNVERIFIED" => return Err(unverified(tier, user_id)),
         other => return Err(GateError::Protocol(other.to_owned())),
     };
-    let stamp = match reply.get(4) {
-        Some(stamp) => stamp
-            .as_string()
-            .ok_or_else(|| GateError::Protocol(format!("{reply:?}")))?,
-        None => return Err(GateError::Protocol(format!("no stamp in {reply:?}"))),
-    };
     Ok(FenceChange {
         outcome,
         quantity,
         available,
         user_id,
-        stamp,
+        stamp: stamp_at(reply, 4)?,
     })
 }
 
-/// The stamp a prededuct answered with (its fourth value).
-fn stamped(reply: &[Value], stamp: String) -> Result<String, GateError> {
-    if reply.len() < 4 || stamp.is_empty() {
-        return Err(GateError::Protocol(format!("no stamp in {reply:?}")));
-    }
-    Ok(stamp)
+/// The stamp a fence-changing script answered with, at position `at` of its reply.
+fn stamp_at(reply: &[Value], at: usize) -> Result<String, GateError> {
+    reply
+        .get(at)
+        .and_then(Value::as_string)
+        .filter(|stamp| !stamp.is_empty())
+        .ok_or_else(|| GateError::Protocol(format!("no stamp in {reply:?}")))
 }
 
 fn unverified(tier: TierRef, run_id: String) -> GateError {
