@@ -9,7 +9,6 @@ use std::collections::HashSet;
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait,
-    Value,
 };
 
 /// A transaction holding a fresh inbox row, or `None` when the message was already handled.
@@ -43,22 +42,15 @@ pub async fn claim(
     if message_ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows = (0..message_ids.len())
-        .map(|i| format!("(${}, now())", i + 2))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut values: Vec<Value> = Vec::with_capacity(message_ids.len() + 1);
-    values.push(consumer_group.into());
-    values.extend(message_ids.iter().map(|id| Value::from(*id)));
+    // One parameter of every id, so the statement is the same for any number of them.
+    let ids = serde_json::Value::Array(message_ids.iter().map(|id| (*id).into()).collect());
     let inserted = txn
         .query_all_raw(Statement::from_sql_and_values(
             txn.get_database_backend(),
-            format!(
-                "INSERT INTO inbox (consumer_group, message_id, handled_at) \
-                 SELECT $1, v.id, v.at FROM (VALUES {rows}) AS v (id, at) \
-                 ON CONFLICT DO NOTHING RETURNING message_id"
-            ),
-            values,
+            "INSERT INTO inbox (consumer_group, message_id, handled_at) \
+             SELECT $1, id, now() FROM jsonb_array_elements_text($2::jsonb) AS v (id) \
+             ON CONFLICT DO NOTHING RETURNING message_id",
+            [consumer_group.into(), ids.into()],
         ))
         .await?;
     inserted

@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod participant;
 pub mod rate_limit;
 pub mod readiness;
+pub mod recordset;
 pub mod redis;
 pub mod service;
 pub mod shutdown;

@@ -18,6 +18,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::messaging::OutgoingMessage;
+use crate::recordset::{self, Rows};
 
 /// The `outbox` table.
 pub mod entity {
@@ -116,8 +117,10 @@ pub fn insert_from(
     ))
 }
 
-/// `INSERT INTO outbox ... VALUES ...` of `messages` (none: `None`), for a data-modifying CTE
-/// of a caller's statement; values appended to `values` like [`insert_from`]'s.
+/// `INSERT INTO outbox ... SELECT ... FROM jsonb_to_recordset(...)` of `messages` (none:
+/// `None`), for a data-modifying CTE of a caller's statement: the messages are one parameter
+/// appended to `values` ([`crate::recordset`]), so the statement's text is the same for any
+/// number of messages. A message the broker would refuse fails here, before anything is sent.
 pub fn insert_values(
     messages: &[OutgoingMessage],
     values: &mut Vec<Value>,
@@ -125,15 +128,48 @@ pub fn insert_values(
     if messages.is_empty() {
         return Ok(None);
     }
-    let rows = messages
-        .iter()
-        .map(|message| Ok(format!("({})", cells(message, values)?)))
-        .collect::<Result<Vec<_>, DbErr>>()?;
+    let now = recordset::timestamp(chrono::Utc::now());
+    let mut rows = Rows::with_capacity(messages.len());
+    for message in messages {
+        message
+            .validate()
+            .map_err(|err| DbErr::Custom(err.to_string()))?;
+        rows.push([
+            ("message_id", message.message_id.to_string().into()),
+            ("topic", message.topic.clone().into()),
+            ("tag", message.tag.clone().into()),
+            ("message_key", message.key.clone().into()),
+            ("saga_id", message.saga_id.clone().into()),
+            ("step", message.step.clone().into()),
+            (
+                "attempt",
+                i32::try_from(message.attempt).unwrap_or(i32::MAX).into(),
+            ),
+            ("traceparent", message.traceparent.clone().into()),
+            ("payload", recordset::bytea(&message.payload)),
+            ("created_at", now.clone()),
+        ]);
+    }
+    values.push(rows.into_value());
     Ok(Some(format!(
-        "INSERT INTO outbox ({COLUMNS}) VALUES {}",
-        rows.join(", ")
+        "INSERT INTO outbox ({COLUMNS}) SELECT {COLUMNS} FROM {}",
+        recordset::from(values.len(), "m", &RECORD)
     )))
 }
+
+/// [`COLUMNS`] and their types, as [`insert_values`] reads them.
+const RECORD: [(&str, &str); 10] = [
+    ("message_id", "uuid"),
+    ("topic", "text"),
+    ("tag", "text"),
+    ("message_key", "text"),
+    ("saga_id", "text"),
+    ("step", "text"),
+    ("attempt", "int4"),
+    ("traceparent", "text"),
+    ("payload", "bytea"),
+    ("created_at", "timestamptz"),
+];
 
 /// Rows not yet published.
 pub async fn pending(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
@@ -183,4 +219,56 @@ pub async fn measure(
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(key: &str, saga_id: Option<&str>) -> OutgoingMessage {
+        OutgoingMessage {
+            topic: "ORDER_TOPIC".into(),
+            tag: "ORDER_CREATED".into(),
+            key: key.into(),
+            message_id: uuid::Uuid::now_v7(),
+            saga_id: saga_id.map(str::to_owned),
+            step: None,
+            attempt: 1,
+            traceparent: None,
+            payload: vec![8, 1],
+        }
+    }
+
+    #[test]
+    fn a_batch_of_messages_is_one_statement_whatever_its_size() {
+        let mut one = vec![Value::from("before")];
+        let mut three = vec![Value::from("before")];
+        let a = insert_values(&[message("ORD-1", None)], &mut one).expect("valid");
+        let b = insert_values(
+            &[
+                message("ORD-1", Some("S-1")),
+                message("ORD-2", None),
+                message("ORD-3", None),
+            ],
+            &mut three,
+        )
+        .expect("valid");
+        assert!(a.is_some());
+        assert_eq!(a, b);
+        // One parameter for the batch, numbered after the statement's values before it.
+        assert_eq!((one.len(), three.len()), (2, 2));
+        assert!(
+            a.unwrap_or_default()
+                .contains("jsonb_to_recordset($2::jsonb)")
+        );
+        assert_eq!(insert_values(&[], &mut one).expect("nothing"), None);
+    }
+
+    #[test]
+    fn a_message_the_broker_would_refuse_is_refused_before_the_statement() {
+        let mut empty = message("ORD-1", None);
+        empty.payload.clear();
+        let mut values = Vec::new();
+        assert!(insert_values(&[message("ORD-2", None), empty], &mut values).is_err());
+    }
 }

@@ -17,11 +17,12 @@
 mod writer;
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement, Value};
 
 pub use self::writer::{LedgerWriter, Recorded};
+use ticket_platform::recordset::{self, Rows};
+
 use crate::gate::{Fence, FenceState, TierCounters};
 
 /// One fence change to record.
@@ -61,7 +62,7 @@ WHERE l.state = 'D' AND EXCLUDED.state <> 'D'";
 static CHECKED_WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "checked AS ( \
-             SELECT id, live_stamp FROM tier WHERE id IN (SELECT t FROM e) \
+             SELECT id, live_stamp FROM tier WHERE id = ANY(ARRAY(SELECT t FROM e)) \
              ORDER BY id FOR KEY SHARE), \
          fresh AS (SELECT e.* FROM e JOIN checked c ON c.id = e.t AND c.live_stamp = e.st), \
          written AS ( \
@@ -143,6 +144,27 @@ pub async fn record_distinct_orders(
         .map_err(|err| DbErr::Custom(format!("record the ledger: {err}")))
 }
 
+/// The statement of [`record_distinct`]: the rows travel as one `jsonb` parameter
+/// ([`ticket_platform::recordset`]), so the statement is the same whatever their number.
+static RECORD_IN_TRANSACTION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH e AS (SELECT * FROM {}), {}",
+        recordset::from(
+            1,
+            "e",
+            &[
+                ("o", "text"),
+                ("t", "int8"),
+                ("u", "text"),
+                ("q", "int8"),
+                ("s", "text"),
+                ("st", "text"),
+            ]
+        ),
+        *CHECKED_WRITE
+    )
+});
+
 /// [`record`]'s statement for entries of distinct orders; the orders refused.
 async fn record_distinct(
     conn: &impl ConnectionTrait,
@@ -151,30 +173,20 @@ async fn record_distinct(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = String::from("WITH e(o, t, u, q, s, st) AS (VALUES ");
-    let mut values: Vec<Value> = Vec::with_capacity(entries.len() * 5);
-    for (k, entry) in entries.iter().enumerate() {
+    let mut rows = Rows::with_capacity(entries.len());
+    for entry in entries {
         let fence = &entry.fence;
-        let n = k * 5;
-        let _ = write!(
-            sql,
-            "{}(${}, ${}::int8, ${}, ${}::int8, '{}', ${})",
-            if k == 0 { "" } else { ", " },
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            fence.state.code(),
-            n + 5,
-        );
-        values.push(fence.order_no.clone().into());
-        values.push(entry.tier_id.into());
-        values.push(fence.user_id.clone().into());
-        values.push(fence.quantity.into());
-        values.push(entry.stamp.clone().into());
+        rows.push([
+            ("o", fence.order_no.clone().into()),
+            ("t", entry.tier_id.into()),
+            ("u", fence.user_id.clone().into()),
+            ("q", fence.quantity.into()),
+            ("s", fence.state.code().into()),
+            ("st", entry.stamp.clone().into()),
+        ]);
     }
-    sql.push_str("), ");
-    sql.push_str(&CHECKED_WRITE);
+    let values = vec![rows.into_value()];
+    let sql = RECORD_IN_TRANSACTION.as_str();
     conn.query_all_raw(Statement::from_sql_and_values(
         conn.get_database_backend(),
         sql,

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement, Value};
+use ticket_platform::recordset::{self, Rows};
 
 use super::{SagaRow, saga};
 use crate::saga::state::TimerKind;
@@ -80,30 +81,39 @@ pub async fn insert(conn: &impl ConnectionTrait, new: &[SagaRow]) -> Result<Vec<
     if new.is_empty() {
         return Ok(Vec::new());
     }
-    let types = [
-        "text", "text", "text", "text", "text", "int4", "jsonb", "text",
-    ];
-    let values = new
-        .iter()
-        .flat_map(|n| {
-            [
-                n.saga_id.clone().into(),
-                n.order_no.clone().into(),
-                n.saga_type.clone().into(),
-                n.state.clone().into(),
-                n.step.clone().into(),
-                n.attempt.into(),
-                n.data.clone().into(),
-                n.traceparent.clone().into(),
-            ]
-        })
-        .collect();
+    let mut rows = Rows::with_capacity(new.len());
+    for n in &new {
+        rows.push([
+            ("saga_id", n.saga_id.clone().into()),
+            ("order_no", n.order_no.clone().into()),
+            ("saga_type", n.saga_type.clone().into()),
+            ("state", n.state.clone().into()),
+            ("step", n.step.clone().into()),
+            ("attempt", n.attempt.into()),
+            ("data", n.data.clone()),
+            ("traceparent", n.traceparent.clone().into()),
+        ]);
+    }
     let sql = format!(
         "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data, traceparent) \
-         VALUES {} \
+         SELECT saga_id, order_no, saga_type, state, step, attempt, data, traceparent FROM {} \
          ON CONFLICT (order_no) DO NOTHING RETURNING *",
-        placeholders(new.len(), &types)
+        recordset::from(
+            1,
+            "v",
+            &[
+                ("saga_id", "text"),
+                ("order_no", "text"),
+                ("saga_type", "text"),
+                ("state", "text"),
+                ("step", "text"),
+                ("attempt", "int4"),
+                ("data", "jsonb"),
+                ("traceparent", "text"),
+            ]
+        )
     );
+    let values = vec![rows.into_value()];
     saga::Entity::find()
         .from_raw_sql(statement(conn, sql, values))
         .all(conn)

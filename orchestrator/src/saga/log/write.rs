@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::{ConnectionTrait, DbErr, Statement, Value};
 use ticket_platform::messaging::OutgoingMessage;
 use ticket_platform::outbox;
+use ticket_platform::recordset::{self, Rows};
 
 use super::SagaRow;
 use super::many::{NewTimer, Sent, placeholders_after};
@@ -33,6 +34,21 @@ pub async fn write(
     moved: &Moved<'_>,
     replica: &str,
 ) -> Result<(), DbErr> {
+    if let Some((sql, values)) = statement(moved, replica)? {
+        conn.execute_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// [`write`]'s statement and its values (none when nothing moved). The commands, timers and
+/// messages are one parameter each ([`recordset`]), so the statement's text depends only on
+/// the number of sagas and on which of the four kinds it writes.
+fn statement(moved: &Moved<'_>, replica: &str) -> Result<Option<(String, Vec<Value>)>, DbErr> {
     let mut values: Vec<Value> = Vec::new();
     let last = last_rows(moved.sagas);
     let ended: HashSet<&str> = last
@@ -59,16 +75,9 @@ pub async fn write(
         ctes.push(format!("messages AS ({sql})"));
     }
     if ctes.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let sql = format!("WITH {} SELECT 1", ctes.join(", "));
-    conn.execute_raw(Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        sql,
-        values,
-    ))
-    .await?;
-    Ok(())
+    Ok(Some((format!("WITH {} SELECT 1", ctes.join(", ")), values)))
 }
 
 /// Each saga's last row in `sagas`, in the order of their ids (as they were locked).
@@ -86,22 +95,31 @@ fn sent(sent: &[Sent], values: &mut Vec<Value>) -> Option<String> {
     if sent.is_empty() {
         return None;
     }
-    let rows = placeholders_after(
+    let mut rows = Rows::with_capacity(sent.len());
+    for s in sent {
+        rows.push([
+            ("saga_id", s.saga_id.clone().into()),
+            ("step", s.step.clone().into()),
+            ("attempt", s.attempt.into()),
+            ("command", s.command.clone().into()),
+            ("transport", s.transport.clone().into()),
+        ]);
+    }
+    values.push(rows.into_value());
+    let rows = recordset::from(
         values.len(),
-        sent.len(),
-        &["text", "text", "int4", "text", "text"],
+        "v",
+        &[
+            ("saga_id", "text"),
+            ("step", "text"),
+            ("attempt", "int4"),
+            ("command", "text"),
+            ("transport", "text"),
+        ],
     );
-    values.extend(sent.iter().flat_map(|s| {
-        [
-            s.saga_id.clone().into(),
-            s.step.clone().into(),
-            s.attempt.into(),
-            s.command.clone().into(),
-            s.transport.clone().into(),
-        ]
-    }));
     Some(format!(
-        "INSERT INTO saga_step (saga_id, step, attempt, command, transport) VALUES {rows} \
+        "INSERT INTO saga_step (saga_id, step, attempt, command, transport) \
+         SELECT saga_id, step, attempt, command, transport FROM {rows} \
          ON CONFLICT (saga_id, step, attempt) DO NOTHING"
     ))
 }
@@ -110,22 +128,31 @@ fn new_timers(timers: &[&NewTimer], values: &mut Vec<Value>) -> Option<String> {
     if timers.is_empty() {
         return None;
     }
-    let rows = placeholders_after(
+    let mut rows = Rows::with_capacity(timers.len());
+    for t in timers {
+        rows.push([
+            ("saga_id", t.saga_id.clone().into()),
+            ("kind", t.kind.clone().into()),
+            ("step", t.step.clone().into()),
+            ("attempt", t.attempt.into()),
+            ("due_at", recordset::timestamp(t.due_at)),
+        ]);
+    }
+    values.push(rows.into_value());
+    let rows = recordset::from(
         values.len(),
-        timers.len(),
-        &["text", "text", "text", "int4", "timestamptz"],
+        "v",
+        &[
+            ("saga_id", "text"),
+            ("kind", "text"),
+            ("step", "text"),
+            ("attempt", "int4"),
+            ("due_at", "timestamptz"),
+        ],
     );
-    values.extend(timers.iter().flat_map(|t| {
-        [
-            t.saga_id.clone().into(),
-            t.kind.clone().into(),
-            t.step.clone().into(),
-            t.attempt.into(),
-            t.due_at.into(),
-        ]
-    }));
     Some(format!(
-        "INSERT INTO saga_timer (saga_id, kind, step, attempt, due_at) VALUES {rows}"
+        "INSERT INTO saga_timer (saga_id, kind, step, attempt, due_at) \
+         SELECT saga_id, kind, step, attempt, due_at FROM {rows}"
     ))
 }
 
@@ -186,4 +213,114 @@ fn saved(last: &[&SagaRow], replica: &str, values: &mut Vec<Value>) -> [String; 
              AND t.fired_at IS NULL)"
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use ticket_platform::messaging::OutgoingMessage;
+
+    use super::*;
+
+    fn saga(id: &str) -> SagaRow {
+        SagaRow {
+            saga_id: id.into(),
+            order_no: format!("ORD-{id}"),
+            saga_type: "PURCHASE".into(),
+            state: "RUNNING".into(),
+            step: "STOCK_DEDUCT".into(),
+            attempt: 1,
+            attempt_base: 0,
+            compensations: serde_json::json!([]),
+            passed_pivot: false,
+            abort_requested: false,
+            deadline: None,
+            incident: None,
+            data: serde_json::json!({}),
+            version: 1,
+            traceparent: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn sent(saga_id: &str, step: &str) -> Sent {
+        Sent {
+            saga_id: saga_id.into(),
+            step: step.into(),
+            attempt: 1,
+            command: "{}".into(),
+            transport: "MQ".into(),
+        }
+    }
+
+    fn timer(saga_id: &str) -> NewTimer {
+        NewTimer {
+            saga_id: saga_id.into(),
+            kind: "STEP_TIMEOUT".into(),
+            step: "STOCK_DEDUCT".into(),
+            attempt: 1,
+            due_at: Utc::now(),
+        }
+    }
+
+    fn message(key: &str) -> OutgoingMessage {
+        let mut message = OutgoingMessage::new("STOCK_TOPIC", "STOCK_DEDUCT", key, &1u32);
+        message.saga_id = Some("S-1".into());
+        message
+    }
+
+    #[test]
+    fn the_statement_is_the_same_for_any_number_of_commands_timers_and_messages() {
+        let sagas = [saga("S-1"), saga("S-2")];
+        let few = (
+            [sent("S-1", "STOCK_DEDUCT")],
+            [timer("S-1")],
+            [message("ORD-1")],
+        );
+        let many = (
+            [
+                sent("S-1", "STOCK_DEDUCT"),
+                sent("S-2", "STOCK_DEDUCT"),
+                sent("S-2", "ORDER_RESERVE"),
+            ],
+            [timer("S-1"), timer("S-2")],
+            [message("ORD-1"), message("ORD-2"), message("ORD-2")],
+        );
+        let (a, a_values) = statement(
+            &Moved {
+                sent: &few.0,
+                timers: &few.1,
+                sagas: &sagas,
+                messages: &few.2,
+            },
+            "replica",
+        )
+        .expect("valid")
+        .expect("a statement");
+        let (b, b_values) = statement(
+            &Moved {
+                sent: &many.0,
+                timers: &many.1,
+                sagas: &sagas,
+                messages: &many.2,
+            },
+            "replica",
+        )
+        .expect("valid")
+        .expect("a statement");
+        assert_eq!(a, b);
+        assert_eq!(a_values.len(), b_values.len());
+    }
+
+    #[test]
+    fn nothing_moved_is_no_statement() {
+        let moved = Moved {
+            sent: &[],
+            timers: &[],
+            sagas: &[],
+            messages: &[],
+        };
+        assert!(statement(&moved, "replica").expect("valid").is_none());
+    }
 }
