@@ -1,13 +1,19 @@
 //! A batch's rows as one statement parameter: one `jsonb` array, read in the statement with
 //! `jsonb_to_recordset`. The statement's text is then the same whatever the batch's size, so
-//! each connection parses and plans it once (a prepared statement kept by the driver). A
-//! `VALUES` list with a placeholder per cell was a new statement for every size: parsed,
-//! described (a round trip more) and planned again nearly every time it ran.
+//! each connection prepares it once and Postgres keeps its plan (a custom plan for the first
+//! five runs, then the generic one). A `VALUES` list with a placeholder per cell was a new
+//! statement for every size: parsed, described (a round trip more) and planned again nearly
+//! every time it ran.
 //!
-//! A row is a JSON object whose keys are the record's columns; `null` is SQL `NULL`. Each
-//! column's text goes through its type's input function, so a `bytea` cell is written with
-//! [`bytea`] and a `timestamptz` one with [`timestamp`]; a `jsonb` column takes the value as
-//! it is.
+//! For statements that insert a batch, not for those that join one to a table: Postgres takes
+//! the recordset for 100 rows, and a generic plan made while the table was small scans it
+//! whole as it grows (docs/BENCHMARKS.md, fifteenth reading).
+//!
+//! A row is a JSON object whose keys are the record's columns; `null` is SQL `NULL`, in a
+//! `jsonb` column too (a statement that stores a JSON `null` there writes
+//! `COALESCE(column, 'null'::jsonb)`). Each column's text goes through its type's input
+//! function, so a `bytea` cell is written with [`bytea`] and a `timestamptz` one with
+//! [`timestamp`]; a `jsonb` column takes the value as it is.
 
 use std::fmt::Write as _;
 
@@ -31,14 +37,6 @@ impl Rows {
             .map(|(column, cell)| (column.to_owned(), cell))
             .collect();
         self.0.push(Json::Object(row));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
     }
 
     /// The parameter to bind.
@@ -75,11 +73,6 @@ pub fn timestamp(at: DateTime<Utc>) -> Json {
     Json::String(at.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
-/// A nullable `timestamptz` cell.
-pub fn timestamp_or_null(at: Option<DateTime<Utc>>) -> Json {
-    at.map_or(Json::Null, timestamp)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,7 +95,6 @@ mod tests {
             timestamp(at),
             Json::String("2026-11-28T10:00:00.123456Z".into())
         );
-        assert_eq!(timestamp_or_null(None), Json::Null);
     }
 
     #[test]
@@ -110,7 +102,6 @@ mod tests {
         let mut rows = Rows::default();
         rows.push([("id", "a".into()), ("n", 1.into())]);
         rows.push([("id", Json::Null), ("n", 2.into())]);
-        assert_eq!(rows.len(), 2);
         let Value::Json(Some(json)) = rows.into_value() else {
             panic!("not a json value");
         };

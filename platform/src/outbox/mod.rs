@@ -268,7 +268,8 @@ mod tests {
     fn a_message_the_broker_would_refuse_is_refused_before_the_statement() {
         let mut empty = message("ORD-1", None);
         empty.payload.clear();
-        let mut values = Vec::new();
+        let mut values = vec![Value::from("before")];
         assert!(insert_values(&[message("ORD-2", None), empty], &mut values).is_err());
+        assert_eq!(values, [Value::from("before")], "nothing appended");
     }
 }

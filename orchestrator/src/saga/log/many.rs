@@ -96,7 +96,8 @@ pub async fn insert(conn: &impl ConnectionTrait, new: &[SagaRow]) -> Result<Vec<
     }
     let sql = format!(
         "INSERT INTO saga (saga_id, order_no, saga_type, state, step, attempt, data, traceparent) \
-         SELECT saga_id, order_no, saga_type, state, step, attempt, data, traceparent FROM {} \
+         SELECT saga_id, order_no, saga_type, state, step, attempt, \
+                COALESCE(data, 'null'::jsonb), traceparent FROM {} \
          ON CONFLICT (order_no) DO NOTHING RETURNING *",
         recordset::from(
             1,
