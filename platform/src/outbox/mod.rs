@@ -68,52 +68,37 @@ pub async fn enqueue(db: &impl ConnectionTrait, messages: &[OutgoingMessage]) ->
     Ok(())
 }
 
-/// The columns a statement of the caller's writes an outbox row with.
-const COLUMNS: &str =
-    "message_id, topic, tag, message_key, saga_id, step, attempt, traceparent, payload, created_at";
+/// The columns an outbox row is written with, and their types.
+const RECORD: [(&str, &str); 10] = [
+    ("message_id", "uuid"),
+    ("topic", "text"),
+    ("tag", "text"),
+    ("message_key", "text"),
+    ("saga_id", "text"),
+    ("step", "text"),
+    ("attempt", "int4"),
+    ("traceparent", "text"),
+    ("payload", "bytea"),
+    ("created_at", "timestamptz"),
+];
 
-/// `message`'s cells for [`COLUMNS`] (`$n::type, ...`), its values appended to `values` and
-/// numbered after those already there. A message the broker would refuse fails here.
-fn cells(message: &OutgoingMessage, values: &mut Vec<Value>) -> Result<String, DbErr> {
-    message
-        .validate()
-        .map_err(|err| DbErr::Custom(err.to_string()))?;
-    let cells: [(Value, &str); 10] = [
-        (message.message_id.into(), "uuid"),
-        (message.topic.clone().into(), "text"),
-        (message.tag.clone().into(), "text"),
-        (message.key.clone().into(), "text"),
-        (message.saga_id.clone().into(), "text"),
-        (message.step.clone().into(), "text"),
-        (
-            i32::try_from(message.attempt).unwrap_or(i32::MAX).into(),
-            "int4",
-        ),
-        (message.traceparent.clone().into(), "text"),
-        (message.payload.clone().into(), "bytea"),
-        (chrono::Utc::now().into(), "timestamptz"),
-    ];
-    let mut selected = Vec::with_capacity(cells.len());
-    for (value, ty) in cells {
-        values.push(value);
-        selected.push(format!("${}::{ty}", values.len()));
-    }
-    Ok(selected.join(", "))
-}
-
-/// `INSERT INTO outbox ... SELECT ... FROM {source}`: `message` as a data-modifying CTE of a
-/// caller's statement, written only when `source` (one of that statement's CTEs, returning at
-/// most one row) has a row, so a change and its event are one statement and one round trip.
-/// The message's values are appended to `values`, numbered after those already there. A
-/// message the broker would refuse fails here, before anything is sent.
+/// `INSERT INTO outbox ... SELECT ... FROM {source}, jsonb_to_recordset(...)`: `message` as a
+/// data-modifying CTE of a caller's statement, written only when `source` (one of that
+/// statement's CTEs, returning at most one row) has a row, so a change and its event are one
+/// statement and one round trip. The message is one parameter appended to `values`. A message
+/// the broker would refuse fails here, before anything is sent.
 pub fn insert_from(
     source: &str,
     message: &OutgoingMessage,
     values: &mut Vec<Value>,
 ) -> Result<String, DbErr> {
-    let cells = cells(message, values)?;
+    let mut rows = Rows::with_capacity(1);
+    rows.push(record(message, recordset::timestamp(chrono::Utc::now()))?);
+    values.push(rows.into_value());
     Ok(format!(
-        "INSERT INTO outbox ({COLUMNS}) SELECT {cells} FROM {source}"
+        "{} FROM {source}, {}",
+        insert(),
+        relation(values.len())
     ))
 }
 
@@ -131,45 +116,56 @@ pub fn insert_values(
     let now = recordset::timestamp(chrono::Utc::now());
     let mut rows = Rows::with_capacity(messages.len());
     for message in messages {
-        message
-            .validate()
-            .map_err(|err| DbErr::Custom(err.to_string()))?;
-        rows.push([
-            ("message_id", message.message_id.to_string().into()),
-            ("topic", message.topic.clone().into()),
-            ("tag", message.tag.clone().into()),
-            ("message_key", message.key.clone().into()),
-            ("saga_id", message.saga_id.clone().into()),
-            ("step", message.step.clone().into()),
-            (
-                "attempt",
-                i32::try_from(message.attempt).unwrap_or(i32::MAX).into(),
-            ),
-            ("traceparent", message.traceparent.clone().into()),
-            ("payload", recordset::bytea(&message.payload)),
-            ("created_at", now.clone()),
-        ]);
+        rows.push(record(message, now.clone())?);
     }
     values.push(rows.into_value());
     Ok(Some(format!(
-        "INSERT INTO outbox ({COLUMNS}) SELECT {COLUMNS} FROM {}",
-        recordset::from(values.len(), "m", &RECORD)
+        "{} FROM {}",
+        insert(),
+        relation(values.len())
     )))
 }
 
-/// [`COLUMNS`] and their types, as [`insert_values`] reads them.
-const RECORD: [(&str, &str); 10] = [
-    ("message_id", "uuid"),
-    ("topic", "text"),
-    ("tag", "text"),
-    ("message_key", "text"),
-    ("saga_id", "text"),
-    ("step", "text"),
-    ("attempt", "int4"),
-    ("traceparent", "text"),
-    ("payload", "bytea"),
-    ("created_at", "timestamptz"),
-];
+/// `message`'s row of [`RECORD`], written at `now`; a message the broker would refuse fails.
+fn record(
+    message: &OutgoingMessage,
+    now: serde_json::Value,
+) -> Result<[(&'static str, serde_json::Value); 10], DbErr> {
+    message
+        .validate()
+        .map_err(|err| DbErr::Custom(err.to_string()))?;
+    Ok([
+        ("message_id", message.message_id.to_string().into()),
+        ("topic", message.topic.clone().into()),
+        ("tag", message.tag.clone().into()),
+        ("message_key", message.key.clone().into()),
+        ("saga_id", message.saga_id.clone().into()),
+        ("step", message.step.clone().into()),
+        (
+            "attempt",
+            i32::try_from(message.attempt).unwrap_or(i32::MAX).into(),
+        ),
+        ("traceparent", message.traceparent.clone().into()),
+        ("payload", recordset::bytea(&message.payload)),
+        ("created_at", now),
+    ])
+}
+
+/// `INSERT INTO outbox (columns) SELECT m.columns`, for a relation `m` of [`RECORD`].
+fn insert() -> String {
+    let columns: Vec<&str> = RECORD.iter().map(|(column, _)| *column).collect();
+    let selected: Vec<String> = columns.iter().map(|column| format!("m.{column}")).collect();
+    format!(
+        "INSERT INTO outbox ({}) SELECT {}",
+        columns.join(", "),
+        selected.join(", ")
+    )
+}
+
+/// The messages of parameter `param` as the relation `m`.
+fn relation(param: usize) -> String {
+    recordset::from(param, "m", &RECORD)
+}
 
 /// Rows not yet published.
 pub async fn pending(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
